@@ -1,0 +1,1 @@
+"""dipguard's trigger table. Each trigger parses, calls one function in shared/, and formats."""

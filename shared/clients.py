@@ -1,0 +1,120 @@
+"""Lazily created, reused clients: the Redis pool and Table Storage clients.
+
+One set per worker process. Warmup opens them on a new Premium instance, but nothing
+relies on warmup having run: it fires only on scale-out, never on restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables.aio import TableClient
+
+from shared.settings import Settings
+
+__all__ = ["Clients", "make_redis", "make_table_client"]
+
+# The Table SDK retries 10 times with 300 s socket timeouts by default, which is fatal to
+# a 2.5 s deadline. dipguard retries nothing itself on the hot path: the stale copy is
+# the retry. Each call still passes its own timeouts from the remaining budget.
+TABLE_CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 0,
+    "retry_connect": 0,
+    "retry_read": 0,
+    "retry_status": 0,
+    "connection_timeout": 2,
+    "read_timeout": 2,
+}
+
+# Entra ID tokens for Azure Managed Redis are requested for this scope.
+REDIS_ENTRA_SCOPE = "https://redis.azure.com/.default"
+
+
+def make_redis(settings: Settings) -> aioredis.Redis:
+    """A pooled async Redis client with short timeouts; Entra ID when rediss:// has no password."""
+    timeout = settings.redis_timeout_ms / 1000
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": max(timeout, 0.5),
+        "max_connections": 256,
+        "health_check_interval": 30,
+        "decode_responses": False,
+    }
+    parts = urlsplit(settings.redis_url)
+    if parts.scheme == "rediss" and not parts.password:
+        from redis_entraid.cred_provider import create_from_default_azure_credential
+
+        options["credential_provider"] = create_from_default_azure_credential((REDIS_ENTRA_SCOPE,))
+    return aioredis.Redis.from_url(settings.redis_url, **options)
+
+
+def make_table_client(settings: Settings, table_name: str) -> TableClient:
+    """An async TableClient from a connection string (local) or an endpoint plus identity (Azure)."""
+    if settings.storage_connection_string is not None:
+        return TableClient.from_connection_string(
+            settings.storage_connection_string, table_name=table_name, **TABLE_CLIENT_OPTIONS
+        )
+    from azure.identity.aio import DefaultAzureCredential
+
+    assert settings.storage_table_uri is not None
+    return TableClient(
+        endpoint=settings.storage_table_uri,
+        table_name=table_name,
+        credential=DefaultAzureCredential(),
+        **TABLE_CLIENT_OPTIONS,
+    )
+
+
+class Clients:
+    """The worker's shared clients, created on first use and closed together."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._redis: aioredis.Redis | None = None
+        self._tables: dict[str, TableClient] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            self._redis = make_redis(self.settings)
+        return self._redis
+
+    def table(self, name: str) -> TableClient:
+        client = self._tables.get(name)
+        if client is None:
+            client = self._tables[name] = make_table_client(self.settings, name)
+        return client
+
+    async def open(self) -> dict[str, str]:
+        """Open the Redis pool and the Table connection now (warmup); report what answered."""
+        status: dict[str, str] = {}
+        async with self._lock:
+            try:
+                await asyncio.wait_for(self.redis.ping(), timeout=1.0)
+                status["redis"] = "ok"
+            except Exception as exc:  # warmup must never fail the instance
+                status["redis"] = f"unavailable: {type(exc).__name__}"
+            try:
+                # A point read of a key that never exists opens the connection and
+                # proves the identity can read, without writing anything.
+                table = self.table(self.settings.customer_table)
+                await asyncio.wait_for(table.get_entity("warmup", "warmup"), timeout=2.0)
+                status["table"] = "ok"
+            except ResourceNotFoundError:
+                status["table"] = "ok"
+            except Exception as exc:
+                status["table"] = f"unavailable: {type(exc).__name__}"
+        return status
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+        for client in self._tables.values():
+            await client.close()
+        self._tables.clear()

@@ -1,0 +1,241 @@
+"""Every setting dipguard reads, parsed and validated once.
+
+Settings come from the environment: ``local.settings.json`` ``Values`` locally, app
+settings in Azure. A bad value fails at start-up with an error that names the setting,
+because a typo found at 03:00 during a recall spike is a typo found too late.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+__all__ = [
+    "DEPLOYED_SETTINGS",
+    "SETTINGS",
+    "Settings",
+    "SettingsError",
+    "SettingSpec",
+    "load_settings",
+]
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed. ``name`` is the setting at fault."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"setting {name}: {message}")
+        self.name = name
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"expected a number from {lo} to {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _region(raw: str) -> str:
+    # Imported here so importing settings stays cheap for the scale timer.
+    import phonenumbers
+
+    region = raw.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"expected an ISO 3166 region code such as US or GB, got {raw!r}")
+    return region
+
+
+def _redis_url(raw: str) -> str:
+    url = raw.strip()
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a redis:// or rediss:// URL")
+    return url
+
+
+def _table_name(raw: str) -> str:
+    name = raw.strip()
+    # Table names: 3-63 alphanumerics, not starting with a digit.
+    if not (3 <= len(name) <= 63 and name.isalnum() and name.isascii() and name[0].isalpha()):
+        raise ValueError(f"expected 3-63 letters and digits starting with a letter, got {raw!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class SettingSpec(Generic[T]):
+    """One setting: its name, its default text, how to parse it, and whether Bicep sets it."""
+
+    name: str
+    default: str | None
+    parse: Callable[[str], T]
+    doc: str
+    deployed: bool = True
+
+
+SETTINGS: tuple[SettingSpec[object], ...] = (
+    SettingSpec("REDIS_URL", "redis://127.0.0.1:6379/0", _redis_url,
+                "Redis for the valve and cache. rediss:// without a password uses Entra ID."),
+    SettingSpec("REDIS_TIMEOUT_MS", "100", _int(5, 2000),
+                "Longest wait for one Redis command before it counts as a failure."),
+    SettingSpec("REDIS_BREAKER_FAILURES", "5", _int(1, 1000),
+                "Consecutive Redis failures that open the circuit breaker."),
+    SettingSpec("REDIS_BREAKER_RESET_SECONDS", "5", _int(1, 600),
+                "How long the breaker stays open before one trial call."),
+    SettingSpec("CUSTOMER_TABLE", "customers", _table_name,
+                "Table Storage table that holds customers and phone numbers."),
+    SettingSpec("MAX_DB_QPS", "200", _int(1, 100_000),
+                "Fleet-wide budget of Table reads in any 1-second sliding window."),
+    SettingSpec("LOCAL_DB_QPS", "20", _int(1, 100_000),
+                "Per-instance read budget while Redis is unreachable (about MAX_DB_QPS / instances)."),
+    SettingSpec("MAX_INFLIGHT_DB_READS", "16", _int(1, 10_000),
+                "Per-instance cap on Table reads in flight, so a slow database cannot pile up."),
+    SettingSpec("VALVE_GUARD_MS", "20", _int(0, 500),
+                "Added to the 1 s valve window so admissions a second apart still arrive apart."),
+    SettingSpec("CACHE_TTL_SECONDS", "60", _int(1, 86_400),
+                "How long a cached answer is fresh and spends no database budget."),
+    SettingSpec("STALE_TTL_SECONDS", "86400", _int(1, 30 * 86_400),
+                "How long a cached answer is kept to answer while shedding or failing."),
+    SettingSpec("NEGATIVE_TTL_SECONDS", "30", _int(1, 86_400),
+                "How long an unknown caller is remembered as unknown."),
+    SettingSpec("HANDLER_DEADLINE_MS", "2500", _int(100, 2900),
+                "Every dip answers within this many milliseconds, whatever the dependencies do."),
+    SettingSpec("DB_TIMEOUT_MS", "1500", _int(50, 2900),
+                "Longest single Table read, further capped by what is left of the deadline."),
+    SettingSpec("DEGRADED_TIER", "Standard", _text,
+                "Tier answered when neither the database nor the cache can say."),
+    SettingSpec("DEFAULT_REGION", "US", _region,
+                "Region used to read national-format caller numbers."),
+    SettingSpec("VALVE_MODE", "sliding", _choice("sliding", "off"),
+                "sliding: the fleet-wide valve; off: no valve (benchmarks only)."),
+    SettingSpec("SCALE_TIMER_SCHEDULE", "0 */5 * * * *", _text,
+                "NCRONTAB for the scale_schedule timer."),
+    SettingSpec("SCALE_SCHEDULE", "", _text,
+                "JSON day/night/high-risk schedule of always-ready and pre-warmed instances."),
+    SettingSpec("SCALE_DRY_RUN", "false", _bool,
+                "Log what the scale timer would change and change nothing."),
+    SettingSpec("SCALE_SYNC_PLAN_MINIMUM", "false", _bool,
+                "Also keep the plan minimum (sku.capacity) in step with always-ready."),
+    SettingSpec("SCALE_ZONE_REDUNDANT", "false", _bool,
+                "The plan is zone redundant, so always-ready may not go below 3."),
+    SettingSpec("ARM_ENDPOINT", "https://management.azure.com", _text,
+                "Azure Resource Manager endpoint (sovereign clouds differ)."),
+    SettingSpec("SCALE_SUBSCRIPTION_ID", "", _text,
+                "Override: subscription of the app to scale (default from WEBSITE_OWNER_NAME).",
+                deployed=False),
+    SettingSpec("SCALE_RESOURCE_GROUP", "", _text,
+                "Override: resource group of the app (default WEBSITE_RESOURCE_GROUP).",
+                deployed=False),
+    SettingSpec("SCALE_SITE_NAME", "", _text,
+                "Override: the app to scale (default WEBSITE_SITE_NAME).", deployed=False),
+    SettingSpec("SCALE_PLAN_NAME", "", _text,
+                "Override: the Premium plan (default read from the site).", deployed=False),
+    SettingSpec("SURGE_TABLE", "surges", _table_name,
+                "Table Storage table that holds operator surges."),
+)
+
+# Settings Bicep must set on the function app; tests/test_bicep.py holds it to that.
+DEPLOYED_SETTINGS: tuple[str, ...] = tuple(s.name for s in SETTINGS if s.deployed) + (
+    "CustomerStorage__tableServiceUri",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str
+    redis_timeout_ms: int
+    redis_breaker_failures: int
+    redis_breaker_reset_seconds: int
+    customer_table: str
+    max_db_qps: int
+    local_db_qps: int
+    max_inflight_db_reads: int
+    valve_guard_ms: int
+    cache_ttl_seconds: int
+    stale_ttl_seconds: int
+    negative_ttl_seconds: int
+    handler_deadline_ms: int
+    db_timeout_ms: int
+    degraded_tier: str
+    default_region: str
+    valve_mode: str
+    scale_timer_schedule: str
+    scale_schedule: str
+    scale_dry_run: bool
+    scale_sync_plan_minimum: bool
+    scale_zone_redundant: bool
+    arm_endpoint: str
+    scale_subscription_id: str
+    scale_resource_group: str
+    scale_site_name: str
+    scale_plan_name: str
+    surge_table: str
+    # Exactly one of these is set: a connection string locally, an endpoint in Azure.
+    storage_connection_string: str | None
+    storage_table_uri: str | None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Parse and validate every setting; raise SettingsError naming the first bad one."""
+    source = os.environ if env is None else env
+    values: dict[str, object] = {}
+    for spec in SETTINGS:
+        raw = source.get(spec.name, spec.default)
+        if raw is None:
+            raise SettingsError(spec.name, "is required")
+        try:
+            values[spec.name.lower()] = spec.parse(raw)
+        except ValueError as exc:
+            raise SettingsError(spec.name, str(exc)) from None
+
+    conn = source.get("CustomerStorage", "").strip() or None
+    uri = source.get("CustomerStorage__tableServiceUri", "").strip() or None
+    if conn is None and uri is None:
+        raise SettingsError(
+            "CustomerStorage",
+            "set CustomerStorage (a connection string) or CustomerStorage__tableServiceUri",
+        )
+    if uri is not None and not uri.startswith(("https://", "http://")):
+        raise SettingsError("CustomerStorage__tableServiceUri", "expected an https:// URL")
+    if conn is not None and "=" not in conn:
+        raise SettingsError("CustomerStorage", "expected a connection string (Key=Value;...)")
+
+    settings = Settings(storage_connection_string=conn, storage_table_uri=uri, **values)  # type: ignore[arg-type]
+    if settings.local_db_qps > settings.max_db_qps:
+        raise SettingsError("LOCAL_DB_QPS", "must not exceed MAX_DB_QPS")
+    if settings.stale_ttl_seconds < settings.cache_ttl_seconds:
+        raise SettingsError("STALE_TTL_SECONDS", "must be at least CACHE_TTL_SECONDS")
+    if settings.db_timeout_ms >= settings.handler_deadline_ms:
+        raise SettingsError("DB_TIMEOUT_MS", "must be below HANDLER_DEADLINE_MS")
+    return settings

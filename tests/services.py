@@ -1,0 +1,125 @@
+"""Real local services for the test session: redis-server and Azurite.
+
+Each is reused when already listening, otherwise started here and stopped at the end.
+scripts/test installs the binaries; these helpers only find and run them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+AZURITE_CONNECTION_STRING = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+        return True
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(port):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+class RedisServer:
+    """A redis-server of the test's own, which a test may stop and start again."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+        deadline = time.monotonic() + 5
+        while port_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def azurite_binary() -> str:
+    env = os.environ.get("AZURITE_BIN")
+    if env:
+        return env
+    local = ROOT / ".tools" / "node_modules" / ".bin" / "azurite-table"
+    if local.exists():
+        return str(local)
+    found = shutil.which("azurite-table")
+    if found:
+        return found
+    raise RuntimeError("azurite-table not found: run scripts/test, which installs it")
+
+
+class Azurite:
+    """Azurite's Table service, in memory, reused if one already listens on the port."""
+
+    def __init__(self, port: int = 10002) -> None:
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return AZURITE_CONNECTION_STRING.format(port=self.port)
+
+    def start(self) -> None:
+        if port_open(self.port):
+            return
+        self._workdir = tempfile.TemporaryDirectory(prefix="azurite-")
+        self.proc = subprocess.Popen(
+            [azurite_binary(), "--tablePort", str(self.port), "--tableHost", "127.0.0.1",
+             "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
+             "--location", self._workdir.name],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, timeout=60)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
