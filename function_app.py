@@ -2,10 +2,51 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from typing import Any
+
 import azure.functions as func
+
+from shared.contract import ContractError, parse_dip_request
+from shared.health import health_report
+from shared.runtime import runtime
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
+# Settings are parsed when the host loads this file, so a bad value stops start-up with
+# an error naming the setting instead of failing the first dip of a spike.
+runtime()
+
+
+def json_response(body: Any, status: int = 200) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body, separators=(",", ":")), status_code=status,
+                             mimetype="application/json")
+
+
 # --- data dip (issue 2) ---
+
+@app.function_name("ivr_lookup")
+@app.route(route="lookup", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def ivr_lookup(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        request = parse_dip_request(req.get_body(), req.headers.get("content-type"))
+    except ContractError as exc:
+        return json_response(exc.body(), exc.status)
+    outcome = await runtime().dips.answer(request)
+    return json_response(outcome.answer.body())
+
+
+@app.function_name("health")
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(await health_report(runtime()))
+
+
+@app.warm_up_trigger("warmup")
+async def warmup(warmup: func.Context) -> None:
+    status = await runtime().clients.open()
+    logging.getLogger("dipguard.warmup").info("warmup %s", json.dumps(status))
+
 
 # --- scale schedule and surge (issue 3) ---

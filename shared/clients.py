@@ -48,12 +48,13 @@ def make_redis(settings: Settings) -> aioredis.Redis:
     if parts.scheme == "rediss" and not parts.password:
         from redis_entraid.cred_provider import create_from_default_azure_credential
 
-        options["credential_provider"] = create_from_default_azure_credential((REDIS_ENTRA_SCOPE,))
+        provider = create_from_default_azure_credential((REDIS_ENTRA_SCOPE,))
+        options["credential_provider"] = provider
     return aioredis.Redis.from_url(settings.redis_url, **options)
 
 
 def make_table_client(settings: Settings, table_name: str) -> TableClient:
-    """An async TableClient from a connection string (local) or an endpoint plus identity (Azure)."""
+    """An async TableClient: connection string locally, endpoint plus identity in Azure."""
     if settings.storage_connection_string is not None:
         return TableClient.from_connection_string(
             settings.storage_connection_string, table_name=table_name, **TABLE_CLIENT_OPTIONS

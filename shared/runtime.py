@@ -7,9 +7,14 @@ of their own from explicit settings and never patch module globals.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
+from shared.cache import RedisCache
 from shared.clients import Clients
+from shared.customers import TableCustomerStore
+from shared.lookup import DipService
 from shared.settings import Settings, load_settings
+from shared.valve import Breaker, FleetValve, LocalValve, OpenValve, RedisValve, Valve
 
 __all__ = ["Runtime", "runtime", "set_runtime"]
 
@@ -21,6 +26,41 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.clients = Clients(self.settings)
+
+    @cached_property
+    def redis_breaker(self) -> Breaker:
+        """One breaker for every use of Redis: the cache and the valve fail together."""
+        s = self.settings
+        return Breaker(s.redis_breaker_failures, s.redis_breaker_reset_seconds)
+
+    @cached_property
+    def valve(self) -> Valve:
+        s = self.settings
+        if s.valve_mode == "off":
+            return OpenValve()
+        window_s = 1.0 + s.valve_guard_ms / 1000
+        return FleetValve(
+            RedisValve(self.clients.redis, s.max_db_qps, window_s),
+            LocalValve(s.local_db_qps, window_s),
+            self.redis_breaker,
+        )
+
+    @cached_property
+    def dips(self) -> DipService:
+        s = self.settings
+        return DipService(
+            cache=RedisCache(self.clients.redis, self.redis_breaker,
+                             fresh_ttl_s=s.cache_ttl_seconds, stale_ttl_s=s.stale_ttl_seconds,
+                             negative_ttl_s=s.negative_ttl_seconds),
+            valve=self.valve,
+            store=TableCustomerStore(self.clients.table(s.customer_table)),
+            deadline_ms=s.handler_deadline_ms,
+            db_timeout_ms=s.db_timeout_ms,
+            redis_timeout_ms=s.redis_timeout_ms,
+            max_inflight_reads=None if s.valve_mode == "off" else s.max_inflight_db_reads,
+            degraded_tier=s.degraded_tier,
+            region=s.default_region,
+        )
 
 
 _current: Runtime | None = None

@@ -15,10 +15,11 @@ from typing import Generic, TypeVar
 __all__ = [
     "DEPLOYED_SETTINGS",
     "SETTINGS",
+    "SettingSpec",
     "Settings",
     "SettingsError",
-    "SettingSpec",
     "load_settings",
+    "with_local_settings",
 ]
 
 T = TypeVar("T")
@@ -118,7 +119,7 @@ SETTINGS: tuple[SettingSpec[object], ...] = (
     SettingSpec("MAX_DB_QPS", "200", _int(1, 100_000),
                 "Fleet-wide budget of Table reads in any 1-second sliding window."),
     SettingSpec("LOCAL_DB_QPS", "20", _int(1, 100_000),
-                "Per-instance read budget while Redis is unreachable (about MAX_DB_QPS / instances)."),
+                "Per-instance read budget while Redis is down (about MAX_DB_QPS / instances)."),
     SettingSpec("MAX_INFLIGHT_DB_READS", "16", _int(1, 10_000),
                 "Per-instance cap on Table reads in flight, so a slow database cannot pile up."),
     SettingSpec("VALVE_GUARD_MS", "20", _int(0, 500),
@@ -166,7 +167,8 @@ SETTINGS: tuple[SettingSpec[object], ...] = (
 )
 
 # Settings Bicep must set on the function app; tests/test_bicep.py holds it to that.
-DEPLOYED_SETTINGS: tuple[str, ...] = tuple(s.name for s in SETTINGS if s.deployed) + (
+DEPLOYED_SETTINGS: tuple[str, ...] = (
+    *(s.name for s in SETTINGS if s.deployed),
     "CustomerStorage__tableServiceUri",
 )
 
@@ -206,6 +208,24 @@ class Settings:
     storage_table_uri: str | None
 
 
+def with_local_settings(path: str = "local.settings.json") -> dict[str, str]:
+    """The environment, plus local.settings.json ``Values`` for names it does not set.
+
+    This is how ``func start`` reads local settings; command-line tools (the loader, the
+    schedule preview, the dev host) use it so they see what the app sees.
+    """
+    import json
+    from pathlib import Path
+
+    merged = dict(os.environ)
+    file = Path(path)
+    if file.exists():
+        values = json.loads(file.read_text(encoding="utf-8")).get("Values", {})
+        for name, value in values.items():
+            merged.setdefault(name, str(value))
+    return merged
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Parse and validate every setting; raise SettingsError naming the first bad one."""
     source = os.environ if env is None else env
@@ -231,7 +251,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if conn is not None and "=" not in conn:
         raise SettingsError("CustomerStorage", "expected a connection string (Key=Value;...)")
 
-    settings = Settings(storage_connection_string=conn, storage_table_uri=uri, **values)  # type: ignore[arg-type]
+    settings = Settings(
+        storage_connection_string=conn, storage_table_uri=uri, **values  # type: ignore[arg-type]
+    )
     if settings.local_db_qps > settings.max_db_qps:
         raise SettingsError("LOCAL_DB_QPS", "must not exceed MAX_DB_QPS")
     if settings.stale_ttl_seconds < settings.cache_ttl_seconds:

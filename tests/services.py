@@ -106,8 +106,8 @@ class Azurite:
         self._workdir = tempfile.TemporaryDirectory(prefix="azurite-")
         self.proc = subprocess.Popen(
             [azurite_binary(), "--tablePort", str(self.port), "--tableHost", "127.0.0.1",
-             "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
-             "--location", self._workdir.name],
+             "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--loose"],
+            cwd=self._workdir.name,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port, timeout=60)

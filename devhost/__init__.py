@@ -1,0 +1,1 @@
+"""Local stand-in for `func start` (not deployed; see .funcignore)."""

@@ -1,0 +1,1 @@
+"""dipguard: the app logic behind function_app.py."""

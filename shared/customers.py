@@ -1,0 +1,146 @@
+"""Customers in Azure Table Storage: the key design, point reads, and the loader's writes.
+
+Key design
+    RowKey        ``c|<customerId>`` or ``p|<E.164>``, with the characters Table keys
+                  forbid percent-encoded.
+    PartitionKey  ``b<xx>``: two hex digits of the RowKey's SHA-256, so 256 partitions.
+                  A partition serves up to 2,000 entities/s; hashing spreads a spike's
+                  callers evenly however their numbers cluster, and still lets the loader
+                  batch up to 100 upserts per partition.
+
+A phone entity repeats the customer's fields, so a dip by number is one point read.
+Reads are ``get_entity`` only: a filter is never built from caller input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.data.tables.aio import TableClient
+
+__all__ = [
+    "PARTITIONS",
+    "CustomerRecord",
+    "CustomerStore",
+    "DatabaseUnavailable",
+    "LookupKey",
+    "TableCustomerStore",
+    "encode_key",
+    "entities_for",
+    "is_table_missing",
+    "table_keys",
+]
+
+PARTITIONS = 256
+KeyKind = Literal["customerId", "ani"]
+_ROW_PREFIX: dict[KeyKind, str] = {"customerId": "c|", "ani": "p|"}
+
+
+class DatabaseUnavailable(Exception):
+    """Table Storage did not answer in time or answered with an error."""
+
+
+@dataclass(frozen=True)
+class LookupKey:
+    kind: KeyKind
+    value: str
+
+    @property
+    def cache_key(self) -> str:
+        return _ROW_PREFIX[self.kind] + self.value
+
+
+@dataclass(frozen=True)
+class CustomerRecord:
+    customer_id: str
+    tier: str
+    is_vip: bool
+    preferred_language: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"customerId": self.customer_id, "tier": self.tier, "isVip": self.is_vip,
+                "preferredLanguage": self.preferred_language}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CustomerRecord:
+        return cls(str(data["customerId"]), str(data["tier"]), bool(data["isVip"]),
+                   str(data.get("preferredLanguage") or ""))
+
+
+def encode_key(value: str) -> str:
+    """Percent-encode what Table keys forbid: / \\ # ? and control characters (and %)."""
+    out = []
+    for ch in value:
+        code = ord(ch)
+        if ch in "/\\#?%" or code < 0x20 or 0x7F <= code <= 0x9F:
+            out.append("".join(f"%{b:02X}" for b in ch.encode()))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def table_keys(key: LookupKey) -> tuple[str, str]:
+    """(PartitionKey, RowKey) for a lookup key."""
+    row = _ROW_PREFIX[key.kind] + encode_key(key.value)
+    bucket = int.from_bytes(hashlib.sha256(row.encode()).digest()[:4], "big") % PARTITIONS
+    return f"b{bucket:02x}", row
+
+
+def entities_for(record: CustomerRecord, phones: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The entities that make a customer findable by id and by each of its numbers."""
+    fields = {"CustomerId": record.customer_id, "Tier": record.tier, "IsVip": record.is_vip,
+              "PreferredLanguage": record.preferred_language}
+    keys = [LookupKey("customerId", record.customer_id)]
+    keys += [LookupKey("ani", phone) for phone in phones]
+    for key in keys:
+        pk, rk = table_keys(key)
+        yield {"PartitionKey": pk, "RowKey": rk, **fields}
+
+
+def is_table_missing(exc: ResourceNotFoundError) -> bool:
+    """A 404 for the table itself, as opposed to a missing entity."""
+    code = getattr(exc, "error_code", None)
+    return str(getattr(code, "value", code)) == "TableNotFound"
+
+
+def _record(entity: dict[str, Any]) -> CustomerRecord:
+    return CustomerRecord(str(entity["CustomerId"]), str(entity.get("Tier") or ""),
+                          bool(entity.get("IsVip", False)),
+                          str(entity.get("PreferredLanguage") or ""))
+
+
+class CustomerStore(Protocol):
+    async def get(self, key: LookupKey, timeout: float) -> CustomerRecord | None:
+        """The customer for a key, None if unknown; DatabaseUnavailable if it cannot say."""
+        ...
+
+
+class TableCustomerStore:
+    """Point reads against an async azure-data-tables TableClient."""
+
+    def __init__(self, table: TableClient) -> None:
+        self.table = table
+
+    async def get(self, key: LookupKey, timeout: float) -> CustomerRecord | None:
+        pk, rk = table_keys(key)
+        try:
+            # Socket timeouts bound each phase; wait_for bounds the whole call, DNS and
+            # token fetches included.
+            entity = await asyncio.wait_for(
+                self.table.get_entity(pk, rk, connection_timeout=timeout, read_timeout=timeout),
+                timeout,
+            )
+        except ResourceNotFoundError as exc:
+            if is_table_missing(exc):
+                # A missing table is a broken deployment, not an unknown caller: never
+                # cache it as "not found".
+                raise DatabaseUnavailable("TableNotFound") from exc
+            return None
+        except (AzureError, OSError, TimeoutError) as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from exc
+        return _record(entity)

@@ -1,0 +1,218 @@
+"""One dip, from request to answer, inside the deadline whatever the dependencies do.
+
+    fresh cache hit ───────────────────────────────────────────────▶ "cache"
+    miss ─▶ in-flight slot? ─▶ valve.admit() ─▶ Table point read ──▶ "database"
+               │ no               │ shed           │ timeout / error
+               └──────────────────┴────────────────┴──▶ stale copy ─▶ "stale"
+                                                         └─ none ───▶ "degraded"
+
+Every wait takes its timeout from what is left of the deadline, and the whole dip is
+bounded once more from outside, so the answer is never later than HANDLER_DEADLINE_MS.
+A fast degraded answer beats a slow correct one: a Genesys org runs about 30 data actions
+at once, so its dip throughput is roughly 30 / latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.cache import Cache, Cached, CacheUnavailable, SingleFlight
+from shared.contract import Answer, DipRequest, Source
+from shared.customers import CustomerRecord, CustomerStore, DatabaseUnavailable, LookupKey
+from shared.phone import normalize_number
+from shared.valve import Valve
+
+__all__ = ["DipLog", "DipService", "Outcome", "Shed", "lookup_key"]
+
+log = logging.getLogger("dipguard.dip")
+
+# Kept back from the deadline for writing the answer after the last dependency gives up.
+_REPLY_RESERVE_S = 0.05
+
+
+class Shed(Exception):
+    """The read was not attempted: no in-flight slot, or the budget is spent."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DipLog:
+    """The one structured line per dip. It names the key's kind, never the caller's number."""
+
+    key_kind: str
+    source: Source
+    latency_ms: float
+    shed: bool
+    reason: str | None
+
+    def line(self) -> str:
+        return "dip " + json.dumps(
+            {"event": "dip", "keyKind": self.key_kind, "source": self.source,
+             "latencyMs": round(self.latency_ms, 2), "shed": self.shed, "reason": self.reason},
+            separators=(",", ":"),
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    answer: Answer
+    log: DipLog
+
+
+@dataclass
+class _Dip:
+    """What one dip has learnt so far, so a deadline cut can still answer from it."""
+
+    key: LookupKey
+    stale: Cached | None = None
+    shed: bool = False
+    reason: str | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+def lookup_key(request: DipRequest, region: str) -> LookupKey | None:
+    """customerId wins over the ANI; a withheld or unparseable ANI names nobody."""
+    if request.customer_id is not None:
+        return LookupKey("customerId", request.customer_id)
+    number = normalize_number(request.ani, region)
+    return None if number is None else LookupKey("ani", number)
+
+
+class DipService:
+    def __init__(
+        self,
+        *,
+        cache: Cache,
+        valve: Valve,
+        store: CustomerStore,
+        deadline_ms: int,
+        db_timeout_ms: int,
+        redis_timeout_ms: int,
+        max_inflight_reads: int | None,
+        degraded_tier: str,
+        region: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cache = cache
+        self.valve = valve
+        self.store = store
+        self.deadline_s = deadline_ms / 1000
+        self.db_timeout_s = db_timeout_ms / 1000
+        self.redis_timeout_s = redis_timeout_ms / 1000
+        self.max_inflight_reads = max_inflight_reads
+        self.degraded_tier = degraded_tier
+        self.region = region
+        self._clock = clock
+        self._flight: SingleFlight[CustomerRecord | None] = SingleFlight()
+        self._inflight_reads = 0
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def inflight_reads(self) -> int:
+        return self._inflight_reads
+
+    async def answer(self, request: DipRequest) -> Outcome:
+        started = self._clock()
+        key = lookup_key(request, self.region)
+        if key is None:
+            return self._finish("none", Answer.unknown(self.degraded_tier, "none"), started)
+        dip = _Dip(key, started=started)
+        budget = self.deadline_s - _REPLY_RESERVE_S
+        try:
+            answer = await asyncio.wait_for(self._resolve(dip), budget)
+        except TimeoutError:
+            dip.reason = dip.reason or "deadline"
+            answer = self._fallback(dip)
+        except Exception:
+            # A bug here must still not send the caller down Genesys' Failure path.
+            log.exception("dip failed unexpectedly; answering the fallback")
+            dip.reason = "internal_error"
+            answer = self._fallback(dip)
+        return self._finish(key.kind, answer, started, dip)
+
+    def _remaining(self, dip: _Dip) -> float:
+        return dip.started + self.deadline_s - _REPLY_RESERVE_S - self._clock()
+
+    async def _resolve(self, dip: _Dip) -> Answer:
+        try:
+            cached = await self.cache.get(
+                dip.key.cache_key, min(self.redis_timeout_s, self._remaining(dip))
+            )
+        except CacheUnavailable:
+            cached = None
+        if cached is not None and cached.fresh:
+            return self._from_record(cached.record, "cache")
+        dip.stale = cached
+        try:
+            record = await self._flight.do(
+                dip.key.cache_key, lambda: self._read(dip), self._remaining(dip)
+            )
+        except Shed as exc:
+            dip.shed, dip.reason = True, exc.reason
+            return self._fallback(dip)
+        except DatabaseUnavailable as exc:
+            dip.reason = f"database: {exc}"
+            return self._fallback(dip)
+        return self._from_record(record, "database")
+
+    async def _read(self, dip: _Dip) -> CustomerRecord | None:
+        """The single-flight leader's read: slot, budget, point read, then cache it."""
+        if self.max_inflight_reads is not None and self._inflight_reads >= self.max_inflight_reads:
+            raise Shed("inflight")
+        self._inflight_reads += 1
+        try:
+            admitted = await self.valve.admit(min(self.redis_timeout_s, self._remaining(dip)))
+            if not admitted:
+                raise Shed("budget")
+            timeout = min(self.db_timeout_s, self._remaining(dip))
+            if timeout <= 0:
+                raise Shed("deadline")
+            record = await self.store.get(dip.key, timeout)
+        finally:
+            self._inflight_reads -= 1
+        # The caller is answered "database" whether or not Redis takes the copy.
+        self._spawn(self._store_copy(dip.key, record))
+        return record
+
+    async def _store_copy(self, key: LookupKey, record: CustomerRecord | None) -> None:
+        try:
+            await self.cache.put(key.cache_key, record, self.redis_timeout_s)
+        except CacheUnavailable:
+            pass
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for background cache writes (tests, shutdown)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    def _fallback(self, dip: _Dip) -> Answer:
+        if dip.stale is not None:
+            return self._from_record(dip.stale.record, "stale")
+        return Answer.unknown(self.degraded_tier, "degraded")
+
+    def _from_record(self, record: CustomerRecord | None, source: Source) -> Answer:
+        if record is None:
+            return Answer.unknown(self.degraded_tier, source)
+        return Answer(True, record.customer_id, record.tier or self.degraded_tier,
+                      record.is_vip, record.preferred_language, source)
+
+    def _finish(self, key_kind: str, answer: Answer, started: float,
+                dip: _Dip | None = None) -> Outcome:
+        entry = DipLog(key_kind, answer.source, (self._clock() - started) * 1000,
+                       dip.shed if dip else False, dip.reason if dip else None)
+        log.info(entry.line())
+        return Outcome(answer, entry)
