@@ -1,0 +1,405 @@
+"""The schedule's rules: windows, overlaps, dated windows, DST, validation, preview."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from shared.schedule import (
+    ScheduleError,
+    Surge,
+    desired_at,
+    local_instant,
+    main,
+    parse_schedule,
+    summarize,
+    transitions,
+)
+
+NY = ZoneInfo("America/New_York")
+
+EXAMPLE: dict[str, Any] = {
+    "timezone": "America/New_York",
+    "default": {"alwaysReady": 1, "preWarmed": 1},
+    "windows": [
+        {"name": "business-hours", "days": ["mon", "tue", "wed", "thu", "fri"],
+         "start": "07:00", "end": "22:00", "alwaysReady": 5},
+        {"name": "weekly-promo", "days": ["tue"], "start": "10:00", "end": "11:00",
+         "alwaysReady": 20, "preWarmed": 2, "maxBurst": 60},
+        {"name": "recall-briefing", "from": "2026-12-01T09:00", "to": "2026-12-01T12:00",
+         "alwaysReady": 20},
+    ],
+}
+
+
+def sched(windows: list[dict[str, Any]] | None = None, *, default: dict[str, Any] | None = None,
+          tz: str = "America/New_York", zone_redundant: bool = False) -> Any:
+    doc = {"timezone": tz, "default": default or {"alwaysReady": 1},
+           "windows": windows or []}
+    return parse_schedule(json.dumps(doc), zone_redundant=zone_redundant)
+
+
+def local(text: str, tz: ZoneInfo = NY, fold: int = 0) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=tz, fold=fold)
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def test_example_schedule_gives_night_day_and_promo_levels() -> None:
+    s = parse_schedule(json.dumps(EXAMPLE))
+    assert desired_at(s, local("2026-11-30T03:00")).levels == (1, 1, 1)   # Monday night
+    assert desired_at(s, local("2026-11-30T07:00")).levels == (5, 1, 5)   # start is inclusive
+    assert desired_at(s, local("2026-11-30T21:59")).levels == (5, 1, 5)
+    assert desired_at(s, local("2026-11-30T22:00")).levels == (1, 1, 1)   # end is exclusive
+    assert desired_at(s, local("2026-12-05T12:00")).levels == (1, 1, 1)   # Saturday
+
+
+def test_overlapping_windows_take_the_largest_value_of_each_field() -> None:
+    s = sched([
+        {"name": "a", "start": "09:00", "end": "12:00", "alwaysReady": 8, "preWarmed": 1},
+        {"name": "b", "start": "10:00", "end": "11:00", "alwaysReady": 4, "preWarmed": 3,
+         "maxBurst": 30},
+    ])
+    d = desired_at(s, local("2026-12-02T10:30"))
+    assert (d.always_ready, d.pre_warmed, d.max_burst) == (8, 3, 30)
+    assert d.reasons["alwaysReady"] == ("a",)
+    assert d.reasons["preWarmed"] == ("b",)
+    assert d.reasons["maxBurst"] == ("b",)
+
+
+def test_a_window_overrides_the_default_even_downwards() -> None:
+    s = sched([{"name": "night", "start": "22:00", "end": "07:00", "alwaysReady": 1}],
+              default={"alwaysReady": 5})
+    assert desired_at(s, local("2026-12-02T23:00")).always_ready == 1
+    assert desired_at(s, local("2026-12-02T12:00")).always_ready == 5
+
+
+def test_max_burst_is_never_below_always_ready() -> None:
+    s = sched([{"name": "peak", "start": "09:00", "end": "10:00", "alwaysReady": 12}],
+              default={"alwaysReady": 2, "maxBurst": 10})
+    d = desired_at(s, local("2026-12-02T09:30"))
+    assert d.max_burst == 12 and d.reasons["maxBurst"] == ("alwaysReady",)
+    assert desired_at(s, local("2026-12-02T11:00")).max_burst == 10
+
+
+def test_pre_warmed_defaults_to_one() -> None:
+    assert desired_at(sched(), local("2026-12-02T12:00")).pre_warmed == 1
+
+
+def test_midnight_crossing_window_belongs_to_the_day_it_starts_on() -> None:
+    s = sched([{"name": "fri-night", "days": ["fri"], "start": "22:00", "end": "02:00",
+                "alwaysReady": 6}])
+    assert desired_at(s, local("2026-12-04T23:30")).always_ready == 6   # Fri
+    assert desired_at(s, local("2026-12-05T01:59")).always_ready == 6   # Sat, from Fri
+    assert desired_at(s, local("2026-12-05T02:00")).always_ready == 1
+    # Friday 01:00 would belong to a Thursday start, and Thursday is not listed.
+    assert desired_at(s, local("2026-12-04T01:00")).always_ready == 1
+    # Saturday 22:00 is not a Friday either.
+    assert desired_at(s, local("2026-12-05T23:00")).always_ready == 1
+
+
+def test_end_of_day_is_written_24_00() -> None:
+    s = sched([{"name": "evening", "start": "18:00", "end": "24:00", "alwaysReady": 3}])
+    assert desired_at(s, local("2026-12-02T23:59")).always_ready == 3
+    assert desired_at(s, local("2026-12-03T00:00")).always_ready == 1
+
+
+def test_windows_without_days_run_every_day() -> None:
+    s = sched([{"name": "daily", "start": "12:00", "end": "13:00", "alwaysReady": 3}])
+    for day in range(7):
+        at = local("2026-11-30T12:30") + timedelta(days=day)
+        assert desired_at(s, at).always_ready == 3
+
+
+def test_dated_window_uses_the_schedule_timezone() -> None:
+    s = parse_schedule(json.dumps(EXAMPLE))
+    # 09:00 in New York on 1 Dec (EST) is 14:00 UTC.
+    assert desired_at(s, utc("2026-12-01T13:59:59")).always_ready == 5
+    assert desired_at(s, utc("2026-12-01T14:00")).always_ready == 20
+    assert desired_at(s, utc("2026-12-01T17:00")).always_ready == 5
+
+
+def test_dated_window_in_another_zone_moves_with_it() -> None:
+    s = sched([{"name": "tokyo", "from": "2026-12-01T09:00", "to": "2026-12-01T10:00",
+                "alwaysReady": 7}], tz="Asia/Tokyo")
+    assert desired_at(s, utc("2026-12-01T00:00")).always_ready == 7   # 09:00 JST
+    assert desired_at(s, utc("2026-12-01T01:00")).always_ready == 1
+
+
+def test_naive_instants_are_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        desired_at(sched(), datetime(2026, 12, 1, 9))
+
+
+# --------------------------------------------------------------------------- DST
+
+
+def test_spring_forward_start_is_still_0700_local() -> None:
+    s = sched([{"name": "day", "start": "07:00", "end": "22:00", "alwaysReady": 5}])
+    # 7 March is EST (UTC-5), 8 March 2026 is the spring-forward Sunday (EDT, UTC-4).
+    assert transitions(s, utc("2026-03-07T05:00"), utc("2026-03-07T23:59"))[1].at == utc(
+        "2026-03-07T12:00")
+    assert transitions(s, utc("2026-03-08T05:00"), utc("2026-03-08T23:59"))[1].at == utc(
+        "2026-03-08T11:00")
+
+
+def test_spring_forward_window_over_the_gap_lasts_one_real_hour() -> None:
+    s = sched([{"name": "early", "start": "01:00", "end": "03:00", "alwaysReady": 4}],
+              default={"alwaysReady": 1})
+    summary = summarize(s, local("2026-03-08T00:00"), local("2026-03-09T00:00"))
+    assert summary.hours == 23
+    # 22 hours at 1, plus one real hour at 4.
+    assert summary.instance_hours == pytest.approx(22 * 1 + 1 * 4)
+
+
+def test_boundary_inside_the_spring_gap_happens_when_the_clock_jumps() -> None:
+    s = sched([{"name": "gap", "start": "02:30", "end": "05:00", "alwaysReady": 4}])
+    assert local_instant(datetime(2026, 3, 8, 2, 30), NY) == utc("2026-03-08T07:00")
+    assert desired_at(s, utc("2026-03-08T06:59:59")).always_ready == 1   # 01:59:59 EST
+    assert desired_at(s, utc("2026-03-08T07:00")).always_ready == 4      # 03:00 EDT
+
+
+def test_fall_back_window_over_the_repeated_hour_lasts_three_real_hours() -> None:
+    s = sched([{"name": "early", "start": "01:00", "end": "03:00", "alwaysReady": 4}])
+    steps = transitions(s, local("2026-11-01T00:00"), local("2026-11-01T12:00"))
+    assert [(t.at, t.desired.always_ready) for t in steps[1:]] == [
+        (utc("2026-11-01T05:00"), 4),   # 01:00 EDT, the first 01:00
+        (utc("2026-11-01T08:00"), 1),   # 03:00 EST
+    ]
+
+
+def test_fall_back_ambiguous_end_is_the_first_occurrence_without_flapping() -> None:
+    s = sched([{"name": "late", "start": "22:00", "end": "01:30", "alwaysReady": 4}])
+    assert local_instant(datetime(2026, 11, 1, 1, 30), NY) == utc("2026-11-01T05:30")
+    assert desired_at(s, utc("2026-11-01T05:29")).always_ready == 4   # 01:29 EDT
+    assert desired_at(s, utc("2026-11-01T05:30")).always_ready == 1   # 01:30 EDT
+    assert desired_at(s, utc("2026-11-01T06:15")).always_ready == 1   # 01:15 EST: stays off
+
+
+def test_fall_back_day_counts_25_real_hours() -> None:
+    s = sched(default={"alwaysReady": 2})
+    summary = summarize(s, local("2026-11-01T00:00"), local("2026-11-02T00:00"))
+    assert summary.hours == 25
+    assert summary.instance_hours == pytest.approx(50)
+
+
+def test_a_dst_week_loses_and_gains_no_hour_of_the_daily_window() -> None:
+    # The 07:00-22:00 window is 15 real hours on the spring-forward and fall-back days too.
+    s = sched([{"name": "day", "start": "07:00", "end": "22:00", "alwaysReady": 3}],
+              default={"alwaysReady": 1})
+    for start in ("2026-03-05T00:00", "2026-10-29T00:00"):
+        begin = local(start)
+        end = datetime.combine(begin.date() + timedelta(days=7), begin.time(), NY)
+        summary = summarize(s, begin, end)
+        night_hours = summary.hours - 7 * 15
+        assert summary.instance_hours == pytest.approx(7 * 15 * 3 + night_hours * 1)
+    assert summarize(s, local("2026-03-05T00:00"), local("2026-03-12T00:00")).hours == 167
+    assert summarize(s, local("2026-10-29T00:00"), local("2026-11-05T00:00")).hours == 169
+
+
+# --------------------------------------------------------------------------- surges
+
+
+def surge(ar: int, start: datetime, minutes: int, sid: str = "a" * 32) -> Surge:
+    return Surge(sid, ar, start.astimezone(UTC),
+                 (start + timedelta(minutes=minutes)).astimezone(UTC), "recall")
+
+
+def test_surge_raises_always_ready_until_it_expires() -> None:
+    s = parse_schedule(json.dumps(EXAMPLE))
+    start = local("2026-11-30T12:00")
+    up = surge(15, start, 30)
+    d = desired_at(s, start + timedelta(minutes=29), [up])
+    assert d.always_ready == 15 and d.reasons["alwaysReady"] == (up.label,)
+    assert d.max_burst == 15
+    assert desired_at(s, start + timedelta(minutes=30), [up]).always_ready == 5
+
+
+def test_surge_below_the_schedule_changes_nothing() -> None:
+    s = parse_schedule(json.dumps(EXAMPLE))
+    at = local("2026-11-30T12:00")
+    d = desired_at(s, at, [surge(3, at, 30)])
+    assert d.always_ready == 5 and d.reasons["alwaysReady"] == ("business-hours",)
+
+
+def test_surge_start_and_expiry_are_transitions() -> None:
+    s = sched(default={"alwaysReady": 2})
+    start = utc("2026-12-02T15:00")
+    steps = transitions(s, start - timedelta(hours=1), start + timedelta(hours=2),
+                        [surge(9, start, 45)])
+    assert [(t.at, t.desired.always_ready) for t in steps] == [
+        (start - timedelta(hours=1), 2), (start, 9), (start + timedelta(minutes=45), 2)]
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def doc_with(**changes: Any) -> str:
+    doc = json.loads(json.dumps(EXAMPLE))
+    for path, value in changes.items():
+        target: Any = doc
+        keys = path.split("__")
+        for key in keys[:-1]:
+            target = target[int(key)] if key.isdigit() else target[key]
+        last = keys[-1]
+        if value is _DELETE:
+            del target[int(last) if last.isdigit() else last]
+        elif last.isdigit():
+            target[int(last)] = value
+        else:
+            target[last] = value
+    return json.dumps(doc)
+
+
+_DELETE = object()
+
+INVALID: list[tuple[str, str, str | None]] = [
+    ("empty", "", None),
+    ("malformed JSON", '{"timezone": ', None),
+    ("not an object", "[1, 2]", None),
+    ("unknown top-level field", doc_with(timezones="UTC"), "timezones"),
+    ("missing timezone", doc_with(timezone=_DELETE), "timezone"),
+    ("timezone not a string", doc_with(timezone=5), "timezone"),
+    ("unknown timezone", doc_with(timezone="Mars/Olympus_Mons"), "timezone"),
+    ("missing default", doc_with(default=_DELETE), "default"),
+    ("default not an object", doc_with(default=3), "default"),
+    ("default without alwaysReady", doc_with(default={"preWarmed": 1}), "default.alwaysReady"),
+    ("always-ready above 20", doc_with(default__alwaysReady=21), "default.alwaysReady"),
+    ("always-ready zero", doc_with(default__alwaysReady=0), "default.alwaysReady"),
+    ("always-ready negative", doc_with(default__alwaysReady=-1), "default.alwaysReady"),
+    ("always-ready as text", doc_with(default__alwaysReady="5"), "default.alwaysReady"),
+    ("always-ready as float", doc_with(default__alwaysReady=5.0), "default.alwaysReady"),
+    ("always-ready as bool", doc_with(default__alwaysReady=True), "default.alwaysReady"),
+    ("pre-warmed too large", doc_with(windows__1__preWarmed=21), "windows[1].preWarmed"),
+    ("pre-warmed negative", doc_with(default__preWarmed=-1), "default.preWarmed"),
+    ("max burst too large", doc_with(windows__1__maxBurst=101), "windows[1].maxBurst"),
+    ("max burst below always-ready", doc_with(windows__1__maxBurst=10), "windows[1].maxBurst"),
+    ("windows not a list", doc_with(windows={}), "windows"),
+    ("window not an object", doc_with(windows__0="x"), "windows[0]"),
+    ("window field typo", doc_with(windows__0__alwaysready=3), "windows[0].alwaysready"),
+    ("window sets no level", doc_with(windows__0__alwaysReady=_DELETE), "windows[0]"),
+    ("window name empty", doc_with(windows__0__name=" "), "windows[0].name"),
+    ("start without leading zero", doc_with(windows__1__start="7:00"), "windows[1].start"),
+    ("start hour 25", doc_with(windows__1__start="25:00"), "windows[1].start"),
+    ("start 24:00", doc_with(windows__1__start="24:00"), "windows[1].start"),
+    ("end minute 60", doc_with(windows__1__end="10:60"), "windows[1].end"),
+    ("end 24:30", doc_with(windows__1__end="24:30"), "windows[1].end"),
+    ("start equals end", doc_with(windows__1__end="10:00"), "windows[1].end"),
+    ("missing start", doc_with(windows__0__start=_DELETE), "windows[0].start"),
+    ("missing end", doc_with(windows__0__end=_DELETE), "windows[0].end"),
+    ("days as a string", doc_with(windows__0__days="mon"), "windows[0].days"),
+    ("days empty", doc_with(windows__0__days=[]), "windows[0].days"),
+    ("unknown day", doc_with(windows__0__days=["mon", "monday"]), "windows[0].days[1]"),
+    ("recurring and dated mixed", doc_with(windows__2__days=["tue"]), "windows[2]"),
+    ("dated without to", doc_with(windows__2__to=_DELETE), "windows[2].to"),
+    ("dated from malformed", doc_with(windows__2__from="1 Dec 2026"), "windows[2].from"),
+    ("dated from with offset", doc_with(windows__2__from="2026-12-01T09:00+00:00"),
+     "windows[2].from"),
+    ("dated to before from", doc_with(windows__2__to="2026-12-01T08:00"), "windows[2].to"),
+]
+
+
+@pytest.mark.parametrize(("text", "field"), [(t, f) for _, t, f in INVALID],
+                         ids=[name for name, _, _ in INVALID])
+def test_invalid_schedule_names_the_field(text: str, field: str | None) -> None:
+    with pytest.raises(ScheduleError) as caught:
+        parse_schedule(text)
+    assert caught.value.field == field
+    if field:
+        assert str(caught.value).startswith(f"{field}: ")
+
+
+def test_zone_redundant_plan_needs_three_always_ready() -> None:
+    with pytest.raises(ScheduleError, match="zone-redundant") as caught:
+        parse_schedule(doc_with(default__alwaysReady=2), zone_redundant=True)
+    assert caught.value.field == "default.alwaysReady"
+    ok = doc_with(default__alwaysReady=3)
+    with pytest.raises(ScheduleError) as caught:
+        parse_schedule(ok.replace('"alwaysReady": 5', '"alwaysReady": 1'), zone_redundant=True)
+    assert caught.value.field == "windows[0].alwaysReady"
+    assert parse_schedule(doc_with(default__alwaysReady=3), zone_redundant=True)
+
+
+def test_comments_are_allowed_where_operators_write_notes() -> None:
+    s = parse_schedule(doc_with(comment="owner: IVR team", windows__0__comment="weekdays"))
+    assert len(s.windows) == 3
+
+
+# --------------------------------------------------------------------------- preview
+
+
+def test_preview_prints_the_weeks_transitions_and_instance_hours(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "schedule.json"
+    path.write_text(json.dumps(EXAMPLE))
+    code = main(["preview", "--file", str(path), "--start", "2026-11-30T00:00",
+                 "--settings", str(tmp_path / "none.json")], env={})
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    rows = [line for line in lines if line.startswith(("  Mon ", "  Tue "))]
+    assert rows[:5] == [
+        "  Mon 2026-11-30 00:00 EST           1         1        1  default",
+        "  Mon 2026-11-30 07:00 EST           5         1        5  business-hours",
+        "  Mon 2026-11-30 22:00 EST           1         1        1  default",
+        "  Tue 2026-12-01 07:00 EST           5         1        5  business-hours",
+        "  Tue 2026-12-01 09:00 EST          20         1       20  recall-briefing",
+    ]
+    assert "  Tue 2026-12-01 10:00 EST          20         2       60  weekly-promo, " \
+           "recall-briefing" in lines
+    # 5 weekdays x 15 h x 5, Tue 09:00-12:00 at 20 instead of 5, and 1 for the other hours.
+    expected = 5 * 15 * 5 + 3 * (20 - 5) + (168 - 75) * 1
+    assert f"  scheduled                {expected:>10.1f}" in lines
+    assert f"  flat at peak (20)       {20 * 168:>10.1f}" in lines
+    assert "per instance-hour" not in out
+
+
+def test_preview_prints_money_with_a_price(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["preview", "--start", "2026-11-30T00:00", "--price-per-hour", "0.5",
+                 "--settings", str(tmp_path / "none.json")],
+                env={"SCALE_SCHEDULE": json.dumps(EXAMPLE)})
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "from SCALE_SCHEDULE" in out
+    assert f"  scheduled                {513 * 0.5:>10.2f}" in out
+    assert f"  saved                    {(3360 - 513) * 0.5:>10.2f}" in out
+
+
+def test_preview_reads_local_settings_values_and_scales_to_a_week(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = tmp_path / "local.settings.json"
+    settings.write_text(json.dumps({"Values": {"SCALE_SCHEDULE": json.dumps(
+        {"timezone": "UTC", "default": {"alwaysReady": 2}})}}))
+    code = main(["preview", "--days", "1", "--start", "2026-12-02T00:00",
+                 "--settings", str(settings)], env={})
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Values.SCALE_SCHEDULE" in out
+    assert f"  scheduled                {48:>10.1f}" in out
+    assert f"  scheduled per week       {336:>10.1f}" in out
+
+
+def test_preview_reports_a_bad_schedule_with_its_field(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["preview", "--settings", str(tmp_path / "none.json")],
+                env={"SCALE_SCHEDULE": doc_with(windows__1__start="7am")})
+    assert code == 2
+    assert "windows[1].start" in capsys.readouterr().err
+
+
+def test_preview_without_any_schedule_says_where_it_looked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["preview", "--settings", str(tmp_path / "none.json")], env={})
+    assert code == 2
+    assert "no schedule" in capsys.readouterr().err
