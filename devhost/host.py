@@ -99,6 +99,18 @@ def _enum_value(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
+_FUNCTIONS: dict[int, list[Any]] = {}
+
+
+def _functions_of(app: func.FunctionApp) -> list[Any]:
+    # get_functions() validates names against those it has already built, so a second call
+    # on the same app raises "not a unique function name". Build once per app object.
+    key = id(app)
+    if key not in _FUNCTIONS:
+        _FUNCTIONS[key] = list(app.get_functions())
+    return _FUNCTIONS[key]
+
+
 class DevHost:
     def __init__(self, app: func.FunctionApp, *, enforce_keys: bool = False,
                  function_key: str | None = None, master_key: str | None = None,
@@ -110,7 +122,7 @@ class DevHost:
         self.route_prefix = _route_prefix() if route_prefix is None else route_prefix
         self.http: list[HttpFunction] = []
         self.other: dict[str, OtherFunction] = {}
-        for fn in app.get_functions():
+        for fn in _functions_of(app):
             trigger = fn.get_trigger()
             spec = trigger.get_dict_repr()
             name = fn.get_function_name()

@@ -56,7 +56,8 @@ def make_redis(settings: Settings) -> aioredis.Redis:
         provider = create_from_default_azure_credential((REDIS_ENTRA_SCOPE,))
         options["credential_provider"] = provider
     pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, **options)
-    return aioredis.Redis(connection_pool=pool)
+    # from_pool hands the pool to the client, so closing the client closes its connections.
+    return aioredis.Redis.from_pool(pool)
 
 
 def make_table_client(settings: Settings, table_name: str) -> TableClient:

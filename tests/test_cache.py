@@ -1,0 +1,156 @@
+"""Cached answers: fresh, stale and negative entries in a real Redis; single flight."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from shared.cache import CacheUnavailable, RedisCache, SingleFlight
+from shared.customers import CustomerRecord
+from shared.valve import Breaker
+from tests.services import RedisServer
+
+GOLD = CustomerRecord("C-1", "Gold", True, "en-US")
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_cache(redis: aioredis.Redis, clock: Clock) -> RedisCache:
+    return RedisCache(redis, Breaker(3, 5), fresh_ttl_s=60, stale_ttl_s=3600,
+                      negative_ttl_s=30, clock=clock)
+
+
+def key() -> str:
+    return "p|+1" + uuid.uuid4().hex[:10]
+
+
+async def test_a_stored_answer_is_fresh_then_stale_then_gone(redis: aioredis.Redis) -> None:
+    clock = Clock()
+    cache = make_cache(redis, clock)
+    k = key()
+    assert await cache.get(k, 1.0) is None
+    await cache.put(k, GOLD, 1.0)
+    hit = await cache.get(k, 1.0)
+    assert hit is not None and hit.fresh and hit.record == GOLD
+    clock.now += 61
+    hit = await cache.get(k, 1.0)
+    assert hit is not None and not hit.fresh and hit.record == GOLD
+    assert 3500 < await redis.ttl("dipguard:answer:" + k) <= 3600
+
+
+async def test_an_unknown_caller_is_cached_negatively_for_a_short_time(
+    redis: aioredis.Redis,
+) -> None:
+    clock = Clock()
+    cache = make_cache(redis, clock)
+    k = key()
+    await cache.put(k, None, 1.0)
+    hit = await cache.get(k, 1.0)
+    assert hit is not None and hit.fresh and hit.record is None
+    clock.now += 31
+    hit = await cache.get(k, 1.0)
+    assert hit is not None and not hit.fresh
+    assert await redis.ttl("dipguard:answer:" + k) <= 600
+
+
+async def test_entries_are_json_not_python_reprs(redis: aioredis.Redis) -> None:
+    cache = make_cache(redis, Clock())
+    k = key()
+    await cache.put(k, GOLD, 1.0)
+    raw = await redis.get("dipguard:answer:" + k)
+    assert raw is not None and raw.startswith(b"{") and b'"tier":"Gold"' in raw
+
+
+async def test_an_unreadable_entry_is_a_miss(redis: aioredis.Redis) -> None:
+    cache = make_cache(redis, Clock())
+    k = key()
+    await redis.set("dipguard:answer:" + k, b"Customer(tier='Gold')")
+    assert await cache.get(k, 1.0) is None
+
+
+async def test_a_fresh_hit_is_one_redis_round_trip(redis: aioredis.Redis) -> None:
+    cache = make_cache(redis, Clock())
+    k = key()
+    await cache.put(k, GOLD, 1.0)
+    await redis.config_resetstat()
+    await cache.get(k, 1.0)
+    stats = await redis.info("commandstats")
+    client_calls = {name: v["calls"] for name, v in stats.items()
+                    if name not in {"cmdstat_info", "cmdstat_config|resetstat"}}
+    assert client_calls == {"cmdstat_get": 1}
+
+
+async def test_a_dead_redis_raises_cache_unavailable_and_opens_the_breaker() -> None:
+    dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
+    breaker = Breaker(2, 60)
+    cache = RedisCache(dead, breaker, fresh_ttl_s=60, stale_ttl_s=3600, negative_ttl_s=30)
+    try:
+        for _ in range(2):
+            with pytest.raises(CacheUnavailable):
+                await cache.get("k", 0.2)
+        assert breaker.is_open
+        with pytest.raises(CacheUnavailable, match="breaker"):
+            await cache.get("k", 0.2)
+    finally:
+        await dead.aclose()
+
+
+async def test_concurrent_misses_for_one_key_share_one_execution() -> None:
+    flight: SingleFlight[str] = SingleFlight()
+    calls = 0
+
+    async def slow_read() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return "answer"
+
+    results = await asyncio.gather(*(flight.do("k", slow_read, 1.0) for _ in range(20)))
+    assert results == ["answer"] * 20
+    assert calls == 1
+    assert len(flight) == 0
+    await flight.do("k", slow_read, 1.0)
+    assert calls == 2  # a finished flight is not a cache
+
+
+async def test_a_follower_that_times_out_does_not_cancel_the_leader() -> None:
+    flight: SingleFlight[str] = SingleFlight()
+
+    async def slow_read() -> str:
+        await asyncio.sleep(0.1)
+        return "answer"
+
+    leader = asyncio.ensure_future(flight.do("k", slow_read, 1.0))
+    await asyncio.sleep(0)
+    with pytest.raises(TimeoutError):
+        await flight.do("k", slow_read, 0.01)
+    assert await leader == "answer"
+
+
+async def test_a_failed_flight_raises_to_every_waiter() -> None:
+    flight: SingleFlight[str] = SingleFlight()
+
+    async def broken() -> str:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("db down")
+
+    results = await asyncio.gather(*(flight.do("k", broken, 1.0) for _ in range(3)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)

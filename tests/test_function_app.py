@@ -1,0 +1,213 @@
+"""function_app.py served by the dev host over real HTTP: routes, auth levels, status codes."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from azure.data.tables.aio import TableClient
+
+from devhost.host import DevHost, _aiohttp_paths
+from shared.customers import CustomerRecord, entities_for
+from shared.runtime import Runtime, set_runtime
+from shared.settings import load_settings
+from tests.services import ROOT, free_port, wait_for_port
+
+CONV = "43436e96-5c19-4c52-b951-4ea05d9a9af7"
+FUNCTION_KEY = "test-function-key"
+MASTER_KEY = "test-master-key"
+
+
+@pytest.fixture
+def app_env(base_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for name, value in base_env.items():
+        monkeypatch.setenv(name, value)
+    return base_env
+
+
+@pytest.fixture
+async def client(app_env: dict[str, str]) -> AsyncIterator[TestClient[Any, Any]]:
+    async with TableClient.from_connection_string(app_env["CustomerStorage"],
+                                                  app_env["CUSTOMER_TABLE"]) as table:
+        await table.create_table()
+        for entity in entities_for(CustomerRecord("C-1001", "Gold", True, "en-US"),
+                                   ["+13175550116"]):
+            await table.upsert_entity(entity)
+    rt = Runtime(load_settings(app_env))
+    set_runtime(rt)
+    module = importlib.import_module("function_app")
+    host = DevHost(module.app, enforce_keys=True, function_key=FUNCTION_KEY,
+                   master_key=MASTER_KEY, route_prefix="api")
+    async with TestClient(TestServer(host.build())) as test_client:
+        yield test_client
+    await rt.dips.drain()
+    await rt.clients.close()
+    set_runtime(None)
+
+
+def keyed(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {"x-functions-key": FUNCTION_KEY, **(extra or {})}
+
+
+async def post_lookup(client: TestClient[Any, Any], data: bytes,
+                      content_type: str = "application/json") -> tuple[int, Any]:
+    resp = await client.post("/api/lookup", data=data,
+                             headers=keyed({"Content-Type": content_type}))
+    assert resp.headers["Content-Type"].startswith("application/json")
+    return resp.status, await resp.json()
+
+
+async def test_a_known_caller_is_answered_200_with_the_flat_contract(
+    client: TestClient[Any, Any],
+) -> None:
+    status, body = await post_lookup(
+        client, json.dumps({"conversationId": CONV, "ani": "tel:+13175550116"}).encode())
+    assert status == 200
+    assert body == {"customerFound": True, "customerId": "C-1001", "customerTier": "Gold",
+                    "isVip": True, "preferredLanguage": "en-US", "source": "database"}
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "code"),
+    [
+        (b"{", "application/json", 400, "invalid_json"),
+        (b"[]", "application/json", 400, "not_an_object"),
+        (b'{"ani": "tel:+13175550116"}', "application/json", 400, "missing_field"),
+        (b'{"conversationId": "x", "ani": "1"}', "application/json", 400, "invalid_field"),
+        (json.dumps({"conversationId": CONV}).encode(), "application/json", 400, "missing_field"),
+        (json.dumps({"conversationId": CONV, "ani": "1", "p": "x" * 9000}).encode(),
+         "application/json", 413, "body_too_large"),
+        (b"conversationId=1", "application/x-www-form-urlencoded", 415,
+         "unsupported_media_type"),
+    ],
+)
+async def test_malformed_requests_get_a_4xx_json_error(
+    client: TestClient[Any, Any], data: bytes, content_type: str, status: int, code: str
+) -> None:
+    got, body = await post_lookup(client, data, content_type)
+    assert got == status
+    assert body["error"] == code and body["message"] and "field" in body
+
+
+async def test_the_function_key_is_required_and_the_master_key_also_works(
+    client: TestClient[Any, Any],
+) -> None:
+    data = json.dumps({"conversationId": CONV, "ani": "anonymous"}).encode()
+    headers = {"Content-Type": "application/json"}
+    assert (await client.post("/api/lookup", data=data, headers=headers)).status == 401
+    bad = {**headers, "x-functions-key": "wrong"}
+    assert (await client.post("/api/lookup", data=data, headers=bad)).status == 401
+    ok = await client.post(f"/api/lookup?code={MASTER_KEY}", data=data, headers=headers)
+    assert ok.status == 200 and (await ok.json())["source"] == "none"
+
+
+async def test_only_post_is_routed_to_lookup(client: TestClient[Any, Any]) -> None:
+    assert (await client.get("/api/lookup", headers=keyed())).status == 405
+
+
+async def test_health_reports_dependencies_without_secrets(
+    client: TestClient[Any, Any], app_env: dict[str, str]
+) -> None:
+    resp = await client.get("/api/health", headers=keyed())
+    body = await resp.json()
+    assert resp.status == 200
+    assert body["redis"] == "ok" and body["table"] == "ok" and body["status"] == "ok"
+    text = json.dumps(body)
+    assert "AccountKey" not in text and "redis://" not in text and "127.0.0.1" not in text
+
+
+async def test_warmup_runs_through_the_admin_endpoint_with_the_master_key(
+    client: TestClient[Any, Any],
+) -> None:
+    assert (await client.post("/admin/functions/warmup", json={})).status == 401
+    resp = await client.post("/admin/functions/warmup", json={},
+                             headers={"x-functions-key": MASTER_KEY})
+    assert resp.status == 202
+    resp = await client.post("/admin/functions/no_such", json={},
+                             headers={"x-functions-key": MASTER_KEY})
+    assert resp.status == 404
+
+
+async def test_a_dead_redis_and_table_still_answer_200(
+    client: TestClient[Any, Any], app_env: dict[str, str]
+) -> None:
+    broken = dict(app_env, REDIS_URL="redis://127.0.0.1:1/0",
+                  CustomerStorage=app_env["CustomerStorage"].replace(":10002", ":1"))
+    rt = Runtime(load_settings(broken))
+    set_runtime(rt)
+    try:
+        status, body = await post_lookup(
+            client, json.dumps({"conversationId": CONV, "customerId": "C-1001"}).encode())
+        health = await (await client.get("/api/health", headers=keyed())).json()
+    finally:
+        await rt.clients.close()
+    assert status == 200 and body["source"] == "degraded"
+    assert health["status"] == "degraded"
+
+
+def test_optional_route_parameters_serve_both_paths() -> None:
+    assert _aiohttp_paths("api", "surge/{id?}") == ["/api/surge/{id}", "/api/surge"]
+    assert _aiohttp_paths("", "items/{n:int}") == ["/items/{n}"]
+
+
+# --- the dev host as users run it ---------------------------------------------------------
+
+
+@pytest.fixture
+def devhost_process(app_env: dict[str, str]) -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "devhost", "--port", str(port)], cwd=ROOT,
+                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, timeout=30)
+        yield port
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+async def test_the_dev_host_serves_the_readme_curl_example(devhost_process: int) -> None:
+    async with aiohttp.ClientSession() as session:
+        resp = await session.post(
+            f"http://127.0.0.1:{devhost_process}/api/lookup",
+            json={"conversationId": CONV, "ani": "tel: +1 317-555-0116"})
+        body = await resp.json()
+        status = await (await session.get(
+            f"http://127.0.0.1:{devhost_process}/admin/host/status")).json()
+    assert resp.status == 200 and set(body) >= {"customerFound", "source"}
+    assert "ivr_lookup" in status["functions"] and "warmup" in status["functions"]
+
+
+def test_a_bad_setting_stops_the_dev_host_naming_the_setting(app_env: dict[str, str]) -> None:
+    env = dict(os.environ, MAX_DB_QPS="abc")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "devhost", "--port", str(free_port())],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "MAX_DB_QPS" in result.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_local_settings_do_not_override_the_environment(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from devhost.host import load_local_settings
+
+    settings_file = tmp_path / "local.settings.json"
+    settings_file.write_text(json.dumps({"Values": {"DIPGUARD_T1": "file", "DIPGUARD_T2": "file"}}))
+    monkeypatch.setenv("DIPGUARD_T1", "env")
+    monkeypatch.delenv("DIPGUARD_T2", raising=False)
+    applied = load_local_settings(settings_file)
+    assert os.environ["DIPGUARD_T1"] == "env"
+    assert os.environ["DIPGUARD_T2"] == "file"
+    assert applied == {"DIPGUARD_T2": "file"}
+    monkeypatch.delenv("DIPGUARD_T2")

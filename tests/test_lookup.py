@@ -1,0 +1,300 @@
+"""The dip flow end to end over a real Redis and a real Azurite, including their failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+from azure.data.tables.aio import TableClient
+
+from shared.contract import DipRequest
+from shared.customers import CustomerRecord, LookupKey, entities_for
+from shared.lookup import DipService, lookup_key
+from shared.runtime import Runtime
+from shared.settings import load_settings
+from tests.proxies import LatencyProxy
+from tests.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer
+
+GOLD = CustomerRecord("C-1001", "Gold", True, "en-US")
+GOLD_PHONE = "+13175550116"
+
+
+def dip(ani: str | None = None, customer_id: str | None = None) -> DipRequest:
+    return DipRequest(str(uuid.uuid4()), ani, customer_id, None)
+
+
+async def seed(env: dict[str, str]) -> None:
+    async with TableClient.from_connection_string(env["CustomerStorage"],
+                                                  env["CUSTOMER_TABLE"]) as table:
+        await table.create_table()
+        for entity in entities_for(GOLD, [GOLD_PHONE]):
+            await table.upsert_entity(entity)
+        for entity in entities_for(CustomerRecord("C-2002", "Silver", False), []):
+            await table.upsert_entity(entity)
+
+
+@pytest.fixture
+async def env(base_env: dict[str, str]) -> dict[str, str]:
+    """A seeded table and an empty Redis: cached answers from other tests must not leak in."""
+    await seed(base_env)
+    client = aioredis.Redis.from_url(base_env["REDIS_URL"])
+    await client.flushdb()
+    await client.aclose()
+    return base_env
+
+
+@pytest.fixture
+async def make_runtime() -> AsyncIterator[object]:
+    made: list[Runtime] = []
+
+    def factory(env: dict[str, str], **overrides: str) -> Runtime:
+        rt = Runtime(load_settings({**env, **overrides}))
+        made.append(rt)
+        return rt
+
+    yield factory
+    for rt in made:
+        await rt.dips.drain()
+        await rt.clients.close()
+
+
+class CountingStore:
+    """Wraps the real store to count reads (single flight, valve)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.reads = 0
+
+    async def get(self, key: LookupKey, timeout: float) -> CustomerRecord | None:
+        self.reads += 1
+        return await self.inner.get(key, timeout)  # type: ignore[attr-defined, no-any-return]
+
+
+def test_customer_id_wins_over_the_ani() -> None:
+    assert lookup_key(dip(ani=GOLD_PHONE, customer_id="C-9"), "US") == LookupKey(
+        "customerId", "C-9")
+    assert lookup_key(dip(ani="tel: +1 317-555-0116"), "US") == LookupKey("ani", GOLD_PHONE)
+    assert lookup_key(dip(ani="anonymous"), "US") is None
+
+
+async def test_a_miss_reads_the_database_then_the_next_call_hits_the_cache(
+    env: dict[str, str], make_runtime: object
+) -> None:
+    rt = make_runtime(env)  # type: ignore[operator]
+    first = await rt.dips.answer(dip(ani="tel:+13175550116"))
+    await rt.dips.drain()
+    second = await rt.dips.answer(dip(ani="sip:+13175550116@carrier.example"))
+    assert first.answer.body() == {"customerFound": True, "customerId": "C-1001",
+                                   "customerTier": "Gold", "isVip": True,
+                                   "preferredLanguage": "en-US", "source": "database"}
+    assert second.answer.source == "cache"
+    assert second.answer.customer_id == "C-1001"
+
+
+async def test_a_withheld_number_answers_none_without_touching_dependencies(
+    env: dict[str, str], make_runtime: object
+) -> None:
+    rt = make_runtime(env, REDIS_URL="redis://127.0.0.1:1/0")  # type: ignore[operator]
+    outcome = await rt.dips.answer(dip(ani="anonymous"))
+    assert outcome.answer.source == "none"
+    assert outcome.answer.customer_found is False
+    assert outcome.answer.customer_tier == "Standard"
+    assert outcome.log.key_kind == "none"
+
+
+async def test_an_unknown_caller_is_not_found_then_cached_negatively(
+    env: dict[str, str], make_runtime: object
+) -> None:
+    rt = make_runtime(env)  # type: ignore[operator]
+    first = await rt.dips.answer(dip(customer_id="C-404"))
+    await rt.dips.drain()
+    second = await rt.dips.answer(dip(customer_id="C-404"))
+    assert (first.answer.customer_found, first.answer.source) == (False, "database")
+    assert (second.answer.customer_found, second.answer.source) == (False, "cache")
+
+
+async def test_concurrent_misses_for_one_caller_share_one_table_read(
+    env: dict[str, str], make_runtime: object
+) -> None:
+    rt = make_runtime(env)  # type: ignore[operator]
+    store = CountingStore(rt.dips.store)
+    rt.dips.store = store
+    outcomes = await asyncio.gather(*(rt.dips.answer(dip(customer_id="C-1001"))
+                                      for _ in range(25)))
+    assert {o.answer.source for o in outcomes} == {"database"}
+    assert store.reads == 1
+
+
+async def test_over_budget_reads_are_shed_to_the_degraded_default(
+    env: dict[str, str], make_runtime: object
+) -> None:
+    rt = make_runtime(env, MAX_DB_QPS="3", LOCAL_DB_QPS="1")  # type: ignore[operator]
+    store = CountingStore(rt.dips.store)
+    rt.dips.store = store
+    outcomes = [await rt.dips.answer(dip(customer_id=f"C-new-{n}")) for n in range(8)]
+    sources = [o.answer.source for o in outcomes]
+    assert sources.count("database") == 3
+    assert sources.count("degraded") == 5
+    assert store.reads == 3
+    shed = [o for o in outcomes if o.answer.source == "degraded"]
+    assert all(o.log.shed and o.log.reason == "budget" for o in shed)
+    assert all(o.answer.customer_tier == "Standard" for o in shed)
+
+
+async def test_a_shed_caller_with_a_stale_copy_gets_the_stale_copy(
+    env: dict[str, str], make_runtime: object
+) -> None:
+    rt = make_runtime(env, CACHE_TTL_SECONDS="1", MAX_DB_QPS="1",  # type: ignore[operator]
+                      LOCAL_DB_QPS="1")
+    assert (await rt.dips.answer(dip(customer_id="C-1001"))).answer.source == "database"
+    await rt.dips.drain()
+    await asyncio.sleep(1.1)  # the copy is stale now, and the budget of 1 is still spent
+    await rt.dips.answer(dip(customer_id="C-2002"))  # spends the fresh window's budget
+    outcome = await rt.dips.answer(dip(customer_id="C-1001"))
+    assert outcome.answer.source == "stale"
+    assert outcome.answer.customer_tier == "Gold"
+    assert outcome.log.shed
+
+
+async def test_the_in_flight_cap_sheds_reads_beyond_it(
+    env: dict[str, str], make_runtime: object
+) -> None:
+    rt = make_runtime(env, MAX_INFLIGHT_DB_READS="2")  # type: ignore[operator]
+
+    class SlowStore:
+        async def get(self, key: LookupKey, timeout: float) -> CustomerRecord | None:
+            await asyncio.sleep(0.2)
+            return None
+
+    rt.dips.store = SlowStore()
+    outcomes = await asyncio.gather(*(rt.dips.answer(dip(customer_id=f"C-{n}"))
+                                      for n in range(6)))
+    reasons = sorted(str(o.log.reason) for o in outcomes)
+    assert reasons.count("inflight") == 4
+    assert sum(o.answer.source == "database" for o in outcomes) == 2
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_redis_stopped_mid_test_answers_within_the_deadline_on_the_local_budget(
+    env: dict[str, str], make_runtime: object, own_redis: RedisServer
+) -> None:
+    rt = make_runtime(env, REDIS_URL=own_redis.url, LOCAL_DB_QPS="3",  # type: ignore[operator]
+                      REDIS_BREAKER_FAILURES="2")
+    assert (await rt.dips.answer(dip(customer_id="C-1001"))).answer.source == "database"
+    own_redis.stop()
+    started = time.monotonic()
+    outcomes = [await rt.dips.answer(dip(customer_id=f"C-x{n}")) for n in range(10)]
+    elapsed = time.monotonic() - started
+    sources = [o.answer.source for o in outcomes]
+    # The local budget admits 3 reads (they reach the table: not found is "database");
+    # the rest are degraded. Nothing waits for Redis once the breaker is open.
+    assert sources.count("database") == 3
+    assert sources.count("degraded") == 7
+    assert rt.redis_breaker.is_open
+    assert max(o.log.latency_ms for o in outcomes) < 2500
+    assert elapsed < 10 * 2.5
+
+
+async def test_a_database_answer_is_still_database_when_redis_is_down(
+    env: dict[str, str], make_runtime: object
+) -> None:
+    rt = make_runtime(env, REDIS_URL="redis://127.0.0.1:1/0")  # type: ignore[operator]
+    outcome = await rt.dips.answer(dip(customer_id="C-1001"))
+    assert outcome.answer.source == "database"
+    assert outcome.answer.customer_tier == "Gold"
+
+
+async def test_an_unreachable_table_answers_stale_then_degraded(
+    env: dict[str, str], make_runtime: object
+) -> None:
+    healthy = make_runtime(env, CACHE_TTL_SECONDS="1")  # type: ignore[operator]
+    await healthy.dips.answer(dip(customer_id="C-1001"))
+    await healthy.dips.drain()
+    await asyncio.sleep(1.1)
+    broken_storage = AZURITE_CONNECTION_STRING.format(port=1)
+    rt = make_runtime(env, CustomerStorage=broken_storage)  # type: ignore[operator]
+    stale = await rt.dips.answer(dip(customer_id="C-1001"))
+    degraded = await rt.dips.answer(dip(customer_id="C-never-cached"))
+    assert (stale.answer.source, stale.answer.customer_tier) == ("stale", "Gold")
+    assert degraded.answer.source == "degraded"
+    assert degraded.log.reason is not None and degraded.log.reason.startswith("database")
+
+
+async def test_a_table_slowed_past_the_deadline_still_answers_in_time(
+    env: dict[str, str], make_runtime: object, azurite: Azurite
+) -> None:
+    async with LatencyProxy(azurite.port, delay=4.0) as proxy:
+        slow = AZURITE_CONNECTION_STRING.format(port=proxy.port)
+        rt = make_runtime(env, CustomerStorage=slow, HANDLER_DEADLINE_MS="1000",  # type: ignore[operator]
+                          DB_TIMEOUT_MS="800")
+        started = time.monotonic()
+        outcome = await rt.dips.answer(dip(customer_id="C-1001"))
+        elapsed = time.monotonic() - started
+    assert outcome.answer.source == "degraded"
+    assert elapsed < 1.0
+
+
+async def test_a_moderately_slow_table_is_waited_for(
+    env: dict[str, str], make_runtime: object, azurite: Azurite
+) -> None:
+    async with LatencyProxy(azurite.port, delay=0.3) as proxy:
+        slow = AZURITE_CONNECTION_STRING.format(port=proxy.port)
+        rt = make_runtime(env, CustomerStorage=slow)  # type: ignore[operator]
+        outcome = await rt.dips.answer(dip(customer_id="C-1001"))
+    assert outcome.answer.source == "database"
+    assert outcome.log.latency_ms < 2500
+
+
+async def test_every_answer_is_logged_without_the_callers_number(
+    env: dict[str, str], make_runtime: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    rt = make_runtime(env)  # type: ignore[operator]
+    with caplog.at_level("INFO", logger="dipguard.dip"):
+        await rt.dips.answer(dip(ani="tel:+13175550116"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "dipguard.dip"]
+    assert len(lines) == 1
+    assert lines[0].startswith('dip {"event":"dip","keyKind":"ani","source":"database"')
+    assert "5550116" not in lines[0]
+
+
+async def test_a_bug_in_a_dependency_still_answers_the_fallback(
+    env: dict[str, str], make_runtime: object
+) -> None:
+    rt = make_runtime(env)  # type: ignore[operator]
+
+    class BrokenStore:
+        async def get(self, key: LookupKey, timeout: float) -> CustomerRecord | None:
+            raise KeyError("a bug, not an outage")
+
+    rt.dips.store = BrokenStore()
+    outcome = await rt.dips.answer(dip(customer_id="C-zz"))
+    assert outcome.answer.source == "degraded"
+    assert outcome.log.reason == "internal_error"
+
+
+def test_dip_service_is_constructible_without_io() -> None:
+    class Nothing:
+        async def get(self, *a: object) -> None:
+            return None
+
+        async def put(self, *a: object) -> None:
+            return None
+
+        async def admit(self, timeout: float) -> bool:
+            return True
+
+    service = DipService(cache=Nothing(), valve=Nothing(), store=Nothing(),  # type: ignore[arg-type]
+                         deadline_ms=2500, db_timeout_ms=1500, redis_timeout_ms=100,
+                         max_inflight_reads=4, degraded_tier="Standard", region="US")
+    assert service.inflight_reads == 0
