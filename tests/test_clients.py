@@ -1,0 +1,82 @@
+"""How the worker's clients are built: Entra ID for Azure Redis, no retries for Table reads."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from redis.asyncio.connection import SSLConnection
+from redis_entraid.cred_provider import EntraIdCredentialsProvider
+
+from shared.clients import TABLE_CLIENT_OPTIONS, Clients, make_redis, make_table_client
+from shared.customers import DatabaseUnavailable, LookupKey, TableCustomerStore
+from shared.settings import load_settings
+
+BASE = {"CustomerStorage": "UseDevelopmentStorage=true"}
+
+
+async def test_rediss_without_a_password_uses_entra_id() -> None:
+    settings = load_settings({**BASE, "REDIS_URL": "rediss://amr.eastus.redis.azure.net:10000/0"})
+    client = make_redis(settings)
+    try:
+        kwargs = client.connection_pool.connection_kwargs
+        assert isinstance(kwargs["credential_provider"], EntraIdCredentialsProvider)
+        assert client.connection_pool.connection_class is SSLConnection
+        assert kwargs["port"] == 10000
+    finally:
+        await client.aclose()
+
+
+async def test_a_password_in_the_url_is_used_as_is() -> None:
+    settings = load_settings({**BASE, "REDIS_URL": "rediss://:local-secret@cache:6380/0"})
+    client = make_redis(settings)
+    try:
+        assert "credential_provider" not in client.connection_pool.connection_kwargs
+    finally:
+        await client.aclose()
+
+
+async def test_redis_commands_time_out_at_the_configured_budget() -> None:
+    settings = load_settings({**BASE, "REDIS_TIMEOUT_MS": "75"})
+    client = make_redis(settings)
+    try:
+        assert client.connection_pool.connection_kwargs["socket_timeout"] == pytest.approx(0.075)
+    finally:
+        await client.aclose()
+
+
+async def test_table_reads_are_never_retried_on_the_hot_path() -> None:
+    """The SDK's default is 10 retries; against a busy table each dip makes one request."""
+    hits = 0
+
+    async def busy(request: web.Request) -> web.Response:
+        nonlocal hits
+        hits += 1
+        return web.Response(status=503, text="Server busy")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", busy)
+    async with TestServer(app, host="127.0.0.1") as server:
+        conn = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+                f"TableEndpoint=http://127.0.0.1:{server.port}/devstoreaccount1;")
+        settings = load_settings({"CustomerStorage": conn})
+        table = make_table_client(settings, "customers")
+        try:
+            with pytest.raises(DatabaseUnavailable):
+                await TableCustomerStore(table).get(LookupKey("customerId", "C-1"), 1.0)
+        finally:
+            await table.close()
+    assert hits == 1
+    assert TABLE_CLIENT_OPTIONS["retry_total"] == 0
+
+
+async def test_identity_based_storage_builds_an_endpoint_client() -> None:
+    settings = load_settings({"CustomerStorage__tableServiceUri":
+                              "https://acct.table.core.windows.net"})
+    clients = Clients(settings)
+    try:
+        table = clients.table("customers")
+        assert table.url.startswith("https://acct.table.core.windows.net")
+        assert clients.table("customers") is table  # created once, reused
+    finally:
+        await clients.close()
