@@ -7,6 +7,18 @@ AZURITE_VERSION="3.35.0"   # 3.36+ needs Node 21/22; 3.35.0 runs on Node 20
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# Runs a noisy install quietly, showing its output only if it fails.
+quietly() {
+  local out
+  out="$(mktemp)"
+  if ! "$@" >"$out" 2>&1; then
+    cat "$out" >&2
+    rm -f "$out"
+    return 1
+  fi
+  rm -f "$out"
+}
+
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
@@ -20,8 +32,8 @@ ensure_python() {
   fi
   log "Python virtual environment (.venv)"
   python3 -m venv "$ROOT/.venv"
-  "$ROOT/.venv/bin/pip" install -q --upgrade pip
-  "$ROOT/.venv/bin/pip" install -q -r "$ROOT/requirements-dev.txt"
+  quietly "$ROOT/.venv/bin/pip" install --upgrade pip
+  quietly "$ROOT/.venv/bin/pip" install -r "$ROOT/requirements-dev.txt"
   echo "$want" > "$stamp"
 }
 
@@ -30,15 +42,15 @@ ensure_checkov() {
   if [ -x "$ROOT/.venv-checkov/bin/checkov" ]; then return; fi
   log "checkov (.venv-checkov)"
   python3 -m venv "$ROOT/.venv-checkov"
-  "$ROOT/.venv-checkov/bin/pip" install -q --upgrade pip
-  "$ROOT/.venv-checkov/bin/pip" install -q checkov
+  quietly "$ROOT/.venv-checkov/bin/pip" install --upgrade pip
+  quietly "$ROOT/.venv-checkov/bin/pip" install checkov
 }
 
 ensure_redis() {
   if command -v redis-server >/dev/null 2>&1; then return; fi
   log "redis-server (Debian package)"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  quietly as_root apt-get update
+  quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
 }
 
 ensure_azurite() {
@@ -46,7 +58,7 @@ ensure_azurite() {
   log "Azurite $AZURITE_VERSION (npm, into .tools)"
   mkdir -p "$ROOT/.tools"
   [ -f "$ROOT/.tools/package.json" ] || echo '{"name":"dipguard-tools","private":true}' > "$ROOT/.tools/package.json"
-  (cd "$ROOT/.tools" && npm install --no-audit --no-fund --silent "azurite@$AZURITE_VERSION")
+  (cd "$ROOT/.tools" && quietly npm install --no-audit --no-fund "azurite@$AZURITE_VERSION")
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
