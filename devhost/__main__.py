@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    # The Azure SDKs log every HTTP request at INFO; host.json keeps them at Warning in Azure.
+    logging.getLogger("azure").setLevel(max(logging.WARNING, logging.root.level))
     load_local_settings()
     try:
         web_app = build_web_app(args.app, enforce_keys=args.enforce_keys)
