@@ -1,0 +1,209 @@
+"""Operator surges: "hold at least N always-ready instances for M minutes, because ...".
+
+Stored in Table Storage so they outlive restarts and every instance (and the one timer)
+sees the same ones. One partition: surges are a handful a year, and one partition keeps
+"list the active ones" a single-partition query. Rows are kept after they end, as the
+record of who raised what and why.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient
+
+from shared.schedule import ALWAYS_READY_MAX, ZONE_REDUNDANT_MIN, Surge
+
+__all__ = [
+    "MAX_MINUTES",
+    "SurgeInputError",
+    "SurgeRequest",
+    "create_surge",
+    "end_surge",
+    "ensure_table",
+    "get_surge",
+    "list_active",
+    "parse_surge_request",
+    "surge_json",
+    "valid_id",
+]
+
+PARTITION = "surge"
+MAX_MINUTES = 24 * 60
+MAX_REASON = 500
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+# Tables this process has already made sure of, by account URL and table name.
+_ensured: set[tuple[str, str]] = set()
+
+
+class SurgeInputError(ValueError):
+    """A bad surge request; becomes a 400 with this code, message and field."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    def as_json(self) -> dict[str, str | None]:
+        return {"error": self.code, "message": self.message, "field": self.field}
+
+
+@dataclass(frozen=True)
+class SurgeRequest:
+    always_ready: int
+    minutes: int
+    reason: str
+
+
+def _whole(body: dict[str, Any], name: str, lo: int, hi: int, unit: str) -> int:
+    if name not in body:
+        raise SurgeInputError("missing_field", f"{name} is required", name)
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SurgeInputError("invalid_type", f"{name} must be a whole number", name)
+    if not lo <= value <= hi:
+        raise SurgeInputError("out_of_range", f"{name} must be {lo} to {hi} {unit}, got {value}",
+                              name)
+    return value
+
+
+def parse_surge_request(raw: bytes | str, *, zone_redundant: bool = False) -> SurgeRequest:
+    """Validate a POST body: {"alwaysReady": n, "minutes": m, "reason": "..."}."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SurgeInputError("invalid_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise SurgeInputError("invalid_body", "the body must be a JSON object with alwaysReady, "
+                                              "minutes and reason")
+    for key in body:
+        if key not in {"alwaysReady", "minutes", "reason"}:
+            raise SurgeInputError("unknown_field", f"unknown field {key!r} (expected alwaysReady, "
+                                                   "minutes, reason)", key)
+    lo = ZONE_REDUNDANT_MIN if zone_redundant else 1
+    always_ready = _whole(body, "alwaysReady", lo, ALWAYS_READY_MAX, "instances")
+    minutes = _whole(body, "minutes", 1, MAX_MINUTES, "minutes (24 hours at most)")
+    reason = body.get("reason")
+    if reason is None or (isinstance(reason, str) and not reason.strip()):
+        raise SurgeInputError("missing_field", "reason is required: say why, for the next "
+                                               "person on call", "reason")
+    if not isinstance(reason, str):
+        raise SurgeInputError("invalid_type", "reason must be a string", "reason")
+    if len(reason) > MAX_REASON:
+        raise SurgeInputError("out_of_range", f"reason must be at most {MAX_REASON} characters",
+                              "reason")
+    return SurgeRequest(always_ready, minutes, reason.strip())
+
+
+def valid_id(surge_id: str) -> bool:
+    return bool(_ID.match(surge_id))
+
+
+async def ensure_table(table: TableClient) -> None:
+    """Create the surge table if it is missing, once per process."""
+    key = (table.url, table.table_name)
+    if key in _ensured:
+        return
+    try:
+        await table.create_table()
+    except ResourceExistsError:
+        pass
+    _ensured.add(key)
+
+
+def _from_entity(entity: dict[str, Any]) -> Surge:
+    return Surge(
+        id=str(entity["RowKey"]),
+        always_ready=int(entity["AlwaysReady"]),
+        starts_at=_utc(entity["StartsAt"]),
+        expires_at=_utc(entity["ExpiresAt"]),
+        reason=str(entity.get("Reason", "")),
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    # The Table SDK returns its own datetime subclass; keep plain aware UTC datetimes.
+    v = value.astimezone(UTC) if value.tzinfo is not None else value
+    return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, tzinfo=UTC)
+
+
+def _now(now: datetime | None) -> datetime:
+    # Expiry is reckoned in UTC, so instances in any zone and any DST state agree.
+    return (now or datetime.now(UTC)).astimezone(UTC)
+
+
+async def create_surge(table: TableClient, request: SurgeRequest, *,
+                       now: datetime | None = None) -> Surge:
+    start = _now(now)
+    surge = Surge(id=uuid.uuid4().hex, always_ready=request.always_ready, starts_at=start,
+                  expires_at=start + timedelta(minutes=request.minutes), reason=request.reason)
+    await ensure_table(table)
+    await table.create_entity({
+        "PartitionKey": PARTITION,
+        "RowKey": surge.id,
+        "AlwaysReady": surge.always_ready,
+        "Minutes": request.minutes,
+        "Reason": surge.reason,
+        "StartsAt": surge.starts_at,
+        "ExpiresAt": surge.expires_at,
+    })
+    return surge
+
+
+async def list_active(table: TableClient, *, now: datetime | None = None) -> list[Surge]:
+    """Surges not yet expired or ended, earliest expiry first."""
+    at = _now(now)
+    await ensure_table(table)
+    found: list[Surge] = []
+    # Parameters, not f-strings: the SDK quotes them (and each must be a whole token).
+    entities = table.query_entities("PartitionKey eq @pk and ExpiresAt gt @now",
+                                    parameters={"pk": PARTITION, "now": at})
+    async for entity in entities:
+        surge = _from_entity(dict(entity))
+        if surge.starts_at <= at < surge.expires_at:
+            found.append(surge)
+    return sorted(found, key=lambda s: (s.expires_at, s.id))
+
+
+async def get_surge(table: TableClient, surge_id: str) -> Surge | None:
+    await ensure_table(table)
+    try:
+        entity = await table.get_entity(PARTITION, surge_id)
+    except ResourceNotFoundError:
+        return None
+    return _from_entity(dict(entity))
+
+
+async def end_surge(table: TableClient, surge_id: str, *,
+                    now: datetime | None = None) -> Surge | None:
+    """End a surge now (its expiry becomes now); None if there is no such surge."""
+    at = _now(now)
+    surge = await get_surge(table, surge_id)
+    if surge is None:
+        return None
+    if surge.expires_at <= at:
+        return surge
+    await table.update_entity({"PartitionKey": PARTITION, "RowKey": surge_id,
+                               "ExpiresAt": at, "EndedAt": at}, mode=UpdateMode.MERGE)
+    return Surge(surge.id, surge.always_ready, surge.starts_at, at, surge.reason)
+
+
+def surge_json(surge: Surge, *, now: datetime | None = None) -> dict[str, Any]:
+    at = _now(now)
+    return {
+        "id": surge.id,
+        "alwaysReady": surge.always_ready,
+        "reason": surge.reason,
+        "startsAt": surge.starts_at.isoformat(timespec="seconds"),
+        "expiresAt": surge.expires_at.isoformat(timespec="seconds"),
+        "active": surge.starts_at <= at < surge.expires_at,
+    }
