@@ -50,3 +50,27 @@ async def warmup(warmup: func.Context) -> None:
 
 
 # --- scale schedule and surge (issue 3) ---
+
+# Imported here rather than at the top so this block stays below its marker.
+from shared import scaler, surge_api  # noqa: E402
+
+# A bad SCALE_SCHEDULE is logged now, naming the field; it must not stop the data dip,
+# and the timer keeps the current state until it is fixed.
+scaler.check_schedule(runtime().settings)
+
+
+@app.function_name("scale_schedule")
+@app.timer_trigger(schedule="%SCALE_TIMER_SCHEDULE%", arg_name="timer", run_on_startup=False,
+                   use_monitor=True)
+async def scale_schedule(timer: func.TimerRequest) -> None:
+    if timer.past_due:
+        logging.getLogger("dipguard.scale").warning("scale_schedule is running late")
+    await scaler.run_tick(runtime().settings)
+
+
+@app.function_name("surge")
+@app.route(route="surge/{id?}", methods=["GET", "POST", "DELETE"],
+           auth_level=func.AuthLevel.ADMIN)
+async def surge(req: func.HttpRequest) -> func.HttpResponse:
+    result = await surge_api.handle(req.method, req.route_params.get("id"), req.get_body())
+    return json_response(result.body, result.status)
