@@ -8,6 +8,7 @@ from typing import Any
 
 import azure.functions as func
 
+from shared import scaler, surge_api
 from shared.contract import ContractError, parse_dip_request
 from shared.health import health_report
 from shared.runtime import runtime
@@ -50,9 +51,6 @@ async def warmup(warmup: func.Context) -> None:
 
 
 # --- scale schedule and surge (issue 3) ---
-
-# Imported here rather than at the top so this block stays below its marker.
-from shared import scaler, surge_api  # noqa: E402
 
 # A bad SCALE_SCHEDULE is logged now, naming the field; it must not stop the data dip,
 # and the timer keeps the current state until it is fixed.
