@@ -1,0 +1,32 @@
+using 'main.bicep'
+
+// Development: the cheapest shape that still exercises every moving part. One always-ready
+// EP1 instance, Developer API Management (no SLA), the smallest Azure Managed Redis without
+// replication, locally redundant storage, and modest limits so a load test cannot run up a bill.
+//
+//   az deployment group create -g <resource-group> --parameters bicep/dev.bicepparam
+
+param environmentName = 'dev'
+param publisherEmail = readEnvironmentVariable('APIM_PUBLISHER_EMAIL', 'dipguard-dev@example.com')
+
+param planSku = 'EP1'
+param maximumElasticWorkerCount = 10
+param zoneRedundant = false
+param alwaysReadyInstanceCount = 1
+param preWarmedInstanceCount = 1
+
+param storageSkuName = 'Standard_LRS'
+param redisSkuName = 'Balanced_B0'
+param redisHighAvailability = false
+param keyVaultSoftDeleteRetentionInDays = 7
+
+param apimSkuName = 'Developer'
+param apimSkuCapacity = 1
+param rateLimitCallsPerSecond = 100
+param maxConcurrentCalls = 50
+
+param maxDbQps = 50
+param scaleDryRun = false
+
+param logRetentionDays = 30
+param alertEmails = []

@@ -1,0 +1,384 @@
+metadata name = 'dipguard'
+metadata description = 'Genesys Cloud IVR data dips on Azure Functions Elastic Premium: API Management in front (rate and concurrency limits), Azure Managed Redis for the shed valve and cache, Table Storage for customers, Key Vault for the function key, Application Insights and alerts.'
+
+targetScope = 'resourceGroup'
+
+// ---------------------------------------------------------------------------------------------
+// Environment
+// ---------------------------------------------------------------------------------------------
+
+@description('Required. Short environment name (dev, test, prod...): lowercase letters, digits and hyphens, used in resource names. azd passes AZURE_ENV_NAME.')
+@minLength(2)
+@maxLength(12)
+param environmentName string
+
+@description('Optional. Region for every resource.')
+param location string = resourceGroup().location
+
+@description('Optional. Tags added to every resource.')
+param tags object = {}
+
+@description('Required. Email address for API Management system notifications.')
+param publisherEmail string
+
+@description('Optional. Publisher name shown by API Management.')
+param publisherName string = 'dipguard'
+
+// ---------------------------------------------------------------------------------------------
+// Elastic Premium plan and instances
+// ---------------------------------------------------------------------------------------------
+
+@description('Optional. Elastic Premium size.')
+@allowed([
+  'EP1'
+  'EP2'
+  'EP3'
+])
+param planSku string = 'EP1'
+
+@description('Optional. Plan maximum burst (maximumElasticWorkerCount): the ceiling for a 10x spike. The regional limit is 20 to 100.')
+@minValue(1)
+@maxValue(100)
+param maximumElasticWorkerCount int = 20
+
+@description('Optional. Zone-redundant plan. Requires alwaysReadyInstanceCount of at least 3; the deployment fails early otherwise.')
+param zoneRedundant bool = false
+
+@description('Optional. Always-ready instances (minimumElasticInstanceCount). The scale_schedule timer moves it through the day.')
+@minValue(1)
+@maxValue(20)
+param alwaysReadyInstanceCount int = 1
+
+@description('Optional. Pre-warmed instances (preWarmedInstanceCount) kept ahead of each scale-out step.')
+@minValue(0)
+@maxValue(20)
+param preWarmedInstanceCount int = 1
+
+@description('Optional. Per-app scale-out limit (functionAppScaleLimit); 0 means up to the plan maximum burst.')
+@minValue(0)
+@maxValue(100)
+param functionAppScaleLimit int = 0
+
+// ---------------------------------------------------------------------------------------------
+// Data services
+// ---------------------------------------------------------------------------------------------
+
+@description('Optional. Replication of both storage accounts.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GZRS'
+])
+param storageSkuName string = 'Standard_LRS'
+
+@description('Optional. Table of customers and phone numbers (CUSTOMER_TABLE).')
+param customerTableName string = 'customers'
+
+@description('Optional. Table of operator surges (SURGE_TABLE).')
+param surgeTableName string = 'surges'
+
+@description('Optional. Azure Managed Redis SKU.')
+param redisSkuName string = 'Balanced_B1'
+
+@description('Optional. Redis high availability (replication). Off only for dev.')
+param redisHighAvailability bool = true
+
+@description('Optional. Redis clustering policy; see modules/redis.bicep. Fixed once the database exists.')
+@allowed([
+  'EnterpriseCluster'
+  'OSSCluster'
+])
+param redisClusteringPolicy string = 'EnterpriseCluster'
+
+@description('Optional. Days a deleted key vault stays recoverable (purge protection is always on). Dev can use 7.')
+@minValue(7)
+@maxValue(90)
+param keyVaultSoftDeleteRetentionInDays int = 90
+
+// ---------------------------------------------------------------------------------------------
+// API Management
+// ---------------------------------------------------------------------------------------------
+
+@description('Optional. API Management tier. Consumption is not offered: it has no rate-limit-by-key.')
+@allowed([
+  'Developer'
+  'Basic'
+  'Standard'
+  'Premium'
+  'BasicV2'
+  'StandardV2'
+  'PremiumV2'
+])
+param apimSkuName string = 'Developer'
+
+@description('Optional. API Management scale units.')
+@minValue(1)
+@maxValue(12)
+param apimSkuCapacity int = 1
+
+@description('Optional. URL suffix of the lookup API on the gateway.')
+param apiPath string = 'dip'
+
+@description('Optional. Calls per second per Genesys subscription before API Management answers 429 (rate-limit-by-key).')
+@minValue(1)
+param rateLimitCallsPerSecond int = 1000
+
+@description('Optional. Calls in flight to the function app per gateway before API Management answers 429 (limit-concurrency).')
+@minValue(1)
+param maxConcurrentCalls int = 200
+
+@description('Optional. CIDR ranges of operators allowed to call the function app directly (the admin-level surge endpoint). Everything but API Management is denied otherwise.')
+param operatorIpRanges array = []
+
+// ---------------------------------------------------------------------------------------------
+// The app's own settings
+// ---------------------------------------------------------------------------------------------
+
+@description('Optional. Fleet-wide budget of Table Storage reads per second (MAX_DB_QPS): the shed valve\'s limit.')
+@minValue(1)
+param maxDbQps int = 200
+
+@description('Optional. Every dip answers within this many milliseconds (HANDLER_DEADLINE_MS). Must stay below API Management\'s 2800 ms backend timeout.')
+@minValue(100)
+@maxValue(2700)
+param handlerDeadlineMs int = 2500
+
+@description('Optional. NCRONTAB schedule of the scale_schedule timer (SCALE_TIMER_SCHEDULE).')
+param scaleTimerSchedule string = '0 */5 * * * *'
+
+@description('''Optional. Day/night/high-risk schedule of instances (SCALE_SCHEDULE), as an object in the
+format shared/schedule.py reads: timezone, default levels and windows. Empty: one flat level
+made of alwaysReadyInstanceCount, preWarmedInstanceCount and maximumElasticWorkerCount, so the
+timer holds the deployed values.''')
+param scaleSchedule object = {}
+
+@description('Optional. The scale timer logs what it would change and changes nothing (SCALE_DRY_RUN).')
+param scaleDryRun bool = false
+
+@description('Optional. The scale timer also moves the plan minimum, sku.capacity (SCALE_SYNC_PLAN_MINIMUM).')
+param scaleSyncPlanMinimum bool = false
+
+@description('Optional. Overrides for the handler tuning settings below, as app setting name to value.')
+param appTuning object = {}
+
+// ---------------------------------------------------------------------------------------------
+// Monitoring
+// ---------------------------------------------------------------------------------------------
+
+@description('Optional. Days Log Analytics keeps data.')
+@minValue(30)
+@maxValue(730)
+param logRetentionDays int = 30
+
+@description('Optional. Email addresses that receive alerts.')
+param alertEmails array = []
+
+@description('Optional. Percentage of degraded answers over 5 minutes that fires an alert.')
+@minValue(1)
+@maxValue(100)
+param degradedPercentThreshold int = 5
+
+@description('Optional. p95 dip latency, in milliseconds, that fires an alert.')
+@minValue(100)
+param p95LatencyThresholdMs int = 1000
+
+// ---------------------------------------------------------------------------------------------
+
+var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
+var allTags = union(tags, {
+  'azd-env-name': environmentName
+  application: 'dipguard'
+})
+var contentShareName = toLower('dipguard-${environmentName}-content')
+
+var effectiveScaleSchedule = empty(scaleSchedule) ? {
+  timezone: 'UTC'
+  default: {
+    alwaysReady: alwaysReadyInstanceCount
+    preWarmed: preWarmedInstanceCount
+    maxBurst: maximumElasticWorkerCount
+  }
+  windows: []
+} : scaleSchedule
+
+// Handler tuning: the defaults of shared/settings.py, stated here so a deployment never
+// depends on a code default changing underneath it.
+var tuningDefaults = {
+  MAX_DB_QPS: string(maxDbQps)
+  LOCAL_DB_QPS: '20'
+  MAX_INFLIGHT_DB_READS: '16'
+  VALVE_MODE: 'sliding'
+  VALVE_GUARD_MS: '20'
+  HANDLER_DEADLINE_MS: string(handlerDeadlineMs)
+  DB_TIMEOUT_MS: '1500'
+  REDIS_TIMEOUT_MS: '100'
+  REDIS_BREAKER_FAILURES: '5'
+  REDIS_BREAKER_RESET_SECONDS: '5'
+  CACHE_TTL_SECONDS: '60'
+  STALE_TTL_SECONDS: '86400'
+  NEGATIVE_TTL_SECONDS: '30'
+  DEGRADED_TIER: 'Standard'
+  DEFAULT_REGION: 'US'
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'dipguard-monitoring'
+  params: {
+    name: 'appi-dipguard-${environmentName}'
+    workspaceName: 'log-dipguard-${environmentName}'
+    location: location
+    tags: allTags
+    retentionInDays: logRetentionDays
+  }
+}
+
+module hostStorage 'modules/storage.bicep' = {
+  name: 'dipguard-host-storage'
+  params: {
+    name: 'sthost${resourceToken}'
+    location: location
+    tags: allTags
+    skuName: storageSkuName
+    // The Functions content share (Azure Files) accepts only an account key; see function-app.bicep.
+    allowSharedKeyAccess: true
+    fileShareNames: [
+      contentShareName
+    ]
+  }
+}
+
+module dataStorage 'modules/storage.bicep' = {
+  name: 'dipguard-data-storage'
+  params: {
+    name: 'stdata${resourceToken}'
+    location: location
+    tags: allTags
+    skuName: storageSkuName
+    allowSharedKeyAccess: false
+    tableNames: [
+      customerTableName
+      surgeTableName
+    ]
+  }
+}
+
+module redis 'modules/redis.bicep' = {
+  name: 'dipguard-redis'
+  params: {
+    name: 'redis-dipguard-${environmentName}-${resourceToken}'
+    location: location
+    tags: allTags
+    skuName: redisSkuName
+    highAvailability: redisHighAvailability
+    clusteringPolicy: redisClusteringPolicy
+  }
+}
+
+module apim 'modules/apim.bicep' = {
+  name: 'dipguard-apim'
+  params: {
+    name: 'apim-dipguard-${environmentName}-${resourceToken}'
+    location: location
+    tags: allTags
+    skuName: apimSkuName
+    skuCapacity: apimSkuCapacity
+    publisherEmail: publisherEmail
+    publisherName: publisherName
+  }
+}
+
+module keyVault 'modules/key-vault.bicep' = {
+  name: 'dipguard-key-vault'
+  params: {
+    name: take('kv-dip-${environmentName}-${resourceToken}', 24)
+    location: location
+    tags: allTags
+    softDeleteRetentionInDays: keyVaultSoftDeleteRetentionInDays
+    secretsUserPrincipalIds: [
+      apim.outputs.systemAssignedMIPrincipalId
+    ]
+  }
+}
+
+module functionApp 'modules/function-app.bicep' = {
+  name: 'dipguard-function-app'
+  params: {
+    name: 'func-dipguard-${environmentName}-${resourceToken}'
+    planName: 'plan-dipguard-${environmentName}'
+    location: location
+    tags: allTags
+    azdServiceName: 'api'
+    planSku: planSku
+    maximumElasticWorkerCount: maximumElasticWorkerCount
+    zoneRedundant: zoneRedundant
+    alwaysReadyInstanceCount: alwaysReadyInstanceCount
+    preWarmedInstanceCount: preWarmedInstanceCount
+    functionAppScaleLimit: functionAppScaleLimit
+    hostStorageAccountName: hostStorage.outputs.name
+    contentShareName: contentShareName
+    customerTableServiceUri: dataStorage.outputs.tableEndpoint
+    redisUrl: redis.outputs.url
+    appInsightsConnectionString: monitoring.outputs.connectionString
+    apimPublicIpAddresses: apim.outputs.publicIpAddresses
+    operatorIpRanges: operatorIpRanges
+    customerTableName: customerTableName
+    surgeTableName: surgeTableName
+    scaleTimerSchedule: scaleTimerSchedule
+    scaleSchedule: string(effectiveScaleSchedule)
+    scaleDryRun: scaleDryRun
+    scaleSyncPlanMinimum: scaleSyncPlanMinimum
+    appSettings: union(tuningDefaults, appTuning)
+  }
+}
+
+module appAccess 'modules/app-access.bicep' = {
+  name: 'dipguard-app-access'
+  params: {
+    principalId: functionApp.outputs.systemAssignedMIPrincipalId
+    hostStorageAccountName: hostStorage.outputs.name
+    dataStorageAccountName: dataStorage.outputs.name
+    appInsightsName: monitoring.outputs.name
+    redisName: redis.outputs.name
+    redisDatabaseName: redis.outputs.databaseName
+  }
+}
+
+module lookupApi 'modules/apim-api.bicep' = {
+  name: 'dipguard-lookup-api'
+  params: {
+    apimName: apim.outputs.name
+    functionAppName: functionApp.outputs.name
+    keyVaultName: keyVault.outputs.name
+    apiPath: apiPath
+    rateLimitCallsPerSecond: rateLimitCallsPerSecond
+    maxConcurrentCalls: maxConcurrentCalls
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'dipguard-alerts'
+  params: {
+    name: 'ag-dipguard-${environmentName}'
+    location: location
+    tags: allTags
+    appInsightsResourceId: monitoring.outputs.resourceId
+    alertEmails: alertEmails
+    degradedPercentThreshold: degradedPercentThreshold
+    p95LatencyThresholdMs: p95LatencyThresholdMs
+  }
+}
+
+@description('Name of the function app (azd deploys the code here).')
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+
+@description('The URL Genesys Cloud data actions post to.')
+output LOOKUP_URL string = lookupApi.outputs.lookupUrl
+
+@description('Resource ID of the Genesys Cloud API Management subscription; its key is read with listSecrets (see docs/deploy.md).')
+output APIM_SUBSCRIPTION_ID string = lookupApi.outputs.genesysSubscriptionId
+
+@description('Name of the API Management service.')
+output APIM_NAME string = apim.outputs.name
+
+@description('Name of the Application Insights component.')
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.name

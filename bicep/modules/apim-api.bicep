@@ -1,0 +1,167 @@
+metadata name = 'dipguard lookup API'
+metadata description = 'Publishes POST /lookup on API Management from the repository\'s openapi.json: function key in a Key Vault-backed named value, backend, rate and concurrency limits, and a Genesys Cloud product and subscription. The surge admin endpoints are deliberately not published.'
+
+@description('Required. Name of the existing API Management service.')
+param apimName string
+
+@description('Required. Name of the existing function app.')
+param functionAppName string
+
+@description('Required. Name of the existing key vault that holds the function key. API Management\'s identity must be able to read its secrets.')
+param keyVaultName string
+
+@description('Optional. Name of the API.')
+param name string = 'dipguard-lookup'
+
+@description('Optional. URL suffix of the API on the gateway: Genesys calls https://<apim>.azure-api.net/<apiPath>/lookup.')
+param apiPath string = 'dip'
+
+@description('Optional. Calls per second allowed per subscription (rate-limit-by-key) before API Management answers 429.')
+@minValue(1)
+param rateLimitCallsPerSecond int = 1000
+
+@description('Optional. Calls in flight to the function app per gateway (limit-concurrency) before API Management answers 429.')
+@minValue(1)
+param maxConcurrentCalls int = 200
+
+@description('Optional. Display name of the product Genesys Cloud subscribes to.')
+param productDisplayName string = 'Genesys Cloud data actions'
+
+var functionKeyName = 'dipguard-function-key'
+var backendName = 'dipguard-functions'
+var policyXml = loadTextContent('../policies/lookup-api.xml')
+
+resource apiManagement 'Microsoft.ApiManagement/service@2024-05-01' existing = {
+  name: apimName
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-11-01' existing = {
+  name: functionAppName
+}
+
+resource keyVault 'Microsoft.KeyVault/vaults@2024-11-01' existing = {
+  name: keyVaultName
+}
+
+// The function app's default host key, which opens FUNCTION-level triggers (ivr_lookup,
+// health) but not the ADMIN-level surge endpoints.
+resource keyVault_functionKey 'Microsoft.KeyVault/vaults/secrets@2024-11-01' = {
+  parent: keyVault
+  name: functionKeyName
+  // checkov:skip=CKV_AZURE_41: The function host key does not expire, and an expiry here would silently cut API Management off from the app. Rotate by regenerating the host key and redeploying; the named value pins the new secret version.
+  properties: {
+    value: listKeys('${functionApp.id}/host/default', '2024-11-01').functionKeys.default
+    contentType: 'text/plain'
+    attributes: {
+      enabled: true
+    }
+  }
+}
+
+resource apiManagement_functionKey 'Microsoft.ApiManagement/service/namedValues@2024-05-01' = {
+  parent: apiManagement
+  name: functionKeyName
+  properties: {
+    displayName: functionKeyName
+    secret: true
+    keyVault: {
+      // The exact version: a redeploy after a key rotation takes effect at once rather than
+      // after API Management's periodic Key Vault refresh.
+      secretIdentifier: keyVault_functionKey.properties.secretUriWithVersion
+    }
+  }
+}
+
+resource apiManagement_backend 'Microsoft.ApiManagement/service/backends@2024-05-01' = {
+  parent: apiManagement
+  name: backendName
+  properties: {
+    description: 'dipguard function app'
+    protocol: 'http'
+    url: 'https://${functionApp.properties.defaultHostName}/api'
+    credentials: {
+      header: {
+        'x-functions-key': [
+          '{{${functionKeyName}}}'
+        ]
+      }
+    }
+    tls: {
+      validateCertificateChain: true
+      validateCertificateName: true
+    }
+  }
+  dependsOn: [
+    apiManagement_functionKey
+  ]
+}
+
+resource apiManagement_api 'Microsoft.ApiManagement/service/apis@2024-05-01' = {
+  parent: apiManagement
+  name: name
+  properties: {
+    displayName: 'dipguard lookup'
+    description: 'Caller lookup for Genesys Cloud IVR data dips.'
+    path: apiPath
+    protocols: [
+      'https'
+    ]
+    subscriptionRequired: true
+    subscriptionKeyParameterNames: {
+      header: 'Ocp-Apim-Subscription-Key'
+      query: 'subscription-key'
+    }
+    serviceUrl: 'https://${functionApp.properties.defaultHostName}/api'
+    format: 'openapi+json'
+    value: loadTextContent('../../openapi.json')
+  }
+}
+
+resource apiManagement_api_policy 'Microsoft.ApiManagement/service/apis/policies@2024-05-01' = {
+  parent: apiManagement_api
+  name: 'policy'
+  properties: {
+    format: 'xml'
+    value: replace(replace(replace(policyXml, '__RATE_LIMIT_CALLS__', string(rateLimitCallsPerSecond)), '__MAX_CONCURRENCY__', string(maxConcurrentCalls)), '__BACKEND_ID__', apiManagement_backend.name)
+  }
+}
+
+resource apiManagement_product 'Microsoft.ApiManagement/service/products@2024-05-01' = {
+  parent: apiManagement
+  name: 'genesys-cloud'
+  properties: {
+    displayName: productDisplayName
+    description: 'Data dips from Genesys Cloud Architect flows.'
+    subscriptionRequired: true
+    approvalRequired: true
+    state: 'published'
+  }
+}
+
+resource apiManagement_product_api 'Microsoft.ApiManagement/service/products/apis@2024-05-01' = {
+  parent: apiManagement_product
+  name: apiManagement_api.name
+}
+
+resource apiManagement_subscription 'Microsoft.ApiManagement/service/subscriptions@2024-05-01' = {
+  parent: apiManagement
+  name: 'genesys-cloud'
+  properties: {
+    displayName: 'Genesys Cloud org'
+    scope: apiManagement_product.id
+    state: 'active'
+    allowTracing: false
+  }
+}
+
+@description('The name of the API.')
+output name string = apiManagement_api.name
+
+@description('The resource ID of the API.')
+output resourceId string = apiManagement_api.id
+
+@description('The URL Genesys Cloud posts data dips to.')
+output lookupUrl string = '${apiManagement.properties.gatewayUrl}/${apiPath}/lookup'
+
+@description('The resource ID of the Genesys Cloud subscription. Read its key with: az rest --method post --uri "https://management.azure.com<id>/listSecrets?api-version=2024-05-01".')
+output genesysSubscriptionId string = apiManagement_subscription.id

@@ -1,0 +1,300 @@
+metadata name = 'dipguard function app'
+metadata description = 'A Linux Elastic Premium plan and the Python function app that answers IVR data dips, with always-ready and pre-warmed instances, inbound traffic limited to API Management, and the roles its scale_schedule timer needs.'
+
+@description('Required. Name of the function app.')
+param name string
+
+@description('Required. Name of the Elastic Premium plan.')
+param planName string
+
+@description('Optional. Location for all resources.')
+param location string = resourceGroup().location
+
+@description('Optional. Tags applied to every resource.')
+param tags object = {}
+
+@description('Optional. Value of the azd-service-name tag, which must match the service name in azure.yaml.')
+param azdServiceName string = 'api'
+
+// --- plan and scale ---
+
+@description('Optional. Elastic Premium size: EP1 (1 vCPU, 3.5 GB), EP2 (2 vCPU, 7 GB), EP3 (4 vCPU, 14 GB).')
+@allowed([
+  'EP1'
+  'EP2'
+  'EP3'
+])
+param planSku string = 'EP1'
+
+@description('Optional. Plan maximum burst: the most instances the plan may scale out to. The regional ceiling is 20 to 100 depending on region and OS.')
+@minValue(1)
+@maxValue(100)
+param maximumElasticWorkerCount int = 20
+
+@description('Optional. Spread the plan across availability zones. Needs at least 3 always-ready instances.')
+param zoneRedundant bool = false
+
+@description('Optional. Always-ready instances (site config minimumElasticInstanceCount): warm and billed all the time. The scale_schedule timer raises and lowers it at run time; a redeploy resets it to this value.')
+@minValue(1)
+@maxValue(20)
+param alwaysReadyInstanceCount int = 1
+
+@description('Optional. Pre-warmed buffer instances (site config preWarmedInstanceCount) kept ready ahead of each scale-out step.')
+@minValue(0)
+@maxValue(20)
+param preWarmedInstanceCount int = 1
+
+@description('Optional. Per-app scale-out limit (site config functionAppScaleLimit); 0 means up to the plan maximum burst.')
+@minValue(0)
+@maxValue(100)
+param functionAppScaleLimit int = 0
+
+// A zone-redundant plan keeps instances in three zones, and ARM rejects fewer than three
+// always-ready instances on it. Fail the deployment up front with a message that says so:
+// int() of a non-number is an error that ARM reports at validation time (and in what-if).
+var alwaysReadyChecked = (zoneRedundant && alwaysReadyInstanceCount < 3) ? int('zoneRedundant requires alwaysReadyInstanceCount of at least 3') : alwaysReadyInstanceCount
+
+// --- dependencies ---
+
+@description('Required. Name of the storage account the Functions host uses (AzureWebJobsStorage, content share).')
+param hostStorageAccountName string
+
+@description('Required. Name of the Azure Files share in the host storage account that holds the app content.')
+param contentShareName string
+
+@description('Required. Table service endpoint of the customer data account (CustomerStorage__tableServiceUri).')
+param customerTableServiceUri string
+
+@description('Required. Redis URL without secrets, for example rediss://<host>:10000/0 (Entra ID token auth).')
+param redisUrl string
+
+@description('Required. Application Insights connection string.')
+param appInsightsConnectionString string
+
+@description('Optional. Public IP addresses of the API Management gateway. When empty, the ApiManagement service tag is allowed instead.')
+param apimPublicIpAddresses array = []
+
+@description('Optional. Extra CIDR ranges allowed to reach the app directly, for operators calling the admin-level surge endpoint.')
+param operatorIpRanges array = []
+
+// --- app settings the code reads ---
+
+@description('Optional. Table that holds customers and phone numbers (CUSTOMER_TABLE).')
+param customerTableName string = 'customers'
+
+@description('Optional. Table that holds operator surges (SURGE_TABLE).')
+param surgeTableName string = 'surges'
+
+@description('Optional. NCRONTAB schedule of the scale_schedule timer (SCALE_TIMER_SCHEDULE).')
+param scaleTimerSchedule string = '0 */5 * * * *'
+
+@description('Required. JSON day/night/high-risk schedule of always-ready and pre-warmed instances (SCALE_SCHEDULE), as shared/schedule.py reads it.')
+param scaleSchedule string
+
+@description('Optional. Log what the scale timer would change and change nothing (SCALE_DRY_RUN).')
+param scaleDryRun bool = false
+
+@description('Optional. Also keep the plan minimum (sku.capacity) in step with always-ready (SCALE_SYNC_PLAN_MINIMUM).')
+param scaleSyncPlanMinimum bool = false
+
+@description('Optional. Further app settings (handler tuning, see shared/settings.py), as a name-to-value object. Values are converted to strings.')
+param appSettings object = {}
+
+var armEndpoint = environment().resourceManager
+var platformSettings = {
+  // Functions runtime
+  FUNCTIONS_EXTENSION_VERSION: '~4'
+  FUNCTIONS_WORKER_RUNTIME: 'python'
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
+  // Application Insights accepts Entra ID tokens only; the host uses the system identity.
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
+  // Identity-based host storage (blobs for keys and timer locks): no connection string.
+  AzureWebJobsStorage__accountName: hostStorageAccountName
+  AzureWebJobsStorage__credential: 'managedidentity'
+  // Elastic Premium scales out on an Azure Files content share, and Azure Files accepts only
+  // an account key. Running without the share means deploying a run-from-blob package that
+  // azd cannot produce, and the docs warn scale-out may be limited. The key is for the host
+  // account, which holds no customer data; the customer account has shared keys off.
+  WEBSITE_CONTENTAZUREFILECONNECTIONSTRING: 'DefaultEndpointsProtocol=https;AccountName=${hostStorageAccount.name};EndpointSuffix=${environment().suffixes.storage};AccountKey=${hostStorageAccount.listKeys().keys[0].value}'
+  WEBSITE_CONTENTSHARE: contentShareName
+  // Remote build on deploy (azd, func publish): pip installs requirements.txt on Linux.
+  SCM_DO_BUILD_DURING_DEPLOYMENT: 'true'
+  ENABLE_ORYX_BUILD: 'true'
+  // dipguard
+  REDIS_URL: redisUrl
+  CustomerStorage__tableServiceUri: customerTableServiceUri
+  CUSTOMER_TABLE: customerTableName
+  SURGE_TABLE: surgeTableName
+  SCALE_TIMER_SCHEDULE: scaleTimerSchedule
+  SCALE_SCHEDULE: scaleSchedule
+  SCALE_DRY_RUN: string(scaleDryRun)
+  SCALE_SYNC_PLAN_MINIMUM: string(scaleSyncPlanMinimum)
+  SCALE_ZONE_REDUNDANT: string(zoneRedundant)
+  ARM_ENDPOINT: endsWith(armEndpoint, '/') ? substring(armEndpoint, 0, length(armEndpoint) - 1) : armEndpoint
+}
+var appSettingsMap = union(platformSettings, appSettings)
+
+// Inbound: API Management's addresses (or its service tag), then operators; everything else is denied.
+var apimRules = [
+  for (ip, i) in apimPublicIpAddresses: {
+    name: 'apim-${i}'
+    description: 'API Management gateway'
+    ipAddress: '${ip}/32'
+    action: 'Allow'
+    priority: 100 + i
+  }
+]
+var operatorRules = [
+  for (range, i) in operatorIpRanges: {
+    name: 'operator-${i}'
+    description: 'Operators (surge endpoint)'
+    ipAddress: range
+    action: 'Allow'
+    priority: 200 + i
+  }
+]
+var apimServiceTagRule = [
+  {
+    name: 'apim-service-tag'
+    description: 'API Management (service tag; this tier has no static gateway address)'
+    tag: 'ServiceTag'
+    ipAddress: 'ApiManagement'
+    action: 'Allow'
+    priority: 100
+  }
+]
+
+// Website Contributor (site config) and Web Plan Contributor (plan burst and minimum): what
+// the scale_schedule timer needs, scoped to this site and this plan only.
+var websiteContributorRoleId = 'de139f84-1756-47ae-9be6-808fbbe84772'
+var webPlanContributorRoleId = '2cc479cb-7b4d-49a8-b449-8c00fd0f0a4b'
+
+resource hostStorageAccount 'Microsoft.Storage/storageAccounts@2024-01-01' existing = {
+  name: hostStorageAccountName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'elastic'
+  // checkov:skip=CKV_AZURE_225: Zone redundancy is the zoneRedundant parameter: prod.bicepparam turns it on (with at least 3 always-ready instances); dev stays single-zone to stay cheap.
+  sku: {
+    name: planSku
+    tier: 'ElasticPremium'
+    // Plan minimum instances; the plan also keeps at least the app's always-ready count.
+    capacity: alwaysReadyChecked
+  }
+  properties: {
+    reserved: true
+    maximumElasticWorkerCount: maximumElasticWorkerCount
+    zoneRedundant: zoneRedundant
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-11-01' = {
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': azdServiceName
+  })
+  kind: 'functionapp,linux'
+  // checkov:skip=CKV_AZURE_17: No client certificates: API Management authenticates with a function key over TLS, and inbound traffic is limited to API Management's addresses.
+  // checkov:skip=CKV_AZURE_222: The public endpoint is what API Management calls; ipSecurityRestrictions below deny everything except API Management (and listed operator ranges). A private endpoint would need a VNet-injected API Management tier.
+  // checkov:skip=CKV_AZURE_213: No App Service health check: it probes without a function key, so the FUNCTION-level /api/health would answer 401 and healthy instances would be taken out of rotation. The Functions scale controller and the alerts watch health instead.
+  // checkov:skip=CKV_AZURE_212: Instance count is not App Service's numberOfWorkers here: always-ready instances (minimumElasticInstanceCount) are a parameter, at least 3 when zone redundant.
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    serverFarmId: plan.id
+    reserved: true
+    httpsOnly: true
+    clientAffinityEnabled: false
+    publicNetworkAccess: 'Enabled'
+    siteConfig: {
+      linuxFxVersion: 'Python|3.11'
+      minimumElasticInstanceCount: alwaysReadyChecked
+      preWarmedInstanceCount: preWarmedInstanceCount
+      functionAppScaleLimit: functionAppScaleLimit
+      functionsRuntimeScaleMonitoringEnabled: false
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      remoteDebuggingEnabled: false
+      use32BitWorkerProcess: false
+      ipSecurityRestrictionsDefaultAction: 'Deny'
+      ipSecurityRestrictions: concat(empty(apimPublicIpAddresses) ? apimServiceTagRule : apimRules, operatorRules)
+      // Deployments (azd, func publish) reach the SCM site with Entra ID tokens; basic auth is off below.
+      scmIpSecurityRestrictionsUseMain: false
+      scmIpSecurityRestrictionsDefaultAction: 'Allow'
+      cors: {
+        allowedOrigins: []
+      }
+      appSettings: [
+        for setting in items(appSettingsMap): {
+          name: setting.key
+          value: string(setting.value)
+        }
+      ]
+    }
+  }
+}
+
+// No FTP or SCM basic-auth publishing credentials: deploy with Entra ID.
+resource site_ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource site_scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource site_websiteContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(site.id, websiteContributorRoleId)
+  scope: site
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', websiteContributorRoleId)
+    principalId: site.identity.principalId
+    principalType: 'ServicePrincipal'
+    description: 'scale_schedule: read and change always-ready and pre-warmed instances (site config).'
+  }
+}
+
+resource plan_webPlanContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(plan.id, site.id, webPlanContributorRoleId)
+  scope: plan
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', webPlanContributorRoleId)
+    principalId: site.identity.principalId
+    principalType: 'ServicePrincipal'
+    description: 'scale_schedule: change the plan maximum burst and minimum instances.'
+  }
+}
+
+@description('The name of the function app.')
+output name string = site.name
+
+@description('The resource ID of the function app.')
+output resourceId string = site.id
+
+@description('The object ID of the function app\'s system-assigned identity.')
+output systemAssignedMIPrincipalId string = site.identity.principalId
+
+@description('The default host name, for example <name>.azurewebsites.net.')
+output defaultHostName string = site.properties.defaultHostName
+
+@description('The name of the Elastic Premium plan.')
+output planName string = plan.name
+
+@description('The resource ID of the Elastic Premium plan.')
+output planResourceId string = plan.id

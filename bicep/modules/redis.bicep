@@ -1,0 +1,77 @@
+metadata name = 'dipguard Azure Managed Redis'
+metadata description = 'An Azure Managed Redis cluster (Microsoft.Cache/redisEnterprise) with one TLS-only database that accepts Entra ID tokens and no access keys.'
+
+@description('Required. Name of the Azure Managed Redis cluster.')
+param name string
+
+@description('Optional. Location for all resources.')
+param location string = resourceGroup().location
+
+@description('Optional. Tags applied to every resource.')
+param tags object = {}
+
+@description('Optional. SKU of the cluster. Balanced_B0 is the cheapest; size up for throughput, not only memory.')
+param skuName string = 'Balanced_B1'
+
+@description('Optional. Replicate the data set inside the cluster. Disabling it halves the price and removes the SLA: dev only.')
+param highAvailability bool = true
+
+@description('''Optional. Clustering policy of the database. EnterpriseCluster gives one endpoint that any
+client can use, which suits the app's non-cluster redis-py client; every multi-key valve script
+keys on one {hash tag}, so it runs on one shard under either policy. OSSCluster needs a
+cluster-aware client. The policy cannot be changed once the database exists.''')
+@allowed([
+  'EnterpriseCluster'
+  'OSSCluster'
+])
+param clusteringPolicy string = 'EnterpriseCluster'
+
+@description('Optional. TLS port of the database endpoint.')
+param port int = 10000
+
+resource redisCluster 'Microsoft.Cache/redisEnterprise@2025-07-01' = {
+  name: name
+  location: location
+  tags: tags
+  sku: {
+    name: skuName
+  }
+  properties: {
+    minimumTlsVersion: '1.2'
+    highAvailability: highAvailability ? 'Enabled' : 'Disabled'
+    // Public endpoint: the Premium app is not VNet integrated. Access keys are off, so only
+    // Entra ID principals given an access policy assignment below can connect.
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
+resource redisCluster_database 'Microsoft.Cache/redisEnterprise/databases@2025-07-01' = {
+  parent: redisCluster
+  name: 'default'
+  properties: {
+    clientProtocol: 'Encrypted'
+    port: port
+    clusteringPolicy: clusteringPolicy
+    // The cache and the valve keys all carry TTLs; evict the least recently used of those.
+    evictionPolicy: 'VolatileLRU'
+    accessKeysAuthentication: 'Disabled'
+  }
+}
+
+@description('The name of the Azure Managed Redis cluster.')
+output name string = redisCluster.name
+
+@description('The resource ID of the Azure Managed Redis cluster.')
+output resourceId string = redisCluster.id
+
+@description('The name of the database.')
+output databaseName string = redisCluster_database.name
+
+@description('The host name clients connect to.')
+output hostName string = redisCluster.properties.hostName
+
+@description('The TLS port of the database.')
+output port int = port
+
+@description('The URL the app uses: TLS, no password (Entra ID token auth), database 0.')
+output url string = 'rediss://${redisCluster.properties.hostName}:${port}/0'

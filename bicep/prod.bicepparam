@@ -1,0 +1,79 @@
+using 'main.bicep'
+
+// Production: zone-redundant EP2 plan with head-room for a 10x call spike, Standard v2 API
+// Management, replicated Azure Managed Redis, zone-redundant storage, and a day/night schedule
+// that raises always-ready instances ahead of business hours.
+//
+//   APIM_PUBLISHER_EMAIL=ops@contoso.com ALERT_EMAIL=oncall@contoso.com \
+//     az deployment group create -g <resource-group> --parameters bicep/prod.bicepparam
+
+param environmentName = 'prod'
+param publisherEmail = readEnvironmentVariable('APIM_PUBLISHER_EMAIL')
+
+param planSku = 'EP2'
+param maximumElasticWorkerCount = 60
+// Zone redundancy needs at least 3 always-ready instances, here and in every schedule level.
+param zoneRedundant = true
+param alwaysReadyInstanceCount = 3
+param preWarmedInstanceCount = 2
+
+param storageSkuName = 'Standard_ZRS'
+param redisSkuName = 'Balanced_B5'
+param redisHighAvailability = true
+param keyVaultSoftDeleteRetentionInDays = 90
+
+param apimSkuName = 'StandardV2'
+param apimSkuCapacity = 1
+param rateLimitCallsPerSecond = 1000
+param maxConcurrentCalls = 200
+// Operators' egress ranges for the admin-level surge endpoint, e.g. [ '203.0.113.0/24' ].
+param operatorIpRanges = []
+
+param maxDbQps = 400
+param handlerDeadlineMs = 2500
+
+// Night and weekends at the zone-redundant floor; business hours warm enough for the usual
+// morning peak, with the plan allowed to burst to 60 for a recall or outage spike. Surges
+// (POST /api/surge) raise it further for a known event.
+param scaleSchedule = {
+  timezone: 'America/New_York'
+  default: {
+    alwaysReady: 3
+    preWarmed: 1
+    maxBurst: 40
+  }
+  windows: [
+    {
+      name: 'weekday business hours'
+      days: [
+        'mon'
+        'tue'
+        'wed'
+        'thu'
+        'fri'
+      ]
+      start: '07:00'
+      end: '20:00'
+      alwaysReady: 8
+      preWarmed: 2
+      maxBurst: 60
+    }
+    {
+      name: 'saturday'
+      days: [
+        'sat'
+      ]
+      start: '08:00'
+      end: '17:00'
+      alwaysReady: 5
+      preWarmed: 2
+    }
+  ]
+}
+
+param logRetentionDays = 90
+param alertEmails = [
+  readEnvironmentVariable('ALERT_EMAIL')
+]
+param degradedPercentThreshold = 5
+param p95LatencyThresholdMs = 1000
