@@ -47,6 +47,7 @@ WEBSITE_CONTRIBUTOR = "de139f84-1756-47ae-9be6-808fbbe84772"
 WEB_PLAN_CONTRIBUTOR = "2cc479cb-7b4d-49a8-b449-8c00fd0f0a4b"
 STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
 STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 
@@ -476,19 +477,22 @@ def test_the_scale_schedule_identity_can_change_the_site_and_the_plan() -> None:
 
 def test_the_app_identity_gets_data_access_and_nothing_broad() -> None:
     access = module("app-access")
-    grants = role_assignments(access)
-    by_scope: dict[str, set[str]] = {}
-    for grant in grants:
-        roles = grant["role"] if isinstance(grant["role"], list) else [grant["role"]]
-        by_scope.setdefault(grant["scope"], set()).update(roles)
-    # The host storage loop iterates a variable holding the role list.
-    host_roles = set(access["variables"]["hostStorageRoleIds"]["value"])
     variables = access["variables"]
-    host_guids = {variables[r]["value"] for r in host_roles}
-    assert STORAGE_BLOB_DATA_OWNER in host_guids
-    assert by_scope["dataStorageAccount"] == {STORAGE_TABLE_DATA_CONTRIBUTOR}
-    assert by_scope["appInsights"] == {MONITORING_METRICS_PUBLISHER}
-    assert all(g["principal"] == "principalId" for g in grants)
+    by_scope: dict[str, set[str]] = {}
+    for grant in role_assignments(access):
+        assert grant["principal"] == "principalId"
+        role = grant["role"]
+        if role == "roleId":  # the host storage loop over hostStorageRoleIds
+            roles = {variables[r]["value"] for r in variables["hostStorageRoleIds"]["value"]}
+        else:
+            roles = {role}
+        by_scope.setdefault(grant["scope"], set()).update(roles)
+    assert by_scope == {
+        "hostStorageAccount": {STORAGE_BLOB_DATA_OWNER, STORAGE_QUEUE_DATA_CONTRIBUTOR,
+                               STORAGE_TABLE_DATA_CONTRIBUTOR},
+        "dataStorageAccount": {STORAGE_TABLE_DATA_CONTRIBUTOR},
+        "appInsights": {MONITORING_METRICS_PUBLISHER},
+    }
 
 
 def test_api_management_can_read_the_function_key_and_nothing_else() -> None:
@@ -742,19 +746,23 @@ def _param_values(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _effective_schedule(values: Mapping[str, Any]) -> dict[str, Any]:
+    """main.bicep's effectiveScaleSchedule: the scaleSchedule given, else one flat level."""
+    chosen = parsed(MAIN)["variables"]["effectiveScaleSchedule"]["value"]["operator"]
+    assert chosen["type"] == "conditional"
+    assert function(chosen["operands"]["condition"], "empty") == {"item_to_test": "scaleSchedule"}
+    if values["scaleSchedule"]:
+        return dict(values["scaleSchedule"])
+    return _resolve(chosen["operands"]["true_value"], values)  # type: ignore[no-any-return]
+
+
 def _app_settings_for(overrides: Mapping[str, Any]) -> dict[str, str]:
     """App settings as deployed with main.bicep's defaults plus ``overrides``."""
     main = parsed(MAIN)
     values = _param_values(overrides)
     # Variables of main.bicep the module call uses.
     variables = dict(values)
-    schedule = values["scaleSchedule"] or {
-        "timezone": "UTC",
-        "default": {"alwaysReady": values["alwaysReadyInstanceCount"],
-                    "preWarmed": values["preWarmedInstanceCount"],
-                    "maxBurst": values["maximumElasticWorkerCount"]},
-        "windows": [],
-    }
+    schedule = _effective_schedule(values)
     variables["effectiveScaleSchedule"] = schedule
     module_params = {}
     for name, arg in module_call(main, "modules/function-app.bicep")["params"].items():
@@ -870,12 +878,7 @@ def test_parameter_file_schedule_is_one_the_scale_timer_accepts(path: Path) -> N
     zone_redundant = bool(values["zoneRedundant"])
     if zone_redundant:
         assert values["alwaysReadyInstanceCount"] >= 3
-    schedule = values["scaleSchedule"] or {
-        "timezone": "UTC",
-        "default": {"alwaysReady": values["alwaysReadyInstanceCount"],
-                    "preWarmed": values["preWarmedInstanceCount"],
-                    "maxBurst": values["maximumElasticWorkerCount"]},
-    }
+    schedule = _effective_schedule(values)
     parsed_schedule = parse_schedule(json.dumps(schedule), zone_redundant=zone_redundant)
     bursts = [parsed_schedule.default.max_burst] + [w.levels.max_burst for w in
                                                     parsed_schedule.windows]
