@@ -39,11 +39,13 @@ ensure_python() {
 
 ensure_checkov() {
   # checkov pins dependencies that clash with the app's, so it gets a venv of its own.
-  if [ -x "$ROOT/.venv-checkov/bin/checkov" ]; then return; fi
+  local want="3.3.30"   # the version the Bicep checks were validated against
+  if [ -x "$ROOT/.venv-checkov/bin/checkov" ] && \
+     "$ROOT/.venv-checkov/bin/checkov" --version 2>/dev/null | grep -qx "$want"; then return; fi
   log "checkov (.venv-checkov)"
   python3 -m venv "$ROOT/.venv-checkov"
   quietly "$ROOT/.venv-checkov/bin/pip" install --upgrade pip
-  quietly "$ROOT/.venv-checkov/bin/pip" install checkov
+  quietly "$ROOT/.venv-checkov/bin/pip" install "checkov==$want"
 }
 
 ensure_redis() {
