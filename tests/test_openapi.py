@@ -226,7 +226,8 @@ def test_input_contract_is_flat_and_matches_the_request_fields() -> None:
 def _render(template: str, inputs: dict[str, str]) -> str:
     """The subset of Velocity the request template uses, enough to check what it sends.
 
-    Supports #if("$!{input.x}" != "")...#{end}, $esc.jsonString(${input.x}); anything else
+    Supports #if("$!{input.x}" != "")...#{end}, $esc.jsonString($!{input.x}) (an unset
+    input renders empty) and $esc.jsonString(${input.x}); anything else
     left over fails the test, so the template cannot grow constructs this does not check.
     """
 
@@ -234,8 +235,8 @@ def _render(template: str, inputs: dict[str, str]) -> str:
         return match.group(2) if inputs.get(match.group(1), "") != "" else ""
 
     out = re.sub(r'#if\("\$!\{input\.(\w+)\}" != ""\)(.*?)#\{end\}', guarded, template)
-    out = re.sub(r"\$esc\.jsonString\(\$\{input\.(\w+)\}\)",
-                 lambda m: json.dumps(inputs[m.group(1)])[1:-1], out)
+    out = re.sub(r"\$esc\.jsonString\(\$!?\{input\.(\w+)\}\)",
+                 lambda m: json.dumps(inputs.get(m.group(1), ""))[1:-1], out)
     leftover = re.search(r"\$!?\{|\$esc\.|#if|#\{end\}", out)
     assert leftover is None, f"unrendered Velocity: {out[leftover.start():]!r}"
     return out
@@ -246,11 +247,15 @@ def test_request_template_escapes_every_input_and_silences_optional_ones() -> No
     props = ACTION["contract"]["input"]["inputSchema"]["properties"]
     required = set(ACTION["contract"]["input"]["inputSchema"]["required"])
     for name in props:
-        assert f"$esc.jsonString(${{input.{name}}})" in template, name
-        if name not in required:
+        if name in required:
+            assert f"$esc.jsonString(${{input.{name}}})" in template, name
+        else:
             assert f"$!{{input.{name}}}" in template, name
+            assert (f"$esc.jsonString($!{{input.{name}}})" in template
+                    or f"$esc.jsonString(${{input.{name}}})" in template), name
     # Nothing is inserted unescaped.
-    bare = re.findall(r"\$!?\{input\.\w+\}", re.sub(r"\$esc\.jsonString\([^)]*\)", "", template))
+    bare = re.findall(r"\$!?\{input\.\w+\}",
+                      re.sub(r"\$esc\.jsonString\([^)]*\)", "", template))
     assert all(ref.startswith("$!") for ref in bare)
 
 
@@ -262,11 +267,18 @@ def test_request_template_escapes_every_input_and_silences_optional_ones() -> No
      "customerId": "C-1042"},
     {"conversationId": "43436e96-5c19-4c52-b951-4ea05d9a9af7",
      "ani": 'sip:"odd\\caller"@carrier.example', "customerId": "C_7", "dnis": ""},
-], ids=["ani-only", "empty-customer-id", "customer-id-only", "quotes-and-backslash"])
+    {"conversationId": "43436e96-5c19-4c52-b951-4ea05d9a9af7", "ani": ""},
+    {"conversationId": "43436e96-5c19-4c52-b951-4ea05d9a9af7"},
+], ids=["ani-only", "empty-customer-id", "customer-id-only", "quotes-and-backslash",
+        "withheld-ani", "ani-input-unset"])
 def test_request_template_renders_a_body_the_api_and_the_app_accept(inputs: dict[str, str]) -> None:
     body = _render(ACTION["config"]["request"]["requestTemplate"], inputs)
     payload = json.loads(body)
-    assert payload == {k: v for k, v in inputs.items() if v != ""}
+    # ani is always sent, even empty: a withheld caller with no account number must reach
+    # the app as valid traffic (200, source "none"), never as a 400 down the Failure path.
+    expected = {k: v for k, v in inputs.items() if v != "" or k == "ani"}
+    expected.setdefault("ani", "")
+    assert payload == expected
     schema_validator("LookupRequest").validate(payload)
     content_type = ACTION["config"]["request"]["headers"]["Content-Type"]
     request = parse_dip_request(body.encode(), content_type)
