@@ -1,0 +1,121 @@
+"""A synthetic, reproducible customer population, loaded through the project's loader.
+
+Customer ``i`` is ``C-%06d``; it has one or two US numbers drawn without replacement from
+a space of real area codes, so every number is a possible (and valid) NANP number. The
+same seed always gives the same people, so the spike's callers can be rebuilt without
+reading the table back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables.aio import TableClient
+
+from shared.customers import CustomerRecord, LookupKey, entities_for, table_keys
+from shared.loader import load_file
+
+__all__ = ["Customer", "Population", "ensure_loaded"]
+
+# Real area codes; exchanges 200-999 that are not N11; any four-digit line number.
+_AREA_CODES = (212, 213, 305, 312, 317, 404, 415, 503, 512, 602, 615, 617, 702, 713, 720,
+               801, 816, 919)
+_EXCHANGES = tuple(x for x in range(200, 1000) if x % 100 != 11)
+_LINES = 10_000
+_SPACE = len(_AREA_CODES) * len(_EXCHANGES) * _LINES
+_TIERS = (("Standard", 0.62), ("Silver", 0.2), ("Gold", 0.13), ("Platinum", 0.05))
+_LANGUAGES = (("en-US", 0.8), ("es-US", 0.17), ("fr-CA", 0.03))
+# A marker row says which population the table holds, so a re-run can skip the load.
+_MARKER = LookupKey("customerId", "BENCH-POPULATION")
+
+
+def _number(index: int) -> str:
+    area, rest = divmod(index, len(_EXCHANGES) * _LINES)
+    exchange, line = divmod(rest, _LINES)
+    return f"+1{_AREA_CODES[area]}{_EXCHANGES[exchange]}{line:04d}"
+
+
+def _pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
+    return rng.choices([w[0] for w in weighted], [w[1] for w in weighted])[0]
+
+
+@dataclass(frozen=True)
+class Customer:
+    customer_id: str
+    phones: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Population:
+    size: int
+    seed: int
+    customers: tuple[Customer, ...]
+    records: tuple[CustomerRecord, ...]
+    # Numbers that belong to nobody: callers the table does not know.
+    strangers: tuple[str, ...]
+
+    @classmethod
+    def build(cls, size: int, seed: int = 7, strangers: int = 5_000) -> Population:
+        rng = random.Random(seed)
+        phone_counts = [1 if rng.random() < 0.55 else 2 for _ in range(size)]
+        numbers = rng.sample(range(_SPACE), sum(phone_counts) + strangers)
+        customers: list[Customer] = []
+        records: list[CustomerRecord] = []
+        at = 0
+        for i, count in enumerate(phone_counts, start=1):
+            cid = f"C-{i:06d}"
+            phones = tuple(_number(n) for n in numbers[at:at + count])
+            at += count
+            customers.append(Customer(cid, phones))
+            records.append(CustomerRecord(cid, _pick(rng, _TIERS), rng.random() < 0.04,
+                                          _pick(rng, _LANGUAGES)))
+        return cls(size, seed, tuple(customers), tuple(records),
+                   tuple(_number(n) for n in numbers[at:]))
+
+    @property
+    def tag(self) -> str:
+        return f"size={self.size};seed={self.seed}"
+
+    def write_csv(self, path: Path) -> None:
+        with path.open("w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(["customerId", "phone", "tier", "isVip", "preferredLanguage"])
+            for customer, record in zip(self.customers, self.records, strict=True):
+                writer.writerow([customer.customer_id, ";".join(customer.phones), record.tier,
+                                 "true" if record.is_vip else "false",
+                                 record.preferred_language])
+
+
+async def _marker(table: TableClient) -> str | None:
+    pk, rk = table_keys(_MARKER)
+    try:
+        entity = await table.get_entity(pk, rk)
+    except ResourceNotFoundError:
+        return None
+    return str(entity.get("Tier") or "")
+
+
+async def ensure_loaded(table: TableClient, population: Population, workdir: Path) -> dict[
+        str, object]:
+    """Load the population through ``shared.loader.load_file`` unless the table has it."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    if await _marker(table) == population.tag:
+        return {"loaded": False, "seconds": 0.0, "customers": population.size}
+    path = workdir / f"population-{population.size}-{population.seed}.csv"
+    population.write_csv(path)
+    report = await load_file(path, table, "US", progress=True)
+    if report.rejected:
+        raise RuntimeError(f"the loader rejected {len(report.rejected)} synthetic rows, "
+                           f"first: {report.rejected[0]}")
+    # The marker goes last: a load cut short is redone next time.
+    marker = CustomerRecord(_MARKER.value, population.tag, False, "")
+    for entity in entities_for(marker, ()):
+        await table.upsert_entity(entity)
+    return {"loaded": True, "seconds": round(loop.time() - started, 1),
+            "customers": report.customers, "entities": report.entities}

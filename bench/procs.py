@@ -1,0 +1,198 @@
+"""The benchmark's processes: its own redis-server, Azurite, the database proxy, the app.
+
+Redis, Azurite and port helpers come from ``tests.services``. Each process here is
+started by the benchmark and stopped by it, by its own handle, never by name.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+
+from tests.services import (
+    AZURITE_CONNECTION_STRING,
+    Azurite,
+    RedisServer,
+    free_port,
+    port_open,
+    wait_for_port,
+)
+
+__all__ = [
+    "ROOT",
+    "AppProcess",
+    "Azurite",
+    "ProxyProcess",
+    "RedisServer",
+    "cpu_seconds",
+    "free_port",
+    "listen_overflows",
+    "listener_pid",
+    "machine_busy",
+    "port_open",
+    "table_connection_string",
+    "wait_for_port",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # Fields 14 and 15 of stat (utime, stime), counted after the command name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def listener_pid(port: int) -> int | None:
+    """The pid of the process listening on 127.0.0.1:port, if this user can see it."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            # State 0A is LISTEN; the local address ends in the port in hex.
+            if cols[3] == "0A" and cols[1].endswith(f":{port:04X}"):
+                inodes.add(cols[9])
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def listen_overflows() -> int:
+    """Connections the kernel dropped because a listen backlog was full (all sockets)."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:], strict=True))
+            return int(table.get("ListenOverflows", 0))
+    return 0
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores together."""
+    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / tick, sum(values) / tick
+
+
+def table_connection_string(port: int) -> str:
+    """An Azurite connection string whose table endpoint is ``127.0.0.1:port``."""
+    return AZURITE_CONNECTION_STRING.format(port=port)
+
+
+class _Child:
+    """A Python child process with its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def start(self, port: int, timeout: float = 30.0) -> None:
+        self._log = self.log_path.open("ab")
+        env = dict(os.environ if self.env is None else self.env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.proc = subprocess.Popen([sys.executable, *self.argv], cwd=ROOT, env=env,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; "
+                                   f"see {self.log_path}")
+            if port_open(port):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not listen on {port} within {timeout} s")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=10)
+            self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class AppProcess(_Child):
+    """The dev host serving one app module with one variant's settings."""
+
+    def __init__(self, module: str, port: int, env: dict[str, str], log_path: Path) -> None:
+        super().__init__(f"devhost({module})",
+                         ["-m", "devhost", "--port", str(port), "--app", module,
+                          "--log-level", "WARNING"], log_path, env)
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/lookup"
+
+
+class ProxyProcess(_Child):
+    """``bench.dbproxy`` with control helpers."""
+
+    def __init__(self, port: int, upstream_port: int, slots: int, service_ms: float,
+                 log_path: Path) -> None:
+        super().__init__("dbproxy",
+                         ["-m", "bench.dbproxy", "--port", str(port), "--upstream",
+                          f"http://127.0.0.1:{upstream_port}", "--slots", str(slots),
+                          "--service-ms", str(service_ms)], log_path)
+        self.port = port
+
+    def _url(self, action: str) -> str:
+        return f"http://127.0.0.1:{self.port}/__dbproxy/{action}"
+
+    async def set_mode(self, session: aiohttp.ClientSession, mode: str) -> float:
+        async with session.post(self._url("mode"), json={"mode": mode}) as resp:
+            resp.raise_for_status()
+            return float((await resp.json())["at"])
+
+    async def reset(self, session: aiohttp.ClientSession) -> None:
+        async with session.post(self._url("reset")) as resp:
+            resp.raise_for_status()
+
+    async def stats(self, session: aiohttp.ClientSession) -> dict[str, Any]:
+        async with session.get(self._url("stats")) as resp:
+            resp.raise_for_status()
+            data: dict[str, Any] = await resp.json()
+            return data

@@ -1,0 +1,179 @@
+"""The spike benchmark's outputs: results JSON, a chart, and a Markdown summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["markdown", "write_chart", "write_reports"]
+
+_SOURCE_COLOURS = {"database": "#1f77b4", "cache": "#2ca02c", "stale": "#bcbd22",
+                   "degraded": "#ff7f0e", "none": "#9467bd", "error": "#d62728"}
+
+
+def _fmt(value: Any, suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        text = f"{value:,.1f}" if abs(value) < 1000 else f"{value:,.0f}"
+        return text + suffix
+    return f"{value}{suffix}"
+
+
+def _sources(r: dict[str, Any]) -> str:
+    parts = [f"{k} {v}" for k, v in r["sources"].items() if v]
+    errors = r["timeouts"] + r["connectionErrors"]
+    if errors:
+        parts.append(f"no answer {errors}")
+    return ", ".join(parts)
+
+
+def _verdict(r: dict[str, Any]) -> str:
+    v = r["verdict"]
+    if v["targets"]:
+        missed = [k for k, ok in v["checks"].items() if not ok]
+        return "met" if not missed else "missed: " + ", ".join(missed)
+    notes = []
+    if v["dbCapBreached"]:
+        notes.append("cap breached")
+    if v["dbSaturated"]:
+        notes.append("database saturated")
+    return "; ".join(notes) or "no breach, not saturated"
+
+
+def markdown(result: dict[str, Any], chart: str | None) -> str:
+    cfg = result["config"]
+    m = result["machine"]
+    lines = [
+        "# Spike benchmark",
+        "",
+        f"Run {result['startedAt']}, {result['seconds']} s in all"
+        + (" (--quick)" if result["quick"] else "") + ".",
+        f"Machine: {m['nproc']} cores, {m['cpu']}; memory {'; '.join(m['memory'])}; "
+        f"Linux {m['kernel']}; Python {m['python']}; {m['redis'].split(' sha=')[0]}; "
+        f"Azurite {m['azurite'] or '?'}. Load average at start "
+        f"{', '.join(f'{x:.2f}' for x in m['loadAverageAtStart'])}.",
+        "",
+        f"Traffic: {cfg['customers']:,} customers; baseline {cfg['baselineDipsPerS']:g} dips/s, "
+        f"spike x{cfg['factor']:g} ({cfg['baselineDipsPerS'] * cfg['factor']:g} dips/s); "
+        f"{cfg['calls']:,} calls per run ({cfg['drillCalls']:,} in a drill), open loop. "
+        f"Database: {cfg['dbSlots']} slots x {cfg['dbServiceMs']:g} ms "
+        f"= {cfg['dbCapacityPerS']} reads/s; MAX_DB_QPS {cfg['maxDbQps']}. "
+        f"Drill faults start {cfg['faultAfterSpikeStartS']:g} s into the spike and last "
+        f"{cfg['faultSeconds']:g} s.",
+        "",
+        "| run | spike p50 / p95 / p99 / max (ms) | within 2.5 s | sources | 4xx / 5xx |"
+        " peak DB reads in 1 s (cap) | Redis cmds / dip | recovery | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["variants"]:
+        lat = r["spikeLatency"]
+        rec = r.get("recovery")
+        lines.append(
+            f"| {r['name']} | {_fmt(lat['p50Ms'])} / {_fmt(lat['p95Ms'])} / "
+            f"{_fmt(lat['p99Ms'])} / {_fmt(lat['maxMs'])} | {_fmt(r['withinDeadlinePct'], '%')} "
+            f"| {_sources(r)} | {r['status4xx']} / {r['status5xx']} | "
+            f"{r['db']['peakReadsIn1s']} ({r['db']['cap']}) | {_fmt(r['redis']['perDip'])} | "
+            f"{_fmt(rec['recoverySeconds'], ' s') if rec else '-'} | {_verdict(r)} |"
+        )
+    lines += [
+        "",
+        "Spike latency covers the calls sent during the hold at the peak; a call that got "
+        "no answer counts at its timeout. Peak DB reads: the most entity reads that reached "
+        "the database proxy in any 1-second sliding window. Recovery: from the fault "
+        "clearing until database + cache answers are back to 80% of their rate before it.",
+        "",
+        "| run | whole run p50 / p99 / max (ms) | DB reads served peak / 1 s | max queued at DB "
+        "| Redis commands | 30-slot Genesys org could sustain | driver lag p99 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["variants"]:
+        lat = r["latency"]
+        cmds = ", ".join(f"{k} {v}" for k, v in list(r["redis"]["byCommand"].items())[:5])
+        lines.append(
+            f"| {r['name']} | {_fmt(lat['p50Ms'])} / {_fmt(lat['p99Ms'])} / {_fmt(lat['maxMs'])}"
+            f" | {r['db']['peakServedIn1s']} | {r['db']['maxQueued']} | {cmds or '-'} | "
+            f"{_fmt(r['genesys30SlotDipsPerS'], ' dips/s')} | {_fmt(r['driverLagP99Ms'], ' ms')} |"
+        )
+    drills = [r for r in result["variants"] if r.get("recovery")]
+    if drills:
+        lines += ["", "| drill | fault (s from start) | good answers/s before / during |"
+                  " first database answer after | first cache answer after | recovery |",
+                  "|---|---|---|---|---|---|"]
+        for r in drills:
+            rec = r["recovery"]
+            lines.append(
+                f"| {r['name']} | {rec['faultStartS']}-{rec['faultEndS']} | "
+                f"{rec['goodPerSBefore']} / {rec['goodPerSDuring']} | "
+                f"{_fmt(rec['firstDatabaseAfterS'], ' s')} | {_fmt(rec['firstCacheAfterS'], ' s')}"
+                f" | {_fmt(rec['recoverySeconds'], ' s')} |")
+    lines += ["", f"Targets met: **{'yes' if result['verdict']['met'] else 'no'}**."]
+    if chart:
+        lines += ["", f"![spike benchmark]({chart})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_chart(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = result["variants"]
+    fig, axes = plt.subplots(len(runs), 3, figsize=(17, 3.1 * len(runs)), squeeze=False,
+                             constrained_layout=True)
+    for row, r in enumerate(runs):
+        tl = r["timeline"]
+        t = tl["t"]
+        ax_lat, ax_src, ax_db = axes[row]
+        for key, style in (("p50Ms", "-"), ("p95Ms", "--"), ("p99Ms", "-"), ("maxMs", ":")):
+            ax_lat.plot(t, [v if v is not None else float("nan") for v in tl[key]], style,
+                        label=key.removesuffix("Ms"), linewidth=1.2 if key != "p99Ms" else 1.8)
+        ax_lat.axhline(2500, color="red", linewidth=0.8, linestyle="--", label="2.5 s deadline")
+        ax_lat.axhline(50, color="grey", linewidth=0.8, linestyle=":", label="50 ms")
+        ax_lat.set_yscale("log")
+        ax_lat.set_ylabel("latency (ms)")
+        ax_lat.set_title(f"{r['title']}: latency", fontsize=9, loc="left")
+        bottoms = [0] * len(t)
+        for source, colour in _SOURCE_COLOURS.items():
+            values = tl.get(f"src_{source}", [0] * len(t))
+            if not any(values):
+                continue
+            ax_src.bar(t, values, width=1.0, bottom=bottoms, color=colour, label=source,
+                       align="edge")
+            bottoms = [a + b for a, b in zip(bottoms, values, strict=True)]
+        ax_src.plot([x + 0.5 for x in t], tl["offered"], color="black", linewidth=0.8,
+                    label="offered")
+        ax_src.set_ylabel("answers / s")
+        ax_src.set_title("source mix (by send second)", fontsize=9, loc="left")
+        ax_db.plot(t, tl["dbReads"], color="#1f77b4", label="reads sent to DB / s")
+        ax_db.plot(t, tl["dbServed"], color="#17becf", linestyle="--", label="reads served / s")
+        ax_db.axhline(r["db"]["cap"], color="red", linewidth=0.9, label="MAX_DB_QPS")
+        ax_db.axhline(r["db"]["capacity"], color="grey", linewidth=0.9, linestyle=":",
+                      label="DB capacity")
+        ax_db.set_ylabel("reads / s")
+        ax_db.set_title(f"database: peak {r['db']['peakReadsIn1s']} reads in a 1 s window, "
+                        f"max queue {r['db']['maxQueued']}", fontsize=9, loc="left")
+        rec = r.get("recovery")
+        for ax in (ax_lat, ax_src, ax_db):
+            if rec:
+                ax.axvspan(rec["faultStartS"], rec["faultEndS"], color="red", alpha=0.08)
+            ax.set_xlabel("seconds")
+            ax.tick_params(labelsize=8)
+        if row == 0:
+            for ax in (ax_lat, ax_src, ax_db):
+                ax.legend(fontsize=7, loc="upper right", ncol=2)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def write_reports(result: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "spike.json"
+    json_path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    chart_path = out / "spike.png"
+    write_chart(result, chart_path)
+    md_path = out / "spike.md"
+    md_path.write_text(markdown(result, chart_path.name), encoding="utf-8")
+    return [json_path, chart_path, md_path]

@@ -1,0 +1,557 @@
+"""Replay a 10x call spike against the local app: ``python -m bench.spike [--quick]``.
+
+One invocation runs, against the same schedule of calls and a cold cache each time:
+
+  dipguard          the app as built: sliding-log valve, in-flight cap, stale copies
+  seed              the seed's algorithm (bench/seed_app.py): INCR+EXPIRE per second,
+                    cache keyed by conversation id
+  no-valve          the app with VALVE_MODE=off: no rate valve, no in-flight cap
+  drill-redis-kill  dipguard while redis-server is killed mid-spike and restarted
+  drill-db-stall    dipguard while the database stops answering for a while
+  drill-db-down     dipguard while the database resets every connection for a while
+
+The "database" is Azurite behind bench/dbproxy.py, which saturates near a set capacity
+(default 8 slots x 32 ms = 250 reads/s). The benchmark owns its redis-server, reuses an
+Azurite already on its port or starts one, and starts a dev host for each run. All
+traffic stays on 127.0.0.1. Results go to bench/results/: spike.json, spike.png, spike.md.
+Exit code: 0 when every run with targets met them, 1 otherwise, 2 on a setup failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+from azure.data.tables.aio import TableClient
+
+from bench.driver import Driven, drive
+from bench.metrics import peak_in_window, recovery, summarise, timeline
+from bench.population import Population, ensure_loaded
+from bench.procs import (
+    ROOT,
+    AppProcess,
+    Azurite,
+    ProxyProcess,
+    RedisServer,
+    cpu_seconds,
+    free_port,
+    listen_overflows,
+    listener_pid,
+    machine_busy,
+    port_open,
+    table_connection_string,
+)
+from bench.traffic import Arrival, Profile, build_schedule
+
+__all__ = ["Variant", "main", "run_benchmark"]
+
+TABLE = "benchcustomers"
+DEADLINE_S = 2.5
+P99_TARGET_MS = 50.0
+RECOVERY_TARGET_S = 10.0
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    title: str
+    module: str
+    env: dict[str, str] = field(default_factory=dict)
+    fault: str | None = None
+    targets: bool = False
+
+
+def variants(project_env: dict[str, str], module: str = "function_app") -> list[Variant]:
+    return [
+        Variant("dipguard", "(a) dipguard: sliding-log valve", module,
+                {"VALVE_MODE": "sliding", **project_env}, targets=True),
+        Variant("seed", "(b) seed: INCR+EXPIRE fixed window, cache per conversation",
+                "bench.seed_app"),
+        Variant("no-valve", "(c) no valve (VALVE_MODE=off)", module,
+                {"VALVE_MODE": "off"}),
+        Variant("drill-redis-kill", "(a) + Redis killed mid-spike, then restarted",
+                module, {"VALVE_MODE": "sliding", **project_env}, "redis-kill", True),
+        Variant("drill-db-stall", "(a) + database stalls", module,
+                {"VALVE_MODE": "sliding", **project_env}, "db-stall", True),
+        Variant("drill-db-down", "(a) + database down (connections reset)", module,
+                {"VALVE_MODE": "sliding", **project_env}, "db-down", True),
+    ]
+
+
+@dataclass
+class Config:
+    quick: bool
+    customers: int
+    baseline: float
+    factor: float
+    lead: float
+    ramp: float
+    hold: float
+    fall: float
+    tail: float
+    drill_hold: float
+    fault_after: float
+    fault_seconds: float
+    max_db_qps: int
+    db_slots: int
+    db_service_ms: float
+    redis_port: int
+    azurite_port: int
+    app_port: int
+    genesys_concurrency: int | None
+    only: list[str]
+    out: Path
+    progress: bool
+    project_env: dict[str, str]
+    app_module: str = "function_app"
+
+    @property
+    def capacity(self) -> float:
+        return self.db_slots / (self.db_service_ms / 1000)
+
+    def main_profile(self) -> Profile:
+        return Profile.spike(self.baseline, self.factor, lead=self.lead, ramp=self.ramp,
+                             hold=self.hold, fall=self.fall, tail=self.tail)
+
+    def drill_profile(self) -> Profile:
+        return Profile.spike(self.baseline, self.factor, lead=self.lead, ramp=self.ramp,
+                             hold=self.drill_hold, fall=self.fall, tail=self.tail)
+
+
+# --- the machine ---------------------------------------------------------------------------
+
+def _run(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10,
+                              check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def describe_machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    azurite = ""
+    pkg = ROOT / ".tools" / "node_modules" / "azurite" / "package.json"
+    if pkg.exists():
+        azurite = str(json.loads(pkg.read_text()).get("version", ""))
+    return {
+        "nproc": _run(["nproc"]),
+        "cpu": cpu,
+        "memory": _run(["free", "-h"]).splitlines()[1:2],
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "redis": _run(["redis-server", "--version"]),
+        "azurite": azurite,
+        "loadAverageAtStart": list(os.getloadavg()),
+    }
+
+
+# --- Redis command counts --------------------------------------------------------------------
+
+# Commands the benchmark itself sends; everything else came from the app.
+_OWN_COMMANDS = {"info", "config|resetstat", "config", "flushall", "client|setinfo", "hello"}
+
+
+# What valve.lua calls inside Redis; no app here sends these on their own.
+_SCRIPT_INNER = {"time", "lindex", "lpush", "ltrim", "pexpire"}
+
+
+async def _commandstats(port: int) -> dict[str, int]:
+    client = aioredis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+    try:
+        info = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    out: dict[str, int] = {}
+    for key, value in info.items():
+        name = str(key).removeprefix("cmdstat_")
+        if name not in _OWN_COMMANDS and isinstance(value, dict):
+            out[name] = int(value.get("calls", 0))
+    return out
+
+
+async def _reset_redis(port: int) -> None:
+    client = aioredis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+    try:
+        await client.flushall()
+        await client.config_resetstat()
+    finally:
+        await client.aclose()
+
+
+def _add(total: dict[str, int], more: dict[str, int]) -> None:
+    for k, v in more.items():
+        total[k] = total.get(k, 0) + v
+
+
+# --- one run ---------------------------------------------------------------------------------
+
+async def _warm_up(url: str, session: aiohttp.ClientSession) -> None:
+    """A few dips by ids nobody has, so connections are open before the clock starts."""
+    for i in range(12):
+        body = {"conversationId": f"00000000-0000-4000-8000-{i:012d}",
+                "customerId": f"WARMUP-{i}"}
+        async with session.post(url, json=body) as resp:
+            await resp.read()
+
+
+async def run_variant(cfg: Config, variant: Variant, schedule: list[Arrival], profile: Profile,
+                      redis: RedisServer, azurite: Azurite) -> dict[str, Any]:
+    logs = cfg.out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    proxy_port = free_port()
+    proxy = ProxyProcess(proxy_port, azurite.port, cfg.db_slots, cfg.db_service_ms,
+                         logs / f"{variant.name}.dbproxy.log")
+    env = dict(os.environ)
+    env.update({
+        "REDIS_URL": redis.url,
+        "CustomerStorage": table_connection_string(proxy_port),
+        "CUSTOMER_TABLE": TABLE,
+        "SURGE_TABLE": "benchsurges",
+        "MAX_DB_QPS": str(cfg.max_db_qps),
+        "HANDLER_DEADLINE_MS": str(round(DEADLINE_S * 1000)),
+        **variant.env,
+    })
+    app = AppProcess(variant.module, cfg.app_port, env, logs / f"{variant.name}.devhost.log")
+    if redis.proc is None:
+        await asyncio.to_thread(redis.start)
+    await _reset_redis(redis.port)
+    azurite_pid = azurite.proc.pid if azurite.proc else listener_pid(azurite.port)
+    fault: dict[str, float] = {}
+    commands: dict[str, int] = {}
+    loop = asyncio.get_running_loop()
+    load_before = os.getloadavg()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        proxy.start(proxy_port)
+        try:
+            app.start(cfg.app_port)
+            await _warm_up(app.url, session)
+            await asyncio.sleep(1.2)  # the warm-up's valve entries age out
+            await _reset_redis(redis.port)
+            await proxy.reset(session)
+            events = _fault_events(cfg, variant, profile, redis, proxy, session, fault,
+                                   commands, loop.time)
+            pids = {"app": app.pid, "dbproxy": proxy.pid, "azurite": azurite_pid}
+            cpu_before = _cpu(pids, redis)
+            overflows = listen_overflows()
+            run = await drive(app.url, schedule, profile,
+                              genesys_concurrency=cfg.genesys_concurrency, events=events,
+                              progress=cfg.progress, label=f"{variant.name:<17}")
+            cpu = _cpu_used(cpu_before, _cpu(pids, redis))
+            overflows = listen_overflows() - overflows
+            await asyncio.sleep(0.5)  # background cache writes land
+            stats = await proxy.stats(session)
+            if redis.proc is not None:
+                _add(commands, await _commandstats(redis.port))
+        finally:
+            app.stop()
+            proxy.stop()
+    result = _result(cfg, variant, run, schedule, profile, stats, commands, fault,
+                     load_before)
+    if variant.fault == "redis-kill":
+        cpu["redis"] = None  # the killed server's count went with it
+    result["cpuSeconds"] = cpu
+    # SYNs the kernel dropped at a full accept queue (the app's, most likely) during the
+    # run: each costs the caller a 1 s retransmit.
+    result["listenOverflows"] = overflows
+    return result
+
+
+def _cpu(pids: dict[str, int | None], redis: RedisServer) -> dict[str, float | None]:
+    times = os.times()
+    busy, total = machine_busy()
+    out = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    # A killed and restarted redis-server is a new process: its count starts again.
+    out["redis"] = cpu_seconds(redis.proc.pid if redis.proc else None)
+    out["bench"] = times.user + times.system
+    out["machineBusy"] = busy
+    out["machineTotal"] = total
+    return out
+
+
+def _cpu_used(before: dict[str, float | None],
+              after: dict[str, float | None]) -> dict[str, float | None]:
+    used: dict[str, float | None] = {}
+    for name, end in after.items():
+        start = before.get(name)
+        # None when unknown, or when the process was replaced (a restarted redis-server).
+        used[name] = (None if start is None or end is None or end < start
+                      else round(end - start, 2))
+    total = used.pop("machineTotal") or 0.0
+    busy = used.pop("machineBusy") or 0.0
+    ours = sum(v for v in used.values() if v is not None)
+    cores = os.cpu_count() or 1
+    used["wall"] = round(total / cores, 2)
+    used["machineBusy"] = round(busy, 2)
+    # What other processes on the machine (not this benchmark's) used meanwhile.
+    used["others"] = round(max(busy - ours, 0.0), 2)
+    return used
+
+
+def _fault_events(cfg: Config, variant: Variant, profile: Profile, redis: RedisServer,
+                  proxy: ProxyProcess, session: aiohttp.ClientSession, fault: dict[str, float],
+                  commands: dict[str, int], now: Callable[[], float],
+                  ) -> list[tuple[float, Callable[[], Awaitable[None]]]]:
+    if variant.fault is None:
+        return []
+    at = profile.span("spike")[0] + cfg.fault_after
+
+    async def begin() -> None:
+        if variant.fault == "redis-kill":
+            _add(commands, await _commandstats(redis.port))
+            fault["start"] = now()
+            await asyncio.to_thread(redis.stop)
+        else:
+            mode = "stall" if variant.fault == "db-stall" else "down"
+            fault["start"] = await proxy.set_mode(session, mode)
+
+    async def end() -> None:
+        if variant.fault == "redis-kill":
+            await asyncio.to_thread(redis.start)
+            fault["end"] = now()
+        else:
+            fault["end"] = await proxy.set_mode(session, "normal")
+
+    return [(at, begin), (at + cfg.fault_seconds, end)]
+
+
+def _result(cfg: Config, variant: Variant, run: Driven, schedule: list[Arrival],
+            profile: Profile, stats: dict[str, Any], commands: dict[str, int],
+            fault: dict[str, float], load_before: tuple[float, float, float]) -> dict[str, Any]:
+    reads = [t - run.started for t in stats["reads"]]
+    served = [t - run.started for t in stats["served"]]
+    samples = [(t - run.started, w, s) for t, w, s in stats["samples"]]
+    peak_reads, peak_at = peak_in_window(reads)
+    peak_served, _ = peak_in_window(served)
+    summary = summarise(run, schedule, profile, deadline_s=DEADLINE_S)
+    total_commands = sum(commands.values())
+    # commandstats also counts the commands a Lua script runs; those are no round trips.
+    round_trips = total_commands - sum(v for k, v in commands.items() if k in _SCRIPT_INNER)
+    dips = summary["answered"]
+    out: dict[str, Any] = {
+        "name": variant.name,
+        "title": variant.title,
+        "module": variant.module,
+        "env": variant.env,
+        "fault": variant.fault,
+        **summary,
+        "db": {
+            "reads": len(reads),
+            "peakReadsIn1s": peak_reads,
+            "peakWindowStartS": None if peak_at is None else round(peak_at, 3),
+            "peakServedIn1s": peak_served,
+            "maxQueued": max((int(w) for _, w, _ in samples), default=0),
+            "cap": cfg.max_db_qps,
+            "capacity": round(cfg.capacity),
+            "refusedWhileDown": len(stats["refused"]),
+        },
+        "redis": {
+            "commands": total_commands,
+            "perDip": round(total_commands / dips, 3) if dips else None,
+            "roundTripsPerDip": round(round_trips / dips, 3) if dips else None,
+            "byCommand": dict(sorted(commands.items(), key=lambda kv: -kv[1])),
+        },
+        "loadAverage": {"before": list(load_before), "after": list(os.getloadavg())},
+        "timeline": timeline(run, schedule, profile.seconds, reads, served, samples),
+    }
+    if variant.fault is not None and "start" in fault and "end" in fault:
+        window = (fault["start"] - run.started, fault["end"] - run.started)
+        out["recovery"] = recovery(run, schedule, window,
+                                   spike_start=profile.span("spike")[0])
+    out["verdict"] = _verdict(cfg, variant, out)
+    return out
+
+
+def _verdict(cfg: Config, variant: Variant, r: dict[str, Any]) -> dict[str, Any]:
+    no_failures = r["status5xx"] == 0 and r["timeouts"] == 0 and r["connectionErrors"] == 0
+    all_on_time = r["withinDeadlinePct"] == 100.0
+    if not variant.targets:
+        return {
+            "targets": False,
+            "dbCapBreached": r["db"]["peakReadsIn1s"] > cfg.max_db_qps,
+            "dbSaturated": (r["db"]["peakServedIn1s"] >= 0.9 * cfg.capacity
+                            or r["db"]["maxQueued"] > cfg.db_slots),
+        }
+    checks: dict[str, bool] = {"zero5xx": no_failures, "allWithinDeadline": all_on_time}
+    if variant.fault is None:
+        p99 = r["spikeLatency"]["p99Ms"]
+        checks["dbNeverAboveCap"] = r["db"]["peakReadsIn1s"] <= cfg.max_db_qps
+        checks["spikeP99Within50ms"] = p99 is not None and p99 <= P99_TARGET_MS
+    else:
+        rec = r.get("recovery", {}).get("recoverySeconds")
+        checks["recoveredWithin10s"] = rec is not None and rec <= RECOVERY_TARGET_S
+    return {"targets": True, "checks": checks, "met": all(checks.values())}
+
+
+# --- the whole benchmark ---------------------------------------------------------------------
+
+async def run_benchmark(cfg: Config) -> dict[str, Any]:
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    machine = describe_machine()
+    redis = RedisServer(cfg.redis_port)
+    azurite = Azurite(cfg.azurite_port)
+    azurite_reused = port_open(cfg.azurite_port)
+    results: list[dict[str, Any]] = []
+    await asyncio.to_thread(redis.start)
+    try:
+        await asyncio.to_thread(azurite.start)
+        population = Population.build(cfg.customers)
+        async with TableClient.from_connection_string(
+                table_connection_string(cfg.azurite_port), table_name=TABLE) as table:
+            load = await ensure_loaded(table, population, cfg.out)
+        how = f"loaded in {load['seconds']} s" if load["loaded"] else "already loaded"
+        print(f"spike: population of {cfg.customers} customers ({how})", file=sys.stderr)
+        main_profile, drill_profile = cfg.main_profile(), cfg.drill_profile()
+        main_schedule = build_schedule(main_profile, population)
+        drill_schedule = build_schedule(drill_profile, population)
+        for variant in variants(cfg.project_env, cfg.app_module):
+            if cfg.only and variant.name not in cfg.only:
+                continue
+            drill = variant.fault is not None
+            results.append(await run_variant(
+                cfg, variant, drill_schedule if drill else main_schedule,
+                drill_profile if drill else main_profile, redis, azurite))
+            _print_line(results[-1])
+    finally:
+        await asyncio.to_thread(redis.stop)
+        await asyncio.to_thread(azurite.stop)
+    met = all(r["verdict"]["met"] for r in results if r["verdict"]["targets"])
+    return {
+        "benchmark": "spike",
+        "quick": cfg.quick,
+        "startedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": round(time.time() - started, 1),
+        "machine": machine,
+        "config": {
+            "customers": cfg.customers, "load": load, "azuriteReused": azurite_reused,
+            "baselineDipsPerS": cfg.baseline, "factor": cfg.factor,
+            "mainProfile": main_profile.to_json(), "drillProfile": drill_profile.to_json(),
+            "calls": len(main_schedule), "drillCalls": len(drill_schedule),
+            "faultAfterSpikeStartS": cfg.fault_after, "faultSeconds": cfg.fault_seconds,
+            "maxDbQps": cfg.max_db_qps, "dbSlots": cfg.db_slots,
+            "dbServiceMs": cfg.db_service_ms, "dbCapacityPerS": round(cfg.capacity),
+            "deadlineS": DEADLINE_S, "genesysConcurrency": cfg.genesys_concurrency,
+            "projectEnv": cfg.project_env, "appModule": cfg.app_module,
+        },
+        "variants": results,
+        "verdict": {"met": met},
+    }
+
+
+def _print_line(r: dict[str, Any]) -> None:
+    lat = r["spikeLatency"]
+    verdict = r["verdict"]
+    tag = ("met" if verdict["met"] else "MISSED") if verdict["targets"] else "-"
+    print(f"spike: {r['name']:<17} spike p50/p99/max {lat['p50Ms']}/{lat['p99Ms']}/"
+          f"{lat['maxMs']} ms, on time {r['withinDeadlinePct']}%, 5xx {r['status5xx']}, "
+          f"peak db reads/1s {r['db']['peakReadsIn1s']} (cap {r['db']['cap']}), "
+          f"redis/dip {r['redis']['perDip']}, targets {tag}", file=sys.stderr)
+
+
+def _key_values(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def parse_args(argv: list[str] | None) -> Config:
+    parser = argparse.ArgumentParser(prog="python -m bench.spike", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="short phases and 20k customers: under 2 minutes")
+    parser.add_argument("--customers", type=int, help="population (default 100000; quick 20000)")
+    parser.add_argument("--baseline", type=float, default=50.0, help="baseline dips/s")
+    parser.add_argument("--factor", type=float, default=10.0, help="spike = baseline x factor")
+    parser.add_argument("--hold", type=float, help="seconds at the peak (default 30; quick 7)")
+    parser.add_argument("--fault-seconds", type=float,
+                        help="how long each drill's fault lasts (default 10; quick 4)")
+    parser.add_argument("--max-db-qps", type=int, default=200, help="the app's MAX_DB_QPS")
+    parser.add_argument("--db-slots", type=int, default=8, help="database concurrency")
+    parser.add_argument("--db-service-ms", type=float, default=32.0,
+                        help="database service time per read")
+    parser.add_argument("--redis-port", type=int, default=6391,
+                        help="port for the benchmark's own redis-server (0: any free port)")
+    parser.add_argument("--azurite-port", type=int, default=10002,
+                        help="Azurite table port; reused when something listens there")
+    parser.add_argument("--port", type=int, default=0,
+                        help="dev host port (default 7071 if free, else any free port)")
+    parser.add_argument("--genesys-concurrency", type=int, nargs="?", const=30, default=None,
+                        metavar="N", help="reject calls beyond N in flight, as a Genesys org "
+                        "does (30 when given without a value)")
+    parser.add_argument("--only", default="", help="comma-separated variant names to run")
+    parser.add_argument("--app-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra setting for the dipguard runs (repeatable)")
+    parser.add_argument("--app-module", default="function_app",
+                        help="module the dev host serves for the dipguard runs")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    quick = bool(args.quick)
+    redis_port = args.redis_port or free_port()
+    if port_open(redis_port):
+        # Never borrow someone else's Redis: the drills kill it.
+        redis_port = free_port()
+    app_port = args.port or (7071 if not port_open(7071) else free_port())
+    return Config(
+        quick=quick,
+        customers=args.customers or (20_000 if quick else 100_000),
+        baseline=args.baseline, factor=args.factor,
+        lead=2.0 if quick else 8.0, ramp=1.5 if quick else 3.0,
+        hold=args.hold or (7.0 if quick else 30.0),
+        fall=1.0 if quick else 3.0, tail=1.0 if quick else 6.0,
+        drill_hold=(2.0 + (args.fault_seconds or 4.0) + 6.0) if quick
+        else (10.0 + (args.fault_seconds or 10.0) + 20.0),
+        fault_after=2.0 if quick else 10.0,
+        fault_seconds=args.fault_seconds or (4.0 if quick else 10.0),
+        max_db_qps=args.max_db_qps, db_slots=args.db_slots, db_service_ms=args.db_service_ms,
+        redis_port=redis_port, azurite_port=args.azurite_port, app_port=app_port,
+        genesys_concurrency=args.genesys_concurrency,
+        only=[x.strip() for x in args.only.split(",") if x.strip()],
+        out=args.out, progress=not args.no_progress,
+        # The in-flight cap matches the database's concurrency unless told otherwise.
+        project_env={"MAX_INFLIGHT_DB_READS": str(args.db_slots), **_key_values(args.app_env)},
+        app_module=args.app_module,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    try:
+        result = asyncio.run(run_benchmark(cfg))
+    except RuntimeError as exc:
+        print(f"spike: {exc}", file=sys.stderr)
+        return 2
+    from bench.report import write_reports
+
+    paths = write_reports(result, cfg.out)
+    for path in paths:
+        print(f"spike: wrote {path}", file=sys.stderr)
+    return 0 if result["verdict"]["met"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
