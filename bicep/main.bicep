@@ -318,6 +318,7 @@ module functionApp 'modules/function-app.bicep' = {
     contentShareName: contentShareName
     customerTableServiceUri: dataStorage.outputs.tableEndpoint
     redisUrl: redis.outputs.url
+    redisCluster: redisClusteringPolicy == 'OSSCluster'
     appInsightsConnectionString: monitoring.outputs.connectionString
     apimPublicIpAddresses: apim.outputs.publicIpAddresses
     operatorIpRanges: operatorIpRanges

@@ -18,8 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-import redis.asyncio as aioredis
-
+from shared.clients import REDIS_ERRORS, RedisClient
 from shared.customers import CustomerRecord
 from shared.valve import Breaker
 
@@ -71,7 +70,7 @@ def _decode(raw: bytes | str, now: float) -> Cached | None:
 class RedisCache:
     """Fresh + stale + negative entries over redis.asyncio, guarded by the Redis breaker."""
 
-    def __init__(self, redis: aioredis.Redis, breaker: Breaker, *, fresh_ttl_s: int,
+    def __init__(self, redis: RedisClient, breaker: Breaker, *, fresh_ttl_s: int,
                  stale_ttl_s: int, negative_ttl_s: int,
                  clock: Callable[[], float] = time.time) -> None:
         self.redis = redis
@@ -91,7 +90,7 @@ class RedisCache:
             raise CacheUnavailable("redis breaker is open")
         try:
             result = await asyncio.wait_for(op, timeout)
-        except (aioredis.RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             self.breaker.failure()
             raise CacheUnavailable(type(exc).__name__) from exc
         except asyncio.CancelledError:

@@ -13,10 +13,24 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables.aio import TableClient
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException
 
 from shared.settings import Settings
 
-__all__ = ["Clients", "make_redis", "make_table_client"]
+__all__ = ["REDIS_ERRORS", "Clients", "RedisClient", "make_redis", "make_table_client"]
+
+# A plain client for Enterprise-clustered or single-node Redis; a cluster-aware one for the
+# OSS cluster policy, where each key lives on the shard that owns its slot.
+RedisClient = aioredis.Redis | RedisCluster
+
+# What a Redis call can raise when Redis is unreachable, slow or resharding. The cluster
+# client's own errors do not all derive from RedisError.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (
+    aioredis.RedisError, RedisClusterException, OSError, TimeoutError,
+)
 
 # The Table SDK retries 10 times with 300 s socket timeouts by default, which is fatal to
 # a 2.5 s deadline. dipguard retries nothing itself on the hot path: the stale copy is
@@ -34,12 +48,12 @@ TABLE_CLIENT_OPTIONS: dict[str, Any] = {
 REDIS_ENTRA_SCOPE = "https://redis.azure.com/.default"
 
 
-def make_redis(settings: Settings) -> aioredis.Redis:
+def make_redis(settings: Settings) -> RedisClient:
     """A pooled async Redis client with short timeouts; Entra ID when rediss:// has no password.
 
-    The pool blocks (briefly) when every connection is busy instead of raising: at 10x a
-    burst of dips can outnumber the pool, and "too many connections" would otherwise count
-    as a Redis failure and open the breaker on a healthy Redis.
+    The single-node pool blocks (briefly) when every connection is busy instead of raising:
+    at 10x a burst of dips can outnumber the pool, and "too many connections" would
+    otherwise count as a Redis failure and open the breaker on a healthy Redis.
     """
     timeout = settings.redis_timeout_ms / 1000
     options: dict[str, Any] = {
@@ -47,7 +61,6 @@ def make_redis(settings: Settings) -> aioredis.Redis:
         "socket_connect_timeout": max(timeout, 0.5),
         "health_check_interval": 30,
         "max_connections": 128,
-        "timeout": timeout,
     }
     parts = urlsplit(settings.redis_url)
     if parts.scheme == "rediss" and not parts.password:
@@ -55,7 +68,11 @@ def make_redis(settings: Settings) -> aioredis.Redis:
 
         provider = create_from_default_azure_credential((REDIS_ENTRA_SCOPE,))
         options["credential_provider"] = provider
-    pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, **options)
+    if settings.redis_cluster:
+        # The dip's deadline is the retry budget: a resharding cluster is a miss, not a wait.
+        return RedisCluster.from_url(settings.redis_url, retry=Retry(NoBackoff(), 1), **options)
+    pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, timeout=timeout,
+                                                    **options)
     # from_pool hands the pool to the client, so closing the client closes its connections.
     return aioredis.Redis.from_pool(pool)
 
@@ -82,12 +99,12 @@ class Clients:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._redis: aioredis.Redis | None = None
+        self._redis: RedisClient | None = None
         self._tables: dict[str, TableClient] = {}
         self._lock = asyncio.Lock()
 
     @property
-    def redis(self) -> aioredis.Redis:
+    def redis(self) -> RedisClient:
         if self._redis is None:
             self._redis = make_redis(self.settings)
         return self._redis

@@ -108,6 +108,9 @@ class SettingSpec(Generic[T]):
 SETTINGS: tuple[SettingSpec[object], ...] = (
     SettingSpec("REDIS_URL", "redis://127.0.0.1:6379/0", _redis_url,
                 "Redis for the valve and cache. rediss:// without a password uses Entra ID."),
+    SettingSpec("REDIS_CLUSTER", "false", _bool,
+                "Redis runs the OSS cluster policy (Azure Managed Redis OSSCluster): "
+                "connect cluster-aware."),
     SettingSpec("REDIS_TIMEOUT_MS", "100", _int(5, 2000),
                 "Longest wait for one Redis command before it counts as a failure."),
     SettingSpec("REDIS_BREAKER_FAILURES", "5", _int(1, 1000),
@@ -176,6 +179,7 @@ DEPLOYED_SETTINGS: tuple[str, ...] = (
 @dataclass(frozen=True)
 class Settings:
     redis_url: str
+    redis_cluster: bool
     redis_timeout_ms: int
     redis_breaker_failures: int
     redis_breaker_reset_seconds: int

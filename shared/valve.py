@@ -22,7 +22,7 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Protocol
 
-import redis.asyncio as aioredis
+from shared.clients import REDIS_ERRORS, RedisClient
 
 __all__ = [
     "VALVE_KEY",
@@ -79,7 +79,7 @@ class LocalValve:
 class RedisValve:
     """The fleet-wide budget: one EVALSHA per decision against ``valve.lua``."""
 
-    def __init__(self, redis: aioredis.Redis, limit: int, window_s: float = 1.0,
+    def __init__(self, redis: RedisClient, limit: int, window_s: float = 1.0,
                  key: str = VALVE_KEY) -> None:
         self.limit = limit
         self.window_us = round(window_s * 1_000_000)
@@ -147,7 +147,7 @@ class FleetValve:
         if self.breaker.allow():
             try:
                 admitted = await self.fleet.admit(timeout)
-            except (aioredis.RedisError, OSError, TimeoutError):
+            except REDIS_ERRORS:
                 self.breaker.failure()
             except asyncio.CancelledError:
                 # The dip's deadline ran out while Redis was silent: that is a failure too,

@@ -123,3 +123,52 @@ class Azurite:
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
+
+
+class RedisClusterServers:
+    """Three redis-server nodes joined as an OSS cluster (16384 slots, no replicas)."""
+
+    def __init__(self, nodes: int = 3) -> None:
+        self.ports = [free_port() for _ in range(nodes)]
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self) -> None:
+        self._workdir = tempfile.TemporaryDirectory(prefix="redis-cluster-")
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        for port in self.ports:
+            self.procs.append(subprocess.Popen(
+                [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--cluster-enabled", "yes",
+                 "--cluster-config-file", f"nodes-{port}.conf", "--protected-mode", "no"],
+                cwd=self._workdir.name, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+        for port in self.ports:
+            wait_for_port(port)
+        cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+        subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=30,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            info = subprocess.run([cli, "-p", str(self.ports[0]), "cluster", "info"],
+                                  capture_output=True, text=True, timeout=5).stdout
+            if "cluster_state:ok" in info:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the test Redis cluster did not reach cluster_state:ok")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait(timeout=10)
+        self.procs.clear()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None

@@ -68,6 +68,9 @@ param customerTableServiceUri string
 @description('Required. Redis URL without secrets, for example rediss://<host>:10000/0 (Entra ID token auth).')
 param redisUrl string
 
+@description('Optional. The Redis database runs the OSS cluster policy, so the app connects cluster-aware.')
+param redisCluster bool = false
+
 @description('Required. Application Insights connection string.')
 param appInsightsConnectionString string
 
@@ -122,6 +125,7 @@ var platformSettings = {
   ENABLE_ORYX_BUILD: 'true'
   // dipguard
   REDIS_URL: redisUrl
+  REDIS_CLUSTER: string(redisCluster)
   CustomerStorage__tableServiceUri: customerTableServiceUri
   CUSTOMER_TABLE: customerTableName
   SURGE_TABLE: surgeTableName

@@ -17,9 +17,10 @@ param skuName string = 'Balanced_B1'
 param highAvailability bool = true
 
 @description('''Optional. Clustering policy of the database. EnterpriseCluster gives one endpoint that any
-client can use, which suits the app's non-cluster redis-py client; every multi-key valve script
-keys on one {hash tag}, so it runs on one shard under either policy. OSSCluster needs a
-cluster-aware client. The policy cannot be changed once the database exists.''')
+client can use, and the app's default non-cluster client. OSSCluster spreads
+keys over shards by slot: the app then connects cluster-aware (main.bicep sets REDIS_CLUSTER),
+and the valve's keys share one {hash tag}, so its script runs on one shard. The policy cannot
+be changed once the database exists.''')
 @allowed([
   'EnterpriseCluster'
   'OSSCluster'
