@@ -125,11 +125,34 @@ class Azurite:
             self._workdir = None
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_ports(count: int) -> list[int]:
+    """Free ports whose cluster bus port (port + 10000) is free and below 65536 too."""
+    import random
+
+    ports: list[int] = []
+    candidates = random.sample(range(20000, 30000), 2000)
+    for port in candidates:
+        if port not in ports and _bindable(port) and _bindable(port + 10000):
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise RuntimeError("no free ports for a test Redis cluster")
+
+
 class RedisClusterServers:
     """Three redis-server nodes joined as an OSS cluster (16384 slots, no replicas)."""
 
     def __init__(self, nodes: int = 3) -> None:
-        self.ports = [free_port() for _ in range(nodes)]
+        self.ports = cluster_ports(nodes)
         self.procs: list[subprocess.Popen[bytes]] = []
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -138,6 +161,13 @@ class RedisClusterServers:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         self._workdir = tempfile.TemporaryDirectory(prefix="redis-cluster-")
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         for port in self.ports:
