@@ -375,7 +375,7 @@ output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 @description('The URL Genesys Cloud data actions post to.')
 output LOOKUP_URL string = lookupApi.outputs.lookupUrl
 
-@description('Resource ID of the Genesys Cloud API Management subscription; its key is read with listSecrets (see docs/deploy.md).')
+@description('Resource ID of the Genesys Cloud API Management subscription; its key is read with listSecrets (see README, Wire up Genesys Cloud).')
 output APIM_SUBSCRIPTION_ID string = lookupApi.outputs.genesysSubscriptionId
 
 @description('Name of the API Management service.')
