@@ -122,12 +122,15 @@ class _Child:
     def pid(self) -> int | None:
         return None if self.proc is None else self.proc.pid
 
-    def start(self, port: int, timeout: float = 30.0) -> None:
+    def spawn(self) -> None:
         self._log = self.log_path.open("ab")
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.proc = subprocess.Popen([sys.executable, *self.argv], cwd=ROOT, env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait(self, port: int, timeout: float = 30.0) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -138,6 +141,10 @@ class _Child:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"{self.name} did not listen on {port} within {timeout} s")
+
+    def start(self, port: int, timeout: float = 30.0) -> None:
+        self.spawn()
+        self.wait(port, timeout)
 
     def stop(self) -> None:
         if self.proc is not None:

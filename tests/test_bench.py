@@ -1,0 +1,68 @@
+"""Smoke tests of the benchmarks: they run end to end and their own verdicts hold.
+
+The thresholds live in the benchmarks' reports (bench/spike.py, bench/valve.py); these
+tests only read the verdicts back. No timing is asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.services import ROOT, Azurite, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def test_spike_quick_keeps_dipguards_guarantees(azurite: Azurite, tmp_path: Path) -> None:
+    done = _run(["-m", "bench.spike", "--quick", "--no-progress", "--out", str(tmp_path),
+                 "--azurite-port", str(azurite.port), "--redis-port", "0",
+                 "--port", str(free_port())], timeout=300)
+    report = tmp_path / "spike.json"
+    assert report.exists(), done.stderr[-3000:]
+    result = json.loads(report.read_text())
+    assert (tmp_path / "spike.png").stat().st_size > 0
+    assert "| dipguard |" in (tmp_path / "spike.md").read_text()
+
+    runs = {r["name"]: r for r in result["variants"]}
+    assert set(runs) == {"dipguard", "seed", "no-valve", "drill-redis-kill",
+                         "drill-db-stall", "drill-db-down"}
+    for r in runs.values():
+        assert {"latency", "spikeLatency", "withinDeadlinePct", "sources", "status4xx",
+                "status5xx", "db", "redis", "verdict"} <= set(r)
+        assert r["answered"] > 0
+    ours = runs["dipguard"]["verdict"]
+    assert set(ours["checks"]) == {"zero5xx", "allWithinDeadline", "dbNeverAboveCap"}
+    assert set(ours["performance"]) == {"spikeP99Within50ms"}
+    for name in ("dipguard", "drill-redis-kill", "drill-db-stall", "drill-db-down"):
+        verdict = runs[name]["verdict"]
+        assert verdict["met"], (name, verdict, runs[name]["db"], runs[name].get("recovery"))
+    for name in ("drill-redis-kill", "drill-db-stall", "drill-db-down"):
+        assert "recoveredWithin10s" in runs[name]["verdict"]["checks"]
+    # The baselines are measured, not judged.
+    assert not runs["seed"]["verdict"]["targets"]
+    assert not runs["no-valve"]["verdict"]["targets"]
+    assert result["verdict"]["met"]
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_valve_benchmark_keeps_the_budget_in_one_round_trip(tmp_path: Path) -> None:
+    out = tmp_path / "valve.json"
+    done = _run(["-m", "bench.valve", "--duration", "2", "--json", str(out)], timeout=120)
+    assert out.exists(), done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    ours, seed = result["runs"]
+    assert (ours["algorithm"], seed["algorithm"]) == ("dipguard", "seed")
+    assert result["verdict"]["checks"] == {"neverAboveBudget": True, "oneRoundTrip": True}
+    assert ours["peakAdmittedIn1s"] <= result["limit"]
+    assert seed["roundTripsPerDecision"] == 2.0
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
