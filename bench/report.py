@@ -96,6 +96,14 @@ def markdown(result: dict[str, Any], chart: str | None) -> str:
             f" | {r['db']['peakServedIn1s']} | {r['db']['maxQueued']} | {cmds or '-'} | "
             f"{_fmt(r['genesys30SlotDipsPerS'], ' dips/s')} | {_fmt(r['driverLagP99Ms'], ' ms')} |"
         )
+    if cfg["genesysConcurrency"]:
+        lines += ["", f"Genesys concurrency cap: {cfg['genesysConcurrency']} dips in flight; "
+                  "calls beyond it were rejected before reaching the app.", "",
+                  "| run | offered at peak | answered at peak (what the cap allows) "
+                  "| rejected by the cap |", "|---|---|---|---|"]
+        for r in result["variants"]:
+            lines.append(f"| {r['name']} | {r['spikeOfferedPerS']} dips/s | "
+                         f"{r['spikeAnsweredPerS']} dips/s | {r['genesysRejected']} |")
     drills = [r for r in result["variants"] if r.get("recovery")]
     if drills:
         lines += ["", "| drill | fault (s from start) | good answers/s before / during |"
