@@ -63,7 +63,9 @@ scaler.check_schedule(runtime().settings)
 async def scale_schedule(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logging.getLogger("dipguard.scale").warning("scale_schedule is running late")
-    await scaler.run_tick(runtime().settings)
+    report = await scaler.run_tick(runtime().settings)
+    if report.broken:
+        raise scaler.ScaleTickFailed(report)
 
 
 @app.function_name("surge")

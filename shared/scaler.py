@@ -42,6 +42,7 @@ __all__ = [
     "AzureArmGateway",
     "PlanState",
     "RetryPolicy",
+    "ScaleTickFailed",
     "SiteState",
     "Target",
     "TargetError",
@@ -415,6 +416,11 @@ class TickReport:
         """The app is at the desired state now (nothing left for the next tick)."""
         return self.outcome in {"applied", "unchanged"}
 
+    @property
+    def broken(self) -> bool:
+        """The app may not match the schedule: failed, partial or invalid_schedule."""
+        return self.outcome in {"failed", "partial", "invalid_schedule"}
+
     def as_json(self) -> dict[str, Any]:
         return {
             "event": "scale_tick",
@@ -432,6 +438,15 @@ class TickReport:
 
     def log_line(self) -> str:
         return "scale_tick " + json.dumps(self.as_json(), separators=(",", ":"))
+
+
+class ScaleTickFailed(RuntimeError):
+    """Raised by the timer trigger after a broken tick, so the invocation itself is marked
+    failed: Application Insights keeps every request, while traces may be sampled away."""
+
+    def __init__(self, report: TickReport) -> None:
+        super().__init__(f"scale tick {report.outcome}: {'; '.join(report.errors)}")
+        self.report = report
 
 
 def check_schedule(settings: Settings) -> ScheduleError | None:

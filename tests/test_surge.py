@@ -362,3 +362,17 @@ async def test_surge_route_malformed_json_is_a_400_with_the_error_shape(
     assert set(payload) == {"error", "message", "field"}
     assert (payload["error"], payload["field"]) == ("invalid_json", None)
     assert "not valid JSON" in payload["message"]
+
+
+async def test_a_broken_tick_fails_the_timer_invocation_so_the_alert_sees_it(
+        host: TestClient[Any, Any], fake: FakeArm, caplog: pytest.LogCaptureFixture) -> None:
+    """Traces can be sampled away in Application Insights; failed invocations cannot."""
+    fake.state.always_ready = 2
+    fake.fail(403, method="PATCH", times=10)
+    headers = {"x-functions-key": MASTER_KEY}
+    with caplog.at_level("INFO", logger="dipguard.scale"):
+        resp = await host.post("/admin/functions/scale_schedule", headers=headers)
+    assert resp.status == 500
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("scale_tick ")]
+    assert len(lines) == 1 and '"outcome":"failed"' in lines[0]
+    assert "Website Contributor" in lines[0]
