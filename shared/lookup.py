@@ -214,5 +214,6 @@ class DipService:
                 dip: _Dip | None = None) -> Outcome:
         entry = DipLog(key_kind, answer.source, (self._clock() - started) * 1000,
                        dip.shed if dip else False, dip.reason if dip else None)
-        log.info(entry.line())
+        if log.isEnabledFor(logging.INFO):  # skip the JSON work when nobody reads it
+            log.info(entry.line())
         return Outcome(answer, entry)
