@@ -68,6 +68,8 @@ def summarise(run: Driven, schedule: Sequence[Arrival], profile: Profile, *,
         "genesysRejected": statuses.get(CAP_REJECTED, 0),
         # Over every call: one the Genesys cap rejected was not answered either.
         "withinDeadlinePct": round(100 * on_time / n, 3) if n else None,
+        # Over the calls that reached the app: what the app itself is judged on.
+        "withinDeadlinePctOfSent": round(100 * on_time / len(sent), 3) if sent else None,
         "latency": latency_stats(lat),
         "spikeLatency": latency_stats(spike_lat),
         "spikeLatencyBySource": {k: latency_stats(v) for k, v in sorted(by_source.items())},
