@@ -40,6 +40,15 @@ def _number(index: int) -> str:
     return f"+1{_AREA_CODES[area]}{_EXCHANGES[exchange]}{line:04d}"
 
 
+# A multiplier coprime with the space makes k -> (a*k + b) mod space a permutation:
+# distinct slots give distinct numbers, spread across every area code.
+_MULTIPLIER = 2_654_435_761
+
+
+def _shuffle(seed: int, k: int) -> int:
+    return (_MULTIPLIER * k + seed * 7_919) % _SPACE
+
+
 def _pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
     return rng.choices([w[0] for w in weighted], [w[1] for w in weighted])[0]
 
@@ -61,25 +70,35 @@ class Population:
 
     @classmethod
     def build(cls, size: int, seed: int = 7, strangers: int = 5_000) -> Population:
-        rng = random.Random(seed)
-        phone_counts = [1 if rng.random() < 0.55 else 2 for _ in range(size)]
-        numbers = rng.sample(range(_SPACE), sum(phone_counts) + strangers)
+        """Customer i is the same whatever the size, so a bigger load contains a smaller."""
         customers: list[Customer] = []
         records: list[CustomerRecord] = []
-        at = 0
-        for i, count in enumerate(phone_counts, start=1):
+        slot = 0
+        for i in range(1, size + 1):
+            rng = random.Random(seed * 1_000_003 + i)
+            count = 1 if rng.random() < 0.55 else 2
             cid = f"C-{i:06d}"
-            phones = tuple(_number(n) for n in numbers[at:at + count])
-            at += count
-            customers.append(Customer(cid, phones))
+            customers.append(Customer(cid, tuple(_number(_shuffle(seed, slot + k))
+                                                 for k in range(count))))
+            slot += count
             records.append(CustomerRecord(cid, _pick(rng, _TIERS), rng.random() < 0.04,
                                           _pick(rng, _LANGUAGES)))
+        # Strangers come from the far end of the same permutation: nobody's number.
         return cls(size, seed, tuple(customers), tuple(records),
-                   tuple(_number(n) for n in numbers[at:]))
+                   tuple(_number(_shuffle(seed, _SPACE - 1 - k)) for k in range(strangers)))
 
     @property
     def tag(self) -> str:
-        return f"size={self.size};seed={self.seed}"
+        return f"generation=2;seed={self.seed};size={self.size}"
+
+    def contained_in(self, tag: str) -> bool:
+        """Does a table loaded with ``tag`` hold every customer of this population?"""
+        fields = dict(part.split("=", 1) for part in tag.split(";") if "=" in part)
+        try:
+            return (fields["generation"] == "2" and int(fields["seed"]) == self.seed
+                    and int(fields["size"]) >= self.size)
+        except (KeyError, ValueError):
+            return False
 
     def write_csv(self, path: Path) -> None:
         with path.open("w", newline="", encoding="utf-8") as out:
@@ -105,8 +124,10 @@ async def ensure_loaded(table: TableClient, population: Population, workdir: Pat
     """Load the population through ``shared.loader.load_file`` unless the table has it."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    if await _marker(table) == population.tag:
-        return {"loaded": False, "seconds": 0.0, "customers": population.size}
+    marker = await _marker(table)
+    if marker is not None and population.contained_in(marker):
+        return {"loaded": False, "seconds": 0.0, "customers": population.size,
+                "tableHolds": marker}
     path = workdir / f"population-{population.size}-{population.seed}.csv"
     population.write_csv(path)
     report = await load_file(path, table, "US", progress=True)

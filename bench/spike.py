@@ -59,7 +59,7 @@ from bench.traffic import Arrival, Profile, build_schedule
 
 __all__ = ["Variant", "main", "run_benchmark"]
 
-TABLE = "benchcustomers"
+TABLE = "benchcustomers"  # the default; --table changes it
 DEADLINE_S = 2.5
 P99_TARGET_MS = 50.0
 RECOVERY_TARGET_S = 10.0
@@ -119,6 +119,7 @@ class Config:
     project_env: dict[str, str]
     app_module: str = "function_app"
     strict: bool = False
+    table: str = TABLE
 
     @property
     def capacity(self) -> float:
@@ -228,7 +229,7 @@ async def run_variant(cfg: Config, variant: Variant, schedule: list[Arrival], pr
     env.update({
         "REDIS_URL": redis.url,
         "CustomerStorage": table_connection_string(proxy_port),
-        "CUSTOMER_TABLE": TABLE,
+        "CUSTOMER_TABLE": cfg.table,
         "SURGE_TABLE": "benchsurges",
         "MAX_DB_QPS": str(cfg.max_db_qps),
         "HANDLER_DEADLINE_MS": str(round(DEADLINE_S * 1000)),
@@ -429,7 +430,7 @@ async def run_benchmark(cfg: Config) -> dict[str, Any]:
         await asyncio.to_thread(azurite.start)
         population = Population.build(cfg.customers)
         async with TableClient.from_connection_string(
-                table_connection_string(cfg.azurite_port), table_name=TABLE) as table:
+                table_connection_string(cfg.azurite_port), table_name=cfg.table) as table:
             load = await ensure_loaded(table, population, cfg.out)
         how = f"loaded in {load['seconds']} s" if load["loaded"] else "already loaded"
         print(f"spike: population of {cfg.customers} customers ({how})", file=sys.stderr)
@@ -458,6 +459,7 @@ async def run_benchmark(cfg: Config) -> dict[str, Any]:
         "machine": machine,
         "config": {
             "customers": cfg.customers, "load": load, "azuriteReused": azurite_reused,
+            "table": cfg.table,
             "baselineDipsPerS": cfg.baseline, "factor": cfg.factor,
             "mainProfile": main_profile.to_json(), "drillProfile": drill_profile.to_json(),
             "calls": len(main_schedule), "drillCalls": len(drill_schedule),
@@ -527,6 +529,8 @@ def parse_args(argv: list[str] | None) -> Config:
                         help="extra setting for the dipguard runs (repeatable)")
     parser.add_argument("--app-module", default="function_app",
                         help="module the dev host serves for the dipguard runs")
+    parser.add_argument("--table", default=TABLE,
+                        help="Azurite table for the population (kept between runs)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--strict", action="store_true",
@@ -558,7 +562,7 @@ def parse_args(argv: list[str] | None) -> Config:
         out=args.out, progress=not args.no_progress,
         # The in-flight cap matches the database's concurrency unless told otherwise.
         project_env={"MAX_INFLIGHT_DB_READS": str(args.db_slots), **_key_values(args.app_env)},
-        app_module=args.app_module, strict=args.strict,
+        app_module=args.app_module, strict=args.strict, table=args.table,
     )
 
 
