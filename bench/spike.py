@@ -244,6 +244,7 @@ async def run_variant(cfg: Config, variant: Variant, schedule: list[Arrival], pr
     commands: dict[str, int] = {}
     loop = asyncio.get_running_loop()
     load_before = os.getloadavg()
+    wall_offset = time.time() - time.monotonic()  # monotonic -> wall clock, this run
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         # Both start at once; the app needs the proxy only when it reads.
         proxy.spawn()
@@ -273,7 +274,7 @@ async def run_variant(cfg: Config, variant: Variant, schedule: list[Arrival], pr
             app.stop()
             proxy.stop()
     result = _result(cfg, variant, run, schedule, profile, stats, commands, fault,
-                     load_before)
+                     load_before, wall_offset)
     if variant.fault == "redis-kill":
         cpu["redis"] = None  # the killed server's count went with it
     result["cpuSeconds"] = cpu
@@ -343,11 +344,17 @@ def _fault_events(cfg: Config, variant: Variant, profile: Profile, redis: RedisS
 
 def _result(cfg: Config, variant: Variant, run: Driven, schedule: list[Arrival],
             profile: Profile, stats: dict[str, Any], commands: dict[str, int],
-            fault: dict[str, float], load_before: tuple[float, float, float]) -> dict[str, Any]:
+            fault: dict[str, float], load_before: tuple[float, float, float],
+            wall_offset: float) -> dict[str, Any]:
     reads = [t - run.started for t in stats["reads"]]
     served = [t - run.started for t in stats["served"]]
     samples = [(t - run.started, w, s) for t, w, s in stats["samples"]]
     peak_reads, peak_at = peak_in_window(reads)
+    turn = (None if peak_at is None
+            else (1.0 - (run.started + peak_at + wall_offset) % 1.0) % 1.0)
+    split = (None if peak_at is None or turn is None
+             else [sum(1 for t in reads if peak_at <= t < peak_at + turn),
+                   sum(1 for t in reads if peak_at + turn <= t < peak_at + 1.0)])
     peak_served, _ = peak_in_window(served)
     summary = summarise(run, schedule, profile, deadline_s=DEADLINE_S)
     total_commands = sum(commands.values())
@@ -365,6 +372,11 @@ def _result(cfg: Config, variant: Variant, run: Driven, schedule: list[Arrival],
             "reads": len(reads),
             "peakReadsIn1s": peak_reads,
             "peakWindowStartS": None if peak_at is None else round(peak_at, 3),
+            # Where in that window a wall-clock second began (the seed's windows turn over
+            # there): seconds from the window's start.
+            "peakWindowSecondTurnsAtS": None if turn is None else round(turn, 3),
+            # Reads in that window before and after the second turned.
+            "peakWindowSplit": split,
             "peakServedIn1s": peak_served,
             "maxQueued": max((int(w) for _, w, _ in samples), default=0),
             "cap": cfg.max_db_qps,
