@@ -77,21 +77,33 @@ class LocalValve:
 
 
 class RedisValve:
-    """The fleet-wide budget: one EVALSHA per decision against ``valve.lua``."""
+    """The fleet-wide budget: at most one EVALSHA per decision against ``valve.lua``."""
 
     def __init__(self, redis: RedisClient, limit: int, window_s: float = 1.0,
-                 key: str = VALVE_KEY) -> None:
+                 key: str = VALVE_KEY, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.window_us = round(window_s * 1_000_000)
         self.key = key
         # redis-py sends EVALSHA and loads the script only after a NOSCRIPT reply.
         self._script = redis.register_script(_SCRIPT)
+        self._clock = clock
+        self._closed_until = 0.0
 
     async def admit(self, timeout: float) -> bool:
+        # A shed reply says how long until the oldest counted admission leaves the window.
+        # No instance can be admitted before then (new admissions only add to the log),
+        # so asking again sooner would cost a round trip for a certain "no".
+        if self._clock() < self._closed_until:
+            return False
         reply = await asyncio.wait_for(
             self._script(keys=[self.key], args=[self.limit, self.window_us]), timeout
         )
-        return int(reply[0]) == 1
+        if int(reply[0]) == 1:
+            return True
+        # Timed from when the reply arrived, so the local estimate errs towards shedding
+        # a round trip longer, never towards admitting early.
+        self._closed_until = self._clock() + int(reply[1]) / 1_000_000
+        return False
 
 
 class Breaker:

@@ -161,3 +161,31 @@ async def test_fleet_valve_obeys_redis_when_it_answers(redis: aioredis.Redis) ->
     valve = FleetValve(RedisValve(redis, limit=2, window_s=5.0, key=fresh_key()),
                        LocalValve(100), Breaker(3, 5))
     assert [await valve.admit(1.0) for _ in range(3)] == [True, True, False]
+
+
+async def test_a_shed_instance_skips_redis_until_a_slot_can_free(redis: aioredis.Redis) -> None:
+    """While the log is full, no instance can be admitted, so asking is a wasted round trip."""
+    key = fresh_key()
+    valve = RedisValve(redis, limit=3, window_s=0.3, key=key)
+    assert [await valve.admit(1.0) for _ in range(3)] == [True, True, True]
+    await redis.config_resetstat()
+    assert not await valve.admit(1.0)  # asks Redis once and learns when a slot frees
+    assert not await valve.admit(1.0)  # known locally: no round trip
+    assert not await valve.admit(1.0)
+    stats = await redis.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 1
+    await asyncio.sleep(0.32)
+    assert await valve.admit(1.0)  # the window moved on: Redis is asked, and admits
+
+
+async def test_the_local_hint_never_admits_beyond_the_budget(redis_server: RedisServer) -> None:
+    """Two instances with hints share one budget exactly as instances without them."""
+    key = fresh_key()
+    clients = [aioredis.Redis.from_url(redis_server.url) for _ in range(2)]
+    try:
+        valves = [RedisValve(c, limit=20, window_s=5.0, key=key) for c in clients]
+        results = await asyncio.gather(*(v.admit(2.0) for v in valves for _ in range(60)))
+    finally:
+        for c in clients:
+            await c.aclose()
+    assert sum(results) == 20
