@@ -12,6 +12,7 @@ Limit Error") and never reaches the app.
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -126,6 +127,12 @@ async def drive(url: str, schedule: Sequence[Arrival], profile: Profile, *,
                 refresh=True,
             )
 
+    # The driver must not pause to collect garbage mid-run: a full collection over the
+    # schedule and the population takes long enough to show up as the app's latency.
+    # What exists now is frozen out of the collector; collection resumes afterwards.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     shower = asyncio.ensure_future(show()) if progress else None
     run.started = loop.time() + 0.1
     eventer = asyncio.ensure_future(fire_events(run.started))
@@ -162,4 +169,6 @@ async def drive(url: str, schedule: Sequence[Arrival], profile: Profile, *,
                              return_exceptions=True)
         await session.close()
         bar.close()
+        gc.enable()
+        gc.unfreeze()
     return run
