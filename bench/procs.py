@@ -6,7 +6,9 @@ started by the benchmark and stopped by it, by its own handle, never by name.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,11 +20,11 @@ import aiohttp
 from tests.services import (
     AZURITE_CONNECTION_STRING,
     Azurite,
-    RedisServer,
     free_port,
     port_open,
     wait_for_port,
 )
+from tests.services import RedisServer as _RedisServer
 
 __all__ = [
     "ROOT",
@@ -41,6 +43,33 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it if the benchmark dies (Linux)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class RedisServer(_RedisServer):
+    """The benchmark's own redis-server, which goes away with the benchmark.
+
+    Children are started from the main thread only: the parent-death signal follows the
+    thread that started the child, and a worker thread may end first.
+    """
+
+    def spawn(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+
+    def start(self) -> None:
+        self.spawn()
+        wait_for_port(self.port)
 
 
 def cpu_seconds(pid: int | None) -> float | None:
@@ -127,7 +156,8 @@ class _Child:
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.proc = subprocess.Popen([sys.executable, *self.argv], cwd=ROOT, env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent)
 
     def wait(self, port: int, timeout: float = 30.0) -> None:
         assert self.proc is not None

@@ -59,7 +59,8 @@ def markdown(result: dict[str, Any], chart: str | None) -> str:
         + (" (--quick)" if result["quick"] else "") + ".",
         f"Machine: {m['nproc']} cores, {m['cpu']}; memory {'; '.join(m['memory'])}; "
         f"Linux {m['kernel']}; Python {m['python']}; {m['redis'].split(' sha=')[0]}; "
-        f"Azurite {m['azurite'] or '?'}. Load average at start "
+        f"Azurite {m['azurite'] or '?'}. Commit {m.get('commit') or '?'}"
+        + (" with local changes" if m.get("appFilesChanged") else "") + ". Load average at start "
         f"{', '.join(f'{x:.2f}' for x in m['loadAverageAtStart'])}.",
         "",
         f"Traffic: {cfg['customers']:,} customers; baseline {cfg['baselineDipsPerS']:g} dips/s, "

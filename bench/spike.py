@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -54,6 +55,7 @@ from bench.procs import (
     machine_busy,
     port_open,
     table_connection_string,
+    wait_for_port,
 )
 from bench.traffic import Arrival, Profile, build_schedule
 
@@ -166,6 +168,10 @@ def describe_machine() -> dict[str, Any]:
         "redis": _run(["redis-server", "--version"]),
         "azurite": azurite,
         "loadAverageAtStart": list(os.getloadavg()),
+        # What was measured: the commit, and whether the app's files differed from it.
+        "commit": _run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        "appFilesChanged": bool(_run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
+                                      "shared", "devhost", "function_app.py", "bench"])),
     }
 
 
@@ -237,7 +243,8 @@ async def run_variant(cfg: Config, variant: Variant, schedule: list[Arrival], pr
     })
     app = AppProcess(variant.module, cfg.app_port, env, logs / f"{variant.name}.devhost.log")
     if redis.proc is None:
-        await asyncio.to_thread(redis.start)
+        redis.spawn()
+        await asyncio.to_thread(wait_for_port, redis.port)
     await _reset_redis(redis.port)
     azurite_pid = azurite.proc.pid if azurite.proc else listener_pid(azurite.port)
     fault: dict[str, float] = {}
@@ -334,7 +341,8 @@ def _fault_events(cfg: Config, variant: Variant, profile: Profile, redis: RedisS
 
     async def end() -> None:
         if variant.fault == "redis-kill":
-            await asyncio.to_thread(redis.start)
+            redis.spawn()
+            await asyncio.to_thread(wait_for_port, redis.port)
             fault["end"] = now()
         else:
             fault["end"] = await proxy.set_mode(session, "normal")
@@ -437,8 +445,13 @@ async def run_benchmark(cfg: Config) -> dict[str, Any]:
     azurite = Azurite(cfg.azurite_port)
     azurite_reused = port_open(cfg.azurite_port)
     results: list[dict[str, Any]] = []
-    await asyncio.to_thread(redis.start)
+    # SIGTERM (a CI timeout, kill) cancels the run, so every process it started is stopped.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    redis.spawn()
     try:
+        await asyncio.to_thread(wait_for_port, redis.port)
         await asyncio.to_thread(azurite.start)
         population = Population.build(cfg.customers)
         async with TableClient.from_connection_string(
@@ -585,6 +598,9 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"spike: {exc}", file=sys.stderr)
         return 2
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        print("spike: interrupted; every process it started is stopped", file=sys.stderr)
+        return 130
     from bench.report import write_reports
 
     paths = write_reports(result, cfg.out)
