@@ -152,7 +152,7 @@ class _Child:
         return None if self.proc is None else self.proc.pid
 
     def spawn(self) -> None:
-        self._log = self.log_path.open("ab")
+        self._log = self.log_path.open("wb")  # one run per log
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.proc = subprocess.Popen([sys.executable, *self.argv], cwd=ROOT, env=env,
