@@ -106,7 +106,7 @@ async def drive(url: str, schedule: Sequence[Arrival], profile: Profile, *,
             await action()
 
     bar = tqdm(total=round(profile.seconds), unit="s", disable=not progress, file=sys.stderr,
-               desc=label, bar_format="{desc} {bar:20} {n_fmt}/{total_fmt}s {postfix}",
+               desc=label, bar_format="{desc} {bar:20} {n_fmt}/{total_fmt}s{postfix}",
                leave=True)
 
     async def show() -> None:
