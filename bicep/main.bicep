@@ -208,7 +208,7 @@ var tuningDefaults = {
   LOCAL_DB_QPS: '20'
   MAX_INFLIGHT_DB_READS: '16'
   VALVE_MODE: 'sliding'
-  VALVE_GUARD_MS: '20'
+  VALVE_GUARD_MS: '100'
   HANDLER_DEADLINE_MS: string(handlerDeadlineMs)
   DB_TIMEOUT_MS: '1500'
   REDIS_TIMEOUT_MS: '100'

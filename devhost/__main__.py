@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--enforce-keys", action="store_true",
                         help="check keys from DEVHOST_FUNCTION_KEY / DEVHOST_MASTER_KEY")
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--backlog", type=int, default=1024, help="listen backlog")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     # The Azure SDKs log every HTTP request at INFO; host.json keeps them at Warning in Azure.
@@ -31,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"devhost: cannot load {args.app}: {exc}", file=sys.stderr)
         return 2
     print(f"devhost: serving {args.app} on http://{args.host}:{args.port}", flush=True)
-    web.run_app(web_app, host=args.host, port=args.port, access_log=None, print=None)
+    # aiohttp's default listen backlog (128) drops connections in a 10x burst before the
+    # app sees them; the Functions host's front end queues far more.
+    web.run_app(web_app, host=args.host, port=args.port, access_log=None, print=None,
+                backlog=args.backlog)
     return 0
 
 

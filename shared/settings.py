@@ -125,7 +125,7 @@ SETTINGS: tuple[SettingSpec[object], ...] = (
                 "Per-instance read budget while Redis is down (about MAX_DB_QPS / instances)."),
     SettingSpec("MAX_INFLIGHT_DB_READS", "16", _int(1, 10_000),
                 "Per-instance cap on Table reads in flight, so a slow database cannot pile up."),
-    SettingSpec("VALVE_GUARD_MS", "20", _int(0, 500),
+    SettingSpec("VALVE_GUARD_MS", "100", _int(0, 500),
                 "Added to the 1 s valve window so admissions a second apart still arrive apart."),
     SettingSpec("CACHE_TTL_SECONDS", "60", _int(1, 86_400),
                 "How long a cached answer is fresh and spends no database budget."),

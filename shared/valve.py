@@ -141,9 +141,16 @@ class Breaker:
         self._trial_in_flight = False
 
     def failure(self) -> None:
-        self._trial_in_flight = False
+        if self._opened_at is not None:
+            if self._trial_in_flight:
+                # The trial failed: stay open for another reset period.
+                self._trial_in_flight = False
+                self._opened_at = self._clock()
+            # Otherwise a call made before the breaker opened has only now timed out. It says
+            # nothing new, and restarting the reset period would delay recovery.
+            return
         self._failures += 1
-        if self._opened_at is not None or self._failures >= self.failures_to_open:
+        if self._failures >= self.failures_to_open:
             self._opened_at = self._clock()
 
 

@@ -1056,3 +1056,17 @@ def test_policy_routes_to_the_backend_that_holds_the_function_key() -> None:
 def test_every_gateway_error_body_has_the_apps_error_shape() -> None:
     for body in _policy().findall("./on-error/choose/when/return-response/set-body"):
         assert set(json.loads(body.text)) == {"error", "message", "field"}
+
+
+def test_tuning_defaults_in_main_bicep_match_the_code_defaults() -> None:
+    """main.bicep restates shared/settings.py's defaults; a literal that drifts fails here."""
+    from shared.settings import SETTINGS
+
+    text = (ROOT / "bicep" / "main.bicep").read_text(encoding="utf-8")
+    block = re.search(r"var tuningDefaults = \{(.*?)\n\}", text, re.DOTALL)
+    assert block is not None
+    literals = dict(re.findall(r"^\s+([A-Z_]+): '([^']*)'", block.group(1), re.MULTILINE))
+    defaults = {spec.name: spec.default for spec in SETTINGS}
+    assert literals, "no literal tuning values found"
+    for name, value in literals.items():
+        assert defaults[name] == value, f"{name}: main.bicep {value}, code {defaults[name]}"

@@ -189,3 +189,14 @@ async def test_the_local_hint_never_admits_beyond_the_budget(redis_server: Redis
         for c in clients:
             await c.aclose()
     assert sum(results) == 20
+
+
+def test_late_failures_of_calls_made_before_opening_do_not_delay_recovery() -> None:
+    now = [0.0]
+    breaker = Breaker(failures=2, reset_s=5.0, clock=lambda: now[0])
+    breaker.failure()
+    breaker.failure()  # opens at t=0
+    now[0] = 3.0
+    breaker.failure()  # a slow call from before t=0 times out now
+    now[0] = 5.0
+    assert breaker.allow()  # the trial is due at t=5, not t=8
