@@ -18,6 +18,7 @@ __all__ = [
     "ContractError",
     "DipRequest",
     "Source",
+    "error_body",
     "parse_dip_request",
 ]
 
@@ -31,6 +32,11 @@ _MAX_ANI_CHARS = 256
 _MAX_DNIS_CHARS = 256
 
 
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    """The one 4xx body every dipguard endpoint answers with."""
+    return {"error": code, "message": message, "field": field}
+
+
 @dataclass(frozen=True)
 class ContractError(Exception):
     """A request the caller got wrong: a 4xx with ``{"error", "message", "field"}``."""
@@ -41,7 +47,7 @@ class ContractError(Exception):
     field: str | None = None
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message, "field": self.field}
+        return error_body(self.code, self.message, self.field)
 
 
 @dataclass(frozen=True)

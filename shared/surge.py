@@ -19,6 +19,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
+from shared.contract import error_body
 from shared.schedule import ALWAYS_READY_MAX, ZONE_REDUNDANT_MIN, Surge
 
 __all__ = [
@@ -53,8 +54,8 @@ class SurgeInputError(ValueError):
         self.message = message
         self.field = field
 
-    def as_json(self) -> dict[str, str | None]:
-        return {"error": self.code, "message": self.message, "field": self.field}
+    def as_json(self) -> dict[str, Any]:
+        return error_body(self.code, self.message, self.field)
 
 
 @dataclass(frozen=True)

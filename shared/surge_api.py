@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import AzureError
 
 from shared import surge as store
+from shared.contract import error_body
 from shared.scaler import ArmGateway, RetryPolicy, TickReport, run_tick
 from shared.settings import Settings
 
@@ -41,7 +42,7 @@ class ApiResponse:
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> ApiResponse:
-    return ApiResponse(status, {"error": code, "message": message, "field": field})
+    return ApiResponse(status, error_body(code, message, field))
 
 
 async def handle(
