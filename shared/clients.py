@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
@@ -20,7 +20,14 @@ from redis.exceptions import RedisClusterException
 
 from shared.settings import Settings
 
-__all__ = ["REDIS_ERRORS", "Clients", "RedisClient", "make_redis", "make_table_client"]
+__all__ = [
+    "REDIS_ERRORS",
+    "Clients",
+    "RedisClient",
+    "ensure_table",
+    "make_redis",
+    "make_table_client",
+]
 
 # A plain client for Enterprise-clustered or single-node Redis; a cluster-aware one for the
 # OSS cluster policy, where each key lives on the shard that owns its slot.
@@ -96,6 +103,21 @@ def make_table_client(settings: Settings, table_name: str) -> TableClient:
         credential=DefaultAzureCredential(),
         **TABLE_CLIENT_OPTIONS,
     )
+
+
+_ensured: set[tuple[str, str]] = set()
+
+
+async def ensure_table(table: TableClient) -> None:
+    """Create a table if it is missing, once per process (the loader, the surge table)."""
+    key = (table.url, table.table_name)
+    if key in _ensured:
+        return
+    try:
+        await table.create_table()
+    except ResourceExistsError:
+        pass
+    _ensured.add(key)
 
 
 class Clients:

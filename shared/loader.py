@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TransactionOperation
 from azure.data.tables.aio import TableClient
 from tqdm import tqdm
 
-from shared.clients import make_table_client
+from shared.clients import ensure_table, make_table_client
 from shared.customers import CustomerRecord, entities_for
 from shared.phone import normalize_number
 from shared.settings import load_settings, with_local_settings
@@ -105,17 +104,10 @@ def parse_rows(lines: Iterable[str], region: str) -> Iterator[Customer | Rejecte
         yield _parse_row(row, line, region)
 
 
-async def _ensure_table(table: TableClient) -> None:
-    try:
-        await table.create_table()
-    except ResourceExistsError:
-        pass
-
-
 async def load_rows(table: TableClient, customers: Sequence[Customer], *,
                     progress: bool = True) -> int:
     """Upsert every customer's entities in partition-sized transactions; return the count."""
-    await _ensure_table(table)
+    await ensure_table(table)
     by_partition: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for customer in customers:
         for entity in entities_for(customer.record, customer.phones):

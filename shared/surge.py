@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
+from shared.clients import ensure_table
 from shared.contract import error_body
 from shared.schedule import ALWAYS_READY_MAX, ZONE_REDUNDANT_MIN, Surge
 
@@ -28,7 +29,6 @@ __all__ = [
     "SurgeRequest",
     "create_surge",
     "end_surge",
-    "ensure_table",
     "get_surge",
     "list_active",
     "parse_surge_request",
@@ -42,7 +42,6 @@ MAX_REASON = 500
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
 # Tables this process has already made sure of, by account URL and table name.
-_ensured: set[tuple[str, str]] = set()
 
 
 class SurgeInputError(ValueError):
@@ -107,18 +106,6 @@ def parse_surge_request(raw: bytes | str, *, zone_redundant: bool = False) -> Su
 
 def valid_id(surge_id: str) -> bool:
     return bool(_ID.match(surge_id))
-
-
-async def ensure_table(table: TableClient) -> None:
-    """Create the surge table if it is missing, once per process."""
-    key = (table.url, table.table_name)
-    if key in _ensured:
-        return
-    try:
-        await table.create_table()
-    except ResourceExistsError:
-        pass
-    _ensured.add(key)
 
 
 def _from_entity(entity: dict[str, Any]) -> Surge:

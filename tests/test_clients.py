@@ -5,12 +5,16 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables.aio import TableClient
 from redis.asyncio.connection import SSLConnection
 from redis_entraid.cred_provider import EntraIdCredentialsProvider
 
+from shared import clients
 from shared.clients import TABLE_CLIENT_OPTIONS, Clients, make_redis, make_table_client
 from shared.customers import DatabaseUnavailable, LookupKey, TableCustomerStore
 from shared.settings import load_settings
+from tests.services import Azurite
 
 BASE = {"CustomerStorage": "UseDevelopmentStorage=true"}
 
@@ -80,3 +84,18 @@ async def test_identity_based_storage_builds_an_endpoint_client() -> None:
         assert clients.table("customers") is table  # created once, reused
     finally:
         await clients.close()
+
+
+async def test_a_table_is_created_once_per_process(azurite: Azurite, table_name: str) -> None:
+    async with TableClient.from_connection_string(azurite.connection_string, table_name,
+                                                  retry_total=0) as table:
+        await clients.ensure_table(table)
+        assert (table.url, table.table_name) in clients._ensured
+        await table.delete_table()
+        await clients.ensure_table(table)     # remembered: no second create
+        with pytest.raises(ResourceNotFoundError):
+            await table.get_entity("x", "y")
+        clients._ensured.discard((table.url, table.table_name))
+        await clients.ensure_table(table)
+        await clients.ensure_table(table)     # an existing table is fine
+        await table.delete_table()

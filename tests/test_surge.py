@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
 from devhost.host import DevHost
@@ -162,18 +161,6 @@ async def test_ending_a_surge_early_keeps_the_record(table: TableClient) -> None
 
 async def test_ending_an_unknown_surge_says_none(table: TableClient) -> None:
     assert await store.end_surge(table, "0" * 32, now=NOON) is None
-
-
-async def test_the_table_is_created_once_per_process(table: TableClient) -> None:
-    await store.ensure_table(table)
-    assert (table.url, table.table_name) in store._ensured
-    await table.delete_table()
-    await store.ensure_table(table)     # remembered: no second create
-    with pytest.raises(ResourceNotFoundError):
-        await table.get_entity("x", "y")
-    store._ensured.discard((table.url, table.table_name))
-    await store.ensure_table(table)
-    await store.ensure_table(table)     # an existing table is fine
 
 
 # --------------------------------------------------------------------------- the switch
