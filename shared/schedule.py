@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from shared.settings import with_local_settings
+
 __all__ = [
     "ALWAYS_READY_MAX",
     "MAX_BURST_MAX",
@@ -492,23 +494,17 @@ def summarize(schedule: Schedule, start: datetime, end: datetime,
 
 def _read_source(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str, bool]:
     """(schedule text, where it came from, zone redundant) by --file, env, local settings."""
-    local_values: dict[str, Any] = {}
-    settings_path = Path(args.settings)
-    if settings_path.exists():
-        loaded = json.loads(settings_path.read_text(encoding="utf-8"))
-        values = loaded.get("Values", {}) if isinstance(loaded, dict) else {}
-        local_values = values if isinstance(values, dict) else {}
-
-    zr_text = env.get("SCALE_ZONE_REDUNDANT") or str(local_values.get("SCALE_ZONE_REDUNDANT", ""))
+    local_values = with_local_settings(args.settings, env={})  # the file's Values alone
+    zr_text = env.get("SCALE_ZONE_REDUNDANT") or local_values.get("SCALE_ZONE_REDUNDANT", "")
     zone_redundant = args.zone_redundant or zr_text.strip().lower() in {"1", "true", "yes", "on"}
     if args.file:
         return Path(args.file).read_text(encoding="utf-8"), args.file, zone_redundant
     if env.get("SCALE_SCHEDULE", "").strip():
         return env["SCALE_SCHEDULE"], "SCALE_SCHEDULE", zone_redundant
-    text = local_values.get("SCALE_SCHEDULE")
-    if isinstance(text, str) and text.strip():
-        return text, f"{settings_path} Values.SCALE_SCHEDULE", zone_redundant
-    raise ScheduleError(None, f"no schedule: set SCALE_SCHEDULE, add it to {settings_path} "
+    text = local_values.get("SCALE_SCHEDULE", "")
+    if text.strip():
+        return text, f"{args.settings} Values.SCALE_SCHEDULE", zone_redundant
+    raise ScheduleError(None, f"no schedule: set SCALE_SCHEDULE, add it to {args.settings} "
                               "Values, or pass --file")
 
 

@@ -212,7 +212,8 @@ class Settings:
     storage_table_uri: str | None
 
 
-def with_local_settings(path: str = "local.settings.json") -> dict[str, str]:
+def with_local_settings(path: str = "local.settings.json",
+                        env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment, plus local.settings.json ``Values`` for names it does not set.
 
     This is how ``func start`` reads local settings; command-line tools (the loader, the
@@ -221,7 +222,7 @@ def with_local_settings(path: str = "local.settings.json") -> dict[str, str]:
     import json
     from pathlib import Path
 
-    merged = dict(os.environ)
+    merged = dict(os.environ if env is None else env)
     file = Path(path)
     if file.exists():
         values = json.loads(file.read_text(encoding="utf-8")).get("Values", {})
