@@ -46,7 +46,7 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.warm_up_trigger("warmup")
 async def warmup(warmup: func.Context) -> None:
-    status = await runtime().clients.open()
+    status = await runtime().clients.probe(timeout=2.0)
     logging.getLogger("dipguard.warmup").info("warmup %s", json.dumps(status))
 
 

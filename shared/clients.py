@@ -18,6 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException
 
+from shared.customers import is_table_missing
 from shared.settings import Settings
 
 __all__ = [
@@ -127,7 +128,6 @@ class Clients:
         self.settings = settings
         self._redis: RedisClient | None = None
         self._tables: dict[str, TableClient] = {}
-        self._lock = asyncio.Lock()
 
     @property
     def redis(self) -> RedisClient:
@@ -141,26 +141,34 @@ class Clients:
             client = self._tables[name] = make_table_client(self.settings, name)
         return client
 
-    async def open(self) -> dict[str, str]:
-        """Open the Redis pool and the Table connection now (warmup); report what answered."""
-        status: dict[str, str] = {}
-        async with self._lock:
-            try:
-                await asyncio.wait_for(self.redis.ping(), timeout=1.0)
-                status["redis"] = "ok"
-            except Exception as exc:  # warmup must never fail the instance
-                status["redis"] = f"unavailable: {type(exc).__name__}"
-            try:
-                # A point read of a key that never exists opens the connection and
-                # proves the identity can read, without writing anything.
-                table = self.table(self.settings.customer_table)
-                await asyncio.wait_for(table.get_entity("warmup", "warmup"), timeout=2.0)
-                status["table"] = "ok"
-            except ResourceNotFoundError:
-                status["table"] = "ok"
-            except Exception as exc:
-                status["table"] = f"unavailable: {type(exc).__name__}"
-        return status
+    async def probe(self, timeout: float = 1.0) -> dict[str, str]:
+        """Reach Redis and the customer table now; each is "ok" or "unavailable: <why>".
+
+        Warmup calls it to open the Redis pool and the Table connection on a new instance;
+        health calls it to report them. It never raises: a failure is a status.
+        """
+        redis_status, table_status = await asyncio.gather(
+            self._probe_redis(timeout), self._probe_table(timeout))
+        return {"redis": redis_status, "table": table_status}
+
+    async def _probe_redis(self, timeout: float) -> str:
+        try:
+            await asyncio.wait_for(self.redis.ping(), timeout)
+        except Exception as exc:
+            return f"unavailable: {type(exc).__name__}"
+        return "ok"
+
+    async def _probe_table(self, timeout: float) -> str:
+        # A point read of a key that never exists opens the connection and proves the
+        # identity can read, without writing anything.
+        table = self.table(self.settings.customer_table)
+        try:
+            await asyncio.wait_for(table.get_entity("probe", "probe"), timeout)
+        except ResourceNotFoundError as exc:
+            return "unavailable: TableNotFound" if is_table_missing(exc) else "ok"
+        except Exception as exc:
+            return f"unavailable: {type(exc).__name__}"
+        return "ok"
 
     async def close(self) -> None:
         if self._redis is not None:

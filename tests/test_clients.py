@@ -14,7 +14,7 @@ from shared import clients
 from shared.clients import TABLE_CLIENT_OPTIONS, Clients, make_redis, make_table_client
 from shared.customers import DatabaseUnavailable, LookupKey, TableCustomerStore
 from shared.settings import load_settings
-from tests.services import Azurite
+from tests.services import Azurite, RedisServer
 
 BASE = {"CustomerStorage": "UseDevelopmentStorage=true"}
 
@@ -99,3 +99,18 @@ async def test_a_table_is_created_once_per_process(azurite: Azurite, table_name:
         await clients.ensure_table(table)
         await clients.ensure_table(table)     # an existing table is fine
         await table.delete_table()
+
+
+async def test_probe_tells_a_missing_table_from_a_missing_entity(
+    azurite: Azurite, redis_server: RedisServer, table_name: str
+) -> None:
+    env = {"CustomerStorage": azurite.connection_string, "REDIS_URL": redis_server.url,
+           "CUSTOMER_TABLE": table_name}
+    probing = Clients(load_settings(env))
+    try:
+        assert await probing.probe() == {"redis": "ok", "table": "unavailable: TableNotFound"}
+        await clients.ensure_table(probing.table(table_name))
+        assert await probing.probe() == {"redis": "ok", "table": "ok"}
+    finally:
+        await probing.table(table_name).delete_table()
+        await probing.close()
