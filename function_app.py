@@ -25,7 +25,7 @@ def json_response(body: Any, status: int = 200) -> func.HttpResponse:
                              mimetype="application/json")
 
 
-# --- data dip (issue 2) ---
+# --- the data dip ---
 
 @app.function_name("ivr_lookup")
 @app.route(route="lookup", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
@@ -50,7 +50,7 @@ async def warmup(warmup: func.Context) -> None:
     logging.getLogger("dipguard.warmup").info("warmup %s", json.dumps(status))
 
 
-# --- scale schedule and surge (issue 3) ---
+# --- the scale schedule and the operators' surge switch ---
 
 # A bad SCALE_SCHEDULE is logged now, naming the field; it must not stop the data dip,
 # and the timer keeps the current state until it is fixed.

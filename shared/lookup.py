@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from shared.cache import Cache, Cached, CacheUnavailable, SingleFlight
@@ -73,10 +73,10 @@ class _Dip:
     """What one dip has learnt so far, so a deadline cut can still answer from it."""
 
     key: LookupKey
+    started: float
     stale: Cached | None = None
     shed: bool = False
     reason: str | None = None
-    started: float = field(default_factory=time.monotonic)
 
 
 def lookup_key(request: DipRequest, region: str) -> LookupKey | None:
@@ -105,7 +105,8 @@ class DipService:
         self.cache = cache
         self.valve = valve
         self.store = store
-        self.deadline_s = deadline_ms / 1000
+        # What the dependencies may spend: the deadline less the time to write the answer.
+        self.budget_s = deadline_ms / 1000 - _REPLY_RESERVE_S
         self.db_timeout_s = db_timeout_ms / 1000
         self.redis_timeout_s = redis_timeout_ms / 1000
         self.max_inflight_reads = max_inflight_reads
@@ -125,10 +126,9 @@ class DipService:
         key = lookup_key(request, self.region)
         if key is None:
             return self._finish("none", Answer.unknown(self.degraded_tier, "none"), started)
-        dip = _Dip(key, started=started)
-        budget = self.deadline_s - _REPLY_RESERVE_S
+        dip = _Dip(key, started)
         try:
-            answer = await asyncio.wait_for(self._resolve(dip), budget)
+            answer = await asyncio.wait_for(self._resolve(dip), self.budget_s)
         except TimeoutError:
             dip.reason = dip.reason or "deadline"
             answer = self._fallback(dip)
@@ -140,7 +140,7 @@ class DipService:
         return self._finish(key.kind, answer, started, dip)
 
     def _remaining(self, dip: _Dip) -> float:
-        return dip.started + self.deadline_s - _REPLY_RESERVE_S - self._clock()
+        return dip.started + self.budget_s - self._clock()
 
     async def _resolve(self, dip: _Dip) -> Answer:
         try:
