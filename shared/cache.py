@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from shared.clients import REDIS_ERRORS, RedisClient
+from shared.clients import RedisClient
 from shared.customers import CustomerRecord
-from shared.valve import Breaker
+from shared.valve import Breaker, RedisUnavailable
 
 __all__ = ["Cache", "CacheUnavailable", "Cached", "RedisCache", "SingleFlight"]
 
@@ -83,24 +83,14 @@ class RedisCache:
         self.negative_stale_ttl_s = min(stale_ttl_s, max(negative_ttl_s * 10, 600))
         self._clock = clock
 
-    async def _call(self, op: Awaitable[T], timeout: float) -> T:
-        if not self.breaker.allow():
-            if asyncio.iscoroutine(op):
-                op.close()
-            raise CacheUnavailable("redis breaker is open")
+    async def _call(self, fn: Callable[[], Awaitable[T]], timeout: float) -> T:
         try:
-            result = await asyncio.wait_for(op, timeout)
-        except REDIS_ERRORS as exc:
-            self.breaker.failure()
-            raise CacheUnavailable(type(exc).__name__) from exc
-        except asyncio.CancelledError:
-            self.breaker.failure()
-            raise
-        self.breaker.success()
-        return result
+            return await self.breaker.call(fn, timeout)
+        except RedisUnavailable as exc:
+            raise CacheUnavailable(str(exc)) from exc
 
     async def get(self, key: str, timeout: float) -> Cached | None:
-        raw = await self._call(self.redis.get(_PREFIX + key), timeout)
+        raw = await self._call(lambda: self.redis.get(_PREFIX + key), timeout)
         return None if raw is None else _decode(raw, self._clock())
 
     async def put(self, key: str, record: CustomerRecord | None, timeout: float) -> None:
@@ -109,7 +99,7 @@ class RedisCache:
         else:
             fresh, hard = self.fresh_ttl_s, self.stale_ttl_s
         value = _encode(record, self._clock() + fresh)
-        await self._call(self.redis.set(_PREFIX + key, value, ex=hard), timeout)
+        await self._call(lambda: self.redis.set(_PREFIX + key, value, ex=hard), timeout)
 
 
 class SingleFlight(Generic[T]):

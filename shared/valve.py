@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from shared.clients import REDIS_ERRORS, RedisClient
 
@@ -30,6 +30,7 @@ __all__ = [
     "FleetValve",
     "LocalValve",
     "OpenValve",
+    "RedisUnavailable",
     "RedisValve",
     "Valve",
 ]
@@ -37,7 +38,13 @@ __all__ = [
 # One key for the whole fleet; the {hash tag} pins it to one slot on clustered Redis.
 VALVE_KEY = "dipguard:{valve}:reads"
 
+T = TypeVar("T")
+
 _SCRIPT = resources.files(__package__).joinpath("valve.lua").read_text(encoding="utf-8")
+
+
+class RedisUnavailable(Exception):
+    """Redis did not answer in time, failed, or the breaker is open."""
 
 
 class Valve(Protocol):
@@ -135,6 +142,23 @@ class Breaker:
         self._trial_in_flight = True
         return True
 
+    async def call(self, fn: Callable[[], Awaitable[T]], timeout: float) -> T:
+        """Run one Redis call under the breaker: RedisUnavailable if it is open or the call
+        fails or times out. A cancelled call (the dip's deadline ran out while Redis was
+        silent) counts as a failure too, so a trial call never stays "in flight"."""
+        if not self.allow():
+            raise RedisUnavailable("redis breaker is open")
+        try:
+            result = await asyncio.wait_for(fn(), timeout)
+        except REDIS_ERRORS as exc:
+            self.failure()
+            raise RedisUnavailable(type(exc).__name__) from exc
+        except asyncio.CancelledError:
+            self.failure()
+            raise
+        self.success()
+        return result
+
     def success(self) -> None:
         self._failures = 0
         self._opened_at = None
@@ -163,17 +187,7 @@ class FleetValve:
         self.breaker = breaker
 
     async def admit(self, timeout: float) -> bool:
-        if self.breaker.allow():
-            try:
-                admitted = await self.fleet.admit(timeout)
-            except REDIS_ERRORS:
-                self.breaker.failure()
-            except asyncio.CancelledError:
-                # The dip's deadline ran out while Redis was silent: that is a failure too,
-                # and a trial call must not stay "in flight" forever.
-                self.breaker.failure()
-                raise
-            else:
-                self.breaker.success()
-                return admitted
-        return self.local.try_admit()
+        try:
+            return await self.breaker.call(lambda: self.fleet.admit(timeout), timeout)
+        except RedisUnavailable:
+            return self.local.try_admit()
