@@ -1,14 +1,45 @@
-"""python -m devhost [--port 7071] [--app function_app] [--enforce-keys]"""
+"""python -m devhost [--port 7071] [--app function_app] [--enforce-keys] [--workers N]"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
+import subprocess
 import sys
+import time
+from types import FrameType
 
 from aiohttp import web
 
 from devhost.host import build_web_app, load_local_settings
+
+
+def _supervise(argv: list[str], workers: int) -> int:
+    """Run ``workers`` copies of this host on one port, as the Functions host runs
+    FUNCTIONS_WORKER_PROCESS_COUNT language workers on one instance.
+
+    Each child binds the port with SO_REUSEPORT and the kernel spreads connections over
+    them. The first child to exit ends them all, with its exit code.
+    """
+    children = [subprocess.Popen([sys.executable, "-m", "devhost", *argv, "--worker"])
+                for _ in range(workers)]
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.2)
+    finally:
+        stop(signal.SIGTERM, None)
+        codes = [child.wait() for child in children]
+    return next((c for c in codes if c not in (0, -signal.SIGTERM)), 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,21 +52,40 @@ def main(argv: list[str] | None = None) -> int:
                         help="check keys from DEVHOST_FUNCTION_KEY / DEVHOST_MASTER_KEY")
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--backlog", type=int, default=1024, help="listen backlog")
+    parser.add_argument("--workers", type=int,
+                        help="worker processes sharing the port (default: "
+                             "FUNCTIONS_WORKER_PROCESS_COUNT, else 1, as the Functions host)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    load_local_settings()
+    source, raw = "--workers", str(args.workers)
+    if args.workers is None:
+        source = "FUNCTIONS_WORKER_PROCESS_COUNT"
+        raw = os.environ.get(source, "").strip() or "1"
+    # The Functions host allows 1 to 10 language worker processes per instance.
+    if not raw.isdigit() or not 1 <= int(raw) <= 10:
+        print(f"devhost: {source} must be a whole number from 1 to 10, got {raw!r}",
+              file=sys.stderr)
+        return 2
+    args.workers = int(raw)
+    if args.workers > 1 and not args.worker:
+        print(f"devhost: serving {args.app} on http://{args.host}:{args.port} "
+              f"with {args.workers} workers", flush=True)
+        return _supervise(list(sys.argv[1:] if argv is None else argv), args.workers)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     # The Azure SDKs log every HTTP request at INFO; host.json keeps them at Warning in Azure.
     logging.getLogger("azure").setLevel(max(logging.WARNING, logging.root.level))
-    load_local_settings()
     try:
         web_app = build_web_app(args.app, enforce_keys=args.enforce_keys)
     except Exception as exc:  # a bad setting names itself here, before we listen
         print(f"devhost: cannot load {args.app}: {exc}", file=sys.stderr)
         return 2
-    print(f"devhost: serving {args.app} on http://{args.host}:{args.port}", flush=True)
+    if not args.worker:
+        print(f"devhost: serving {args.app} on http://{args.host}:{args.port}", flush=True)
     # aiohttp's default listen backlog (128) drops connections in a 10x burst before the
     # app sees them; the Functions host's front end queues far more.
     web.run_app(web_app, host=args.host, port=args.port, access_log=None, print=None,
-                backlog=args.backlog)
+                backlog=args.backlog, reuse_port=args.worker or None)
     return 0
 
 

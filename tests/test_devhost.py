@@ -1,0 +1,116 @@
+"""The dev host's worker processes: several share one port, as FUNCTIONS_WORKER_PROCESS_COUNT."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+
+from tests.services import ROOT, free_port, port_open, wait_for_port
+
+
+def _start(port: int, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "devhost", "--port", str(port),
+                             "--app", "tests.pid_app", *args],
+                            cwd=ROOT, env=dict(os.environ if env is None else env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def two_workers() -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    port = free_port()
+    proc = _start(port, "--workers", "2")
+    try:
+        wait_for_port(port, timeout=30)
+        yield port, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.communicate(timeout=15)
+
+
+async def _pids(port: int, connections: int) -> set[int]:
+    pids: set[int] = set()
+    for _ in range(connections):
+        # A new connection each time: the kernel spreads connections, not requests.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+            async with s.get(f"http://127.0.0.1:{port}/api/pid") as resp:
+                assert resp.status == 200
+                pids.add(int(await resp.text()))
+    return pids
+
+
+async def test_two_workers_share_one_port_and_both_answer(
+    two_workers: tuple[int, subprocess.Popen[str]],
+) -> None:
+    port, proc = two_workers
+    # Each connection lands on either worker; 40 all landing on one would be 1 in 2^39.
+    pids = await _pids(port, 40)
+    assert len(pids) == 2
+    assert proc.pid not in pids  # the supervisor only supervises
+
+
+def test_stopping_the_host_stops_every_worker(
+    two_workers: tuple[int, subprocess.Popen[str]],
+) -> None:
+    port, proc = two_workers
+    proc.terminate()
+    assert proc.wait(timeout=15) == 0
+    assert not port_open(port)
+
+
+async def test_one_worker_is_the_default_as_in_the_functions_host() -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "FUNCTIONS_WORKER_PROCESS_COUNT"}
+    proc = _start(port, env=env)
+    try:
+        wait_for_port(port, timeout=30)
+        pids = await _pids(port, 6)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
+    assert pids == {proc.pid}
+
+
+async def test_the_worker_count_comes_from_functions_worker_process_count() -> None:
+    port = free_port()
+    proc = _start(port, env=dict(os.environ, FUNCTIONS_WORKER_PROCESS_COUNT="2"))
+    try:
+        wait_for_port(port, timeout=30)
+        pids = await _pids(port, 40)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
+    assert len(pids) == 2 and proc.pid not in pids
+
+
+@pytest.mark.parametrize("value", ["0", "11", "two"])
+def test_a_bad_worker_count_stops_the_host_naming_it(value: str) -> None:
+    env = dict(os.environ, FUNCTIONS_WORKER_PROCESS_COUNT=value)
+    result = subprocess.run([sys.executable, "-m", "devhost", "--port", str(free_port()),
+                             "--app", "tests.pid_app"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"FUNCTIONS_WORKER_PROCESS_COUNT must be a whole number from 1 to 10, got {value!r}" \
+        in result.stderr
+
+
+def test_a_bad_workers_option_stops_the_host_naming_it() -> None:
+    result = subprocess.run([sys.executable, "-m", "devhost", "--port", str(free_port()),
+                             "--app", "tests.pid_app", "--workers", "0"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--workers must be a whole number from 1 to 10, got '0'" in result.stderr
+
+
+def test_a_worker_that_cannot_start_stops_the_host_with_its_exit_code() -> None:
+    env = dict(os.environ, MAX_DB_QPS="abc")
+    result = subprocess.run([sys.executable, "-m", "devhost", "--port", str(free_port()),
+                             "--workers", "2"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "MAX_DB_QPS" in result.stderr
