@@ -36,6 +36,11 @@ param publisherName string = 'dipguard'
 ])
 param planSku string = 'EP1'
 
+@description('Optional. Python worker processes on each instance (FUNCTIONS_WORKER_PROCESS_COUNT). 0 means one for each vCPU of planSku: 1 on EP1, 2 on EP2, 4 on EP3.')
+@minValue(0)
+@maxValue(10)
+param workerProcessCount int = 0
+
 @description('Optional. Plan maximum burst (maximumElasticWorkerCount): the ceiling for a 10x spike. The regional limit is 20 to 100.')
 @minValue(1)
 @maxValue(100)
@@ -309,6 +314,7 @@ module functionApp 'modules/function-app.bicep' = {
     tags: allTags
     azdServiceName: 'api'
     planSku: planSku
+    workerProcessCount: workerProcessCount
     maximumElasticWorkerCount: maximumElasticWorkerCount
     zoneRedundant: zoneRedundant
     alwaysReadyInstanceCount: alwaysReadyInstanceCount

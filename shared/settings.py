@@ -122,9 +122,11 @@ SETTINGS: tuple[SettingSpec[object], ...] = (
     SettingSpec("MAX_DB_QPS", "200", _int(1, 100_000),
                 "Fleet-wide budget of Table reads in any 1-second sliding window."),
     SettingSpec("LOCAL_DB_QPS", "20", _int(1, 100_000),
-                "Per-instance read budget while Redis is down (about MAX_DB_QPS / instances)."),
+                "Read budget of each worker process while Redis is down (about MAX_DB_QPS / "
+                "(instances x FUNCTIONS_WORKER_PROCESS_COUNT))."),
     SettingSpec("MAX_INFLIGHT_DB_READS", "16", _int(1, 10_000),
-                "Per-instance cap on Table reads in flight, so a slow database cannot pile up."),
+                "Cap on Table reads in flight in each worker process, so a slow database "
+                "cannot pile up."),
     SettingSpec("VALVE_GUARD_MS", "100", _int(0, 500),
                 "Added to the 1 s valve window so admissions a second apart still arrive apart."),
     SettingSpec("CACHE_TTL_SECONDS", "60", _int(1, 86_400),

@@ -732,10 +732,29 @@ def _resolve(value: Any, params: Mapping[str, Any]) -> Any:
         return None if inner is None else str(inner)
     if isinstance(value, (bool, int)):
         return value
+    operator = value.get("operator") if isinstance(value, dict) else None
+    if isinstance(operator, dict):
+        return _resolve_operator(operator["type"], operator["operands"], params)
     if isinstance(value, dict) and not mc._is_expression(value):
         return {k: _resolve(v, params) for k, v in value.items()}
     if isinstance(value, list):
         return [_resolve(v, params) for v in value]
+    return None
+
+
+def _resolve_operator(kind: str, operands: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+    """The few operators the app settings use; None for the rest."""
+    first = _resolve(operands.get("operand_1"), params)
+    second = _resolve(operands.get("operand_2"), params)
+    if kind == "conditional":
+        condition = _resolve(operands["condition"], params)
+        if condition is None:
+            return None
+        return _resolve(operands["true_value" if condition else "false_value"], params)
+    if kind == "equals":
+        return None if first is None or second is None else first == second
+    if kind == "index_accessor":
+        return first.get(second) if isinstance(first, dict) else None
     return None
 
 
@@ -774,6 +793,7 @@ def _app_settings_for(overrides: Mapping[str, Any]) -> dict[str, str]:
     tuning.update(values["appTuning"])
     app = module("function-app")
     app_values = {name: p["default"] for name, p in app["parameters"].items()}
+    app_values["vcpusOfSku"] = app["variables"]["vcpusOfSku"]["value"]
     app_values.update({k: v for k, v in module_params.items() if v is not None})
     settings = _resolve(app["variables"]["platformSettings"]["value"], app_values)
     settings.update(tuning)
@@ -798,6 +818,23 @@ def test_each_environment_deploys_settings_the_app_accepts(path: Path) -> None:
     values = _bicepparam_values(path)
     settings = load_settings(_app_settings_for(values))
     assert settings.scale_zone_redundant is bool(values.get("zoneRedundant", False))
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({}, "1"),                                          # EP1 by default
+    ({"planSku": "EP2"}, "2"),
+    ({"planSku": "EP3"}, "4"),
+    ({"planSku": "EP2", "workerProcessCount": 3}, "3"),
+])
+def test_one_python_worker_process_per_vcpu_unless_told(overrides: dict[str, Any],
+                                                         expected: str) -> None:
+    assert _app_settings_for(overrides)["FUNCTIONS_WORKER_PROCESS_COUNT"] == expected
+
+
+def test_every_plan_size_has_a_vcpu_count() -> None:
+    app = module("function-app")
+    allowed = decorators(app["parameters"]["planSku"])["allowed"]
+    assert sorted(app["variables"]["vcpusOfSku"]["value"]) == sorted(allowed)
 
 
 def test_a_bad_tuning_value_would_be_caught() -> None:
