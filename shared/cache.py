@@ -121,7 +121,8 @@ class SingleFlight(Generic[T]):
             task = asyncio.ensure_future(fn())
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._finish(key, done))
-        return await asyncio.wait_for(asyncio.shield(task), timeout)
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(task)
 
     def _finish(self, key: str, task: asyncio.Task[T]) -> None:
         self._inflight.pop(key, None)

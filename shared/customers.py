@@ -129,12 +129,11 @@ class TableCustomerStore:
     async def get(self, key: LookupKey, timeout: float) -> CustomerRecord | None:
         pk, rk = table_keys(key)
         try:
-            # Socket timeouts bound each phase; wait_for bounds the whole call, DNS and
-            # token fetches included.
-            entity = await asyncio.wait_for(
-                self.table.get_entity(pk, rk, connection_timeout=timeout, read_timeout=timeout),
-                timeout,
-            )
+            # Socket timeouts bound each phase; the outer timeout bounds the whole call, DNS
+            # and token fetches included.
+            async with asyncio.timeout(timeout):
+                entity = await self.table.get_entity(pk, rk, connection_timeout=timeout,
+                                                     read_timeout=timeout)
         except ResourceNotFoundError as exc:
             if is_table_missing(exc):
                 # A missing table is a broken deployment, not an unknown caller: never

@@ -102,9 +102,8 @@ class RedisValve:
         # so asking again sooner would cost a round trip for a certain "no".
         if self._clock() < self._closed_until:
             return False
-        reply = await asyncio.wait_for(
-            self._script(keys=[self.key], args=[self.limit, self.window_us]), timeout
-        )
+        async with asyncio.timeout(timeout):
+            reply = await self._script(keys=[self.key], args=[self.limit, self.window_us])
         if int(reply[0]) == 1:
             return True
         # Timed from when the reply arrived, so the local estimate errs towards shedding
@@ -149,7 +148,8 @@ class Breaker:
         if not self.allow():
             raise RedisUnavailable("redis breaker is open")
         try:
-            result = await asyncio.wait_for(fn(), timeout)
+            async with asyncio.timeout(timeout):
+                result = await fn()
         except REDIS_ERRORS as exc:
             self.failure()
             raise RedisUnavailable(type(exc).__name__) from exc
