@@ -39,6 +39,7 @@ __all__ = [
     "machine_busy",
     "port_open",
     "table_connection_string",
+    "tree_cpu_seconds",
     "wait_for_port",
 ]
 
@@ -84,6 +85,28 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int | None) -> float | None:
+    """CPU seconds of a process and every process below it (a dev host and its workers)."""
+    own = cpu_seconds(pid)
+    if pid is None or own is None:
+        return own
+    parents: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(proc.name))
+    total, todo = own, list(parents.get(pid, []))
+    while todo:
+        child = todo.pop()
+        total += cpu_seconds(child) or 0.0
+        todo.extend(parents.get(child, []))
+    return total
+
+
 def listener_pid(port: int) -> int | None:
     """The pid of the process listening on 127.0.0.1:port, if this user can see it."""
     inodes: set[str] = set()
@@ -122,12 +145,19 @@ def listen_overflows() -> int:
     return 0
 
 
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, all cores together."""
+def machine_busy() -> tuple[float, float, float]:
+    """(busy, total, stolen) CPU seconds of the whole machine since boot, all cores together.
+
+    Stolen is time a virtual machine's CPUs were ready to run but the hypervisor ran someone
+    else; it is not part of busy. On a shared host it shows up in every latency tail.
+    """
     values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     tick = os.sysconf("SC_CLK_TCK")
+    # user nice system idle iowait irq softirq steal (guest time is already in user).
     idle = values[3] + values[4]
-    return (sum(values) - idle) / tick, sum(values) / tick
+    steal = values[7] if len(values) > 7 else 0
+    total = sum(values[:8])
+    return (total - idle - steal) / tick, total / tick, steal / tick
 
 
 def table_connection_string(port: int) -> str:
@@ -192,12 +222,14 @@ class _Child:
 
 
 class AppProcess(_Child):
-    """The dev host serving one app module with one variant's settings."""
+    """The dev host serving one app module with one variant's settings, in ``workers``
+    worker processes (FUNCTIONS_WORKER_PROCESS_COUNT)."""
 
-    def __init__(self, module: str, port: int, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, module: str, port: int, env: dict[str, str], log_path: Path,
+                 workers: int = 1) -> None:
         super().__init__(f"devhost({module})",
                          ["-m", "devhost", "--port", str(port), "--app", module,
-                          "--log-level", "WARNING"], log_path, env)
+                          "--log-level", "WARNING", "--workers", str(workers)], log_path, env)
         self.port = port
 
     @property

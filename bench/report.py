@@ -30,10 +30,20 @@ def _sources(r: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+_BY_SOURCE = ("database", "cache", "stale", "degraded")
+
+
+def _source_cell(lat: dict[str, Any] | None) -> str:
+    if not lat or not lat.get("count"):
+        return "-"
+    return f"{_fmt(lat['p50Ms'])} / {_fmt(lat['p99Ms'])} ({lat['count']:,})"
+
+
 def _cpu(r: dict[str, Any]) -> str:
     cpu = r.get("cpuSeconds") or {}
     rest = sum(cpu.get(k) or 0.0 for k in ("dbproxy", "azurite", "redis", "bench"))
-    return f"{_fmt(cpu.get('app'))} / {rest:.1f} / {_fmt(cpu.get('others'))}"
+    return (f"{_fmt(cpu.get('app'))} / {rest:.1f} / {_fmt(cpu.get('others'))} / "
+            f"{_fmt(cpu.get('stolen'))}")
 
 
 def _verdict(r: dict[str, Any]) -> str:
@@ -66,6 +76,9 @@ def markdown(result: dict[str, Any], chart: str | None) -> str:
         f"Traffic: {cfg['customers']:,} customers; baseline {cfg['baselineDipsPerS']:g} dips/s, "
         f"spike x{cfg['factor']:g} ({cfg['baselineDipsPerS'] * cfg['factor']:g} dips/s); "
         f"{cfg['calls']:,} calls per run ({cfg['drillCalls']:,} in a drill), open loop. "
+        f"App: the dev host with {cfg.get('appWorkers', 1)} worker process(es) "
+        f"(FUNCTIONS_WORKER_PROCESS_COUNT), MAX_INFLIGHT_DB_READS "
+        f"{cfg['projectEnv'].get('MAX_INFLIGHT_DB_READS', '16')} each. "
         f"Database: {cfg['dbSlots']} slots x {cfg['dbServiceMs']:g} ms "
         f"= {cfg['dbCapacityPerS']} reads/s; MAX_DB_QPS {cfg['maxDbQps']}. "
         f"Drill faults start {cfg['faultAfterSpikeStartS']:g} s into the spike and last "
@@ -93,9 +106,23 @@ def markdown(result: dict[str, Any], chart: str | None) -> str:
         "the database proxy in any 1-second sliding window. Recovery: from the fault "
         "clearing until database + cache answers are back to 80% of their rate before it.",
         "",
+        "Spike latency by answer source, p50 / p99 in ms (answers). A database answer waits "
+        f"for the database's own service time ({cfg['dbServiceMs']:g} ms at least); the "
+        "others show what the app itself costs.",
+        "",
+        "| run | " + " | ".join(_BY_SOURCE) + " |",
+        "|---|" + "---|" * len(_BY_SOURCE),
+    ]
+    for r in result["variants"]:
+        by_source = r.get("spikeLatencyBySource") or {}
+        cells = [_source_cell(by_source.get(s)) for s in _BY_SOURCE]
+        lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
         "| run | whole run p50 / p99 / max (ms) | DB reads served peak / 1 s | max queued at DB "
         "| Redis commands sent | 30-slot Genesys org could sustain | CPU s: app / rest of bench / "
-        "other processes | SYNs dropped at a full backlog | driver lag p99 |",
+        "other processes / stolen by the hypervisor | SYNs dropped at a full backlog "
+        "| driver lag p99 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["variants"]:

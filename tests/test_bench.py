@@ -31,7 +31,9 @@ def test_spike_quick_keeps_dipguards_guarantees(azurite: Azurite, tmp_path: Path
     assert report.exists(), done.stderr[-3000:]
     result = json.loads(report.read_text())
     assert (tmp_path / "spike.png").stat().st_size > 0
-    assert "| dipguard |" in (tmp_path / "spike.md").read_text()
+    summary = (tmp_path / "spike.md").read_text()
+    assert "| dipguard |" in summary
+    assert "| run | database | cache | stale | degraded |" in summary
 
     runs = {r["name"]: r for r in result["variants"]}
     assert set(runs) == {"dipguard", "seed", "no-valve", "drill-redis-kill",
@@ -40,6 +42,12 @@ def test_spike_quick_keeps_dipguards_guarantees(azurite: Azurite, tmp_path: Path
         assert {"latency", "spikeLatency", "withinDeadlinePct", "sources", "status4xx",
                 "status5xx", "db", "redis", "verdict"} <= set(r)
         assert r["answered"] > 0
+    # The app ran as one EP2-sized instance: two worker processes, whose in-flight caps add
+    # up to the database's slots. Its CPU is counted over the workers, not the supervisor.
+    assert result["config"]["appWorkers"] == 2
+    assert result["config"]["projectEnv"]["MAX_INFLIGHT_DB_READS"] == "4"
+    assert runs["dipguard"]["cpuSeconds"]["app"] > 0.5
+    assert runs["dipguard"]["cpuSeconds"]["stolen"] is not None
     ours = runs["dipguard"]["verdict"]
     assert set(ours["checks"]) == {"zero5xx", "allWithinDeadline", "dbNeverAboveCap"}
     assert set(ours["performance"]) == {"spikeP99Within50ms"}
