@@ -5,11 +5,11 @@ Three layers, each answering a different failure:
 * ``RedisValve`` holds the fleet-wide budget (MAX_DB_QPS in any 1-second sliding window)
   in one Lua call per decision, timed by the Redis server.
 * ``LocalValve`` is the same sliding log in process memory. It takes over while Redis is
-  unreachable, with a per-instance share of the budget: neither failing open (the
+  unreachable, with each worker process's share of the budget: neither failing open (the
   database takes the whole spike) nor closed (every caller gets a default).
 * ``Breaker`` stops a sick Redis from costing every dip a timeout.
 
-The per-instance in-flight cap lives in ``lookup``, beside the read it guards: rate alone
+The in-flight cap of each worker process lives in ``lookup``, beside the read it guards: rate alone
 does not protect a database whose latency grows (Little's law).
 """
 
