@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import aiohttp
 import pytest
@@ -20,10 +21,11 @@ def _start(port: int, *args: str, env: dict[str, str] | None = None) -> subproce
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.fixture
-def two_workers() -> Iterator[tuple[int, subprocess.Popen[str]]]:
+@contextmanager
+def _serving(*args: str, env: dict[str, str] | None = None,
+             ) -> Iterator[tuple[int, subprocess.Popen[str]]]:
     port = free_port()
-    proc = _start(port, "--workers", "2")
+    proc = _start(port, *args, env=env)
     try:
         wait_for_port(port, timeout=30)
         yield port, proc
@@ -31,6 +33,12 @@ def two_workers() -> Iterator[tuple[int, subprocess.Popen[str]]]:
         if proc.poll() is None:
             proc.terminate()
         proc.communicate(timeout=15)
+
+
+@pytest.fixture
+def two_workers() -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    with _serving("--workers", "2") as serving:
+        yield serving
 
 
 async def _pids(port: int, connections: int) -> set[int]:
@@ -64,27 +72,15 @@ def test_stopping_the_host_stops_every_worker(
 
 
 async def test_one_worker_is_the_default_as_in_the_functions_host() -> None:
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "FUNCTIONS_WORKER_PROCESS_COUNT"}
-    proc = _start(port, env=env)
-    try:
-        wait_for_port(port, timeout=30)
+    with _serving(env=env) as (port, proc):
         pids = await _pids(port, 6)
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=15)
     assert pids == {proc.pid}
 
 
 async def test_the_worker_count_comes_from_functions_worker_process_count() -> None:
-    port = free_port()
-    proc = _start(port, env=dict(os.environ, FUNCTIONS_WORKER_PROCESS_COUNT="2"))
-    try:
-        wait_for_port(port, timeout=30)
+    with _serving(env=dict(os.environ, FUNCTIONS_WORKER_PROCESS_COUNT="2")) as (port, proc):
         pids = await _pids(port, 40)
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=15)
     assert len(pids) == 2 and proc.pid not in pids
 
 
