@@ -107,8 +107,8 @@ def tree_cpu_seconds(pid: int | None) -> float | None:
     return total
 
 
-def listener_pid(port: int) -> int | None:
-    """The pid of the process listening on 127.0.0.1:port, if this user can see it."""
+def _listening_inodes(port: int) -> set[str]:
+    """The socket inodes listening on the port: one per process with SO_REUSEPORT."""
     inodes: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -120,6 +120,12 @@ def listener_pid(port: int) -> int | None:
             # State 0A is LISTEN; the local address ends in the port in hex.
             if cols[3] == "0A" and cols[1].endswith(f":{port:04X}"):
                 inodes.add(cols[9])
+    return inodes
+
+
+def listener_pid(port: int) -> int | None:
+    """The pid of the process listening on 127.0.0.1:port, if this user can see it."""
+    inodes = _listening_inodes(port)
     if not inodes:
         return None
     for proc in Path("/proc").iterdir():
@@ -231,6 +237,19 @@ class AppProcess(_Child):
                          ["-m", "devhost", "--port", str(port), "--app", module,
                           "--log-level", "WARNING", "--workers", str(workers)], log_path, env)
         self.port = port
+        self.workers = workers
+
+    def wait(self, port: int, timeout: float = 30.0) -> None:
+        """Until every worker listens: the port opens with the first, and connections made
+        before the others listen would all stay with it."""
+        deadline = time.monotonic() + timeout
+        super().wait(port, timeout)
+        while len(_listening_inodes(port)) < self.workers:
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name}: fewer than {self.workers} workers listen on "
+                                   f"{port} after {timeout} s; see {self.log_path}")
+            time.sleep(0.05)
 
     @property
     def url(self) -> str:
