@@ -41,6 +41,16 @@ param planSku string = 'EP1'
 @maxValue(10)
 param workerProcessCount int = 0
 
+@description('Optional. Table reads each instance may have in flight; split between its worker processes (MAX_INFLIGHT_DB_READS is per process).')
+@minValue(1)
+@maxValue(10000)
+param maxInflightDbReadsPerInstance int = 16
+
+@description('Optional. Read budget of each instance while Redis is unreachable, about maxDbQps divided by the instances; split between its worker processes (LOCAL_DB_QPS is per process).')
+@minValue(1)
+@maxValue(100000)
+param localDbQpsPerInstance int = 20
+
 @description('Optional. Plan maximum burst (maximumElasticWorkerCount): the ceiling for a 10x spike. The regional limit is 20 to 100.')
 @minValue(1)
 @maxValue(100)
@@ -206,12 +216,23 @@ var effectiveScaleSchedule = empty(scaleSchedule) ? {
   windows: []
 } : scaleSchedule
 
+// An async dip runs on one event loop per worker process, so a process uses at most one
+// vCPU of the instance; more processes than vCPUs only add memory.
+var vcpusOfSku = {
+  EP1: 1
+  EP2: 2
+  EP3: 4
+}
+var workersPerInstance = (workerProcessCount == 0) ? vcpusOfSku[planSku] : workerProcessCount
+
 // Handler tuning: the defaults of shared/settings.py, stated here so a deployment never
 // depends on a code default changing underneath it.
 var tuningDefaults = {
   MAX_DB_QPS: string(maxDbQps)
-  LOCAL_DB_QPS: '20'
-  MAX_INFLIGHT_DB_READS: '16'
+  // Counted in each worker process, so an instance's share is split between its workers;
+  // otherwise more workers would quietly multiply both.
+  LOCAL_DB_QPS: string(max(1, localDbQpsPerInstance / workersPerInstance))
+  MAX_INFLIGHT_DB_READS: string(max(1, maxInflightDbReadsPerInstance / workersPerInstance))
   VALVE_MODE: 'sliding'
   VALVE_GUARD_MS: '100'
   HANDLER_DEADLINE_MS: string(handlerDeadlineMs)
@@ -314,7 +335,7 @@ module functionApp 'modules/function-app.bicep' = {
     tags: allTags
     azdServiceName: 'api'
     planSku: planSku
-    workerProcessCount: workerProcessCount
+    workerProcessCount: workersPerInstance
     maximumElasticWorkerCount: maximumElasticWorkerCount
     zoneRedundant: zoneRedundant
     alwaysReadyInstanceCount: alwaysReadyInstanceCount

@@ -722,6 +722,10 @@ def _resolve(value: Any, params: Mapping[str, Any]) -> Any:
         return params[value]
     if isinstance(value, str) and "${" not in value:
         return value
+    max_of = function(value, "max")
+    if max_of is not None:
+        args = [_resolve(a, params) for a in max_of.values()]
+        return None if any(a is None for a in args) else max(args)
     string_of = function(value, "string")
     if string_of is not None:
         inner = _resolve(string_of["value_to_convert"], params)
@@ -753,6 +757,9 @@ def _resolve_operator(kind: str, operands: Mapping[str, Any], params: Mapping[st
         return _resolve(operands["true_value" if condition else "false_value"], params)
     if kind == "equals":
         return None if first is None or second is None else first == second
+    if kind == "divide":
+        # ARM divides integers and drops the remainder.
+        return None if first is None or second is None else first // second
     if kind == "index_accessor":
         return first.get(second) if isinstance(first, dict) else None
     return None
@@ -783,6 +790,8 @@ def _app_settings_for(overrides: Mapping[str, Any]) -> dict[str, str]:
     variables = dict(values)
     schedule = _effective_schedule(values)
     variables["effectiveScaleSchedule"] = schedule
+    for name in ("vcpusOfSku", "workersPerInstance"):
+        variables[name] = _resolve(main["variables"][name]["value"], variables)
     module_params = {}
     for name, arg in module_call(main, "modules/function-app.bicep")["params"].items():
         module_params[name] = _resolve(arg, variables)
@@ -793,7 +802,6 @@ def _app_settings_for(overrides: Mapping[str, Any]) -> dict[str, str]:
     tuning.update(values["appTuning"])
     app = module("function-app")
     app_values = {name: p["default"] for name, p in app["parameters"].items()}
-    app_values["vcpusOfSku"] = app["variables"]["vcpusOfSku"]["value"]
     app_values.update({k: v for k, v in module_params.items() if v is not None})
     settings = _resolve(app["variables"]["platformSettings"]["value"], app_values)
     settings.update(tuning)
@@ -832,9 +840,25 @@ def test_one_python_worker_process_per_vcpu_unless_told(overrides: dict[str, Any
 
 
 def test_every_plan_size_has_a_vcpu_count() -> None:
-    app = module("function-app")
-    allowed = decorators(app["parameters"]["planSku"])["allowed"]
-    assert sorted(app["variables"]["vcpusOfSku"]["value"]) == sorted(allowed)
+    main = parsed(MAIN)
+    allowed = decorators(main["parameters"]["planSku"])["allowed"]
+    assert sorted(main["variables"]["vcpusOfSku"]["value"]) == sorted(allowed)
+
+
+@pytest.mark.parametrize(("overrides", "local_qps", "inflight"), [
+    ({}, "20", "16"),                                   # EP1: one worker has it all
+    ({"planSku": "EP2"}, "10", "8"),
+    ({"planSku": "EP3"}, "5", "4"),
+    ({"planSku": "EP2", "workerProcessCount": 3}, "6", "5"),
+    ({"planSku": "EP3", "localDbQpsPerInstance": 2}, "1", "4"),  # never below one
+])
+def test_an_instances_read_budgets_are_split_between_its_worker_processes(
+    overrides: dict[str, Any], local_qps: str, inflight: str,
+) -> None:
+    # Both settings are counted in each process: unsplit, more workers would multiply them.
+    settings = _app_settings_for(overrides)
+    assert settings["LOCAL_DB_QPS"] == local_qps
+    assert settings["MAX_INFLIGHT_DB_READS"] == inflight
 
 
 def test_a_bad_tuning_value_would_be_caught() -> None:

@@ -26,18 +26,10 @@ param azdServiceName string = 'api'
 ])
 param planSku string = 'EP1'
 
-@description('Optional. Python worker processes on each instance (FUNCTIONS_WORKER_PROCESS_COUNT, 1 to 10). 0 means one for each vCPU of planSku.')
-@minValue(0)
+@description('Optional. Python worker processes on each instance (FUNCTIONS_WORKER_PROCESS_COUNT); one per vCPU of planSku is the usual choice.')
+@minValue(1)
 @maxValue(10)
-param workerProcessCount int = 0
-
-// An async dip spends its time on one event loop per worker process, so one process uses at
-// most one vCPU of the instance; more processes than vCPUs only add memory.
-var vcpusOfSku = {
-  EP1: 1
-  EP2: 2
-  EP3: 4
-}
+param workerProcessCount int = 1
 
 @description('Optional. Plan maximum burst: the most instances the plan may scale out to. The regional ceiling is 20 to 100 depending on region and OS.')
 @minValue(1)
@@ -121,7 +113,7 @@ var platformSettings = {
   // Functions runtime
   FUNCTIONS_EXTENSION_VERSION: '~4'
   FUNCTIONS_WORKER_RUNTIME: 'python'
-  FUNCTIONS_WORKER_PROCESS_COUNT: string((workerProcessCount == 0) ? vcpusOfSku[planSku] : workerProcessCount)
+  FUNCTIONS_WORKER_PROCESS_COUNT: string(workerProcessCount)
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
   // Application Insights accepts Entra ID tokens only; the host uses the system identity.
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
