@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import signal
@@ -16,30 +17,62 @@ from aiohttp import web
 from devhost.host import build_web_app, load_local_settings
 
 
+def _die_with_parent() -> None:
+    """Runs in a worker before exec: SIGTERM it when the supervisor dies, even by SIGKILL,
+    so no worker keeps the port (SO_REUSEPORT would let a stale one share it unseen)."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _exit_status(code: int) -> int:
+    # Popen reports a death by signal N as -N; a shell would say 128 + N.
+    return 128 - code if code < 0 else code
+
+
 def _supervise(argv: list[str], workers: int) -> int:
     """Run ``workers`` copies of this host on one port, as the Functions host runs
     FUNCTIONS_WORKER_PROCESS_COUNT language workers on one instance.
 
-    Each child binds the port with SO_REUSEPORT and the kernel spreads connections over
-    them. The first child to exit ends them all, with its exit code.
+    Each worker binds the port with SO_REUSEPORT and the kernel spreads connections over
+    them. A stop (SIGTERM, or Ctrl-C here) reaches each worker once, as a SIGTERM: a second
+    one would cut aiohttp's graceful shutdown short and drop the requests it is finishing.
+    If a worker exits by itself, the others are stopped and its exit status is ours.
     """
-    children = [subprocess.Popen([sys.executable, "-m", "devhost", *argv, "--worker"])
-                for _ in range(workers)]
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 
+    # Installed before any worker exists, so a stop that arrives while they start still
+    # reaches every one of them.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    for _ in range(workers):
+        if stopping:
+            break
+        # A session of its own: a terminal's Ctrl-C reaches only this supervisor, which
+        # passes it on once.
+        children.append(subprocess.Popen([sys.executable, "-m", "devhost", *argv, "--worker"],
+                                         start_new_session=True, preexec_fn=_die_with_parent))
+    first: subprocess.Popen[bytes] | None = None
     try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.2)
+        while first is None and not stopping:
+            first = next((c for c in children if c.poll() is not None), None)
+            time.sleep(0.1)
     finally:
         stop(signal.SIGTERM, None)
         codes = [child.wait() for child in children]
-    return next((c for c in codes if c not in (0, -signal.SIGTERM)), 0)
+    if first is not None:
+        return _exit_status(first.returncode)
+    return next((_exit_status(c) for c in codes if c not in (0, -signal.SIGTERM)), 0)
 
 
 def main(argv: list[str] | None = None) -> int:

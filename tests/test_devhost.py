@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -33,7 +36,11 @@ def _serving(*args: str, env: dict[str, str] | None = None,
     finally:
         if proc.poll() is None:
             proc.terminate()
-        proc.communicate(timeout=15)
+        try:
+            proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate(timeout=15)
 
 
 @pytest.fixture
@@ -86,8 +93,69 @@ def test_stopping_the_host_stops_every_worker(
     assert not port_open(port)
 
 
+async def test_a_stop_lets_the_workers_finish_the_requests_they_hold(
+    two_workers: tuple[int, subprocess.Popen[str]],
+) -> None:
+    port, proc = two_workers
+    await _pids_until(port, 2)
+    async with aiohttp.ClientSession() as session:
+        held = asyncio.ensure_future(session.get(f"http://127.0.0.1:{port}/api/slow?seconds=2"))
+        await asyncio.sleep(0.7)  # the request is in a worker's hands, asleep
+        proc.terminate()
+        resp = await held
+        text = await resp.text()
+    assert resp.status == 200 and text.startswith("done by ")
+    assert await asyncio.to_thread(proc.wait, 15) == 0
+
+
+def _workers_of(supervisor: int) -> list[int]:
+    """The pids whose parent is ``supervisor`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == supervisor:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _wait_closed(port: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not port_open(port):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_stop_when_the_host_is_killed_outright(
+    two_workers: tuple[int, subprocess.Popen[str]],
+) -> None:
+    port, proc = two_workers
+    workers = _workers_of(proc.pid)
+    assert len(workers) == 2
+    proc.kill()
+    proc.wait(timeout=15)
+    # Orphaned workers would keep the port, and SO_REUSEPORT would let the next host share it.
+    assert _wait_closed(port, 15)
+
+
+def test_a_worker_killed_by_a_signal_ends_the_host_with_the_shells_status(
+    two_workers: tuple[int, subprocess.Popen[str]],
+) -> None:
+    port, proc = two_workers
+    workers = _workers_of(proc.pid)
+    os.kill(workers[0], signal.SIGKILL)
+    assert proc.wait(timeout=15) == 128 + signal.SIGKILL
+    assert _wait_closed(port, 15)  # the other worker was stopped too
+
+
 async def test_one_worker_is_the_default_as_in_the_functions_host() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "FUNCTIONS_WORKER_PROCESS_COUNT"}
+    # Set but empty: local.settings.json, which the host also reads, cannot fill it in.
+    env = dict(os.environ, FUNCTIONS_WORKER_PROCESS_COUNT="")
     with _serving(env=env) as (port, proc):
         pids = await _pids(port, 6)
     assert pids == {proc.pid}
