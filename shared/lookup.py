@@ -129,8 +129,9 @@ class DipService:
         dip = _Dip(key, started)
         try:
             # asyncio.timeout rather than wait_for, here and on every wait of a dip: wait_for
-            # (3.11) runs what it awaits as a task of its own, and each such task costs two
-            # more turns of an event loop that a spike keeps busy.
+            # (3.11) runs what it awaits as a task of its own, which should cost two more
+            # turns of an event loop that a spike keeps busy (too little to measure through
+            # the benchmark machine's noise, see README).
             async with asyncio.timeout(self.budget_s):
                 answer = await self._resolve(dip)
         except TimeoutError:
@@ -174,7 +175,12 @@ class DipService:
             raise Shed("inflight")
         self._inflight_reads += 1
         try:
-            admitted = await self.valve.admit(min(self.redis_timeout_s, self._remaining(dip)))
+            # With the deadline spent, asking the valve would only spend a slot (or count a
+            # Redis failure) for a read that cannot be made.
+            valve_timeout = min(self.redis_timeout_s, self._remaining(dip))
+            if valve_timeout <= 0:
+                raise Shed("deadline")
+            admitted = await self.valve.admit(valve_timeout)
             if not admitted:
                 raise Shed("budget")
             timeout = min(self.db_timeout_s, self._remaining(dip))

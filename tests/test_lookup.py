@@ -283,6 +283,37 @@ async def test_a_bug_in_a_dependency_still_answers_the_fallback(
     assert outcome.log.reason == "internal_error"
 
 
+async def test_a_deadline_spent_before_the_valve_sheds_without_asking_it() -> None:
+    now = [0.0]
+
+    class SlowCache:
+        async def get(self, key: str, timeout: float) -> None:
+            now[0] += 10.0  # the cache took the whole deadline, by the service's clock
+            return None
+
+        async def put(self, *a: object) -> None:
+            return None
+
+    class CountingValve:
+        asked = 0
+
+        async def admit(self, timeout: float) -> bool:
+            self.asked += 1
+            return True
+
+    valve = CountingValve()
+    service = DipService(cache=SlowCache(), valve=valve, store=CountingStore(None),  # type: ignore[arg-type]
+                         deadline_ms=2500, db_timeout_ms=1500, redis_timeout_ms=100,
+                         max_inflight_reads=4, degraded_tier="Standard", region="US",
+                         clock=lambda: now[0])
+    outcome = await service.answer(dip(customer_id="C-1001"))
+    for _ in range(3):
+        await asyncio.sleep(0)  # the single-flight leader runs on, past the caller's deadline
+    assert outcome.answer.source == "degraded"
+    assert outcome.log.reason == "deadline"
+    assert valve.asked == 0
+
+
 def test_dip_service_is_constructible_without_io() -> None:
     class Nothing:
         async def get(self, *a: object) -> None:
