@@ -151,13 +151,15 @@ def listen_overflows() -> int:
     return 0
 
 
-def machine_busy() -> tuple[float, float, float]:
-    """(busy, total, stolen) CPU seconds of the whole machine since boot, all cores together.
+def machine_busy(stat: str | None = None) -> tuple[float, float, float]:
+    """(busy, total, stolen) CPU seconds of the whole machine since boot, all cores together,
+    from /proc/stat (or ``stat``, its text).
 
     Stolen is time a virtual machine's CPUs were ready to run but the hypervisor ran someone
     else; it is not part of busy. On a shared host it shows up in every latency tail.
     """
-    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    text = Path("/proc/stat").read_text() if stat is None else stat
+    values = [int(x) for x in text.splitlines()[0].split()[1:]]
     tick = os.sysconf("SC_CLK_TCK")
     # user nice system idle iowait irq softirq steal (guest time is already in user).
     idle = values[3] + values[4]
@@ -245,6 +247,9 @@ class AppProcess(_Child):
         deadline = time.monotonic() + timeout
         super().wait(port, timeout)
         while len(_listening_inodes(port)) < self.workers:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; "
+                                   f"see {self.log_path}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"{self.name}: fewer than {self.workers} workers listen on "

@@ -217,13 +217,17 @@ def _add(total: dict[str, int], more: dict[str, int]) -> None:
 
 # --- one run ---------------------------------------------------------------------------------
 
-async def _warm_up(url: str, session: aiohttp.ClientSession) -> None:
-    """A few dips by ids nobody has, so connections are open before the clock starts."""
-    for i in range(12):
-        body = {"conversationId": f"00000000-0000-4000-8000-{i:012d}",
-                "customerId": f"WARMUP-{i}"}
-        async with session.post(url, json=body) as resp:
-            await resp.read()
+async def _warm_up(url: str) -> None:
+    """A few dips by ids nobody has, so the app's connections are open before the clock
+    starts. Each on a new connection: the kernel spreads connections, not requests, over
+    the worker processes, and 12 all reaching one would be 1 in 2,048."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
+                                     timeout=aiohttp.ClientTimeout(total=10)) as session:
+        for i in range(12):
+            body = {"conversationId": f"00000000-0000-4000-8000-{i:012d}",
+                    "customerId": f"WARMUP-{i}"}
+            async with session.post(url, json=body) as resp:
+                await resp.read()
 
 
 async def run_variant(cfg: Config, variant: Variant, schedule: list[Arrival], profile: Profile,
@@ -262,7 +266,7 @@ async def run_variant(cfg: Config, variant: Variant, schedule: list[Arrival], pr
             app.spawn()
             await asyncio.to_thread(proxy.wait, proxy_port)
             await asyncio.to_thread(app.wait, cfg.app_port)
-            await _warm_up(app.url, session)
+            await _warm_up(app.url)
             # FLUSHALL also empties the valve's log, so the warm-up leaves no trace.
             await _reset_redis(redis.port)
             await proxy.reset(session)
@@ -598,8 +602,10 @@ def parse_args(argv: list[str] | None) -> Config:
         genesys_concurrency=args.genesys_concurrency,
         only=[x.strip() for x in args.only.split(",") if x.strip()],
         out=args.out, progress=not args.no_progress,
-        # The in-flight caps of the workers add up to the database's concurrency unless told
-        # otherwise: one instance alone never queues at the database.
+        # Each worker's in-flight cap is its share of the database's concurrency (at least
+        # 1), unless told otherwise, so one instance does not queue at the database. When the
+        # slots do not divide evenly, or there are more workers than slots, the caps add up
+        # to less, or more, than the slots; the report prints the cap used.
         project_env={"MAX_INFLIGHT_DB_READS": str(max(1, args.db_slots // args.app_workers)),
                      **_key_values(args.app_env)},
         app_module=args.app_module, strict=args.strict, table=args.table,

@@ -47,7 +47,6 @@ def test_spike_quick_keeps_dipguards_guarantees(azurite: Azurite, tmp_path: Path
     assert result["config"]["appWorkers"] == 2
     assert result["config"]["projectEnv"]["MAX_INFLIGHT_DB_READS"] == "4"
     assert runs["dipguard"]["cpuSeconds"]["app"] > 0.5
-    assert runs["dipguard"]["cpuSeconds"]["stolen"] is not None
     ours = runs["dipguard"]["verdict"]
     assert set(ours["checks"]) == {"zero5xx", "allWithinDeadline", "dbNeverAboveCap"}
     assert set(ours["performance"]) == {"spikeP99Within50ms"}
