@@ -6,9 +6,7 @@ started by the benchmark and stopped by it, by its own handle, never by name.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +15,7 @@ from typing import IO, Any
 
 import aiohttp
 
+from devhost.process import die_with_parent
 from tests.services import (
     AZURITE_CONNECTION_STRING,
     Azurite,
@@ -32,6 +31,7 @@ __all__ = [
     "Azurite",
     "ProxyProcess",
     "RedisServer",
+    "children_of",
     "cpu_seconds",
     "free_port",
     "listen_overflows",
@@ -46,13 +46,6 @@ __all__ = [
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it if the benchmark dies (Linux)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 class RedisServer(_RedisServer):
     """The benchmark's own redis-server, which goes away with the benchmark.
 
@@ -65,7 +58,7 @@ class RedisServer(_RedisServer):
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--protected-mode", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     def start(self) -> None:
@@ -85,12 +78,9 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(pid: int | None) -> float | None:
-    """CPU seconds of a process and every process below it (a dev host and its workers)."""
-    own = cpu_seconds(pid)
-    if pid is None or own is None:
-        return own
-    parents: dict[int, list[int]] = {}
+def _children() -> dict[int, list[int]]:
+    """Every process's children, by parent pid (Linux /proc)."""
+    children: dict[int, list[int]] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -98,12 +88,26 @@ def tree_cpu_seconds(pid: int | None) -> float | None:
             ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
-        parents.setdefault(ppid, []).append(int(proc.name))
-    total, todo = own, list(parents.get(pid, []))
+        children.setdefault(ppid, []).append(int(proc.name))
+    return children
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    return _children().get(pid, [])
+
+
+def tree_cpu_seconds(pid: int | None) -> float | None:
+    """CPU seconds of a process and every process below it (a dev host and its workers)."""
+    own = cpu_seconds(pid)
+    if pid is None or own is None:
+        return own
+    children = _children()
+    total, todo = own, list(children.get(pid, []))
     while todo:
         child = todo.pop()
         total += cpu_seconds(child) or 0.0
-        todo.extend(parents.get(child, []))
+        todo.extend(children.get(child, []))
     return total
 
 
@@ -195,7 +199,7 @@ class _Child:
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.proc = subprocess.Popen([sys.executable, *self.argv], cwd=ROOT, env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=die_with_parent)
 
     def wait(self, port: int, timeout: float = 30.0) -> None:
         assert self.proc is not None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import os
 import signal
@@ -15,14 +14,7 @@ from types import FrameType
 from aiohttp import web
 
 from devhost.host import build_web_app, load_local_settings
-
-
-def _die_with_parent() -> None:
-    """Runs in a worker before exec: SIGTERM it when the supervisor dies, even by SIGKILL,
-    so no worker keeps the port (SO_REUSEPORT would let a stale one share it unseen)."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+from devhost.process import die_with_parent
 
 
 def _exit_status(code: int) -> int:
@@ -59,9 +51,10 @@ def _supervise(argv: list[str], workers: int) -> int:
         if stopping:
             break
         # A session of its own: a terminal's Ctrl-C reaches only this supervisor, which
-        # passes it on once.
+        # passes it on once. Dying with it: a stale worker would keep the port, and
+        # SO_REUSEPORT would let it share the port with the next host unseen.
         children.append(subprocess.Popen([sys.executable, "-m", "devhost", *argv, "--worker"],
-                                         start_new_session=True, preexec_fn=_die_with_parent))
+                                         start_new_session=True, preexec_fn=die_with_parent))
     first: subprocess.Popen[bytes] | None = None
     try:
         while first is None and not stopping:

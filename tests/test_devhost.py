@@ -10,11 +10,11 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import aiohttp
 import pytest
 
+from bench.procs import children_of
 from tests.services import ROOT, free_port, port_open, wait_for_port
 
 
@@ -108,19 +108,6 @@ async def test_a_stop_lets_the_workers_finish_the_requests_they_hold(
     assert await asyncio.to_thread(proc.wait, 15) == 0
 
 
-def _workers_of(supervisor: int) -> list[int]:
-    """The pids whose parent is ``supervisor`` (Linux /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == supervisor:
-            found.append(int(stat.parent.name))
-    return found
-
-
 def _wait_closed(port: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -135,7 +122,7 @@ def test_workers_stop_when_the_host_is_killed_outright(
     two_workers: tuple[int, subprocess.Popen[str]],
 ) -> None:
     port, proc = two_workers
-    workers = _workers_of(proc.pid)
+    workers = children_of(proc.pid)
     assert len(workers) == 2
     proc.kill()
     proc.wait(timeout=15)
@@ -147,7 +134,7 @@ def test_a_worker_killed_by_a_signal_ends_the_host_with_the_shells_status(
     two_workers: tuple[int, subprocess.Popen[str]],
 ) -> None:
     port, proc = two_workers
-    workers = _workers_of(proc.pid)
+    workers = children_of(proc.pid)
     os.kill(workers[0], signal.SIGKILL)
     assert proc.wait(timeout=15) == 128 + signal.SIGKILL
     assert _wait_closed(port, 15)  # the other worker was stopped too
