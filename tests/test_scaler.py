@@ -32,21 +32,13 @@ from shared.scaler import (
 from shared.schedule import Surge
 from shared.settings import Settings, load_settings
 from tests.fake_arm import SUBSCRIPTION, FakeArm, StubCredential
+from tests.schedules import example_schedule
 
 NOON = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)      # a Wednesday
 NIGHT = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
 TUESDAY_PROMO = datetime(2026, 12, 1, 10, 30, tzinfo=UTC)
 
-SCHEDULE = {
-    "timezone": "UTC",
-    "default": {"alwaysReady": 1, "preWarmed": 1},
-    "windows": [
-        {"name": "business-hours", "days": ["mon", "tue", "wed", "thu", "fri"],
-         "start": "07:00", "end": "22:00", "alwaysReady": 5},
-        {"name": "weekly-promo", "days": ["tue"], "start": "10:00", "end": "11:00",
-         "alwaysReady": 20, "preWarmed": 2, "maxBurst": 60},
-    ],
-}
+SCHEDULE = example_schedule("UTC")
 
 APP_ENV = {
     "WEBSITE_OWNER_NAME": f"{SUBSCRIPTION}+rg-dip-EastUSwebspace",

@@ -20,21 +20,15 @@ from shared.schedule import (
     summarize,
     transitions,
 )
+from tests.schedules import example_schedule
 
 NY = ZoneInfo("America/New_York")
 
-EXAMPLE: dict[str, Any] = {
-    "timezone": "America/New_York",
-    "default": {"alwaysReady": 1, "preWarmed": 1},
-    "windows": [
-        {"name": "business-hours", "days": ["mon", "tue", "wed", "thu", "fri"],
-         "start": "07:00", "end": "22:00", "alwaysReady": 5},
-        {"name": "weekly-promo", "days": ["tue"], "start": "10:00", "end": "11:00",
-         "alwaysReady": 20, "preWarmed": 2, "maxBurst": 60},
-        {"name": "recall-briefing", "from": "2026-12-01T09:00", "to": "2026-12-01T12:00",
-         "alwaysReady": 20},
-    ],
-}
+EXAMPLE = example_schedule(
+    "America/New_York",
+    {"name": "recall-briefing", "from": "2026-12-01T09:00", "to": "2026-12-01T12:00",
+     "alwaysReady": 20},
+)
 
 
 def sched(windows: list[dict[str, Any]] | None = None, *, default: dict[str, Any] | None = None,
