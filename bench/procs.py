@@ -38,6 +38,7 @@ __all__ = [
     "listener_pid",
     "machine_busy",
     "port_open",
+    "process_children",
     "table_connection_string",
     "tree_cpu_seconds",
     "wait_for_port",
@@ -78,8 +79,8 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _children() -> dict[int, list[int]]:
-    """Every process's children, by parent pid (Linux /proc)."""
+def process_children() -> dict[int, list[int]]:
+    """Every process's children, by parent pid (Linux /proc): one pass over /proc."""
     children: dict[int, list[int]] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -94,15 +95,17 @@ def _children() -> dict[int, list[int]]:
 
 def children_of(pid: int) -> list[int]:
     """The processes whose parent is ``pid``."""
-    return _children().get(pid, [])
+    return process_children().get(pid, [])
 
 
-def tree_cpu_seconds(pid: int | None) -> float | None:
-    """CPU seconds of a process and every process below it (a dev host and its workers)."""
+def tree_cpu_seconds(pid: int | None,
+                     children: dict[int, list[int]] | None = None) -> float | None:
+    """CPU seconds of a process and every process below it (a dev host and its workers).
+    ``children``: a ``process_children()`` taken once for several trees."""
     own = cpu_seconds(pid)
     if pid is None or own is None:
         return own
-    children = _children()
+    children = process_children() if children is None else children
     total, todo = own, list(children.get(pid, []))
     while todo:
         child = todo.pop()

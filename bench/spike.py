@@ -54,6 +54,7 @@ from bench.procs import (
     listener_pid,
     machine_busy,
     port_open,
+    process_children,
     table_connection_string,
     tree_cpu_seconds,
     wait_for_port,
@@ -301,7 +302,8 @@ async def run_variant(cfg: Config, variant: Variant, schedule: list[Arrival], pr
 def _cpu(pids: dict[str, int | None], redis: RedisServer) -> dict[str, float | None]:
     times = os.times()
     busy, total, stolen = machine_busy()
-    out = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+    children = process_children()
+    out = {name: tree_cpu_seconds(pid, children) for name, pid in pids.items()}
     # A killed and restarted redis-server is a new process: its count starts again.
     out["redis"] = cpu_seconds(redis.proc.pid if redis.proc else None)
     out["bench"] = times.user + times.system
