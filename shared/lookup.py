@@ -147,6 +147,15 @@ class DipService:
     def _remaining(self, dip: _Dip) -> float:
         return dip.started + self.budget_s - self._clock()
 
+    def _step_timeout(self, dip: _Dip, cap: float) -> float:
+        """The wait one step of a read may take. With the deadline spent, the step is shed:
+        asking the valve would spend a slot (or count a Redis failure), and reading the
+        table would start a read nobody waits for."""
+        timeout = min(cap, self._remaining(dip))
+        if timeout <= 0:
+            raise Shed("deadline")
+        return timeout
+
     async def _resolve(self, dip: _Dip) -> Answer:
         try:
             cached = await self.cache.get(
@@ -175,18 +184,10 @@ class DipService:
             raise Shed("inflight")
         self._inflight_reads += 1
         try:
-            # With the deadline spent, asking the valve would only spend a slot (or count a
-            # Redis failure) for a read that cannot be made.
-            valve_timeout = min(self.redis_timeout_s, self._remaining(dip))
-            if valve_timeout <= 0:
-                raise Shed("deadline")
-            admitted = await self.valve.admit(valve_timeout)
+            admitted = await self.valve.admit(self._step_timeout(dip, self.redis_timeout_s))
             if not admitted:
                 raise Shed("budget")
-            timeout = min(self.db_timeout_s, self._remaining(dip))
-            if timeout <= 0:
-                raise Shed("deadline")
-            record = await self.store.get(dip.key, timeout)
+            record = await self.store.get(dip.key, self._step_timeout(dip, self.db_timeout_s))
         finally:
             self._inflight_reads -= 1
         # The caller is answered "database" whether or not Redis takes the copy.
