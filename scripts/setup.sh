@@ -23,15 +23,56 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# The Python the app runs on in Azure (Python|3.13 on Elastic Premium), and the first one
+# with Microsoft's worker on PyPI (azure-functions-runtime), which the dev host runs.
+PYTHON_WANT="3.13"
+
+is_python_want() {
+  "$1" -c "import sys; sys.exit('%d.%d' % sys.version_info[:2] != '$PYTHON_WANT')" >/dev/null 2>&1
+}
+
+# Prints the path of a Python $PYTHON_WANT: $DIPGUARD_PYTHON, python3.13 on PATH, or one
+# installed under pyenv. A pyenv shim on PATH may refuse to run when the global version
+# differs, so each candidate is asked for its version rather than trusted by name.
+find_python() {
+  local candidates=() root
+  [ -n "${DIPGUARD_PYTHON:-}" ] && candidates+=("$DIPGUARD_PYTHON")
+  command -v "python$PYTHON_WANT" >/dev/null 2>&1 && candidates+=("$(command -v "python$PYTHON_WANT")")
+  root="$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")"
+  for found in "$root"/versions/"$PYTHON_WANT".*/bin/python"$PYTHON_WANT"; do
+    [ -x "$found" ] && candidates+=("$found")
+  done
+  for py in "${candidates[@]}"; do
+    if is_python_want "$py"; then
+      echo "$py"
+      return 0
+    fi
+  done
+  return 1
+}
+
 ensure_python() {
   local stamp="$ROOT/.venv/.requirements.sha"
-  local want
+  local want python
   want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -c1-16)"
-  if [ -x "$ROOT/.venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+  if [ -x "$ROOT/.venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && \
+     is_python_want "$ROOT/.venv/bin/python"; then
     return
   fi
-  log "Python virtual environment (.venv)"
-  python3 -m venv "$ROOT/.venv"
+  if ! python="$(find_python)"; then
+    cat >&2 <<MSG
+dipguard needs Python $PYTHON_WANT, the version it runs on in Azure, and found none: not
+\$DIPGUARD_PYTHON, not python$PYTHON_WANT on PATH, not under pyenv. Any one of these will do:
+  pyenv install $PYTHON_WANT                      (https://github.com/pyenv/pyenv)
+  uv python install $PYTHON_WANT                  (then DIPGUARD_PYTHON=\$(uv python find $PYTHON_WANT))
+  an installer from https://www.python.org/downloads/
+then run this command again. DIPGUARD_PYTHON=/path/to/python$PYTHON_WANT picks a specific one.
+MSG
+    exit 1
+  fi
+  log "Python virtual environment (.venv, $("$python" -V 2>&1))"
+  rm -rf "$ROOT/.venv"
+  "$python" -m venv "$ROOT/.venv"
   quietly "$ROOT/.venv/bin/pip" install --upgrade pip
   quietly "$ROOT/.venv/bin/pip" install -r "$ROOT/requirements-dev.txt"
   echo "$want" > "$stamp"

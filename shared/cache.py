@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol
 
 from shared.clients import RedisClient
 from shared.customers import CustomerRecord
@@ -26,8 +26,6 @@ __all__ = ["Cache", "CacheUnavailable", "Cached", "RedisCache", "SingleFlight"]
 
 _PREFIX = "dipguard:answer:"
 _VERSION = 1
-
-T = TypeVar("T")
 
 
 class CacheUnavailable(Exception):
@@ -83,7 +81,7 @@ class RedisCache:
         self.negative_stale_ttl_s = min(stale_ttl_s, max(negative_ttl_s * 10, 600))
         self._clock = clock
 
-    async def _call(self, fn: Callable[[], Awaitable[T]], timeout: float) -> T:
+    async def _call[T](self, fn: Callable[[], Awaitable[T]], timeout: float) -> T:
         try:
             return await self.breaker.call(fn, timeout)
         except RedisUnavailable as exc:
@@ -102,7 +100,7 @@ class RedisCache:
         await self._call(lambda: self.redis.set(_PREFIX + key, value, ex=hard), timeout)
 
 
-class SingleFlight(Generic[T]):
+class SingleFlight[T]:
     """Concurrent callers for one key share one execution (Go's singleflight, for asyncio).
 
     Followers wait on the leader's task without cancelling it, so one caller running out

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 __all__ = [
     "DEPLOYED_SETTINGS",
@@ -21,8 +20,6 @@ __all__ = [
     "load_settings",
     "with_local_settings",
 ]
-
-T = TypeVar("T")
 
 
 class SettingsError(ValueError):
@@ -95,7 +92,7 @@ def _table_name(raw: str) -> str:
 
 
 @dataclass(frozen=True)
-class SettingSpec(Generic[T]):
+class SettingSpec[T]:
     """One setting: its name, its default text, how to parse it, and whether Bicep sets it."""
 
     name: str
