@@ -8,6 +8,11 @@ from typing import Any
 
 import azure.functions as func
 
+# azure-functions 2.x lists WarmUpContext in its __all__ but does not import it at the top
+# level, so ``func.WarmUpContext`` fails; the worker checks the warmup parameter against
+# this class.
+from azure.functions.warmup import WarmUpContext
+
 from shared import scaler, surge_api
 from shared.contract import ContractError, parse_dip_request
 from shared.health import health_report
@@ -45,7 +50,7 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @app.warm_up_trigger("warmup")
-async def warmup(warmup: func.Context) -> None:
+async def warmup(warmup: WarmUpContext) -> None:
     status = await runtime().clients.probe(timeout=2.0)
     logging.getLogger("dipguard.warmup").info("warmup %s", json.dumps(status))
 
