@@ -7,10 +7,11 @@ always with a JSON body that says what was wrong.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from shared.http import BodyError, decode_json, error_body
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -18,7 +19,6 @@ __all__ = [
     "ContractError",
     "DipRequest",
     "Source",
-    "error_body",
     "parse_dip_request",
 ]
 
@@ -30,11 +30,6 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 _CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_ANI_CHARS = 256
 _MAX_DNIS_CHARS = 256
-
-
-def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
-    """The one 4xx body every dipguard endpoint answers with."""
-    return {"error": code, "message": message, "field": field}
 
 
 @dataclass(frozen=True)
@@ -119,8 +114,8 @@ def parse_dip_request(body: bytes, content_type: str | None) -> DipRequest:
             413, "body_too_large", f"request body is over {MAX_BODY_BYTES} bytes", None
         )
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        payload = decode_json(body)
+    except BodyError as exc:
         raise ContractError(
             400, "invalid_json", f"request body is not valid JSON: {exc}"
         ) from None

@@ -8,7 +8,6 @@ record of who raised what and why.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from shared.clients import ensure_table
-from shared.contract import error_body
+from shared.http import BodyError, decode_json, error_body
 from shared.schedule import ALWAYS_READY_MAX, ZONE_REDUNDANT_MIN, Surge
 
 __all__ = [
@@ -39,6 +38,8 @@ __all__ = [
 PARTITION = "surge"
 MAX_MINUTES = 24 * 60
 MAX_REASON = 500
+# A surge request is three short fields; the dip's 8 KiB cap is ample.
+MAX_BODY_BYTES = 8 * 1024
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
 # Tables this process has already made sure of, by account URL and table name.
@@ -47,11 +48,13 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 class SurgeInputError(ValueError):
     """A bad surge request; becomes a 400 with this code, message and field."""
 
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+    def __init__(self, code: str, message: str, field: str | None = None,
+                 status: int = 400) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
+        self.status = status
 
     def as_json(self) -> dict[str, Any]:
         return error_body(self.code, self.message, self.field)
@@ -78,9 +81,13 @@ def _whole(body: dict[str, Any], name: str, lo: int, hi: int, unit: str) -> int:
 
 def parse_surge_request(raw: bytes | str, *, zone_redundant: bool = False) -> SurgeRequest:
     """Validate a POST body: {"alwaysReady": n, "minutes": m, "reason": "..."}."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if len(data) > MAX_BODY_BYTES:
+        raise SurgeInputError("body_too_large", f"the body is over {MAX_BODY_BYTES} bytes",
+                              status=413)
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = decode_json(data)
+    except BodyError as exc:
         raise SurgeInputError("invalid_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise SurgeInputError("invalid_body", "the body must be a JSON object with alwaysReady, "

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import AzureError
 
 from shared import surge as store
-from shared.contract import error_body
+from shared.http import error_body
 from shared.scaler import ArmGateway, RetryPolicy, TickReport, run_tick
 from shared.settings import Settings
 
@@ -104,7 +104,7 @@ async def _post(settings: Settings, table: TableClient, body: bytes,
     try:
         request = store.parse_surge_request(body, zone_redundant=settings.scale_zone_redundant)
     except store.SurgeInputError as exc:
-        return ApiResponse(400, exc.as_json())
+        return ApiResponse(exc.status, exc.as_json())
     created = await store.create_surge(table, request, now=now)
     LOG.warning("surge %s started: alwaysReady %d for %d min: %s", created.id,
                 created.always_ready, request.minutes, created.reason)
