@@ -237,13 +237,13 @@ class _Child:
 
 
 class AppProcess(_Child):
-    """The dev host serving one app module with one variant's settings, in ``workers``
-    worker processes (FUNCTIONS_WORKER_PROCESS_COUNT)."""
+    """The dev host serving one function app script with one variant's settings, in
+    ``workers`` worker processes (FUNCTIONS_WORKER_PROCESS_COUNT)."""
 
-    def __init__(self, module: str, port: int, env: dict[str, str], log_path: Path,
+    def __init__(self, script: str, port: int, env: dict[str, str], log_path: Path,
                  workers: int = 1) -> None:
-        super().__init__(f"devhost({module})",
-                         ["-m", "devhost", "--port", str(port), "--app", module,
+        super().__init__(f"devhost({script})",
+                         ["-m", "devhost", "--port", str(port), "--script", script,
                           "--log-level", "WARNING", "--workers", str(workers)], log_path, env)
         self.port = port
         self.workers = workers

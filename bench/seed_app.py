@@ -1,4 +1,4 @@
-"""The seed's data dip, rebuilt as a baseline: ``python -m devhost --app bench.seed_app``.
+"""The seed's data dip, rebuilt as a baseline: ``python -m devhost --script bench/seed_app.py``.
 
 This is what dipguard replaced, kept faithful on purpose so the benchmark can compare:
 

@@ -73,25 +73,25 @@ RECOVERY_TARGET_S = 10.0
 class Variant:
     name: str
     title: str
-    module: str
+    script: str
     env: dict[str, str] = field(default_factory=dict)
     fault: str | None = None
     targets: bool = False
 
 
-def variants(project_env: dict[str, str], module: str = "function_app") -> list[Variant]:
+def variants(project_env: dict[str, str], script: str = "function_app.py") -> list[Variant]:
     return [
-        Variant("dipguard", "(a) dipguard: sliding-log valve", module,
+        Variant("dipguard", "(a) dipguard: sliding-log valve", script,
                 {"VALVE_MODE": "sliding", **project_env}, targets=True),
         Variant("seed", "(b) seed: INCR+EXPIRE fixed window, cache per conversation",
-                "bench.seed_app"),
-        Variant("no-valve", "(c) no valve (VALVE_MODE=off)", module,
+                "bench/seed_app.py"),
+        Variant("no-valve", "(c) no valve (VALVE_MODE=off)", script,
                 {"VALVE_MODE": "off"}),
         Variant("drill-redis-kill", "(a) + Redis killed mid-spike, then restarted",
-                module, {"VALVE_MODE": "sliding", **project_env}, "redis-kill", True),
-        Variant("drill-db-stall", "(a) + database stalls", module,
+                script, {"VALVE_MODE": "sliding", **project_env}, "redis-kill", True),
+        Variant("drill-db-stall", "(a) + database stalls", script,
                 {"VALVE_MODE": "sliding", **project_env}, "db-stall", True),
-        Variant("drill-db-down", "(a) + database down (connections reset)", module,
+        Variant("drill-db-down", "(a) + database down (connections reset)", script,
                 {"VALVE_MODE": "sliding", **project_env}, "db-down", True),
     ]
 
@@ -122,7 +122,7 @@ class Config:
     out: Path
     progress: bool
     project_env: dict[str, str]
-    app_module: str = "function_app"
+    app_script: str = "function_app.py"
     strict: bool = False
     table: str = TABLE
 
@@ -248,7 +248,7 @@ async def run_variant(cfg: Config, variant: Variant, schedule: list[Arrival], pr
         "HANDLER_DEADLINE_MS": str(round(DEADLINE_S * 1000)),
         **variant.env,
     })
-    app = AppProcess(variant.module, cfg.app_port, env, logs / f"{variant.name}.devhost.log",
+    app = AppProcess(variant.script, cfg.app_port, env, logs / f"{variant.name}.devhost.log",
                      workers=cfg.app_workers)
     if redis.proc is None:
         redis.spawn()
@@ -384,7 +384,7 @@ def _result(cfg: Config, variant: Variant, run: Driven, schedule: list[Arrival],
     out: dict[str, Any] = {
         "name": variant.name,
         "title": variant.title,
-        "module": variant.module,
+        "script": variant.script,
         "env": variant.env,
         "fault": variant.fault,
         **summary,
@@ -474,7 +474,7 @@ async def run_benchmark(cfg: Config) -> dict[str, Any]:
         main_profile, drill_profile = cfg.main_profile(), cfg.drill_profile()
         main_schedule = build_schedule(main_profile, population)
         drill_schedule = build_schedule(drill_profile, population)
-        for variant in variants(cfg.project_env, cfg.app_module):
+        for variant in variants(cfg.project_env, cfg.app_script):
             if cfg.only and variant.name not in cfg.only:
                 continue
             drill = variant.fault is not None
@@ -504,7 +504,7 @@ async def run_benchmark(cfg: Config) -> dict[str, Any]:
             "maxDbQps": cfg.max_db_qps, "dbSlots": cfg.db_slots,
             "dbServiceMs": cfg.db_service_ms, "dbCapacityPerS": round(cfg.capacity),
             "deadlineS": DEADLINE_S, "genesysConcurrency": cfg.genesys_concurrency,
-            "projectEnv": cfg.project_env, "appModule": cfg.app_module,
+            "projectEnv": cfg.project_env, "appScript": cfg.app_script,
             "appWorkers": cfg.app_workers,
         },
         "variants": results,
@@ -568,8 +568,8 @@ def parse_args(argv: list[str] | None) -> Config:
     parser.add_argument("--only", default="", help="comma-separated variant names to run")
     parser.add_argument("--app-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra setting for the dipguard runs (repeatable)")
-    parser.add_argument("--app-module", default="function_app",
-                        help="module the dev host serves for the dipguard runs")
+    parser.add_argument("--app-script", default="function_app.py",
+                        help="function app script the dev host serves for the dipguard runs")
     parser.add_argument("--table", default=TABLE,
                         help="Azurite table for the population (kept between runs)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -610,7 +610,7 @@ def parse_args(argv: list[str] | None) -> Config:
         # to less, or more, than the slots; the report prints the cap used.
         project_env={"MAX_INFLIGHT_DB_READS": str(max(1, args.db_slots // args.app_workers)),
                      **_key_values(args.app_env)},
-        app_module=args.app_module, strict=args.strict, table=args.table,
+        app_script=args.app_script, strict=args.strict, table=args.table,
     )
 
 

@@ -1,4 +1,4 @@
-"""python -m devhost [--port 7071] [--app function_app] [--enforce-keys] [--workers N]"""
+"""python -m devhost [--port 7071] [--script function_app.py] [--enforce-keys] [--workers N]"""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 from aiohttp import web
 
 from devhost.host import build_web_app, load_local_settings
 from devhost.process import die_with_parent
+from devhost.worker import WorkerRefused
 
 
 def _exit_status(code: int) -> int:
@@ -72,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7071)
-    parser.add_argument("--app", default="function_app",
-                        help="module holding the FunctionApp named `app`")
+    parser.add_argument("--script", type=Path, default=Path("function_app.py"),
+                        help="the function app's script; its folder is the app's root, as "
+                             "/home/site/wwwroot in Azure (default: ./function_app.py)")
     parser.add_argument("--enforce-keys", action="store_true",
                         help="check keys from DEVHOST_FUNCTION_KEY / DEVHOST_MASTER_KEY")
     parser.add_argument("--log-level", default="WARNING")
@@ -94,24 +97,35 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     args.workers = int(raw)
+    if not args.script.is_file():
+        print(f"devhost: no function app script at {args.script}", file=sys.stderr)
+        return 2
     if args.workers > 1 and not args.worker:
-        print(f"devhost: serving {args.app} on http://{args.host}:{args.port} "
+        print(f"devhost: serving {args.script} on http://{args.host}:{args.port} "
               f"with {args.workers} workers", flush=True)
         return _supervise(list(sys.argv[1:] if argv is None else argv), args.workers)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    # The Azure SDKs log every HTTP request at INFO; host.json keeps them at Warning in Azure.
+    # The Azure SDKs log every HTTP request at INFO, and the worker library (logger
+    # "azure.functions") every invocation: noise at a developer's terminal.
     logging.getLogger("azure").setLevel(max(logging.WARNING, logging.root.level))
+
+    async def started() -> web.Application:
+        web_app = await build_web_app(args.script, enforce_keys=args.enforce_keys)
+        if not args.worker:
+            print(f"devhost: serving {args.script} on http://{args.host}:{args.port}",
+                  flush=True)
+        return web_app
+
     try:
-        web_app = build_web_app(args.app, enforce_keys=args.enforce_keys)
-    except Exception as exc:  # a bad setting names itself here, before we listen
-        print(f"devhost: cannot load {args.app}: {exc}", file=sys.stderr)
+        # aiohttp's default listen backlog (128) drops connections in a 10x burst before the
+        # app sees them; the Functions host's front end queues far more.
+        web.run_app(started(), host=args.host, port=args.port, access_log=None, print=None,
+                    backlog=args.backlog, reuse_port=args.worker or None)
+    except WorkerRefused as exc:
+        # A bad setting names itself here too: function_app.py parses the settings when the
+        # worker imports it, and the worker reports the error as its own.
+        print(f"devhost: {exc}", file=sys.stderr)
         return 2
-    if not args.worker:
-        print(f"devhost: serving {args.app} on http://{args.host}:{args.port}", flush=True)
-    # aiohttp's default listen backlog (128) drops connections in a 10x burst before the
-    # app sees them; the Functions host's front end queues far more.
-    web.run_app(web_app, host=args.host, port=args.port, access_log=None, print=None,
-                backlog=args.backlog, reuse_port=args.worker or None)
     return 0
 
 

@@ -1,41 +1,46 @@
-"""A small stand-in for ``func start``: serves a v2-model FunctionApp on localhost.
+"""A small stand-in for ``func start``: HTTP in front, Microsoft's Python worker behind.
 
-Azure Functions Core Tools cannot be installed where dipguard is built and tested (its
-installer downloads a binary from a host that is not reachable), so this host reads the
-app's own function metadata (``app.get_functions()``) and serves the same routes, methods
-and auth levels, plus the host's admin endpoint for running non-HTTP functions. It is a
-development tool: .funcignore keeps it out of the deployed package.
+Azure Functions Core Tools is a .NET host that downloads its binaries at install time; this
+host needs only PyPI. It does the host's part of the work and leaves the worker's part to
+the worker library (devhost/worker.py): the routes, methods and auth levels come from the
+bindings the worker indexed, each request becomes an invocation message, and the worker's
+answer becomes the response. It also serves the host's admin endpoint for running non-HTTP
+functions, and invokes warmup functions once at start, as Azure does on a new instance. It
+is a development tool: .funcignore keeps it out of the deployed package.
 
 Like Core Tools, it does not check keys by default. With ``--enforce-keys`` it checks
-``x-functions-key`` (or ``?code=``) against DEVHOST_FUNCTION_KEY / DEVHOST_MASTER_KEY the way
-Azure does: anonymous needs nothing, function takes either key, admin only the master key.
+``x-functions-key`` (or ``?code=``) against DEVHOST_FUNCTION_KEY / DEVHOST_MASTER_KEY the
+way Azure does: anonymous needs nothing, function takes either key, admin only the master.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import importlib
-import inspect
 import json
 import logging
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import azure.functions as func
 from aiohttp import web
 
+from devhost.worker import (
+    FunctionSpec,
+    Worker,
+    empty_trigger,
+    http_answer,
+    http_trigger,
+    timer_trigger,
+)
 from shared.settings import with_local_settings
 
-__all__ = ["DevHost", "HttpFunction", "build_web_app", "load_local_settings"]
+__all__ = ["DevHost", "build_web_app", "load_local_settings", "start_host"]
 
 log = logging.getLogger("devhost")
 
 ROOT = Path(__file__).resolve().parents[1]
+_ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
 def load_local_settings(path: Path = ROOT / "local.settings.json") -> dict[str, str]:
@@ -45,7 +50,7 @@ def load_local_settings(path: Path = ROOT / "local.settings.json") -> dict[str, 
     return applied
 
 
-def _route_prefix(root: Path = ROOT) -> str:
+def _route_prefix(root: Path) -> str:
     try:
         host = json.loads((root / "host.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -56,7 +61,7 @@ def _route_prefix(root: Path = ROOT) -> str:
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}?]*)?(\?)?\}")
 
 
-def _aiohttp_paths(prefix: str, template: str) -> list[str]:
+def aiohttp_paths(prefix: str, template: str) -> list[str]:
     """Functions route templates to aiohttp paths. ``{id?}`` (optional) becomes two paths."""
     base = "/" + "/".join(p for p in (prefix, template.strip("/")) if p)
     optional = [m.group(1) for m in _PARAM.finditer(base) if m.group(2)]
@@ -68,180 +73,149 @@ def _aiohttp_paths(prefix: str, template: str) -> list[str]:
     return paths
 
 
-@dataclass(frozen=True)
-class HttpFunction:
-    name: str
-    arg_name: str
-    methods: tuple[str, ...]
-    auth_level: str
-    route: str
-    handler: Any
-
-
-@dataclass(frozen=True)
-class OtherFunction:
-    name: str
-    arg_name: str
-    trigger_type: str
-    handler: Any
-
-
-class _DevTimerRequest(func.TimerRequest):
-    def __init__(self, past_due: bool = False) -> None:
-        self._past_due = past_due
-
-    @property
-    def past_due(self) -> bool:
-        return self._past_due
-
-
-def _enum_value(value: Any) -> str:
-    return str(getattr(value, "value", value))
-
-
-_FUNCTIONS: dict[int, list[Any]] = {}
-
-
-def _functions_of(app: func.FunctionApp) -> list[Any]:
-    # get_functions() validates names against those it has already built, so a second call
-    # on the same app raises "not a unique function name". Build once per app object.
-    key = id(app)
-    if key not in _FUNCTIONS:
-        _FUNCTIONS[key] = list(app.get_functions())
-    return _FUNCTIONS[key]
+def _joined(values: Any) -> dict[str, str]:
+    """A multi-dict as the host passes it on: repeated names joined with commas."""
+    out: dict[str, str] = {}
+    for name in values:
+        if name not in out:
+            out[name] = ",".join(values.getall(name))
+    return out
 
 
 class DevHost:
-    def __init__(self, app: func.FunctionApp, *, enforce_keys: bool = False,
+    def __init__(self, worker: Worker, *, enforce_keys: bool = False,
                  function_key: str | None = None, master_key: str | None = None,
                  route_prefix: str | None = None) -> None:
-        self.app = app
+        self.worker = worker
         self.enforce_keys = enforce_keys
         self.function_key = function_key
         self.master_key = master_key
-        self.route_prefix = _route_prefix() if route_prefix is None else route_prefix
-        self.http: list[HttpFunction] = []
-        self.other: dict[str, OtherFunction] = {}
-        for fn in _functions_of(app):
-            trigger = fn.get_trigger()
-            spec = trigger.get_dict_repr()
-            name = fn.get_function_name()
-            if spec["type"] == "httpTrigger":
-                methods = tuple(_enum_value(m).upper() for m in spec.get("methods") or
-                                ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
-                auth = _enum_value(spec.get("authLevel", "function")).lower()
-                self.http.append(HttpFunction(name, spec["name"], methods, auth,
-                                              spec.get("route") or name, fn.get_user_function()))
-            else:
-                self.other[name] = OtherFunction(name, spec["name"], spec["type"],
-                                                 fn.get_user_function())
+        self.route_prefix = (_route_prefix(worker.app_dir) if route_prefix is None
+                             else route_prefix)
+        self.functions = {f.name: f for f in worker.functions}
 
     # --- keys ---------------------------------------------------------------------------
-
-    def _presented_key(self, request: web.Request) -> str | None:
-        return request.headers.get("x-functions-key") or request.query.get("code")
 
     def _allowed(self, request: web.Request, level: str) -> bool:
         if not self.enforce_keys or level == "anonymous":
             return True
-        presented = self._presented_key(request)
+        presented = request.headers.get("x-functions-key") or request.query.get("code")
         if presented is None:
             return False
-        keys = [self.master_key] if level in {"admin", "system"} else [self.function_key,
-                                                                       self.master_key]
+        keys = ([self.master_key] if level in {"admin", "system"}
+                else [self.function_key, self.master_key])
         return any(k is not None and hmac.compare_digest(presented, k) for k in keys)
 
     # --- invocation -----------------------------------------------------------------------
 
-    @staticmethod
-    async def _call(handler: Any, kwargs: Mapping[str, Any]) -> Any:
-        if inspect.iscoroutinefunction(handler):
-            return await handler(**kwargs)
-        # The Python worker runs sync functions on a thread pool; so does this host.
-        return await asyncio.to_thread(handler, **kwargs)
+    async def _invoke(self, function: FunctionSpec, trigger: Any) -> Any | None:
+        """The worker's response, or None after logging why the function failed."""
+        response = await self.worker.invoke(function, trigger)
+        if response.result.status != response.result.Success:
+            exc = response.result.exception
+            log.error("function %s failed: %s\n%s", function.name, exc.message, exc.stack_trace)
+            return None
+        return response
 
-    def _http_handler(self, fn: HttpFunction) -> Any:
+    def _http_handler(self, function: FunctionSpec) -> Any:
+        trigger = function.trigger
+        methods = {str(m).upper() for m in trigger.get("methods") or _ALL_METHODS}
+        level = str(trigger.get("authLevel", "function")).lower()
+
         async def handle(request: web.Request) -> web.StreamResponse:
-            if request.method.upper() not in fn.methods:
+            if request.method.upper() not in methods:
                 return web.Response(status=405)
-            if not self._allowed(request, fn.auth_level):
+            if not self._allowed(request, level):
                 return web.Response(status=401)
-            body = await request.read()
-            req = func.HttpRequest(
-                method=request.method,
-                url=str(request.url),
-                headers=dict(request.headers),
-                params=dict(request.query),
-                route_params=dict(request.match_info),
-                body=body,
-            )
-            try:
-                result = await self._call(fn.handler, {fn.arg_name: req})
-            except Exception:
-                # The real host turns an unhandled exception into a bare 500, so does this.
-                log.exception("function %s raised", fn.name)
+            data = http_trigger(request.method, str(request.url), _joined(request.headers),
+                                _joined(request.query), dict(request.match_info),
+                                await request.read())
+            response = await self._invoke(function, data)
+            if response is None:
+                # The Functions host answers a failed invocation with a bare 500.
                 return web.Response(status=500)
-            return self._to_aiohttp(result)
+            answer = http_answer(response, function)
+            return web.Response(status=answer.status, body=answer.body,
+                                headers=answer.headers)
 
         return handle
 
-    @staticmethod
-    def _to_aiohttp(result: Any) -> web.Response:
-        if result is None:
-            return web.Response(status=204)
-        if isinstance(result, str):
-            return web.Response(status=200, text=result)
-        response: func.HttpResponse = result
-        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-        if response.mimetype and "content-type" not in {k.lower() for k in headers}:
-            content_type = response.mimetype
-            if response.charset and content_type.startswith(("text/", "application/json")):
-                content_type += f"; charset={response.charset}"
-            headers["Content-Type"] = content_type
-        return web.Response(status=response.status_code, body=response.get_body(),
-                            headers=headers)
-
     async def _admin_invoke(self, request: web.Request) -> web.Response:
+        """POST /admin/functions/{name}: run a non-HTTP function now, as Azure's host does.
+
+        A timer function gets a TimerInfo; ``{"input": "<json>"}`` in the body replaces its
+        fields (``{"IsPastDue": true}``, say). Azure answers 202 whatever the function does;
+        this host answers 500 with the worker's message when the function fails, because a
+        developer running it by hand wants to know.
+        """
         name = request.match_info["name"]
         if not self._allowed(request, "admin"):
             return web.Response(status=401)
-        fn = self.other.get(name)
-        if fn is None:
+        function = self.functions.get(name)
+        if function is None or function.trigger_type == "httpTrigger":
             return web.json_response({"error": f"no non-HTTP function named {name}"},
                                      status=404)
-        arg: Any
-        if fn.trigger_type == "timerTrigger":
-            arg = _DevTimerRequest()
-        else:
-            arg = None
-        try:
-            await self._call(fn.handler, {fn.arg_name: arg})
-        except Exception:
-            log.exception("function %s raised", fn.name)
-            return web.json_response({"error": f"{name} failed; see the host log"}, status=500)
-        # The Functions host answers 202 Accepted to an admin invocation.
+        info: dict[str, Any] = {}
+        raw = await request.read()
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+                given = body.get("input") if isinstance(body, dict) else None
+                info = json.loads(given) if isinstance(given, str) and given.strip() else {}
+                if not isinstance(info, dict):
+                    raise ValueError("input must be a JSON object")
+            except ValueError as exc:
+                return web.json_response({"error": f"bad admin request body: {exc}"},
+                                         status=400)
+        trigger = (timer_trigger(info=info) if function.trigger_type == "timerTrigger"
+                   else empty_trigger())
+        response = await self.worker.invoke(function, trigger)
+        if response.result.status != response.result.Success:
+            message = response.result.exception.message
+            log.error("function %s failed: %s", name, message)
+            return web.json_response({"error": f"{name} failed: {message}"}, status=500)
         return web.Response(status=202)
 
     async def _status(self, request: web.Request) -> web.Response:
-        return web.json_response({
-            "state": "Running",
-            "functions": sorted([f.name for f in self.http] + list(self.other)),
-        })
+        return web.json_response({"state": "Running", "functions": sorted(self.functions)})
+
+    async def warm_up(self) -> None:
+        """Invoke every warmup function once, as Azure does before a new instance serves."""
+        for function in self.functions.values():
+            if function.trigger_type == "warmupTrigger":
+                await self._invoke(function, empty_trigger())
 
     def build(self) -> web.Application:
         web_app = web.Application(client_max_size=1024 * 1024)
-        for fn in self.http:
-            handler = self._http_handler(fn)
-            for path in _aiohttp_paths(self.route_prefix, fn.route):
+        for function in self.functions.values():
+            if function.trigger_type != "httpTrigger":
+                continue
+            handler = self._http_handler(function)
+            route = str(function.trigger.get("route") or function.name)
+            for path in aiohttp_paths(self.route_prefix, route):
                 web_app.router.add_route("*", path, handler)
         web_app.router.add_post("/admin/functions/{name}", self._admin_invoke)
         web_app.router.add_get("/admin/host/status", self._status)
         return web_app
 
 
-def build_web_app(module: str = "function_app", *, enforce_keys: bool = False) -> web.Application:
-    """Import the app module (after local settings are loaded) and wrap it."""
-    app = importlib.import_module(module).app
-    return DevHost(app, enforce_keys=enforce_keys,
+async def start_host(script: Path, *, enforce_keys: bool = False) -> DevHost:
+    """Start the worker on ``script``, warm it up, and wrap it; WorkerRefused if it refuses."""
+    worker = Worker(script)
+    await worker.start()
+    host = DevHost(worker, enforce_keys=enforce_keys,
                    function_key=os.environ.get("DEVHOST_FUNCTION_KEY"),
-                   master_key=os.environ.get("DEVHOST_MASTER_KEY")).build()
+                   master_key=os.environ.get("DEVHOST_MASTER_KEY"))
+    await host.warm_up()
+    return host
+
+
+async def build_web_app(script: Path, *, enforce_keys: bool = False) -> web.Application:
+    host = await start_host(script, enforce_keys=enforce_keys)
+    web_app = host.build()
+
+    async def stop(_: web.Application) -> None:
+        host.worker.stop()
+
+    web_app.on_cleanup.append(stop)
+    return web_app

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.services import Azurite, RedisServer
+from devhost.worker import Worker
+from tests.services import ROOT, Azurite, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +43,21 @@ def base_env(azurite: Azurite, redis_server: RedisServer, table_name: str) -> di
         "CUSTOMER_TABLE": table_name,
         "SURGE_TABLE": table_name + "s",
     }
+
+
+@pytest.fixture(scope="session")
+def app_worker(azurite: Azurite, redis_server: RedisServer) -> Iterator[Worker]:
+    """Microsoft's worker library with function_app.py indexed and loaded, once a session.
+
+    The worker keeps the indexed app in module-level state, as it does in Azure, where one
+    worker process serves one app: so one per test process. function_app.py parses the
+    settings when it is imported, hence the environment around the start; tests then
+    install a Runtime of their own with set_runtime.
+    """
+    worker = Worker(ROOT / "function_app.py")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("REDIS_URL", redis_server.url)
+        env.setenv("CustomerStorage", azurite.connection_string)
+        asyncio.run(worker.start())
+    yield worker
+    worker.stop()

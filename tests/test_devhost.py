@@ -20,7 +20,7 @@ from tests.services import ROOT, free_port, port_open, wait_for_port
 
 def _start(port: int, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "devhost", "--port", str(port),
-                             "--app", "tests.pid_app", *args],
+                             "--script", "tests/support/apps/pid_app.py", *args],
                             cwd=ROOT, env=dict(os.environ if env is None else env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -158,7 +158,7 @@ async def test_the_worker_count_comes_from_functions_worker_process_count() -> N
 def test_a_bad_worker_count_stops_the_host_naming_it(value: str) -> None:
     env = dict(os.environ, FUNCTIONS_WORKER_PROCESS_COUNT=value)
     result = subprocess.run([sys.executable, "-m", "devhost", "--port", str(free_port()),
-                             "--app", "tests.pid_app"],
+                             "--script", "tests/support/apps/pid_app.py"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert f"FUNCTIONS_WORKER_PROCESS_COUNT must be a whole number from 1 to 10, got {value!r}" \
@@ -167,7 +167,7 @@ def test_a_bad_worker_count_stops_the_host_naming_it(value: str) -> None:
 
 def test_a_bad_workers_option_stops_the_host_naming_it() -> None:
     result = subprocess.run([sys.executable, "-m", "devhost", "--port", str(free_port()),
-                             "--app", "tests.pid_app", "--workers", "0"],
+                             "--script", "tests/support/apps/pid_app.py", "--workers", "0"],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "--workers must be a whole number from 1 to 10, got '0'" in result.stderr

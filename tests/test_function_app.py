@@ -1,8 +1,8 @@
-"""function_app.py served by the dev host over real HTTP: routes, auth levels, status codes."""
+"""function_app.py inside Microsoft's worker, served by the dev host over real HTTP: routes,
+auth levels, status codes."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -16,7 +16,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from azure.data.tables.aio import TableClient
 
-from devhost.host import DevHost, _aiohttp_paths
+from devhost.host import DevHost, aiohttp_paths
+from devhost.worker import Worker
 from shared.customers import CustomerRecord, entities_for
 from shared.runtime import Runtime, set_runtime
 from shared.settings import load_settings
@@ -35,7 +36,8 @@ def app_env(base_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[s
 
 
 @pytest.fixture
-async def client(app_env: dict[str, str]) -> AsyncIterator[TestClient[Any, Any]]:
+async def client(app_env: dict[str, str],
+                 app_worker: Worker) -> AsyncIterator[TestClient[Any, Any]]:
     async with TableClient.from_connection_string(app_env["CustomerStorage"],
                                                   app_env["CUSTOMER_TABLE"]) as table:
         await table.create_table()
@@ -44,14 +46,33 @@ async def client(app_env: dict[str, str]) -> AsyncIterator[TestClient[Any, Any]]
             await table.upsert_entity(entity)
     rt = Runtime(load_settings(app_env))
     set_runtime(rt)
-    module = importlib.import_module("function_app")
-    host = DevHost(module.app, enforce_keys=True, function_key=FUNCTION_KEY,
+    host = DevHost(app_worker, enforce_keys=True, function_key=FUNCTION_KEY,
                    master_key=MASTER_KEY, route_prefix="api")
     async with TestClient(TestServer(host.build())) as test_client:
         yield test_client
     await rt.dips.drain()
     await rt.clients.close()
     set_runtime(None)
+
+
+def test_microsofts_worker_indexes_and_loads_every_function(app_worker: Worker) -> None:
+    # The same indexing Azure runs when the app starts: one refused function would leave
+    # the app with none at all, the data dip included.
+    triggers = {f.name: f.trigger_type for f in app_worker.functions}
+    assert triggers == {"ivr_lookup": "httpTrigger", "health": "httpTrigger",
+                        "warmup": "warmupTrigger", "scale_schedule": "timerTrigger",
+                        "surge": "httpTrigger"}
+
+
+def test_the_worker_reports_the_routes_and_auth_levels_the_host_serves(
+    app_worker: Worker,
+) -> None:
+    http = {f.name: f.trigger for f in app_worker.functions if f.trigger_type == "httpTrigger"}
+    assert (http["ivr_lookup"]["route"], http["ivr_lookup"]["methods"],
+            http["ivr_lookup"]["authLevel"]) == ("lookup", ["POST"], "FUNCTION")
+    assert (http["health"]["route"], http["health"]["methods"]) == ("health", ["GET"])
+    assert (http["surge"]["route"], sorted(http["surge"]["methods"]),
+            http["surge"]["authLevel"]) == ("surge/{id?}", ["DELETE", "GET", "POST"], "ADMIN")
 
 
 def keyed(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -80,6 +101,8 @@ async def test_a_known_caller_is_answered_200_with_the_flat_contract(
     ("data", "content_type", "status", "code"),
     [
         (b"{", "application/json", 400, "invalid_json"),
+        (b'{"conversationId": ' + b"9" * 5000 + b"}", "application/json", 400, "invalid_json"),
+        (b'{"conversationId": NaN}', "application/json", 400, "invalid_json"),
         (b"[]", "application/json", 400, "not_an_object"),
         (b'{"ani": "tel:+13175550116"}', "application/json", 400, "missing_field"),
         (b'{"conversationId": "x", "ani": "1"}', "application/json", 400, "invalid_field"),
@@ -155,8 +178,8 @@ async def test_a_dead_redis_and_table_still_answer_200(
 
 
 def test_optional_route_parameters_serve_both_paths() -> None:
-    assert _aiohttp_paths("api", "surge/{id?}") == ["/api/surge/{id}", "/api/surge"]
-    assert _aiohttp_paths("", "items/{n:int}") == ["/items/{n}"]
+    assert aiohttp_paths("api", "surge/{id?}") == ["/api/surge/{id}", "/api/surge"]
+    assert aiohttp_paths("", "items/{n:int}") == ["/items/{n}"]
 
 
 # --- the dev host as users run it ---------------------------------------------------------
