@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["markdown", "write_chart", "write_reports"]
+__all__ = ["markdown", "markdown_cpu_per_dip", "write_chart", "write_reports"]
 
 _SCRIPT_INNER = {"time", "lindex", "lpush", "ltrim", "pexpire"}
 _SOURCE_COLOURS = {"database": "#1f77b4", "cache": "#2ca02c", "stale": "#bcbd22",
@@ -44,6 +44,26 @@ def _cpu(r: dict[str, Any]) -> str:
     rest = sum(cpu.get(k) or 0.0 for k in ("dbproxy", "azurite", "redis", "bench"))
     return (f"{_fmt(cpu.get('app'))} / {rest:.1f} / {_fmt(cpu.get('others'))} / "
             f"{_fmt(cpu.get('stolen'))}")
+
+
+def markdown_cpu_per_dip(result: dict[str, Any]) -> str:
+    """The app's CPU per dip answered, next to the committed full run's figure."""
+    m = result["machine"]
+    host = (f"Microsoft's worker (azure-functions-runtime {m['worker']})" if m.get("worker")
+            else "the dev host")
+    ours = next((r for r in result["variants"] if r["name"] == "dipguard"), None)
+    text = ("App CPU per dip answered: "
+            + (f"{_fmt(ours.get('appCpuMsPerDip'), ' ms')} for dipguard" if ours else "-")
+            + f", through {host} on Python {m['python']}.")
+    base = result.get("cpuBaseline")
+    if base and base.get("appCpuMsPerDip") is not None:
+        then = (f"Microsoft's worker (azure-functions-runtime {base['worker']})"
+                if base.get("worker") else "the dev host calling the functions directly")
+        text += (f" The committed full run ({base['file']}, commit {base['commit']}, "
+                 f"Python {base['python']}, {then}) measured "
+                 f"{_fmt(base['appCpuMsPerDip'], ' ms')} ({base['appCpuSeconds']:g} CPU-s for "
+                 f"{base['answered']:,} dips).")
+    return text
 
 
 def _verdict(r: dict[str, Any]) -> str:
@@ -136,6 +156,7 @@ def markdown(result: dict[str, Any], chart: str | None) -> str:
             f"{_fmt(r['genesys30SlotDipsPerS'], ' dips/s')} | {_cpu(r)} | "
             f"{r.get('listenOverflows', '-')} | {_fmt(r['driverLagP99Ms'], ' ms')} |"
         )
+    lines += ["", markdown_cpu_per_dip(result)]
     if cfg["genesysConcurrency"]:
         lines += ["", f"Genesys concurrency cap: {cfg['genesysConcurrency']} dips in flight; "
                   "calls beyond it were rejected before reaching the app.", "",

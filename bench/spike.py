@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import os
 import platform
@@ -149,6 +150,13 @@ def _run(argv: list[str]) -> str:
         return ""
 
 
+def _package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
 def describe_machine() -> dict[str, Any]:
     cpu = ""
     try:
@@ -168,6 +176,8 @@ def describe_machine() -> dict[str, Any]:
         "memory": _run(["free", "-h"]).splitlines()[1:2],
         "kernel": platform.release(),
         "python": platform.python_version(),
+        # The worker library that indexes and invokes the app, as the Functions host's does.
+        "worker": _package_version("azure-functions-runtime"),
         "redis": _run(["redis-server", "--version"]),
         "azurite": azurite,
         "loadAverageAtStart": list(os.getloadavg()),
@@ -293,6 +303,9 @@ async def run_variant(cfg: Config, variant: Variant, schedule: list[Arrival], pr
     if variant.fault == "redis-kill":
         cpu["redis"] = None  # the killed server's count went with it
     result["cpuSeconds"] = cpu
+    answered = result["status2xx"]
+    result["appCpuMsPerDip"] = (round(cpu["app"] * 1000 / answered, 2)
+                                if cpu.get("app") is not None and answered else None)
     # SYNs the kernel dropped at a full accept queue (the app's, most likely) during the
     # run: each costs the caller a 1 s retransmit.
     result["listenOverflows"] = overflows
@@ -508,10 +521,30 @@ async def run_benchmark(cfg: Config) -> dict[str, Any]:
             "appWorkers": cfg.app_workers,
         },
         "variants": results,
+        "cpuBaseline": cpu_baseline(),
         "verdict": {"met": met, "allMet": all_met,
                     "note": "met: the guarantees (deadline, no 5xx, database cap, recovery); "
                             "allMet: those and the p99 latency target"},
     }
+
+
+# The last full run committed with the docs: the figure each new run's app CPU is put next to.
+COMMITTED_RUN = ROOT / "docs" / "bench" / "spike.json"
+
+
+def cpu_baseline(path: Path = COMMITTED_RUN, *, root: Path = ROOT) -> dict[str, Any] | None:
+    """App CPU per dip answered of dipguard in the committed full run, with its provenance."""
+    try:
+        committed = json.loads(path.read_text(encoding="utf-8"))
+        run = next(v for v in committed["variants"] if v["name"] == "dipguard")
+        app_cpu, answered = run["cpuSeconds"]["app"], run["status2xx"]
+    except (OSError, ValueError, KeyError, StopIteration, TypeError):
+        return None
+    machine = committed.get("machine", {})
+    return {"file": str(path.relative_to(root)), "commit": machine.get("commit"),
+            "python": machine.get("python"), "worker": machine.get("worker") or None,
+            "appCpuSeconds": app_cpu, "answered": answered,
+            "appCpuMsPerDip": round(app_cpu * 1000 / answered, 2) if answered else None}
 
 
 def _print_line(r: dict[str, Any]) -> None:
@@ -525,7 +558,8 @@ def _print_line(r: dict[str, Any]) -> None:
     print(f"spike: {r['name']:<17} spike p50/p99/max {lat['p50Ms']}/{lat['p99Ms']}/"
           f"{lat['maxMs']} ms, on time {r['withinDeadlinePct']}%, 5xx {r['status5xx']}, "
           f"peak db reads/1s {r['db']['peakReadsIn1s']} (cap {r['db']['cap']}), "
-          f"redis/dip {r['redis']['perDip']}, targets {tag}", file=sys.stderr)
+          f"redis/dip {r['redis']['perDip']}, app CPU/dip {r.get('appCpuMsPerDip')} ms, "
+          f"targets {tag}", file=sys.stderr)
 
 
 def _key_values(items: list[str]) -> dict[str, str]:

@@ -47,6 +47,12 @@ def test_spike_quick_keeps_dipguards_guarantees(azurite: Azurite, tmp_path: Path
     assert result["config"]["appWorkers"] == 2
     assert result["config"]["projectEnv"]["MAX_INFLIGHT_DB_READS"] == "4"
     assert runs["dipguard"]["cpuSeconds"]["app"] > 0.5
+    # The app ran inside Microsoft's worker, and the report puts its CPU per dip next to the
+    # committed full run's.
+    assert result["machine"]["worker"]
+    assert runs["dipguard"]["appCpuMsPerDip"] > 0
+    assert result["cpuBaseline"]["file"] == "docs/bench/spike.json"
+    assert "App CPU per dip answered: " in summary and "The committed full run" in summary
     ours = runs["dipguard"]["verdict"]
     assert set(ours["checks"]) == {"zero5xx", "allWithinDeadline", "dbNeverAboveCap"}
     assert set(ours["performance"]) == {"spikeP99Within50ms"}
@@ -74,3 +80,28 @@ def test_valve_benchmark_keeps_the_budget_in_one_round_trip(tmp_path: Path) -> N
     assert ours["peakAdmittedIn1s"] <= result["limit"]
     assert seed["roundTripsPerDecision"] == 2.0
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+
+
+def test_the_cpu_baseline_is_the_committed_runs_dipguard_figure(tmp_path: Path) -> None:
+    from bench.report import markdown_cpu_per_dip
+    from bench.spike import cpu_baseline
+
+    committed = tmp_path / "spike.json"
+    committed.write_text(json.dumps({
+        "machine": {"commit": "abc1234", "python": "3.11.7"},
+        "variants": [{"name": "seed", "cpuSeconds": {"app": 1.0}, "status2xx": 10},
+                     {"name": "dipguard", "cpuSeconds": {"app": 31.3}, "status2xx": 17_443}],
+    }))
+    base = cpu_baseline(committed, root=tmp_path)
+    assert base is not None
+    assert (base["commit"], base["appCpuMsPerDip"], base["worker"]) == ("abc1234", 1.79, None)
+    text = markdown_cpu_per_dip({
+        "machine": {"python": "3.13.0", "worker": "1.3.0"},
+        "variants": [{"name": "dipguard", "appCpuMsPerDip": 2.5}],
+        "cpuBaseline": base,
+    })
+    assert "2.5 ms for dipguard, through Microsoft's worker (azure-functions-runtime 1.3.0)" \
+        in text
+    assert "commit abc1234" in text and "1.8 ms" in text
+    assert "the dev host calling the functions directly" in text
+    assert cpu_baseline(tmp_path / "missing.json", root=tmp_path) is None
