@@ -1,0 +1,326 @@
+"""The Genesys data action's request template, rendered as Genesys renders it, then posted
+to the app.
+
+Genesys builds the body of every dip from ``config.request.requestTemplate`` in
+genesys/ivr-lookup.data-action.json, a Velocity template. Velocity renders a reference whose
+value is null as its own source text (``${input.ani}``), and so a method call whose result is
+null (``$esc.jsonString(...)``), unless the reference or call is written quiet
+(``$!{input.ani}``, ``$!esc.jsonString(...)``). An unguarded optional input therefore reaches
+the app as template text instead of a value.
+
+An optional input the flow does not pass reaches the template as null, which is why Genesys's
+resiliency blueprint says to "use silent formal notation `$!{variableName}` for non-required
+string inputs in a JSON request body" (GenesysCloudBlueprints/
+design-architect-flow-data-actions-for-resiliency); one the flow passes as an empty string
+reaches it as "". Both states, and set values, are covered for every optional input. The
+template is rendered with airspeed, a Python implementation of Velocity; each body is then
+posted to the app as users run it (``python -m devhost``), against the test session's real
+Redis and Azurite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import airspeed
+import pytest
+from azure.data.tables.aio import TableClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.contract import ContractError, parse_dip_request
+from shared.customers import CustomerRecord, entities_for
+from tests.services import ROOT, Azurite, RedisServer, free_port, port_open
+
+ACTION = json.loads((ROOT / "genesys" / "ivr-lookup.data-action.json").read_text())
+TEMPLATE = ACTION["config"]["request"]["requestTemplate"]
+CONTENT_TYPE = ACTION["config"]["request"]["headers"]["Content-Type"]
+OPTIONAL = ("ani", "customerId", "dnis")
+CONVERSATION = "43436e96-5c19-4c52-b951-4ea05d9a9af7"
+DEGRADED_TIER = "Standard"
+
+# Customer ids unique to this run: the cache is keyed by customer id or number, not by table.
+BY_ID = CustomerRecord(f"GT-{uuid.uuid4().hex[:10]}", "Gold", True, "fr-CA")
+BY_ANI = CustomerRecord(f"GA-{uuid.uuid4().hex[:10]}", "Silver", False, "en-US")
+ANI_NUMBER = "+13175550177"
+KNOWN = {"ani": "tel:+1 317-555-0177", "customerId": BY_ID.customer_id,
+         "dnis": "tel:+18005550100"}
+
+
+class GenesysEsc:
+    """Stand-in for the ``esc`` tool in a Genesys data action's Velocity context.
+
+    How its behaviour was established: Genesys's "Velocity macros for data actions"
+    (https://help.mypurecloud.com/articles/velocity-macros-data-actions/) says the ``esc``
+    prefix is Velocity's EscapeTool, and that ``esc.jsonString`` is what escapes "strings inside
+    JSON bodies": the escaped content of a JSON string, between quotes the template writes
+    itself. The stored copy of the article shows no example output, so the action's test in
+    Genesys (Setup > Test, which shows the resolved request) is the final check that it adds
+    no quotes of its own. The same article documents formal vs. silent notation (``${x}``
+    outputs the variable name when x is null, ``$!{x}`` outputs nothing). For a null argument,
+    every escaping method of Velocity Tools' EscapeTool returns null ("null if null string
+    input": apache/velocity-tools, velocity-tools-generic/src/main/java/org/apache/velocity/
+    tools/generic/EscapeTool.java), and a null result is exactly what makes a non-quiet call
+    render as its own text. Whether Genesys writes non-ASCII characters as \\uXXXX escapes or
+    as UTF-8 is not documented, so the tests run with both; JSON parsers read either as the
+    same string.
+    """
+
+    def __init__(self, ascii_only: bool) -> None:
+        self.ascii_only = ascii_only
+
+    def jsonString(self, value: object) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(str(value), ensure_ascii=self.ascii_only)[1:-1]
+
+
+ESCAPES = [pytest.param(GenesysEsc(ascii_only=True), id="ascii-escapes"),
+           pytest.param(GenesysEsc(ascii_only=False), id="utf8")]
+_COMPILED = airspeed.Template(TEMPLATE)
+
+
+def render_request_body(inputs: dict[str, str], esc: GenesysEsc) -> str:
+    """The request body Genesys would send; an input missing from ``inputs`` is absent."""
+    return str(_COMPILED.merge({"input": dict(inputs), "esc": esc}))
+
+
+def expected_payload(inputs: dict[str, str]) -> dict[str, str]:
+    """What the template is meant to send for these inputs.
+
+    ani is always sent, "" when absent or empty: a withheld caller with no customer id must
+    reach the app as a valid dip (200, source "none"), not as a 400 down Genesys's Failure
+    path. customerId and dnis are left out when absent or empty.
+    """
+    payload = {"conversationId": inputs.get("conversationId", ""), "ani": inputs.get("ani", "")}
+    for name in ("customerId", "dnis"):
+        if inputs.get(name):
+            payload[name] = inputs[name]
+    return payload
+
+
+def combinations() -> list[Any]:
+    """Every optional input absent, empty or set, with a conversation id."""
+    cases = []
+    for states in itertools.product(("absent", "empty", "set"), repeat=len(OPTIONAL)):
+        inputs = {"conversationId": CONVERSATION}
+        for name, state in zip(OPTIONAL, states, strict=True):
+            if state != "absent":
+                inputs[name] = KNOWN[name] if state == "set" else ""
+        label = ",".join(f"{name}={state}" for name, state in zip(OPTIONAL, states, strict=True))
+        cases.append(pytest.param(inputs, id=label))
+    return cases
+
+
+def expected_answer(inputs: dict[str, str]) -> dict[str, Any]:
+    """The answer the inputs name: customerId wins, then the ANI, else nobody ("none")."""
+    if inputs.get("customerId"):
+        record: CustomerRecord | None = BY_ID
+    elif inputs.get("ani"):
+        record = BY_ANI
+    else:
+        record = None
+    if record is None:
+        return {"customerFound": False, "customerId": "", "customerTier": DEGRADED_TIER,
+                "isVip": False, "preferredLanguage": "", "source": "none"}
+    return {"customerFound": True, "customerId": record.customer_id,
+            "customerTier": record.tier, "isVip": record.is_vip,
+            "preferredLanguage": record.preferred_language}
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+
+def test_every_reference_and_method_call_in_the_template_is_quiet() -> None:
+    # A non-quiet reference renders its own text for a null value; quiet ones never do.
+    assert "$" in TEMPLATE
+    loud = [i for i, ch in enumerate(TEMPLATE) if ch == "$" and TEMPLATE[i + 1:i + 2] != "!"]
+    assert loud == [], [TEMPLATE[i:i + 30] for i in loud]
+
+
+@pytest.mark.parametrize("esc", ESCAPES)
+@pytest.mark.parametrize("inputs", combinations())
+def test_absent_and_empty_inputs_render_a_json_body_without_template_text(
+    inputs: dict[str, str], esc: GenesysEsc
+) -> None:
+    body = render_request_body(inputs, esc)
+    assert json.loads(body) == expected_payload(inputs), body
+    request = parse_dip_request(body.encode("utf-8"), CONTENT_TYPE)
+    assert request.conversation_id == CONVERSATION
+    assert request.ani == inputs.get("ani", "")
+    assert request.customer_id == (inputs.get("customerId") or None)
+    assert request.dnis == (inputs.get("dnis") or None)
+
+
+TRICKY = [
+    'sip:"odd\\caller"@carrier.example',
+    "back\\slash and \\u0041 that is not an escape",
+    "tab\tnew line\ncarriage\rform feed\x0cbell\x07 nul\x00",
+    "Zentrale München ☎ 📞 محمد 電話",
+    "line\u2028paragraph\u2029separators",
+    "$!{input.ani} ${input.dnis} $esc.jsonString('x') #if(true)#end #{end} ## not a comment",
+    "'single' and \"double\" quotes, a } and a {",
+]
+
+
+@pytest.mark.parametrize("esc", ESCAPES)
+@pytest.mark.parametrize("name", OPTIONAL)
+@pytest.mark.parametrize("value", TRICKY, ids=lambda v: repr(v)[:24])
+def test_values_that_need_escaping_arrive_as_the_exact_value(
+    value: str, name: str, esc: GenesysEsc
+) -> None:
+    inputs = {"conversationId": CONVERSATION, name: value}
+    payload = json.loads(render_request_body(inputs, esc))
+    assert payload[name] == value
+    assert payload == expected_payload(inputs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.fixed_dictionaries({}, optional={
+        name: st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
+        for name in OPTIONAL
+    }),
+    ascii_only=st.booleans(),
+)
+def test_any_text_in_any_optional_input_renders_json_that_reads_back_as_that_text(
+    values: dict[str, str], ascii_only: bool
+) -> None:
+    inputs = {"conversationId": CONVERSATION, **values}
+    body = render_request_body(inputs, GenesysEsc(ascii_only))
+    assert json.loads(body) == expected_payload(inputs)
+
+
+def test_a_missing_conversation_id_renders_as_empty_and_is_refused_by_name() -> None:
+    # The input contract requires it, so Genesys should never run the action without it;
+    # if it did, the app must say which field, not receive template text.
+    body = render_request_body({"ani": KNOWN["ani"]}, GenesysEsc(ascii_only=False))
+    assert json.loads(body) == {"conversationId": "", "ani": KNOWN["ani"]}
+    with pytest.raises(ContractError) as refused:
+        parse_dip_request(body.encode("utf-8"), CONTENT_TYPE)
+    assert (refused.value.status, refused.value.field) == (400, "conversationId")
+
+
+# --- posting to the app -------------------------------------------------------------------------
+
+
+async def _seed(connection_string: str, table: str) -> None:
+    async with TableClient.from_connection_string(connection_string, table) as client:
+        await client.create_table()
+        for entity in [*entities_for(BY_ID, []), *entities_for(BY_ANI, [ANI_NUMBER])]:
+            await client.upsert_entity(entity)
+
+
+def _start_devhost(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "devhost", "--port", str(port)],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not port_open(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait(timeout=10)
+            tail = log.read_text(errors="replace")[-3000:]
+            pytest.fail(f"python -m devhost did not start (exit {proc.returncode}):\n{tail}")
+        time.sleep(0.05)
+    return proc, port
+
+
+@pytest.fixture(scope="module")
+def lookup_url(azurite: Azurite, redis_server: RedisServer,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The dev host serving function_app.py, with the two test customers seeded."""
+    table = "t" + uuid.uuid4().hex[:20]
+    asyncio.run(_seed(azurite.connection_string, table))
+    # A Redis database of its own, so no other test's cached answer for a number shows up.
+    redis_url = redis_server.url.rsplit("/", 1)[0] + "/9"
+    env = dict(os.environ, REDIS_URL=redis_url, CustomerStorage=azurite.connection_string,
+               CUSTOMER_TABLE=table, SURGE_TABLE=table + "s", DEGRADED_TIER=DEGRADED_TIER,
+               DEFAULT_REGION="US")
+    proc, port = _start_devhost(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
+    try:
+        yield f"http://127.0.0.1:{port}/api/lookup"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def post(url: str, body: str) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=body.encode("utf-8"), method="POST",
+                                     headers={"Content-Type": CONTENT_TYPE})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+def assert_answers(answer: dict[str, Any], expected: dict[str, Any]) -> None:
+    if expected.get("source") == "none":
+        assert answer == expected
+    else:
+        assert {k: v for k, v in answer.items() if k != "source"} == expected
+        assert answer["source"] in {"database", "cache"}
+
+
+@pytest.mark.parametrize("inputs", combinations())
+def test_each_combination_of_inputs_gets_the_answer_its_inputs_name(
+    lookup_url: str, inputs: dict[str, str]
+) -> None:
+    body = render_request_body(inputs, GenesysEsc(ascii_only=False))
+    status, answer = post(lookup_url, body)
+    assert status == 200, answer
+    assert_answers(answer, expected_answer(inputs))
+
+
+@pytest.mark.parametrize("esc", ESCAPES)
+@pytest.mark.parametrize(("inputs", "expected"), [
+    pytest.param({"ani": "tel:+١٣١٧٥٥٥٠١٧٧"}, expected_answer({"ani": "x"}),
+                 id="ani-in-arabic-indic-digits-finds-the-caller"),
+    pytest.param({"ani": "tel:+1\u00a0317\u00a0555\u00a00177", "dnis": TRICKY[3]},
+                 expected_answer({"ani": "x"}), id="ani-with-no-break-spaces-finds-the-caller"),
+    pytest.param({"ani": TRICKY[0]}, expected_answer({}),
+                 id="quoted-sip-ani-names-nobody"),
+    pytest.param({"ani": TRICKY[5], "customerId": BY_ID.customer_id, "dnis": TRICKY[2]},
+                 expected_answer({"customerId": "x"}),
+                 id="template-text-and-control-characters-in-values-stay-values"),
+    pytest.param({"customerId": f" {BY_ID.customer_id}\t", "dnis": TRICKY[6]},
+                 expected_answer({"customerId": "x"}),
+                 id="customer-id-with-surrounding-whitespace-finds-the-customer"),
+])
+def test_values_that_need_escaping_reach_the_app_and_are_answered_by_the_key_they_name(
+    lookup_url: str, inputs: dict[str, str], expected: dict[str, Any], esc: GenesysEsc
+) -> None:
+    body = render_request_body({"conversationId": CONVERSATION, **inputs}, esc)
+    status, answer = post(lookup_url, body)
+    assert status == 200, answer
+    assert_answers(answer, expected)
+
+
+@pytest.mark.parametrize("esc", ESCAPES)
+def test_a_customer_id_with_quotes_parses_and_is_refused_as_that_field_not_as_bad_json(
+    lookup_url: str, esc: GenesysEsc
+) -> None:
+    body = render_request_body({"conversationId": CONVERSATION, "ani": KNOWN["ani"],
+                   "customerId": 'C"1\\2'}, esc)
+    status, error = post(lookup_url, body)
+    assert status == 400
+    assert (error["error"], error["field"]) == ("invalid_field", "customerId")
