@@ -14,8 +14,8 @@ import azure.functions as func
 from azure.functions.warmup import WarmUpContext
 
 from shared import scaler, surge_api
-from shared.contract import ContractError, parse_dip_request
-from shared.health import health_report
+from shared.dip.contract import ContractError, parse_dip_request
+from shared.dip.health import health_report
 from shared.runtime import runtime
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -46,7 +46,8 @@ async def ivr_lookup(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("health")
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(await health_report(runtime()))
+    rt = runtime()
+    return json_response(await health_report(rt.clients, rt.redis_breaker, rt.dips))
 
 
 @app.warm_up_trigger("warmup")

@@ -17,8 +17,8 @@ from pathlib import Path
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
-from shared.customers import CustomerRecord, LookupKey, entities_for, table_keys
-from shared.loader import load_file
+from shared.dip.customers import CustomerRecord, LookupKey, entities_for, table_keys
+from shared.dip.loader import load_file
 
 __all__ = ["Customer", "Population", "ensure_loaded"]
 
@@ -121,7 +121,7 @@ async def _marker(table: TableClient) -> str | None:
 
 async def ensure_loaded(table: TableClient, population: Population, workdir: Path) -> dict[
         str, object]:
-    """Load the population through ``shared.loader.load_file`` unless the table has it."""
+    """Load the population through ``shared.dip.loader.load_file`` unless the table has it."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     marker = await _marker(table)

@@ -27,9 +27,9 @@ import azure.functions as func
 import redis.asyncio as aioredis
 
 from shared.clients import TABLE_CLIENT_OPTIONS, make_table_client
-from shared.contract import Answer, ContractError, parse_dip_request
-from shared.customers import DatabaseUnavailable, TableCustomerStore
-from shared.lookup import lookup_key
+from shared.dip.contract import Answer, ContractError, parse_dip_request
+from shared.dip.customers import DatabaseUnavailable, TableCustomerStore
+from shared.dip.lookup import lookup_key
 from shared.settings import load_settings
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)

@@ -2,7 +2,7 @@
 
 Eight client processes, each with its own connection, ask for database reads at five
 times MAX_DB_QPS in total (Poisson arrivals, open loop) for ten seconds against a real
-redis-server, once through dipguard's ``shared.valve.RedisValve`` and once through the
+redis-server, once through dipguard's ``shared.dip.valve.RedisValve`` and once through the
 seed's fixed window (``INCR db_qps:{int(time.time())}`` then ``EXPIRE key 2``, shed
 above the budget), run the same way.
 
@@ -31,7 +31,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bench.stats import peak_in_window, percentile
-from shared.valve import VALVE_KEY, RedisValve
+from shared.dip.valve import VALVE_KEY, RedisValve
 
 _SCRIPT = resources.files("shared").joinpath("valve.lua").read_text(encoding="utf-8")
 

@@ -18,7 +18,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException
 
-from shared.customers import is_table_missing
 from shared.settings import Settings
 
 __all__ = [
@@ -26,6 +25,7 @@ __all__ = [
     "Clients",
     "RedisClient",
     "ensure_table",
+    "is_table_missing",
     "make_redis",
     "make_table_client",
 ]
@@ -104,6 +104,12 @@ def make_table_client(settings: Settings, table_name: str) -> TableClient:
         credential=DefaultAzureCredential(),
         **TABLE_CLIENT_OPTIONS,
     )
+
+
+def is_table_missing(exc: ResourceNotFoundError) -> bool:
+    """A 404 for the table itself, as opposed to a missing entity."""
+    code = getattr(exc, "error_code", None)
+    return str(getattr(code, "value", code)) == "TableNotFound"
 
 
 _ensured: set[tuple[str, str]] = set()

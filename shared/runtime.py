@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from shared.cache import RedisCache
 from shared.clients import Clients
-from shared.customers import TableCustomerStore
-from shared.lookup import DipService
+from shared.dip.breaker import Breaker
+from shared.dip.cache import RedisCache
+from shared.dip.customers import TableCustomerStore
+from shared.dip.lookup import DipService
+from shared.dip.valve import FleetValve, LocalValve, OpenValve, RedisValve, Valve
 from shared.settings import Settings, load_settings
-from shared.valve import Breaker, FleetValve, LocalValve, OpenValve, RedisValve, Valve
 
 __all__ = ["Runtime", "runtime", "set_runtime"]
 

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from shared.cache import CacheUnavailable, RedisCache, SingleFlight
-from shared.customers import CustomerRecord
-from shared.valve import Breaker
+from shared.dip.breaker import Breaker
+from shared.dip.cache import CacheUnavailable, RedisCache, SingleFlight
+from shared.dip.customers import CustomerRecord
 from tests.services import RedisServer
 
 GOLD = CustomerRecord("C-1", "Gold", True, "en-US")

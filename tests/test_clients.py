@@ -12,7 +12,7 @@ from redis_entraid.cred_provider import EntraIdCredentialsProvider
 
 from shared import clients
 from shared.clients import TABLE_CLIENT_OPTIONS, Clients, make_redis, make_table_client
-from shared.customers import DatabaseUnavailable, LookupKey, TableCustomerStore
+from shared.dip.customers import DatabaseUnavailable, LookupKey, TableCustomerStore
 from shared.settings import load_settings
 from tests.services import Azurite, RedisServer
 

@@ -10,11 +10,12 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from shared.cache import RedisCache
 from shared.clients import make_redis
-from shared.customers import CustomerRecord
+from shared.dip.breaker import Breaker
+from shared.dip.cache import RedisCache
+from shared.dip.customers import CustomerRecord
+from shared.dip.valve import VALVE_KEY, RedisValve
 from shared.settings import load_settings
-from shared.valve import VALVE_KEY, Breaker, RedisValve
 from tests.services import RedisClusterServers
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.contract import MAX_BODY_BYTES, Answer, ContractError, parse_dip_request
+from shared.dip.contract import MAX_BODY_BYTES, Answer, ContractError, parse_dip_request
 
 CONV = "43436e96-5c19-4c52-b951-4ea05d9a9af7"
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from azure.data.tables.aio import TableClient
 
-from shared.customers import (
+from shared.dip.customers import (
     PARTITIONS,
     CustomerRecord,
     DatabaseUnavailable,

@@ -18,7 +18,7 @@ from azure.data.tables.aio import TableClient
 
 from devhost.host import DevHost, aiohttp_paths
 from devhost.worker import Worker
-from shared.customers import CustomerRecord, entities_for
+from shared.dip.customers import CustomerRecord, entities_for
 from shared.runtime import Runtime, set_runtime
 from shared.settings import load_settings
 from tests.services import ROOT, free_port, wait_for_port

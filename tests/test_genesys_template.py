@@ -40,8 +40,8 @@ from azure.data.tables.aio import TableClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.contract import ContractError, parse_dip_request
-from shared.customers import CustomerRecord, entities_for
+from shared.dip.contract import ContractError, parse_dip_request
+from shared.dip.customers import CustomerRecord, entities_for
 from tests.services import ROOT, Azurite, RedisServer, free_port, port_open
 
 ACTION = json.loads((ROOT / "genesys" / "ivr-lookup.data-action.json").read_text())

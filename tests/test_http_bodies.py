@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared import surge
-from shared.contract import ContractError, DipRequest, parse_dip_request
+from shared.dip.contract import ContractError, DipRequest, parse_dip_request
 from shared.http import BodyError, decode_json
 
 HUGE_NUMBER = b'{"conversationId": ' + b"9" * 5000 + b"}"

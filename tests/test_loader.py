@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from azure.data.tables import TableClient
 
-from shared.customers import LookupKey, table_keys
-from shared.loader import Rejected, parse_rows
+from shared.dip.customers import LookupKey, table_keys
+from shared.dip.loader import Rejected, parse_rows
 from tests.services import ROOT, Azurite
 
 GOOD = """customerId,phone,tier,isVip,preferredLanguage
@@ -34,7 +34,7 @@ C-8,+13175550124,Bronze,false
 
 def run_loader(path: Path, azurite: Azurite, table: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CustomerStorage": azurite.connection_string, "CUSTOMER_TABLE": table}
-    return subprocess.run([sys.executable, "-m", "shared.loader", str(path), "--no-progress"],
+    return subprocess.run([sys.executable, "-m", "shared.dip.loader", str(path), "--no-progress"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -11,9 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 from azure.data.tables.aio import TableClient
 
-from shared.contract import DipRequest
-from shared.customers import CustomerRecord, LookupKey, entities_for
-from shared.lookup import DipService, lookup_key
+from shared.dip.contract import DipRequest
+from shared.dip.customers import CustomerRecord, LookupKey, entities_for
+from shared.dip.lookup import DipService, lookup_key
 from shared.runtime import Runtime
 from shared.settings import load_settings
 from tests.proxies import LatencyProxy

@@ -16,7 +16,7 @@ from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-from shared.contract import MAX_BODY_BYTES, Answer, ContractError, Source, parse_dip_request
+from shared.dip.contract import MAX_BODY_BYTES, Answer, ContractError, Source, parse_dip_request
 from tests import bicep_model_check as mc
 from tests.test_genesys_template import GenesysEsc, render_request_body
 
@@ -119,7 +119,7 @@ def test_response_schema_is_exactly_the_answer_the_app_returns() -> None:
 
 def _contract_error_codes() -> set[str]:
     """The code argument of every ContractError(...) raised in shared/contract.py."""
-    tree = ast.parse((ROOT / "shared" / "contract.py").read_text())
+    tree = ast.parse((ROOT / "shared" / "dip" / "contract.py").read_text())
     codes = set()
     for node in ast.walk(tree):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)

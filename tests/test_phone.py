@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.phone import normalize_number
+from shared.dip.phone import normalize_number
 
 
 @pytest.mark.parametrize(

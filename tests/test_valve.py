@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from shared.valve import VALVE_KEY, Breaker, FleetValve, LocalValve, RedisValve
+from shared.dip.breaker import Breaker
+from shared.dip.valve import VALVE_KEY, FleetValve, LocalValve, RedisValve
 from tests.services import RedisServer
 
 

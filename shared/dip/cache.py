@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from shared.clients import RedisClient
-from shared.customers import CustomerRecord
-from shared.valve import Breaker, RedisUnavailable
+from shared.dip.breaker import Breaker, RedisUnavailable
+from shared.dip.customers import CustomerRecord
 
 __all__ = ["Cache", "CacheUnavailable", "Cached", "RedisCache", "SingleFlight"]
 

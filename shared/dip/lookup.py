@@ -22,11 +22,11 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from shared.cache import Cache, Cached, CacheUnavailable, SingleFlight
-from shared.contract import Answer, DipRequest, Source
-from shared.customers import CustomerRecord, CustomerStore, DatabaseUnavailable, LookupKey
-from shared.phone import normalize_number
-from shared.valve import Valve
+from shared.dip.cache import Cache, Cached, CacheUnavailable, SingleFlight
+from shared.dip.contract import Answer, DipRequest, Source
+from shared.dip.customers import CustomerRecord, CustomerStore, DatabaseUnavailable, LookupKey
+from shared.dip.phone import normalize_number
+from shared.dip.valve import Valve
 
 __all__ = ["DipLog", "DipService", "Outcome", "Shed", "lookup_key"]
 

@@ -7,7 +7,8 @@ Three layers, each answering a different failure:
 * ``LocalValve`` is the same sliding log in process memory. It takes over while Redis is
   unreachable, with each worker process's share of the budget: neither failing open (the
   database takes the whole spike) nor closed (every caller gets a default).
-* ``Breaker`` stops a sick Redis from costing every dip a timeout.
+* ``FleetValve`` puts the two together behind the Redis breaker (``breaker``), which stops a
+  sick Redis from costing every dip a timeout.
 
 The in-flight cap of each worker process lives in ``lookup``, beside the read it guards: rate alone
 does not protect a database whose latency grows (Little's law).
@@ -18,19 +19,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from importlib import resources
-from typing import Protocol, TypeVar
+from typing import Protocol
 
-from shared.clients import REDIS_ERRORS, RedisClient
+from shared.clients import RedisClient
+from shared.dip.breaker import Breaker, RedisUnavailable
 
 __all__ = [
     "VALVE_KEY",
-    "Breaker",
     "FleetValve",
     "LocalValve",
     "OpenValve",
-    "RedisUnavailable",
     "RedisValve",
     "Valve",
 ]
@@ -38,13 +38,7 @@ __all__ = [
 # One key for the whole fleet; the {hash tag} pins it to one slot on clustered Redis.
 VALVE_KEY = "dipguard:{valve}:reads"
 
-T = TypeVar("T")
-
 _SCRIPT = resources.files(__package__).joinpath("valve.lua").read_text(encoding="utf-8")
-
-
-class RedisUnavailable(Exception):
-    """Redis did not answer in time, failed, or the breaker is open."""
 
 
 class Valve(Protocol):
@@ -110,72 +104,6 @@ class RedisValve:
         # a round trip longer, never towards admitting early.
         self._closed_until = self._clock() + int(reply[1]) / 1_000_000
         return False
-
-
-class Breaker:
-    """Consecutive-failure circuit breaker with one trial call after the reset time.
-
-    Written here rather than taken from pybreaker: pybreaker's async support is
-    Tornado-only, and the asyncio forks are unmaintained. This is the whole state machine.
-    """
-
-    def __init__(self, failures: int, reset_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.failures_to_open = failures
-        self.reset_s = reset_s
-        self._clock = clock
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._trial_in_flight = False
-
-    @property
-    def is_open(self) -> bool:
-        return self._opened_at is not None
-
-    def allow(self) -> bool:
-        """May this call try Redis? Closed: yes. Open: only one trial after the reset time."""
-        if self._opened_at is None:
-            return True
-        if self._trial_in_flight or self._clock() - self._opened_at < self.reset_s:
-            return False
-        self._trial_in_flight = True
-        return True
-
-    async def call(self, fn: Callable[[], Awaitable[T]], timeout: float) -> T:
-        """Run one Redis call under the breaker: RedisUnavailable if it is open or the call
-        fails or times out. A cancelled call (the dip's deadline ran out while Redis was
-        silent) counts as a failure too, so a trial call never stays "in flight"."""
-        if not self.allow():
-            raise RedisUnavailable("redis breaker is open")
-        try:
-            async with asyncio.timeout(timeout):
-                result = await fn()
-        except REDIS_ERRORS as exc:
-            self.failure()
-            raise RedisUnavailable(type(exc).__name__) from exc
-        except asyncio.CancelledError:
-            self.failure()
-            raise
-        self.success()
-        return result
-
-    def success(self) -> None:
-        self._failures = 0
-        self._opened_at = None
-        self._trial_in_flight = False
-
-    def failure(self) -> None:
-        if self._opened_at is not None:
-            if self._trial_in_flight:
-                # The trial failed: stay open for another reset period.
-                self._trial_in_flight = False
-                self._opened_at = self._clock()
-            # Otherwise a call made before the breaker opened has only now timed out. It says
-            # nothing new, and restarting the reset period would delay recovery.
-            return
-        self._failures += 1
-        if self._failures >= self.failures_to_open:
-            self._opened_at = self._clock()
 
 
 class FleetValve:

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.runtime import Runtime
+from shared.clients import Clients
+from shared.dip.breaker import Breaker
+from shared.dip.lookup import DipService
 
 __all__ = ["health_report"]
 
 
-async def health_report(rt: Runtime) -> dict[str, Any]:
-    reach = await rt.clients.probe()
+async def health_report(clients: Clients, breaker: Breaker, dips: DipService) -> dict[str, Any]:
+    reach = await clients.probe()
     healthy = reach["redis"] == "ok" and reach["table"] == "ok"
     return {
         "status": "ok" if healthy else "degraded",
         **reach,
-        "redisBreaker": "open" if rt.redis_breaker.is_open else "closed",
-        "inflightDbReads": rt.dips.inflight_reads,
+        "redisBreaker": "open" if breaker.is_open else "closed",
+        "inflightDbReads": dips.inflight_reads,
     }

@@ -23,6 +23,8 @@ from typing import Any, Literal, Protocol
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
+from shared.clients import is_table_missing
+
 __all__ = [
     "PARTITIONS",
     "CustomerRecord",
@@ -32,7 +34,6 @@ __all__ = [
     "TableCustomerStore",
     "encode_key",
     "entities_for",
-    "is_table_missing",
     "table_keys",
 ]
 
@@ -100,12 +101,6 @@ def entities_for(record: CustomerRecord, phones: Iterable[str]) -> Iterator[dict
     for key in keys:
         pk, rk = table_keys(key)
         yield {"PartitionKey": pk, "RowKey": rk, **fields}
-
-
-def is_table_missing(exc: ResourceNotFoundError) -> bool:
-    """A 404 for the table itself, as opposed to a missing entity."""
-    code = getattr(exc, "error_code", None)
-    return str(getattr(code, "value", code)) == "TableNotFound"
 
 
 def _record(entity: dict[str, Any]) -> CustomerRecord:

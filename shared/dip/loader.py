@@ -1,4 +1,4 @@
-"""Load a CRM export into the customer table: ``python -m shared.loader PATH.csv``.
+"""Load a CRM export into the customer table: ``python -m shared.dip.loader PATH.csv``.
 
 Columns: ``customerId,phone,tier,isVip[,preferredLanguage]``. ``phone`` is optional and
 may hold several numbers separated by ``;``; they are normalised like ANIs. Each customer
@@ -27,8 +27,8 @@ from azure.data.tables.aio import TableClient
 from tqdm import tqdm
 
 from shared.clients import ensure_table, make_table_client
-from shared.customers import CustomerRecord, entities_for
-from shared.phone import normalize_number
+from shared.dip.customers import CustomerRecord, entities_for
+from shared.dip.phone import normalize_number
 from shared.settings import load_settings, with_local_settings
 
 __all__ = ["LoadReport", "Rejected", "load_rows", "main", "parse_rows"]
@@ -164,7 +164,7 @@ async def load_file(path: Path, table: TableClient, region: str, *,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.loader", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m shared.dip.loader", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("csv", type=Path, help="CRM export to load")
     parser.add_argument("--table", help="table name (default: CUSTOMER_TABLE)")
