@@ -51,10 +51,18 @@ param maxInflightDbReadsPerInstance int = 16
 @maxValue(100000)
 param localDbQpsPerInstance int = 20
 
-@description('Optional. Plan maximum burst (maximumElasticWorkerCount): the ceiling for a 10x spike. The regional limit is 20 to 100.')
+@description('Optional. Plan maximum burst (maximumElasticWorkerCount): the ceiling for a 10x spike. At most maxBurstLimit; the deployment fails early otherwise.')
 @minValue(1)
 @maxValue(100)
 param maximumElasticWorkerCount int = 20
+
+// Linux Elastic Premium allows a plan maximum burst of 20 in many regions and 100 in others
+// (learn.microsoft.com/azure/azure-functions/functions-premium-plan, region table). 20 is
+// safe everywhere; in a region whose limit is 100, raise this and then the bursts.
+@description('Optional. The region\'s Linux Elastic Premium maximum burst: 20 in most regions, 100 in some (functions-premium-plan region table). Caps maximumElasticWorkerCount, and the app caps every schedule maxBurst with it (SCALE_MAX_BURST_LIMIT).')
+@minValue(1)
+@maxValue(100)
+param maxBurstLimit int = 20
 
 @description('Optional. Zone-redundant plan. Requires alwaysReadyInstanceCount of at least 3; the deployment fails early otherwise.')
 param zoneRedundant bool = false
@@ -114,15 +122,17 @@ param keyVaultSoftDeleteRetentionInDays int = 90
 // API Management
 // ---------------------------------------------------------------------------------------------
 
-@description('Optional. API Management tier. Consumption is not offered: it has no rate-limit-by-key.')
+// Not offered: Consumption (no rate-limit-by-key), BasicV2 (no static outbound address and
+// no outbound virtual network integration, so nothing can admit it alone to the app), and
+// PremiumV2 (not in API version 2024-05-01's SKU list, nor in azure-mgmt-apimanagement
+// 5.0.0's that tests/bicep_model_check.py checks with). See modules/apim.bicep.
+@description('Optional. API Management tier: Developer, Basic, Standard or Premium (the app admits their static addresses), or StandardV2 (the app admits its integration subnet; see apimSubnetAddressPrefix).')
 @allowed([
   'Developer'
   'Basic'
   'Standard'
   'Premium'
-  'BasicV2'
   'StandardV2'
-  'PremiumV2'
 ])
 param apimSkuName string = 'Developer'
 
@@ -144,6 +154,25 @@ param maxConcurrentCalls int = 200
 
 @description('Optional. CIDR ranges of operators allowed to call the function app directly (the admin-level surge endpoint). Everything but API Management is denied otherwise.')
 param operatorIpRanges array = []
+
+@description('Optional. StandardV2 only: address range of the virtual network and subnet the gateway calls the function app and Key Vault from. At least a /27; /24 lets the gateway scale.')
+param apimSubnetAddressPrefix string = '10.90.0.0/24'
+
+// The function key API Management sends: the app's host key "apim", the Key Vault secret
+// and API Management's named value all take this value in one deployment. Empty means a new
+// random value (generatedFunctionKeyValue), so a deployment that is not given the current
+// key rotates it; during the seconds between the app taking the new key and the gateway
+// sending it, a dip can get a 401. The parameter files read DIPGUARD_FUNCTION_KEY, and
+// main.parameters.json maps it for azd, so a redeploy keeps the key when that variable
+// holds the current one (README, Deploy to Azure).
+@description('Optional. Value of the host key API Management sends the function app, at least 32 characters. Empty: a new random value, which rotates the key.')
+@secure()
+param functionKeyValue string = ''
+
+// checkov:skip=CKV_AZURE_131: The default is not a hardcoded secret: newGuid() makes a new random value at each deployment, and a parameter default is the only place Bicep allows it.
+@description('Optional. Leave unset. The random value used when functionKeyValue is empty: two GUIDs without hyphens, 64 hex digits.')
+@secure()
+param generatedFunctionKeyValue string = '${replace(newGuid(), '-', '')}${replace(newGuid(), '-', '')}'
 
 // ---------------------------------------------------------------------------------------------
 // The app's own settings
@@ -247,6 +276,35 @@ var tuningDefaults = {
   DEFAULT_REGION: 'US'
 }
 
+// How API Management reaches the function app and Key Vault, by tier. Classic gateways
+// call from static public addresses (api-management-howto-ip-addresses), so those are
+// admitted. StandardV2 gateways call from addresses that are not documented as static, and
+// the ApiManagement service tag covers the control plane only, so the gateway integrates
+// with a subnet of its own (integrate-vnet-outbound) and that subnet is admitted.
+var apimNetworkPathOfTier = {
+  Developer: 'staticPublicIp'
+  Basic: 'staticPublicIp'
+  Standard: 'staticPublicIp'
+  Premium: 'staticPublicIp'
+  StandardV2: 'vnetIntegration'
+}
+var apimUsesVnetIntegration = apimNetworkPathOfTier[apimSkuName] == 'vnetIntegration'
+var apimVnetName = 'vnet-dipguard-${environmentName}'
+var apimSubnetName = 'apim-outbound'
+var apimSubnetResourceId = apimUsesVnetIntegration ? resourceId('Microsoft.Network/virtualNetworks/subnets', apimVnetName, apimSubnetName) : ''
+
+module network 'modules/network.bicep' = if (apimUsesVnetIntegration) {
+  name: 'dipguard-network'
+  params: {
+    name: apimVnetName
+    networkSecurityGroupName: 'nsg-dipguard-${environmentName}-apim'
+    location: location
+    tags: allTags
+    addressPrefix: apimSubnetAddressPrefix
+    subnetName: apimSubnetName
+  }
+}
+
 module monitoring 'modules/monitoring.bicep' = {
   name: 'dipguard-monitoring'
   params: {
@@ -310,7 +368,11 @@ module apim 'modules/apim.bicep' = {
     skuCapacity: apimSkuCapacity
     publisherEmail: publisherEmail
     publisherName: publisherName
+    outboundSubnetResourceId: apimSubnetResourceId
   }
+  dependsOn: [
+    network
+  ]
 }
 
 module keyVault 'modules/key-vault.bicep' = {
@@ -323,6 +385,12 @@ module keyVault 'modules/key-vault.bicep' = {
     secretsUserPrincipalIds: [
       apim.outputs.systemAssignedMIPrincipalId
     ]
+    // API Management fetches the named value over the network, so the firewall admits the
+    // gateway by the same path the function app does.
+    allowedIpAddresses: apim.outputs.publicIpAddresses
+    allowedSubnetResourceIds: apimUsesVnetIntegration ? [
+      apimSubnetResourceId
+    ] : []
   }
 }
 
@@ -337,6 +405,7 @@ module functionApp 'modules/function-app.bicep' = {
     planSku: planSku
     workerProcessCount: workersPerInstance
     maximumElasticWorkerCount: maximumElasticWorkerCount
+    maxBurstLimit: maxBurstLimit
     zoneRedundant: zoneRedundant
     alwaysReadyInstanceCount: alwaysReadyInstanceCount
     preWarmedInstanceCount: preWarmedInstanceCount
@@ -348,6 +417,7 @@ module functionApp 'modules/function-app.bicep' = {
     redisCluster: redisClusteringPolicy == 'OSSCluster'
     appInsightsConnectionString: monitoring.outputs.connectionString
     apimPublicIpAddresses: apim.outputs.publicIpAddresses
+    apimSubnetResourceId: apimSubnetResourceId
     operatorIpRanges: operatorIpRanges
     customerTableName: customerTableName
     surgeTableName: surgeTableName
@@ -371,16 +441,37 @@ module appAccess 'modules/app-access.bicep' = {
   }
 }
 
+// The function key is written, never read back from the app (see modules/function-key.bicep).
+// The host stores keys in its storage account with the app's identity, so the key waits
+// for that identity's storage roles.
+module functionKey 'modules/function-key.bicep' = {
+  name: 'dipguard-function-key'
+  params: {
+    functionAppName: functionApp.outputs.name
+    keyVaultName: keyVault.outputs.name
+    keyValue: empty(functionKeyValue) ? generatedFunctionKeyValue : functionKeyValue
+  }
+  dependsOn: [
+    appAccess
+  ]
+}
+
+// API Management fetches the named value from Key Vault with its own identity as it creates
+// it, so the API waits for that identity's Key Vault Secrets User grant (in the keyVault
+// module) and for the key itself.
 module lookupApi 'modules/apim-api.bicep' = {
   name: 'dipguard-lookup-api'
   params: {
     apimName: apim.outputs.name
     functionAppName: functionApp.outputs.name
-    keyVaultName: keyVault.outputs.name
+    functionKeySecretUri: functionKey.outputs.secretUriWithVersion
     apiPath: apiPath
     rateLimitCallsPerSecond: rateLimitCallsPerSecond
     maxConcurrentCalls: maxConcurrentCalls
   }
+  dependsOn: [
+    keyVault
+  ]
 }
 
 module alerts 'modules/alerts.bicep' = {

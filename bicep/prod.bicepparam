@@ -9,9 +9,17 @@ using 'main.bicep'
 
 param environmentName = 'prod'
 param publisherEmail = readEnvironmentVariable('APIM_PUBLISHER_EMAIL')
+// The current function key, to keep it on a redeploy; unset, the deployment generates a
+// new one (a rotation). See README, Deploy to Azure.
+param functionKeyValue = readEnvironmentVariable('DIPGUARD_FUNCTION_KEY', '')
 
 param planSku = 'EP2'
-param maximumElasticWorkerCount = 60
+// Linux Elastic Premium allows a maximum burst of 20 in most regions and 100 in some
+// (functions-premium-plan, region table). 20 deploys anywhere. In a region whose limit is
+// 100 (East US 2, West Europe and others), set maxBurstLimit = 100, then raise
+// maximumElasticWorkerCount and the schedule's maxBurst values below up to it.
+param maxBurstLimit = 20
+param maximumElasticWorkerCount = 20
 // Zone redundancy needs at least 3 always-ready instances, here and in every schedule level.
 param zoneRedundant = true
 param alwaysReadyInstanceCount = 3
@@ -22,6 +30,8 @@ param redisSkuName = 'Balanced_B5'
 param redisHighAvailability = true
 param keyVaultSoftDeleteRetentionInDays = 90
 
+// Standard v2 calls the function app and Key Vault from a subnet of its own, which the
+// deployment creates (apimSubnetAddressPrefix, 10.90.0.0/24 unless set here).
 param apimSkuName = 'StandardV2'
 param apimSkuCapacity = 1
 param rateLimitCallsPerSecond = 1000
@@ -33,14 +43,15 @@ param maxDbQps = 400
 param handlerDeadlineMs = 2500
 
 // Night and weekends at the zone-redundant floor; business hours warm enough for the usual
-// morning peak, with the plan allowed to burst to 60 for a recall or outage spike. Surges
-// (POST /api/surge) raise it further for a known event.
+// morning peak. The plan may burst to the regional limit at any hour, for a recall or an
+// outage spike: burst instances are billed only while they run. Surges (POST /api/surge)
+// raise always-ready further for a known event.
 param scaleSchedule = {
   timezone: 'America/New_York'
   default: {
     alwaysReady: 3
     preWarmed: 1
-    maxBurst: 40
+    maxBurst: 20
   }
   windows: [
     {
@@ -56,7 +67,6 @@ param scaleSchedule = {
       end: '20:00'
       alwaysReady: 8
       preWarmed: 2
-      maxBurst: 60
     }
     {
       name: 'saturday'

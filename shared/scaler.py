@@ -452,7 +452,8 @@ class ScaleTickFailed(RuntimeError):
 def check_schedule(settings: Settings) -> ScheduleError | None:
     """Validate SCALE_SCHEDULE now (start-up) and log a bad one; never raises."""
     try:
-        parse_schedule(settings.scale_schedule, zone_redundant=settings.scale_zone_redundant)
+        parse_schedule(settings.scale_schedule, zone_redundant=settings.scale_zone_redundant,
+                       max_burst_limit=settings.scale_max_burst_limit)
     except ScheduleError as exc:
         LOG.error("scale schedule invalid, the timer will keep the current state: %s", exc)
         return exc
@@ -545,7 +546,8 @@ async def _tick(report: TickReport, settings: Settings, at: datetime,
     schedule: Schedule | None = None
     try:
         schedule = parse_schedule(settings.scale_schedule,
-                                  zone_redundant=settings.scale_zone_redundant)
+                                  zone_redundant=settings.scale_zone_redundant,
+                                  max_burst_limit=settings.scale_max_burst_limit)
     except ScheduleError as exc:
         report.schedule_invalid = True
         report.errors.append(f"invalid schedule: {exc}")

@@ -35,6 +35,7 @@ from shared.settings import with_local_settings
 
 __all__ = [
     "ALWAYS_READY_MAX",
+    "MAX_BURST_LIMIT_DEFAULT",
     "MAX_BURST_MAX",
     "PRE_WARMED_MAX",
     "ZONE_REDUNDANT_MIN",
@@ -58,8 +59,11 @@ __all__ = [
 ALWAYS_READY_MAX = 20
 # A zone-redundant plan is rejected by ARM below 3 always-ready instances.
 ZONE_REDUNDANT_MIN = 3
-# The largest regional plan maximum is 100 instances.
+# The plan maximum burst ARM accepts depends on the region: for Linux Elastic Premium it is
+# 100 in some regions and 20 in most (functions-premium-plan, region table). The region's
+# figure comes from SCALE_MAX_BURST_LIMIT; these bound it and give its default.
 MAX_BURST_MAX = 100
+MAX_BURST_LIMIT_DEFAULT = 20
 # No documented cap; 20 keeps a typo ("200") from buying a fleet of idle buffers.
 PRE_WARMED_MAX = 20
 
@@ -155,8 +159,13 @@ _LEVEL_FIELDS = {"alwaysReady": "always_ready", "preWarmed": "pre_warmed", "maxB
 _COMMENT = "comment"
 
 
-def parse_schedule(text: str, *, zone_redundant: bool = False) -> Schedule:
-    """Parse SCALE_SCHEDULE and check every limit; raise ScheduleError naming the field."""
+def parse_schedule(text: str, *, zone_redundant: bool = False,
+                   max_burst_limit: int = MAX_BURST_MAX) -> Schedule:
+    """Parse SCALE_SCHEDULE and check every limit; raise ScheduleError naming the field.
+
+    ``max_burst_limit`` is the region's plan maximum (SCALE_MAX_BURST_LIMIT): no level may
+    ask for more, since ARM would refuse the plan update.
+    """
     if not text or not text.strip():
         raise ScheduleError(None, "SCALE_SCHEDULE is empty")
     try:
@@ -164,10 +173,15 @@ def parse_schedule(text: str, *, zone_redundant: bool = False) -> Schedule:
     except json.JSONDecodeError as exc:
         raise ScheduleError(None, f"not valid JSON: {exc.msg} at line {exc.lineno} column "
                                   f"{exc.colno}") from None
-    return schedule_from_obj(doc, zone_redundant=zone_redundant)
+    return schedule_from_obj(doc, zone_redundant=zone_redundant,
+                             max_burst_limit=max_burst_limit)
 
 
-def schedule_from_obj(doc: object, *, zone_redundant: bool = False) -> Schedule:
+def schedule_from_obj(doc: object, *, zone_redundant: bool = False,
+                      max_burst_limit: int = MAX_BURST_MAX) -> Schedule:
+    if not 1 <= max_burst_limit <= MAX_BURST_MAX:
+        raise ValueError(f"max_burst_limit must be 1 to {MAX_BURST_MAX}, got {max_burst_limit}")
+    limits = _Limits(zone_redundant, max_burst_limit)
     if not isinstance(doc, dict):
         raise ScheduleError(None, "expected a JSON object with timezone, default and windows")
     _no_unknown(doc, "", {"timezone", "default", "windows", _COMMENT})
@@ -185,7 +199,7 @@ def schedule_from_obj(doc: object, *, zone_redundant: bool = False) -> Schedule:
         raise ScheduleError("default", "is required (the levels outside every window)")
     default_obj = _object(doc["default"], "default")
     _no_unknown(default_obj, "default", {*_LEVEL_FIELDS, _COMMENT})
-    default = _levels(default_obj, "default", zone_redundant)
+    default = _levels(default_obj, "default", limits)
     if default.always_ready is None:
         raise ScheduleError("default.alwaysReady", "is required")
     if default.pre_warmed is None:
@@ -195,7 +209,7 @@ def schedule_from_obj(doc: object, *, zone_redundant: bool = False) -> Schedule:
     raw_windows = doc.get("windows", [])
     if not isinstance(raw_windows, list):
         raise ScheduleError("windows", "expected a list of windows")
-    windows = tuple(_window(w, f"windows[{i}]", zone_redundant) for i, w in enumerate(raw_windows))
+    windows = tuple(_window(w, f"windows[{i}]", limits) for i, w in enumerate(raw_windows))
     return Schedule(timezone=tzname, tz=tz, default=default, windows=windows)
 
 
@@ -222,7 +236,25 @@ def _count(value: object, where: str, lo: int, hi: int) -> int:
     return value
 
 
-def _levels(obj: Mapping[str, Any], where: str, zone_redundant: bool) -> Levels:
+@dataclass(frozen=True)
+class _Limits:
+    """What the plan allows: zone redundancy and the region's maximum burst."""
+
+    zone_redundant: bool
+    max_burst_limit: int
+
+
+def _over_burst_limit(value: int, where: str, limit: int) -> None:
+    # The plan maximum follows maxBurst, and never goes below alwaysReady: either above the
+    # region's limit is a plan update ARM refuses, so say which setting sets the limit.
+    if value > limit:
+        raise ScheduleError(where, f"{value} is above the plan's maximum-burst limit of {limit} "
+                                   "(SCALE_MAX_BURST_LIMIT, the region's Elastic Premium "
+                                   "maximum)")
+
+
+def _levels(obj: Mapping[str, Any], where: str, limits: _Limits) -> Levels:
+    zone_redundant = limits.zone_redundant
     ar_lo = ZONE_REDUNDANT_MIN if zone_redundant else 1
     ar = obj.get("alwaysReady")
     pw = obj.get("preWarmed")
@@ -233,8 +265,12 @@ def _levels(obj: Mapping[str, Any], where: str, zone_redundant: bool) -> Levels:
             raise ScheduleError(f"{where}.alwaysReady", "a zone-redundant plan needs at least "
                                                         f"{ZONE_REDUNDANT_MIN}, got {ar}")
         always_ready = _count(ar, f"{where}.alwaysReady", ar_lo, ALWAYS_READY_MAX)
+        _over_burst_limit(always_ready, f"{where}.alwaysReady", limits.max_burst_limit)
     pre_warmed = None if pw is None else _count(pw, f"{where}.preWarmed", 0, PRE_WARMED_MAX)
-    max_burst = None if mb is None else _count(mb, f"{where}.maxBurst", 1, MAX_BURST_MAX)
+    max_burst = None
+    if mb is not None:
+        max_burst = _count(mb, f"{where}.maxBurst", 1, MAX_BURST_MAX)
+        _over_burst_limit(max_burst, f"{where}.maxBurst", limits.max_burst_limit)
     if always_ready is not None and max_burst is not None and max_burst < always_ready:
         raise ScheduleError(f"{where}.maxBurst",
                             f"must be at least alwaysReady ({always_ready}), got {max_burst}")
@@ -270,7 +306,7 @@ def _local_datetime(value: object, where: str) -> datetime:
     return parsed
 
 
-def _window(raw: object, where: str, zone_redundant: bool) -> Window:
+def _window(raw: object, where: str, limits: _Limits) -> Window:
     obj = _object(raw, where)
     recurring_keys = {"days", "start", "end"}
     dated_keys = {"from", "to"}
@@ -279,7 +315,7 @@ def _window(raw: object, where: str, zone_redundant: bool) -> Window:
     name = obj.get("name", where)
     if not isinstance(name, str) or not name.strip():
         raise ScheduleError(f"{where}.name", "expected a non-empty string")
-    levels = _levels(obj, where, zone_redundant)
+    levels = _levels(obj, where, limits)
     if levels == Levels():
         raise ScheduleError(where, "sets none of alwaysReady, preWarmed, maxBurst")
 
@@ -492,18 +528,47 @@ def summarize(schedule: Schedule, start: datetime, end: datetime,
 # --------------------------------------------------------------------------- preview CLI
 
 
-def _read_source(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str, bool]:
-    """(schedule text, where it came from, zone redundant) by --file, env, local settings."""
+@dataclass(frozen=True)
+class _Source:
+    text: str
+    # Where the text came from, for the preview's heading.
+    name: str
+    zone_redundant: bool
+    max_burst_limit: int
+
+
+def _max_burst_limit(args: argparse.Namespace, env: Mapping[str, str],
+                     local_values: Mapping[str, str]) -> int:
+    """--max-burst-limit, else SCALE_MAX_BURST_LIMIT as the app reads it, else its default."""
+    if args.max_burst_limit is not None:
+        raw = str(args.max_burst_limit)
+    else:
+        raw = env.get("SCALE_MAX_BURST_LIMIT") or local_values.get("SCALE_MAX_BURST_LIMIT", "")
+    if not raw.strip():
+        return MAX_BURST_LIMIT_DEFAULT
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError(f"SCALE_MAX_BURST_LIMIT: expected a whole number, got {raw!r}") from None
+    if not 1 <= value <= MAX_BURST_MAX:
+        raise ValueError(f"SCALE_MAX_BURST_LIMIT: expected 1 to {MAX_BURST_MAX}, got {value}")
+    return value
+
+
+def _read_source(args: argparse.Namespace, env: Mapping[str, str]) -> _Source:
+    """The schedule text by --file, env, local settings, and the plan limits to check it by."""
     local_values = with_local_settings(args.settings, env={})  # the file's Values alone
     zr_text = env.get("SCALE_ZONE_REDUNDANT") or local_values.get("SCALE_ZONE_REDUNDANT", "")
     zone_redundant = args.zone_redundant or zr_text.strip().lower() in {"1", "true", "yes", "on"}
+    limit = _max_burst_limit(args, env, local_values)
     if args.file:
-        return Path(args.file).read_text(encoding="utf-8"), args.file, zone_redundant
+        return _Source(Path(args.file).read_text(encoding="utf-8"), args.file, zone_redundant,
+                       limit)
     if env.get("SCALE_SCHEDULE", "").strip():
-        return env["SCALE_SCHEDULE"], "SCALE_SCHEDULE", zone_redundant
+        return _Source(env["SCALE_SCHEDULE"], "SCALE_SCHEDULE", zone_redundant, limit)
     text = local_values.get("SCALE_SCHEDULE", "")
     if text.strip():
-        return text, f"{args.settings} Values.SCALE_SCHEDULE", zone_redundant
+        return _Source(text, f"{args.settings} Values.SCALE_SCHEDULE", zone_redundant, limit)
     raise ScheduleError(None, f"no schedule: set SCALE_SCHEDULE, add it to {args.settings} "
                               "Values, or pass --file")
 
@@ -584,6 +649,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     preview.add_argument("--zone-redundant", action="store_true",
                          help="check the schedule as for a zone-redundant plan (also read "
                               "from SCALE_ZONE_REDUNDANT)")
+    preview.add_argument("--max-burst-limit", type=int, metavar="N",
+                         help="the region's plan maximum burst to check maxBurst against "
+                              f"(default SCALE_MAX_BURST_LIMIT, else {MAX_BURST_LIMIT_DEFAULT})")
     args = parser.parse_args(argv)
 
     if not 0 < args.days <= 366:
@@ -591,8 +659,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.price is not None and args.price < 0:
         parser.error("--price-per-hour must not be negative")
     try:
-        text, source, zone_redundant = _read_source(args, os.environ if env is None else env)
-        schedule = parse_schedule(text, zone_redundant=zone_redundant)
+        source = _read_source(args, os.environ if env is None else env)
+        schedule = parse_schedule(source.text, zone_redundant=source.zone_redundant,
+                                  max_burst_limit=source.max_burst_limit)
         start = _parse_start(args.start, schedule.tz)
     except ScheduleError as exc:
         print(f"invalid schedule: {exc}", file=sys.stderr)
@@ -600,7 +669,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    sys.stdout.write(render_preview(schedule, start, args.days, args.price, source))
+    sys.stdout.write(render_preview(schedule, start, args.days, args.price, source.name))
     return 0
 
 

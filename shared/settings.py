@@ -152,6 +152,13 @@ SETTINGS: tuple[SettingSpec[object], ...] = (
                 "Also keep the plan minimum (sku.capacity) in step with always-ready."),
     SettingSpec("SCALE_ZONE_REDUNDANT", "false", _bool,
                 "The plan is zone redundant, so always-ready may not go below 3."),
+    # The bounds and default restate shared/schedule.py's MAX_BURST_MAX and
+    # MAX_BURST_LIMIT_DEFAULT (schedule imports this module, not the reverse);
+    # tests/scale/test_schedule.py holds them equal.
+    SettingSpec("SCALE_MAX_BURST_LIMIT", "20", _int(1, 100),
+                "The region's Linux Elastic Premium maximum burst: 20 in most regions, 100 in "
+                "some (functions-premium-plan, region table). No schedule maxBurst may exceed "
+                "it; Bicep sets it from maxBurstLimit."),
     SettingSpec("ARM_ENDPOINT", "https://management.azure.com", _text,
                 "Azure Resource Manager endpoint (sovereign clouds differ)."),
     SettingSpec("SCALE_SUBSCRIPTION_ID", "", _text,
@@ -200,6 +207,7 @@ class Settings:
     scale_dry_run: bool
     scale_sync_plan_minimum: bool
     scale_zone_redundant: bool
+    scale_max_burst_limit: int
     arm_endpoint: str
     scale_subscription_id: str
     scale_resource_group: str

@@ -20,7 +20,7 @@ from azure.data.tables.aio import TableClient
 
 from shared.clients import ensure_table
 from shared.http import BodyError, decode_json, error_body
-from shared.schedule import ALWAYS_READY_MAX, ZONE_REDUNDANT_MIN, Surge
+from shared.schedule import ALWAYS_READY_MAX, MAX_BURST_MAX, ZONE_REDUNDANT_MIN, Surge
 
 __all__ = [
     "MAX_MINUTES",
@@ -79,8 +79,13 @@ def _whole(body: dict[str, Any], name: str, lo: int, hi: int, unit: str) -> int:
     return value
 
 
-def parse_surge_request(raw: bytes | str, *, zone_redundant: bool = False) -> SurgeRequest:
-    """Validate a POST body: {"alwaysReady": n, "minutes": m, "reason": "..."}."""
+def parse_surge_request(raw: bytes | str, *, zone_redundant: bool = False,
+                        max_burst_limit: int = MAX_BURST_MAX) -> SurgeRequest:
+    """Validate a POST body: {"alwaysReady": n, "minutes": m, "reason": "..."}.
+
+    ``max_burst_limit`` is SCALE_MAX_BURST_LIMIT: the plan maximum never goes below
+    always-ready, so a surge above the region's limit would be a plan update ARM refuses.
+    """
     data = raw.encode() if isinstance(raw, str) else raw
     if len(data) > MAX_BODY_BYTES:
         raise SurgeInputError("body_too_large", f"the body is over {MAX_BODY_BYTES} bytes",
@@ -97,7 +102,10 @@ def parse_surge_request(raw: bytes | str, *, zone_redundant: bool = False) -> Su
             raise SurgeInputError("unknown_field", f"unknown field {key!r} (expected alwaysReady, "
                                                    "minutes, reason)", key)
     lo = ZONE_REDUNDANT_MIN if zone_redundant else 1
-    always_ready = _whole(body, "alwaysReady", lo, ALWAYS_READY_MAX, "instances")
+    hi = min(ALWAYS_READY_MAX, max_burst_limit)
+    unit = "instances" if hi == ALWAYS_READY_MAX else (
+        "instances (SCALE_MAX_BURST_LIMIT, the plan's maximum-burst limit)")
+    always_ready = _whole(body, "alwaysReady", lo, hi, unit)
     minutes = _whole(body, "minutes", 1, MAX_MINUTES, "minutes (24 hours at most)")
     reason = body.get("reason")
     if reason is None or (isinstance(reason, str) and not reason.strip()):

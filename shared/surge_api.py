@@ -102,7 +102,8 @@ async def _post(settings: Settings, table: TableClient, body: bytes,
                 gateway: ArmGateway | None, now: datetime | None, apply_timeout: float,
                 retry: RetryPolicy | None) -> ApiResponse:
     try:
-        request = store.parse_surge_request(body, zone_redundant=settings.scale_zone_redundant)
+        request = store.parse_surge_request(body, zone_redundant=settings.scale_zone_redundant,
+                                            max_burst_limit=settings.scale_max_burst_limit)
     except store.SurgeInputError as exc:
         return ApiResponse(exc.status, exc.as_json())
     created = await store.create_surge(table, request, now=now)

@@ -1,5 +1,5 @@
 metadata name = 'dipguard lookup API'
-metadata description = 'Publishes POST /lookup on API Management from the repository\'s openapi.json: function key in a Key Vault-backed named value, backend, rate and concurrency limits, and a Genesys Cloud product and subscription. The surge admin endpoints are deliberately not published.'
+metadata description = 'Publishes POST /lookup on API Management from the repository\'s openapi.json: the function key from Key Vault in a named value, backend, rate and concurrency limits, and a Genesys Cloud product and subscription. The surge admin endpoints are deliberately not published.'
 
 @description('Required. Name of the existing API Management service.')
 param apimName string
@@ -7,8 +7,8 @@ param apimName string
 @description('Required. Name of the existing function app.')
 param functionAppName string
 
-@description('Required. Name of the existing key vault that holds the function key. API Management\'s identity must be able to read its secrets.')
-param keyVaultName string
+@description('Required. Versioned URI of the Key Vault secret that holds the function key (function-key.bicep). API Management\'s identity must already hold Key Vault Secrets User there, and the gateway a network path to the vault.')
+param functionKeySecretUri string
 
 @description('Optional. Name of the API.')
 param name string = 'dipguard-lookup'
@@ -39,25 +39,6 @@ resource functionApp 'Microsoft.Web/sites@2024-11-01' existing = {
   name: functionAppName
 }
 
-resource keyVault 'Microsoft.KeyVault/vaults@2024-11-01' existing = {
-  name: keyVaultName
-}
-
-// The function app's default host key, which opens FUNCTION-level triggers (ivr_lookup,
-// health) but not the ADMIN-level surge endpoints.
-resource keyVault_functionKey 'Microsoft.KeyVault/vaults/secrets@2024-11-01' = {
-  parent: keyVault
-  name: functionKeyName
-  // checkov:skip=CKV_AZURE_41: The function host key does not expire, and an expiry here would silently cut API Management off from the app. Rotate by regenerating the host key and redeploying; the named value pins the new secret version.
-  properties: {
-    value: listKeys('${functionApp.id}/host/default', '2024-11-01').functionKeys.default
-    contentType: 'text/plain'
-    attributes: {
-      enabled: true
-    }
-  }
-}
-
 resource apiManagement_functionKey 'Microsoft.ApiManagement/service/namedValues@2024-05-01' = {
   parent: apiManagement
   name: functionKeyName
@@ -67,7 +48,7 @@ resource apiManagement_functionKey 'Microsoft.ApiManagement/service/namedValues@
     keyVault: {
       // The exact version: a redeploy after a key rotation takes effect at once rather than
       // after API Management's periodic Key Vault refresh.
-      secretIdentifier: keyVault_functionKey.properties.secretUriWithVersion
+      secretIdentifier: functionKeySecretUri
     }
   }
 }

@@ -10,15 +10,20 @@ param location string = resourceGroup().location
 @description('Optional. Tags applied to every resource.')
 param tags object = {}
 
-@description('Optional. Pricing tier. Consumption is excluded: it has no rate-limit-by-key policy.')
+// Tiers offered, and why others are not:
+// - Consumption has no rate-limit-by-key policy.
+// - Basic v2 calls backends from addresses that are not documented as static and has no
+//   outbound virtual network integration, so no rule can admit it, and only it, to the
+//   function app (api-management-howto-ip-addresses, integrate-vnet-outbound).
+// - Premium v2 is not in the SKU list of API version 2024-05-01, the newest GA version, nor
+//   of azure-mgmt-apimanagement 5.0.0 that tests/bicep_model_check.py checks bodies with.
+@description('Optional. Pricing tier. The classic tiers call the function app from static public addresses; StandardV2 calls it through outboundSubnetResourceId.')
 @allowed([
   'Developer'
   'Basic'
   'Standard'
   'Premium'
-  'BasicV2'
   'StandardV2'
-  'PremiumV2'
 ])
 param skuName string = 'Developer'
 
@@ -33,7 +38,28 @@ param publisherEmail string
 @description('Optional. Organisation name shown as the API publisher.')
 param publisherName string = 'dipguard'
 
-// Old protocols and weak ciphers off on both sides of the gateway.
+@description('Optional. Subnet (delegated to Microsoft.Web/serverFarms) for outbound virtual network integration. Required on StandardV2; not allowed on the classic tiers, where a subnet would mean virtual network injection instead.')
+param outboundSubnetResourceId string = ''
+
+var classicTiers = [
+  'Developer'
+  'Basic'
+  'Standard'
+  'Premium'
+]
+var isClassicTier = contains(classicTiers, skuName)
+
+// A subnet on StandardV2 and none on the classic tiers; otherwise fail the deployment up
+// front (int() of a non-number is an error ARM reports at validation time) rather than
+// deploy a gateway the function app refuses, or a classic gateway injected into a subnet.
+var outboundSubnetChecked = (isClassicTier == empty(outboundSubnetResourceId)) ? outboundSubnetResourceId : string(int('outboundSubnetResourceId is required on StandardV2, whose outbound addresses are not static, and not allowed on the classic tiers'))
+// 'External' with a subnet is outbound virtual network integration on the v2 tiers
+// (integrate-vnet-outbound): the gateway itself stays public.
+var virtualNetworkType = empty(outboundSubnetChecked) ? 'None' : 'External'
+
+// Old protocols and weak ciphers off on both sides of the gateway. Only the classic tiers
+// accept these: they "can't be changed" on Consumption, Basic v2, Standard v2 and Premium v2
+// (learn.microsoft.com/azure/api-management/api-management-howto-manage-protocols-ciphers).
 var securityProperties = {
   'Microsoft.WindowsAzure.ApiManagement.Gateway.Security.Protocols.Tls10': 'False'
   'Microsoft.WindowsAzure.ApiManagement.Gateway.Security.Protocols.Tls11': 'False'
@@ -57,12 +83,22 @@ resource apiManagement 'Microsoft.ApiManagement/service@2024-05-01' = {
   identity: {
     type: 'SystemAssigned'
   }
-  properties: {
+  // Classic tiers: static outbound addresses and hardened protocols. StandardV2: calls to
+  // backends leave from the integrated subnet.
+  properties: isClassicTier ? {
     publisherEmail: publisherEmail
     publisherName: publisherName
-    customProperties: securityProperties
     publicNetworkAccess: 'Enabled'
-    virtualNetworkType: 'None'
+    virtualNetworkType: virtualNetworkType
+    customProperties: securityProperties
+  } : {
+    publisherEmail: publisherEmail
+    publisherName: publisherName
+    publicNetworkAccess: 'Enabled'
+    virtualNetworkType: virtualNetworkType
+    virtualNetworkConfiguration: {
+      subnetResourceId: outboundSubnetChecked
+    }
   }
 }
 
@@ -78,5 +114,5 @@ output gatewayUrl string = apiManagement.properties.gatewayUrl
 @description('The object ID of the service\'s system-assigned identity.')
 output systemAssignedMIPrincipalId string = apiManagement.identity.principalId
 
-@description('The public IP addresses the gateway calls backends from (empty on tiers that have none).')
-output publicIpAddresses array = apiManagement.properties.?publicIPAddresses ?? []
+@description('The static public IP addresses a classic-tier gateway calls backends from; empty on StandardV2, whose addresses are not static and must not be used in rules.')
+output publicIpAddresses array = isClassicTier ? apiManagement.properties.publicIPAddresses : []

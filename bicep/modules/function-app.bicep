@@ -1,5 +1,5 @@
 metadata name = 'dipguard function app'
-metadata description = 'A Linux Elastic Premium plan and the Python function app that answers IVR data dips, with always-ready and pre-warmed instances, inbound traffic limited to API Management, and the roles its scale_schedule timer needs.'
+metadata description = 'A Linux Elastic Premium plan and the Python 3.13 function app that answers IVR data dips, with always-ready and pre-warmed instances, inbound traffic limited to API Management, and the roles its scale_schedule timer needs.'
 
 @description('Required. Name of the function app.')
 param name string
@@ -31,10 +31,17 @@ param planSku string = 'EP1'
 @maxValue(10)
 param workerProcessCount int = 1
 
-@description('Optional. Plan maximum burst: the most instances the plan may scale out to. The regional ceiling is 20 to 100 depending on region and OS.')
+@description('Optional. Plan maximum burst: the most instances the plan may scale out to. At most maxBurstLimit.')
 @minValue(1)
 @maxValue(100)
 param maximumElasticWorkerCount int = 20
+
+// Linux Elastic Premium allows a maximum burst of 20 in many regions and 100 in others
+// (learn.microsoft.com/azure/azure-functions/functions-premium-plan, region table).
+@description('Optional. The region\'s Linux Elastic Premium maximum burst (20 in most regions, 100 in some). maximumElasticWorkerCount may not exceed it, and the app holds every schedule maxBurst to it (SCALE_MAX_BURST_LIMIT).')
+@minValue(1)
+@maxValue(100)
+param maxBurstLimit int = 20
 
 @description('Optional. Spread the plan across availability zones. Needs at least 3 always-ready instances.')
 param zoneRedundant bool = false
@@ -58,6 +65,9 @@ param functionAppScaleLimit int = 0
 // always-ready instances on it. Fail the deployment up front with a message that says so:
 // int() of a non-number is an error that ARM reports at validation time (and in what-if).
 var alwaysReadyChecked = (zoneRedundant && alwaysReadyInstanceCount < 3) ? int('zoneRedundant requires alwaysReadyInstanceCount of at least 3') : alwaysReadyInstanceCount
+// Likewise a burst above the region's limit, which ARM would refuse only once the plan is
+// being written.
+var maximumElasticWorkerCountChecked = (maximumElasticWorkerCount > maxBurstLimit) ? int('maximumElasticWorkerCount is above maxBurstLimit, the region\'s Elastic Premium maximum burst') : maximumElasticWorkerCount
 
 // --- dependencies ---
 
@@ -79,8 +89,11 @@ param redisCluster bool = false
 @description('Required. Application Insights connection string.')
 param appInsightsConnectionString string
 
-@description('Optional. Public IP addresses of the API Management gateway. When empty, the ApiManagement service tag is allowed instead.')
+@description('Optional. Static public IP addresses of a classic-tier API Management gateway. Give these or apimSubnetResourceId.')
 param apimPublicIpAddresses array = []
+
+@description('Optional. Subnet a StandardV2 API Management gateway calls from (outbound virtual network integration, with the Microsoft.Web service endpoint). Give this or apimPublicIpAddresses.')
+param apimSubnetResourceId string = ''
 
 @description('Optional. Extra CIDR ranges allowed to reach the app directly, for operators calling the admin-level surge endpoint.')
 param operatorIpRanges array = []
@@ -140,11 +153,17 @@ var platformSettings = {
   SCALE_DRY_RUN: string(scaleDryRun)
   SCALE_SYNC_PLAN_MINIMUM: string(scaleSyncPlanMinimum)
   SCALE_ZONE_REDUNDANT: string(zoneRedundant)
+  SCALE_MAX_BURST_LIMIT: string(maxBurstLimit)
   ARM_ENDPOINT: endsWith(armEndpoint, '/') ? substring(armEndpoint, 0, length(armEndpoint) - 1) : armEndpoint
 }
 var appSettingsMap = union(platformSettings, appSettings)
 
-// Inbound: API Management's addresses (or its service tag), then operators; everything else is denied.
+// Inbound: API Management, then operators; everything else is denied. API Management is
+// admitted by the path its tier documents (api-management-howto-ip-addresses): a classic
+// gateway by its static public addresses, a StandardV2 gateway by the subnet it integrates
+// with (integrate-vnet-outbound; App Service access restrictions by service endpoint).
+// Never by the ApiManagement service tag: it covers API Management's control plane, not the
+// v2 gateways' calls to backends, and it is shared by every API Management customer.
 var apimRules = [
   for (ip, i) in apimPublicIpAddresses: {
     name: 'apim-${i}'
@@ -163,16 +182,17 @@ var operatorRules = [
     priority: 200 + i
   }
 ]
-var apimServiceTagRule = [
+var apimSubnetRules = [
   {
-    name: 'apim-service-tag'
-    description: 'API Management (service tag; this tier has no static gateway address)'
-    tag: 'ServiceTag'
-    ipAddress: 'ApiManagement'
+    name: 'apim-subnet'
+    description: 'API Management gateway (outbound virtual network integration)'
+    vnetSubnetResourceId: apimSubnetResourceId
     action: 'Allow'
     priority: 100
   }
 ]
+// Exactly one path, or the deployment fails up front rather than lock API Management out.
+var apimInboundPathChecked = (empty(apimSubnetResourceId) == empty(apimPublicIpAddresses)) ? string(int('give exactly one of apimPublicIpAddresses (classic tiers) and apimSubnetResourceId (StandardV2)')) : (empty(apimSubnetResourceId) ? 'publicIp' : 'subnet')
 
 // Website Contributor (site config) and Web Plan Contributor (plan burst and minimum): what
 // the scale_schedule timer needs, scoped to this site and this plan only.
@@ -197,7 +217,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
   }
   properties: {
     reserved: true
-    maximumElasticWorkerCount: maximumElasticWorkerCount
+    maximumElasticWorkerCount: maximumElasticWorkerCountChecked
     zoneRedundant: zoneRedundant
   }
 }
@@ -210,7 +230,7 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
   })
   kind: 'functionapp,linux'
   // checkov:skip=CKV_AZURE_17: No client certificates: API Management authenticates with a function key over TLS, and inbound traffic is limited to API Management's addresses.
-  // checkov:skip=CKV_AZURE_222: The public endpoint is what API Management calls; ipSecurityRestrictions below deny everything except API Management (and listed operator ranges). A private endpoint would need a VNet-injected API Management tier.
+  // checkov:skip=CKV_AZURE_222: The public endpoint is what API Management calls; ipSecurityRestrictions below deny everything except API Management's addresses or integration subnet (and listed operator ranges). A private endpoint would need a network for the classic tiers too.
   // checkov:skip=CKV_AZURE_213: No App Service health check: it probes without a function key, so the FUNCTION-level /api/health would answer 401 and healthy instances would be taken out of rotation. The Functions scale controller and the alerts watch health instead.
   // checkov:skip=CKV_AZURE_212: Instance count is not App Service's numberOfWorkers here: always-ready instances (minimumElasticInstanceCount) are a parameter, at least 3 when zone redundant.
   identity: {
@@ -223,7 +243,9 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
     clientAffinityEnabled: false
     publicNetworkAccess: 'Enabled'
     siteConfig: {
-      linuxFxVersion: 'Python|3.11'
+      // Python 3.13 runs on the azure-functions-runtime worker pinned in requirements.txt
+      // (learn.microsoft.com/azure/azure-functions/python-313-changes).
+      linuxFxVersion: 'Python|3.13'
       minimumElasticInstanceCount: alwaysReadyChecked
       preWarmedInstanceCount: preWarmedInstanceCount
       functionAppScaleLimit: functionAppScaleLimit
@@ -235,7 +257,7 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
       remoteDebuggingEnabled: false
       use32BitWorkerProcess: false
       ipSecurityRestrictionsDefaultAction: 'Deny'
-      ipSecurityRestrictions: concat(empty(apimPublicIpAddresses) ? apimServiceTagRule : apimRules, operatorRules)
+      ipSecurityRestrictions: concat((apimInboundPathChecked == 'subnet') ? apimSubnetRules : apimRules, operatorRules)
       // Deployments (azd, func publish) reach the SCM site with Entra ID tokens; basic auth is off below.
       scmIpSecurityRestrictionsUseMain: false
       scmIpSecurityRestrictionsDefaultAction: 'Allow'

@@ -1,5 +1,5 @@
 metadata name = 'dipguard key vault'
-metadata description = 'An RBAC-authorized Key Vault for the function key API Management sends to the function app, readable by the principals given.'
+metadata description = 'An RBAC-authorized Key Vault for the function key API Management sends to the function app, readable by the principals given from the addresses and subnets given.'
 
 @description('Required. Name of the key vault (3-24 characters).')
 @minLength(3)
@@ -15,6 +15,12 @@ param tags object = {}
 @description('Optional. Object IDs of service principals (managed identities) that may read secrets.')
 param secretsUserPrincipalIds array = []
 
+@description('Optional. Public IP addresses allowed through the vault firewall: a classic-tier API Management gateway\'s static addresses.')
+param allowedIpAddresses array = []
+
+@description('Optional. Subnets (with the Microsoft.KeyVault service endpoint) allowed through the vault firewall: a StandardV2 gateway\'s integration subnet.')
+param allowedSubnetResourceIds array = []
+
 @description('Optional. Days a deleted vault or secret can be recovered. Purge protection is always on, so the vault name stays taken for this long after a teardown.')
 @minValue(7)
 @maxValue(90)
@@ -27,7 +33,9 @@ resource keyVault 'Microsoft.KeyVault/vaults@2024-11-01' = {
   name: name
   location: location
   tags: tags
-  // checkov:skip=CKV_AZURE_189: Public endpoint with a deny-by-default firewall: only trusted Azure services (API Management's system identity, which fetches the named value) get through. A private endpoint needs a VNet this deployment does not have.
+  // Public endpoint with a deny-by-default firewall that admits only API Management's own
+  // addresses or subnet, from which it fetches the named value. A private endpoint would
+  // need private DNS and a network for every tier, classic ones included.
   properties: {
     tenantId: subscription().tenantId
     sku: {
@@ -42,9 +50,23 @@ resource keyVault 'Microsoft.KeyVault/vaults@2024-11-01' = {
     enabledForDiskEncryption: false
     enabledForTemplateDeployment: false
     publicNetworkAccess: 'Enabled'
+    // API Management needs a network line of sight to the vault: trusted-service bypass no
+    // longer admits it (api-management trusted-service-connectivity-retirement-march-2026).
+    // Deployments write the secret through ARM, which this firewall does not filter.
     networkAcls: {
       defaultAction: 'Deny'
-      bypass: 'AzureServices'
+      bypass: 'None'
+      ipRules: [
+        for ip in allowedIpAddresses: {
+          value: ip
+        }
+      ]
+      virtualNetworkRules: [
+        for subnetId in allowedSubnetResourceIds: {
+          id: subnetId
+          ignoreMissingVnetServiceEndpoint: false
+        }
+      ]
     }
   }
 }

@@ -3,6 +3,7 @@ through azure-mgmt-web against the HTTPS fake ARM, and the function app's trigge
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,14 +15,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from azure.data.tables.aio import TableClient
 
 from devhost.host import DevHost
+from devhost.services import AZURITE_CONNECTION_STRING, Azurite, free_port
 from devhost.worker import Worker
 from shared import scaler, surge_api
 from shared import surge as store
 from shared.runtime import Runtime, set_runtime
 from shared.scaler import AzureArmGateway, RetryPolicy, Target, run_tick
 from shared.settings import Settings, load_settings
-from tests.fake_arm import SUBSCRIPTION, FakeArm, StubCredential
-from tests.services import AZURITE_CONNECTION_STRING, Azurite, free_port
+from tests.support.fake_arm import SUBSCRIPTION, FakeArm, StubCredential
 
 NOON = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)       # Wednesday, business hours
 
@@ -133,6 +134,17 @@ def test_zone_redundant_surges_need_three() -> None:
     assert caught.value.field == "alwaysReady"
 
 
+def test_a_surge_above_a_lower_burst_limit_is_refused_naming_the_setting() -> None:
+    # The plan maximum never goes below always-ready, so a surge must fit the region's limit.
+    assert store.parse_surge_request(body(alwaysReady=20), max_burst_limit=20).always_ready == 20
+    assert store.parse_surge_request(body(alwaysReady=10), max_burst_limit=10).always_ready == 10
+    with pytest.raises(store.SurgeInputError) as caught:
+        store.parse_surge_request(body(alwaysReady=11), max_burst_limit=10)
+    assert (caught.value.code, caught.value.field) == ("out_of_range", "alwaysReady")
+    assert "1 to 10" in caught.value.message
+    assert "SCALE_MAX_BURST_LIMIT" in caught.value.message
+
+
 # --------------------------------------------------------------------------- storage
 
 
@@ -214,6 +226,19 @@ async def test_surge_post_bad_input_is_a_400_and_stores_nothing(
                                       table=table, gateway=gateway, now=NOON)
     assert response.status == 400
     assert response.body["error"] == "out_of_range" and response.body["field"] == "minutes"
+    assert await store.list_active(table, now=NOON) == []
+    assert fake.requests == []
+
+
+async def test_surge_post_above_the_regions_burst_limit_is_a_400_and_stores_nothing(
+        settings: Settings, table: TableClient, fake: FakeArm,
+        gateway: AzureArmGateway) -> None:
+    lowered = dataclasses.replace(settings, scale_max_burst_limit=10)
+    response = await surge_api.handle("POST", None, body(alwaysReady=12), settings=lowered,
+                                      table=table, gateway=gateway, now=NOON)
+    assert response.status == 400
+    assert (response.body["error"], response.body["field"]) == ("out_of_range", "alwaysReady")
+    assert "SCALE_MAX_BURST_LIMIT" in response.body["message"]
     assert await store.list_active(table, now=NOON) == []
     assert fake.requests == []
 

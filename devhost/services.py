@@ -1,7 +1,7 @@
-"""Real local services for the test session: redis-server and Azurite.
+"""Real local services for the tests and the benchmarks: redis-server and Azurite.
 
 Each is reused when already listening, otherwise started here and stopped at the end.
-scripts/test installs the binaries; these helpers only find and run them.
+scripts/setup.sh installs the binaries; these helpers only find and run them.
 """
 
 from __future__ import annotations

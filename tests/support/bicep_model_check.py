@@ -12,7 +12,12 @@ Two generations of generated models are supported:
   ``properties.publisherEmail``), used by apimanagement, authorization, monitor,
   applicationinsights and redisenterprise;
 * TypeSpec-style models (``rest_field`` descriptors that carry the REST name and a
-  visibility list), used by web, storage, loganalytics and keyvault.
+  visibility list), used by web, storage, loganalytics, keyvault and network.
+
+One resource type is written differently in a template than in its SDK call:
+Microsoft.Web/sites/host/functionKeys takes ``{"properties": {"name", "value"}}`` in a
+template (Azure Functions' "Function access keys" template example), while the SDK's
+KeyInfo is ``{"name", "value"}``; ``UnderProperties`` maps it.
 
 Values the checker cannot see through (parameters, variables, most function calls) are
 accepted as they are; only the parts written as literals are checked. Conditional
@@ -39,6 +44,7 @@ __all__ = [
     "NO_BODY",
     "RESOURCE_MODELS",
     "Finding",
+    "UnderProperties",
     "check_file",
     "check_resource",
     "iter_resources",
@@ -288,13 +294,25 @@ _INSIGHTS = "azure.mgmt.applicationinsights.v2020_02_02.models"
 _MONITOR = "azure.mgmt.monitor.models"
 _LOGS = "azure.mgmt.loganalytics.models"
 _KEYVAULT = "azure.mgmt.keyvault.models"
+_NETWORK = "azure.mgmt.network.models"
 
 # Resource types whose PUT carries no body (link resources): only the Bicep keywords apply.
 NO_BODY = ("", "")
 
+
+@dataclass(frozen=True)
+class UnderProperties:
+    """A template body that nests the SDK model under ``properties``."""
+
+    module: str
+    model: str
+
+
 # Resource type (lower case) -> (SDK module, model of the PUT body). Where the model
 # depends on the resource name (sites/config), the value maps names to models.
-RESOURCE_MODELS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
+RESOURCE_MODELS: dict[
+    str, tuple[str, str] | UnderProperties | dict[str, tuple[str, str]]
+] = {
     "microsoft.web/serverfarms": (_WEB, "AppServicePlan"),
     "microsoft.web/sites": (_WEB, "Site"),
     "microsoft.web/sites/config": {
@@ -306,6 +324,7 @@ RESOURCE_MODELS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
         _WEB,
         "CsmPublishingCredentialsPoliciesEntity",
     ),
+    "microsoft.web/sites/host/functionkeys": UnderProperties(_WEB, "KeyInfo"),
     "microsoft.storage/storageaccounts": (_STORAGE, "StorageAccountCreateParameters"),
     "microsoft.storage/storageaccounts/blobservices": (_STORAGE, "BlobServiceProperties"),
     "microsoft.storage/storageaccounts/blobservices/containers": (_STORAGE, "BlobContainer"),
@@ -342,6 +361,8 @@ RESOURCE_MODELS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
     "microsoft.operationalinsights/workspaces": (_LOGS, "Workspace"),
     "microsoft.keyvault/vaults": (_KEYVAULT, "VaultCreateOrUpdateParameters"),
     "microsoft.keyvault/vaults/secrets": (_KEYVAULT, "SecretCreateOrUpdateParameters"),
+    "microsoft.network/virtualnetworks": (_NETWORK, "VirtualNetwork"),
+    "microsoft.network/networksecuritygroups": (_NETWORK, "NetworkSecurityGroup"),
 }
 
 # Keys every Bicep resource body may carry whatever its type.
@@ -362,7 +383,16 @@ def shape_for(resource_type: str, resource_name: Any) -> ObjectShape | None:
         return None
     if entry == NO_BODY:
         return _EMPTY
+    if isinstance(entry, UnderProperties):
+        return _under_properties(entry)
     return shape_of(_model(*entry))
+
+
+@functools.cache
+def _under_properties(entry: UnderProperties) -> ObjectShape:
+    inner = shape_of(_model(entry.module, entry.model))
+    return ObjectShape(f"{entry.model} template body",
+                       {"properties": Field(inner, required=True)})
 
 
 # --- walking pycep output ------------------------------------------------------------------

@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from shared.schedule import (
+    MAX_BURST_LIMIT_DEFAULT,
+    MAX_BURST_MAX,
     ScheduleError,
     Surge,
     desired_at,
@@ -20,7 +22,7 @@ from shared.schedule import (
     summarize,
     transitions,
 )
-from tests.schedules import example_schedule
+from tests.support.schedules import example_schedule
 
 NY = ZoneInfo("America/New_York")
 
@@ -32,10 +34,12 @@ EXAMPLE = example_schedule(
 
 
 def sched(windows: list[dict[str, Any]] | None = None, *, default: dict[str, Any] | None = None,
-          tz: str = "America/New_York", zone_redundant: bool = False) -> Any:
+          tz: str = "America/New_York", zone_redundant: bool = False,
+          max_burst_limit: int = MAX_BURST_MAX) -> Any:
     doc = {"timezone": tz, "default": default or {"alwaysReady": 1},
            "windows": windows or []}
-    return parse_schedule(json.dumps(doc), zone_redundant=zone_redundant)
+    return parse_schedule(json.dumps(doc), zone_redundant=zone_redundant,
+                          max_burst_limit=max_burst_limit)
 
 
 def local(text: str, tz: ZoneInfo = NY, fold: int = 0) -> datetime:
@@ -324,6 +328,48 @@ def test_zone_redundant_plan_needs_three_always_ready() -> None:
     assert parse_schedule(doc_with(default__alwaysReady=3), zone_redundant=True)
 
 
+def test_max_burst_above_the_regions_limit_names_the_field_and_the_limit() -> None:
+    # EXAMPLE's promotion asks for 60: fine where the limit is 100, not where it is 20.
+    assert parse_schedule(json.dumps(EXAMPLE), max_burst_limit=100)
+    assert parse_schedule(json.dumps(EXAMPLE), max_burst_limit=60)
+    with pytest.raises(ScheduleError) as caught:
+        parse_schedule(json.dumps(EXAMPLE), max_burst_limit=20)
+    assert caught.value.field == "windows[1].maxBurst"
+    assert str(caught.value) == (
+        "windows[1].maxBurst: 60 is above the plan's maximum-burst limit of 20 "
+        "(SCALE_MAX_BURST_LIMIT, the region's Elastic Premium maximum)")
+    with pytest.raises(ScheduleError) as caught:
+        parse_schedule(doc_with(default__maxBurst=21, windows__1__maxBurst=20),
+                       max_burst_limit=20)
+    assert caught.value.field == "default.maxBurst"
+
+
+def test_always_ready_above_a_lower_burst_limit_is_refused_too() -> None:
+    # The plan maximum never goes below always-ready, so that too must fit the limit.
+    with pytest.raises(ScheduleError) as caught:
+        sched([{"name": "w", "start": "08:00", "end": "09:00", "alwaysReady": 12}],
+              max_burst_limit=10)
+    assert caught.value.field == "windows[0].alwaysReady"
+    assert "limit of 10" in str(caught.value)
+    assert sched([{"name": "w", "start": "08:00", "end": "09:00", "alwaysReady": 10}],
+                 max_burst_limit=10)
+
+
+def test_the_burst_limit_is_bounded_like_its_setting() -> None:
+    from shared.settings import SETTINGS, SettingsError, load_settings
+
+    (spec,) = [s for s in SETTINGS if s.name == "SCALE_MAX_BURST_LIMIT"]
+    assert spec.default == str(MAX_BURST_LIMIT_DEFAULT) == "20"
+    env = {"CustomerStorage": "UseDevelopmentStorage=true"}
+    assert load_settings(env).scale_max_burst_limit == MAX_BURST_LIMIT_DEFAULT
+    assert load_settings({**env, "SCALE_MAX_BURST_LIMIT": str(MAX_BURST_MAX)})
+    for bad in ("0", str(MAX_BURST_MAX + 1)):
+        with pytest.raises(SettingsError, match="SCALE_MAX_BURST_LIMIT"):
+            load_settings({**env, "SCALE_MAX_BURST_LIMIT": bad})
+        with pytest.raises(ValueError, match="max_burst_limit"):
+            parse_schedule(json.dumps(EXAMPLE), max_burst_limit=int(bad))
+
+
 def test_comments_are_allowed_where_operators_write_notes() -> None:
     s = parse_schedule(doc_with(comment="owner: IVR team", windows__0__comment="weekdays"))
     assert len(s.windows) == 3
@@ -337,7 +383,7 @@ def test_preview_prints_the_weeks_transitions_and_instance_hours(
     path = tmp_path / "schedule.json"
     path.write_text(json.dumps(EXAMPLE))
     code = main(["preview", "--file", str(path), "--start", "2026-11-30T00:00",
-                 "--settings", str(tmp_path / "none.json")], env={})
+                 "--settings", str(tmp_path / "none.json"), "--max-burst-limit", "100"], env={})
     out = capsys.readouterr().out
     assert code == 0
     lines = out.splitlines()
@@ -362,7 +408,7 @@ def test_preview_prints_money_with_a_price(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["preview", "--start", "2026-11-30T00:00", "--price-per-hour", "0.5",
                  "--settings", str(tmp_path / "none.json")],
-                env={"SCALE_SCHEDULE": json.dumps(EXAMPLE)})
+                env={"SCALE_SCHEDULE": json.dumps(EXAMPLE), "SCALE_MAX_BURST_LIMIT": "100"})
     out = capsys.readouterr().out
     assert code == 0
     assert "from SCALE_SCHEDULE" in out
@@ -387,9 +433,33 @@ def test_preview_reads_local_settings_values_and_scales_to_a_week(
 def test_preview_reports_a_bad_schedule_with_its_field(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["preview", "--settings", str(tmp_path / "none.json")],
-                env={"SCALE_SCHEDULE": doc_with(windows__1__start="7am")})
+                env={"SCALE_SCHEDULE": doc_with(windows__1__start="7am"),
+                     "SCALE_MAX_BURST_LIMIT": "100"})
     assert code == 2
     assert "windows[1].start" in capsys.readouterr().err
+
+
+def test_preview_checks_bursts_against_the_limit_the_app_reads(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Unset, the limit is the app's default of 20, and EXAMPLE's 60 is refused.
+    path = tmp_path / "schedule.json"
+    path.write_text(json.dumps(EXAMPLE))
+    args = ["preview", "--file", str(path), "--start", "2026-11-30T00:00"]
+    code = main([*args, "--settings", str(tmp_path / "none.json")], env={})
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "windows[1].maxBurst" in err and "limit of 20" in err
+    # From local.settings.json, as the app would read it...
+    settings = tmp_path / "local.settings.json"
+    settings.write_text(json.dumps({"Values": {"SCALE_MAX_BURST_LIMIT": "100"}}))
+    assert main([*args, "--settings", str(settings)], env={}) == 0
+    # ...the environment over the file, and the flag over both.
+    assert main([*args, "--settings", str(settings)], env={"SCALE_MAX_BURST_LIMIT": "20"}) == 2
+    assert main([*args, "--settings", str(settings), "--max-burst-limit", "60"],
+                env={"SCALE_MAX_BURST_LIMIT": "20"}) == 0
+    capsys.readouterr()
+    assert main([*args, "--settings", str(settings)], env={"SCALE_MAX_BURST_LIMIT": "lots"}) == 2
+    assert "SCALE_MAX_BURST_LIMIT" in capsys.readouterr().err
 
 
 def test_preview_without_any_schedule_says_where_it_looked(

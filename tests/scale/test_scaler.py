@@ -31,8 +31,8 @@ from shared.scaler import (
 )
 from shared.schedule import Surge
 from shared.settings import Settings, load_settings
-from tests.fake_arm import SUBSCRIPTION, FakeArm, StubCredential
-from tests.schedules import example_schedule
+from tests.support.fake_arm import SUBSCRIPTION, FakeArm, StubCredential
+from tests.support.schedules import example_schedule
 
 NOON = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)      # a Wednesday
 NIGHT = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
@@ -51,8 +51,10 @@ FAST = RetryPolicy(attempts=3, backoff_base=0.01, backoff_max=0.05, retry_after_
 
 
 def make_settings(**values: str) -> Settings:
+    # The shared example's promotion asks for a burst of 60, as in a region whose Elastic
+    # Premium limit is 100.
     env = {"CustomerStorage": "UseDevelopmentStorage=true",
-           "SCALE_SCHEDULE": json.dumps(SCHEDULE), **values}
+           "SCALE_SCHEDULE": json.dumps(SCHEDULE), "SCALE_MAX_BURST_LIMIT": "100", **values}
     return load_settings(env)
 
 
@@ -492,3 +494,19 @@ def test_start_up_check_logs_a_bad_schedule(caplog: pytest.LogCaptureFixture) ->
     assert error is not None and error.field == "timezone"
     assert "timezone" in caplog.text
     assert check_schedule(make_settings()) is None
+
+
+def test_start_up_check_holds_the_schedule_to_the_regions_burst_limit() -> None:
+    # The promotion's burst of 60 is fine where the limit is 100, not where it is 20.
+    error = check_schedule(make_settings(SCALE_MAX_BURST_LIMIT="20"))
+    assert error is not None and error.field == "windows[1].maxBurst"
+    assert "20" in error.message and "SCALE_MAX_BURST_LIMIT" in error.message
+
+
+async def test_a_schedule_above_the_burst_limit_keeps_the_current_state(
+        fake: FakeArm, gateway: AzureArmGateway) -> None:
+    report = await tick(make_settings(SCALE_MAX_BURST_LIMIT="20"), gateway,
+                        now=TUESDAY_PROMO)
+    assert report.outcome == "invalid_schedule"
+    assert "windows[1].maxBurst" in report.errors[0]
+    assert writes(fake) == []
