@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from bench.stats import peak_in_window, percentile
 from shared.dip.valve import VALVE_KEY, RedisValve
 
-_SCRIPT = resources.files("shared").joinpath("valve.lua").read_text(encoding="utf-8")
+_SCRIPT = resources.files("shared.dip").joinpath("valve.lua").read_text(encoding="utf-8")
 
 __all__ = ["main", "run"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import ROOT, Azurite, free_port
+from devhost.services import ROOT, Azurite, free_port
 
 pytestmark = pytest.mark.slow
 

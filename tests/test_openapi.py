@@ -17,8 +17,8 @@ from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from shared.dip.contract import MAX_BODY_BYTES, Answer, ContractError, Source, parse_dip_request
-from tests import bicep_model_check as mc
-from tests.test_genesys_template import GenesysEsc, render_request_body
+from tests.support import bicep_model_check as mc
+from tests.support.genesys import GenesysEsc, render_request_body
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENAPI = json.loads((ROOT / "openapi.json").read_text())
@@ -252,7 +252,7 @@ def test_request_template_escapes_every_input_with_quiet_calls() -> None:
         "withheld-ani", "ani-input-unset", "customer-id-only-ani-input-unset"])
 def test_request_template_renders_a_body_the_api_and_the_app_accept(inputs: dict[str, str]) -> None:
     # Rendered by a Velocity engine with a stand-in for Genesys's esc tool (every combination
-    # of absent, empty and set inputs is in tests/test_genesys_template.py).
+    # of absent, empty and set inputs is in tests/dip/test_genesys_template.py).
     body = render_request_body(inputs, GenesysEsc(ascii_only=False))
     payload = json.loads(body)
     # ani is always sent, even empty: a withheld caller with no account number must reach

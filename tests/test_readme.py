@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
+from devhost.services import ROOT
 from shared.settings import SETTINGS
-from tests.services import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 

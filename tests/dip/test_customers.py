@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from azure.data.tables.aio import TableClient
 
+from devhost.services import Azurite
 from shared.dip.customers import (
     PARTITIONS,
     CustomerRecord,
@@ -18,7 +19,6 @@ from shared.dip.customers import (
     entities_for,
     table_keys,
 )
-from tests.services import Azurite
 
 
 @pytest.fixture

@@ -34,18 +34,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import airspeed
 import pytest
 from azure.data.tables.aio import TableClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devhost.services import ROOT, Azurite, RedisServer, free_port, port_open
 from shared.dip.contract import ContractError, parse_dip_request
 from shared.dip.customers import CustomerRecord, entities_for
-from tests.services import ROOT, Azurite, RedisServer, free_port, port_open
+from tests.support.genesys import ACTION, TEMPLATE, GenesysEsc, render_request_body
 
-ACTION = json.loads((ROOT / "genesys" / "ivr-lookup.data-action.json").read_text())
-TEMPLATE = ACTION["config"]["request"]["requestTemplate"]
 CONTENT_TYPE = ACTION["config"]["request"]["headers"]["Content-Type"]
 OPTIONAL = ("ani", "customerId", "dnis")
 CONVERSATION = "43436e96-5c19-4c52-b951-4ea05d9a9af7"
@@ -59,44 +57,8 @@ KNOWN = {"ani": "tel:+1 317-555-0177", "customerId": BY_ID.customer_id,
          "dnis": "tel:+18005550100"}
 
 
-class GenesysEsc:
-    """Stand-in for the ``esc`` tool in a Genesys data action's Velocity context.
-
-    How its behaviour was established: Genesys's "Velocity macros for data actions"
-    (https://help.mypurecloud.com/articles/velocity-macros-data-actions/) says the ``esc``
-    prefix is Velocity's EscapeTool, and that ``esc.jsonString`` is what escapes "strings inside
-    JSON bodies": the escaped content of a JSON string, between quotes the template writes
-    itself. The stored copy of the article shows no example output, so the action's test in
-    Genesys (Setup > Test, which shows the resolved request) is the final check that it adds
-    no quotes of its own. The same article documents formal vs. silent notation (``${x}``
-    outputs the variable name when x is null, ``$!{x}`` outputs nothing). For a null argument,
-    every escaping method of Velocity Tools' EscapeTool returns null ("null if null string
-    input": apache/velocity-tools, velocity-tools-generic/src/main/java/org/apache/velocity/
-    tools/generic/EscapeTool.java), and a null result is exactly what makes a non-quiet call
-    render as its own text. Whether Genesys writes non-ASCII characters as \\uXXXX escapes or
-    as UTF-8 is not documented, so the tests run with both; JSON parsers read either as the
-    same string.
-    """
-
-    def __init__(self, ascii_only: bool) -> None:
-        self.ascii_only = ascii_only
-
-    def jsonString(self, value: object) -> str | None:
-        if value is None:
-            return None
-        return json.dumps(str(value), ensure_ascii=self.ascii_only)[1:-1]
-
-
 ESCAPES = [pytest.param(GenesysEsc(ascii_only=True), id="ascii-escapes"),
            pytest.param(GenesysEsc(ascii_only=False), id="utf8")]
-_COMPILED = airspeed.Template(TEMPLATE)
-
-
-def render_request_body(inputs: dict[str, str], esc: GenesysEsc) -> str:
-    """The request body Genesys would send; an input missing from ``inputs`` is absent."""
-    return str(_COMPILED.merge({"input": dict(inputs), "esc": esc}))
-
-
 def expected_payload(inputs: dict[str, str]) -> dict[str, str]:
     """What the template is meant to send for these inputs.
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from azure.data.tables import TableClient
 
+from devhost.services import ROOT, Azurite
 from shared.dip.customers import LookupKey, table_keys
 from shared.dip.loader import Rejected, parse_rows
-from tests.services import ROOT, Azurite
 
 GOOD = """customerId,phone,tier,isVip,preferredLanguage
 C-1,+13175550116,Gold,true,en-US

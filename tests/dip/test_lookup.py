@@ -11,13 +11,13 @@ import pytest
 import redis.asyncio as aioredis
 from azure.data.tables.aio import TableClient
 
+from devhost.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer
 from shared.dip.contract import DipRequest
 from shared.dip.customers import CustomerRecord, LookupKey, entities_for
 from shared.dip.lookup import DipService, lookup_key
 from shared.runtime import Runtime
 from shared.settings import load_settings
-from tests.proxies import LatencyProxy
-from tests.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer
+from tests.support.proxies import LatencyProxy
 
 GOLD = CustomerRecord("C-1001", "Gold", True, "en-US")
 GOLD_PHONE = "+13175550116"
