@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 import azure.functions as func
 
@@ -13,10 +12,11 @@ import azure.functions as func
 # this class.
 from azure.functions.warmup import WarmUpContext
 
-from shared import scaler, surge_api
 from shared.dip.contract import ContractError, parse_dip_request
 from shared.dip.health import health_report
+from shared.http import ApiResponse
 from shared.runtime import runtime
+from shared.scale.tick import ScaleTickFailed, check_schedule, run_tick
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -25,12 +25,13 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 runtime()
 
 
-def json_response(body: Any, status: int = 200) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body, separators=(",", ":")), status_code=status,
-                             mimetype="application/json")
+def http_response(answer: ApiResponse) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(answer.body, separators=(",", ":")),
+                             status_code=answer.status, mimetype="application/json")
 
 
 # --- the data dip ---
+
 
 @app.function_name("ivr_lookup")
 @app.route(route="lookup", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
@@ -38,16 +39,17 @@ async def ivr_lookup(req: func.HttpRequest) -> func.HttpResponse:
     try:
         request = parse_dip_request(req.get_body(), req.headers.get("content-type"))
     except ContractError as exc:
-        return json_response(exc.body(), exc.status)
+        return http_response(ApiResponse(exc.status, exc.body()))
     outcome = await runtime().dips.answer(request)
-    return json_response(outcome.answer.body())
+    return http_response(ApiResponse(200, outcome.answer.body()))
 
 
 @app.function_name("health")
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     rt = runtime()
-    return json_response(await health_report(rt.clients, rt.redis_breaker, rt.dips))
+    return http_response(ApiResponse(200, await health_report(rt.clients, rt.redis_breaker,
+                                                              rt.dips)))
 
 
 @app.warm_up_trigger("warmup")
@@ -60,7 +62,7 @@ async def warmup(warmup: WarmUpContext) -> None:
 
 # A bad SCALE_SCHEDULE is logged now, naming the field; it must not stop the data dip,
 # and the timer keeps the current state until it is fixed.
-scaler.check_schedule(runtime().settings)
+check_schedule(runtime().settings)
 
 
 @app.function_name("scale_schedule")
@@ -69,14 +71,17 @@ scaler.check_schedule(runtime().settings)
 async def scale_schedule(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logging.getLogger("dipguard.scale").warning("scale_schedule is running late")
-    report = await scaler.run_tick(runtime().settings)
+    rt = runtime()
+    report = await run_tick(rt.settings, surge_table=rt.surge_table,
+                            gateway_factory=rt.gateway_factory)
     if report.broken:
-        raise scaler.ScaleTickFailed(report)
+        raise ScaleTickFailed(report)
 
 
 @app.function_name("surge")
 @app.route(route="surge/{id?}", methods=["GET", "POST", "DELETE"],
            auth_level=func.AuthLevel.ADMIN)
 async def surge(req: func.HttpRequest) -> func.HttpResponse:
-    result = await surge_api.handle(req.method, req.route_params.get("id"), req.get_body())
-    return json_response(result.body, result.status)
+    answer = await runtime().surge_api.handle(req.method, req.route_params.get("id"),
+                                              req.get_body())
+    return http_response(answer)

@@ -119,8 +119,8 @@ async def _marker(table: TableClient) -> str | None:
     return str(entity.get("Tier") or "")
 
 
-async def ensure_loaded(table: TableClient, population: Population, workdir: Path) -> dict[
-        str, object]:
+async def ensure_loaded(table: TableClient, population: Population, workdir: Path, *,
+                        progress: bool = True) -> dict[str, object]:
     """Load the population through ``shared.dip.loader.load_file`` unless the table has it."""
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -130,7 +130,7 @@ async def ensure_loaded(table: TableClient, population: Population, workdir: Pat
                 "tableHolds": marker}
     path = workdir / f"population-{population.size}-{population.seed}.csv"
     population.write_csv(path)
-    report = await load_file(path, table, "US", progress=True)
+    report = await load_file(path, table, "US", progress=progress)
     if report.rejected:
         raise RuntimeError(f"the loader rejected {len(report.rejected)} synthetic rows, "
                            f"first: {report.rejected[0]}")

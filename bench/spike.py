@@ -481,7 +481,7 @@ async def run_benchmark(cfg: Config) -> dict[str, Any]:
         population = Population.build(cfg.customers)
         async with TableClient.from_connection_string(
                 table_connection_string(cfg.azurite_port), table_name=cfg.table) as table:
-            load = await ensure_loaded(table, population, cfg.out)
+            load = await ensure_loaded(table, population, cfg.out, progress=cfg.progress)
         how = f"loaded in {load['seconds']} s" if load["loaded"] else "already loaded"
         print(f"spike: population of {cfg.customers} customers ({how})", file=sys.stderr)
         main_profile, drill_profile = cfg.main_profile(), cfg.drill_profile()

@@ -191,7 +191,7 @@ param handlerDeadlineMs int = 2500
 param scaleTimerSchedule string = '0 */5 * * * *'
 
 @description('''Optional. Day/night/high-risk schedule of instances (SCALE_SCHEDULE), as an object in the
-format shared/schedule.py reads: timezone, default levels and windows. Empty: one flat level
+format shared/scale/schedule.py reads: timezone, default levels and windows. Empty: one flat level
 made of alwaysReadyInstanceCount, preWarmedInstanceCount and maximumElasticWorkerCount, so the
 timer holds the deployed values.''')
 param scaleSchedule object = {}

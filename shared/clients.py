@@ -112,19 +112,16 @@ def is_table_missing(exc: ResourceNotFoundError) -> bool:
     return str(getattr(code, "value", code)) == "TableNotFound"
 
 
-_ensured: set[tuple[str, str]] = set()
-
-
 async def ensure_table(table: TableClient) -> None:
-    """Create a table if it is missing, once per process (the loader, the surge table)."""
-    key = (table.url, table.table_name)
-    if key in _ensured:
-        return
+    """Create a table if it is missing (the loader, the surge table).
+
+    One request, and a 409 when the table exists; its callers run once per load or once per
+    surge operation, so nothing is remembered between calls.
+    """
     try:
         await table.create_table()
     except ResourceExistsError:
         pass
-    _ensured.add(key)
 
 
 class Clients:

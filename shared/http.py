@@ -1,16 +1,30 @@
-"""What every dipguard endpoint shares: the JSON body decoder and the 4xx error body."""
+"""What every dipguard endpoint shares: the answer, the 4xx error body, the JSON decoder."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BodyError", "decode_json", "error_body"]
+__all__ = ["ApiResponse", "BodyError", "decode_json", "error_body", "error_response"]
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """An endpoint's answer: function_app.py turns it into the HTTP response."""
+
+    status: int
+    body: dict[str, Any]
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     """The one 4xx body every dipguard endpoint answers with."""
     return {"error": code, "message": message, "field": field}
+
+
+def error_response(status: int, code: str, message: str,
+                   field: str | None = None) -> ApiResponse:
+    return ApiResponse(status, error_body(code, message, field))
 
 
 class BodyError(ValueError):

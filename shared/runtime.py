@@ -1,7 +1,9 @@
 """The worker's one-per-process state: settings parsed once, clients created lazily.
 
-function_app.py reaches everything through ``runtime()``, so tests can build a Runtime
-of their own from explicit settings and never patch module globals.
+This is the one module-level state in dipguard, and the place both wings are wired: the
+dip (``shared.dip``) and the scale schedule (``shared.scale``) get everything they touch
+from here. function_app.py reaches it through ``runtime()``, so tests build a Runtime of
+their own (real services, or a gateway to a fake ARM) and never patch module globals.
 """
 
 from __future__ import annotations
@@ -9,12 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from azure.data.tables.aio import TableClient
+
 from shared.clients import Clients
 from shared.dip.breaker import Breaker
 from shared.dip.cache import RedisCache
 from shared.dip.customers import TableCustomerStore
 from shared.dip.lookup import DipService
 from shared.dip.valve import FleetValve, LocalValve, OpenValve, RedisValve, Valve
+from shared.scale.arm import AzureArmGateway, GatewayFactory
+from shared.scale.surge_api import SurgeApi
 from shared.settings import Settings, load_settings
 
 __all__ = ["Runtime", "runtime", "set_runtime"]
@@ -23,6 +29,8 @@ __all__ = ["Runtime", "runtime", "set_runtime"]
 @dataclass
 class Runtime:
     settings: Settings
+    # How a scale tick reaches ARM: azure-mgmt-web with the app's managed identity.
+    gateway_factory: GatewayFactory = AzureArmGateway.from_settings
     clients: Clients = field(init=False)
 
     def __post_init__(self) -> None:
@@ -62,6 +70,15 @@ class Runtime:
             degraded_tier=s.degraded_tier,
             region=s.default_region,
         )
+
+
+    @property
+    def surge_table(self) -> TableClient:
+        return self.clients.table(self.settings.surge_table)
+
+    @cached_property
+    def surge_api(self) -> SurgeApi:
+        return SurgeApi(self.settings, self.surge_table, gateway_factory=self.gateway_factory)
 
 
 _current: Runtime | None = None

@@ -152,8 +152,8 @@ SETTINGS: tuple[SettingSpec[object], ...] = (
                 "Also keep the plan minimum (sku.capacity) in step with always-ready."),
     SettingSpec("SCALE_ZONE_REDUNDANT", "false", _bool,
                 "The plan is zone redundant, so always-ready may not go below 3."),
-    # The bounds and default restate shared/schedule.py's MAX_BURST_MAX and
-    # MAX_BURST_LIMIT_DEFAULT (schedule imports this module, not the reverse);
+    # The bounds and default restate shared/scale/schedule.py's MAX_BURST_MAX and
+    # MAX_BURST_LIMIT_DEFAULT (the common core does not import a wing);
     # tests/scale/test_schedule.py holds them equal.
     SettingSpec("SCALE_MAX_BURST_LIMIT", "20", _int(1, 100),
                 "The region's Linux Elastic Premium maximum burst: 20 in most regions, 100 in "

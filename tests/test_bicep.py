@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.schedule import parse_schedule
+from shared.scale.schedule import parse_schedule
 from shared.settings import DEPLOYED_SETTINGS, SettingsError, load_settings
 from tests.support import bicep_model_check as mc
 
@@ -959,7 +959,7 @@ def _kql_cut(query: str, message: str) -> dict[str, Any] | None:
 
 def test_alert_queries_read_the_log_lines_the_app_writes() -> None:
     from shared.dip.lookup import DipLog
-    from shared.scaler import TickReport
+    from shared.scale.tick import TickReport
 
     rules = _alert_rules()
     dip = DipLog("ani", "degraded", 2400.0, True, "deadline").line()

@@ -86,18 +86,20 @@ async def test_identity_based_storage_builds_an_endpoint_client() -> None:
         await clients.close()
 
 
-async def test_a_table_is_created_once_per_process(azurite: Azurite, table_name: str) -> None:
+async def test_ensure_table_creates_a_missing_table_and_accepts_an_existing_one(
+    azurite: Azurite, table_name: str
+) -> None:
     async with TableClient.from_connection_string(azurite.connection_string, table_name,
                                                   retry_total=0) as table:
         await clients.ensure_table(table)
-        assert (table.url, table.table_name) in clients._ensured
+        await table.upsert_entity({"PartitionKey": "x", "RowKey": "y"})
+        await clients.ensure_table(table)     # an existing table is left as it is
+        assert (await table.get_entity("x", "y"))["RowKey"] == "y"
         await table.delete_table()
-        await clients.ensure_table(table)     # remembered: no second create
-        with pytest.raises(ResourceNotFoundError):
+        await clients.ensure_table(table)     # nothing remembered: a deleted table comes back
+        with pytest.raises(ResourceNotFoundError) as caught:
             await table.get_entity("x", "y")
-        clients._ensured.discard((table.url, table.table_name))
-        await clients.ensure_table(table)
-        await clients.ensure_table(table)     # an existing table is fine
+        assert not clients.is_table_missing(caught.value)  # the table is back, empty
         await table.delete_table()
 
 

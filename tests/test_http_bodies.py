@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import surge
 from shared.dip.contract import ContractError, DipRequest, parse_dip_request
 from shared.http import BodyError, decode_json
+from shared.scale import surge
 
 HUGE_NUMBER = b'{"conversationId": ' + b"9" * 5000 + b"}"
 # As deep as fits under the 8 KiB caps. Python 3.11's decoder gives up near 1,000 levels;

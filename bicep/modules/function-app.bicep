@@ -109,7 +109,7 @@ param surgeTableName string = 'surges'
 @description('Optional. NCRONTAB schedule of the scale_schedule timer (SCALE_TIMER_SCHEDULE).')
 param scaleTimerSchedule string = '0 */5 * * * *'
 
-@description('Required. JSON day/night/high-risk schedule of always-ready and pre-warmed instances (SCALE_SCHEDULE), as shared/schedule.py reads it.')
+@description('Required. JSON day/night/high-risk schedule of always-ready and pre-warmed instances (SCALE_SCHEDULE), as shared/scale/schedule.py reads it.')
 param scaleSchedule string
 
 @description('Optional. Log what the scale timer would change and change nothing (SCALE_DRY_RUN).')

@@ -15,21 +15,11 @@ from typing import Any
 
 import pytest
 
-from shared.scaler import (
-    ArmError,
-    AzureArmGateway,
-    PlanState,
-    RetryPolicy,
-    SiteState,
-    Target,
-    TargetError,
-    TickReport,
-    _retry_after_seconds,
-    check_schedule,
-    resolve_target,
-    run_tick,
-)
-from shared.schedule import Surge
+from shared.scale.arm import ArmError, AzureArmGateway, PlanState, SiteState, _retry_after_seconds
+from shared.scale.retry import RetryPolicy
+from shared.scale.schedule import Surge
+from shared.scale.target import Target, TargetError, resolve_target
+from shared.scale.tick import TickReport, check_schedule, run_tick
 from shared.settings import Settings, load_settings
 from tests.support.fake_arm import SUBSCRIPTION, FakeArm, StubCredential
 from tests.support.schedules import example_schedule
@@ -475,9 +465,42 @@ def test_missing_target_names_the_setting_to_set(missing: str) -> None:
 
 async def test_a_tick_without_a_target_fails_and_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="dipguard.scale")
-    report = await run_tick(make_settings(), now=NOON, env={}, surges=[])
+    def no_gateway(settings: Settings, target: Target) -> Any:
+        raise AssertionError("a tick with no target must not build a gateway")
+
+    report = await run_tick(make_settings(), now=NOON, env={}, surges=[],
+                            gateway_factory=no_gateway)
     assert report.outcome == "failed"
     assert "SCALE_SUBSCRIPTION_ID" in report.errors[0]
+
+
+async def test_a_tick_builds_its_gateway_for_the_target_and_closes_it() -> None:
+    built: list[tuple[Target, Any]] = []
+
+    class Closing(MemoryGateway):
+        closed = False
+
+        async def close(self) -> None:
+            self.closed = True
+
+    def factory(settings: Settings, target: Target) -> Any:
+        gateway = Closing(always_ready=1)
+        built.append((target, gateway))
+        return gateway
+
+    report = await run_tick(make_settings(), now=NOON, env=APP_ENV, surges=[],
+                            gateway_factory=factory, retry=FAST)
+    assert report.outcome == "applied"
+    [(target, gateway)] = built
+    assert (target.resource_group, target.site_name) == ("rg-dip", "dip-app")
+    assert gateway.site.always_ready == 5 and gateway.closed
+
+
+async def test_a_tick_needs_somewhere_to_read_surges_and_a_gateway() -> None:
+    with pytest.raises(TypeError, match="surge_table or surges"):
+        await run_tick(make_settings(), now=NOON, gateway=MemoryGateway())
+    with pytest.raises(TypeError, match="gateway_factory or gateway"):
+        await run_tick(make_settings(), now=NOON, surges=[])
 
 
 def test_retry_after_reads_seconds_and_http_dates() -> None:

@@ -17,10 +17,13 @@ from azure.data.tables.aio import TableClient
 from devhost.host import DevHost
 from devhost.services import AZURITE_CONNECTION_STRING, Azurite, free_port
 from devhost.worker import Worker
-from shared import scaler, surge_api
-from shared import surge as store
 from shared.runtime import Runtime, set_runtime
-from shared.scaler import AzureArmGateway, RetryPolicy, Target, run_tick
+from shared.scale import surge as store
+from shared.scale.arm import AzureArmGateway
+from shared.scale.retry import RetryPolicy
+from shared.scale.surge_api import SurgeApi
+from shared.scale.target import Target
+from shared.scale.tick import run_tick
 from shared.settings import Settings, load_settings
 from tests.support.fake_arm import SUBSCRIPTION, FakeArm, StubCredential
 
@@ -37,6 +40,12 @@ ALL_DAY = {"timezone": "UTC", "default": {"alwaysReady": 1},
            "windows": [{"name": "all-day", "start": "00:00", "end": "24:00", "alwaysReady": 7}]}
 
 FAST = RetryPolicy(attempts=2, backoff_base=0.01, backoff_max=0.02, budget_seconds=10)
+
+
+def api(settings: Settings, table: TableClient,
+        gateway: AzureArmGateway | None = None) -> SurgeApi:
+    """The surge switch over a real table, with a ready gateway to the fake ARM."""
+    return SurgeApi(settings, table, gateway=gateway, retry=FAST)
 FUNCTION_KEY = "test-function-key"
 MASTER_KEY = "test-master-key"
 
@@ -181,9 +190,8 @@ async def test_ending_an_unknown_surge_says_none(table: TableClient) -> None:
 async def test_surge_post_is_applied_within_the_request_and_reverts_after_expiry(
         settings: Settings, table: TableClient, fake: FakeArm,
         gateway: AzureArmGateway) -> None:
-    response = await surge_api.handle("POST", None, body(alwaysReady=20, minutes=30),
-                                      settings=settings, table=table, gateway=gateway,
-                                      now=NOON, retry=FAST)
+    switch = api(settings, table, gateway=gateway)
+    response = await switch.handle("POST", None, body(alwaysReady=20, minutes=30), now=NOON)
     assert response.status == 201
     assert response.body["applied"] is True and response.body["reason"] is None
     assert response.body["surge"]["alwaysReady"] == 20
@@ -201,8 +209,7 @@ async def test_surge_post_is_applied_within_the_request_and_reverts_after_expiry
                            surge_table=table, retry=FAST)
     assert after.outcome == "applied"
     assert fake.state.always_ready == 5
-    listed = await surge_api.handle("GET", None, b"", settings=settings, table=table,
-                                    now=NOON + timedelta(minutes=30))
+    listed = await api(settings, table).handle("GET", None, b"", now=NOON + timedelta(minutes=30))
     assert listed.body == {"surges": [], "count": 0}
 
 
@@ -210,8 +217,7 @@ async def test_surge_post_with_arm_failing_is_stored_and_says_not_applied(
         settings: Settings, table: TableClient, fake: FakeArm,
         gateway: AzureArmGateway) -> None:
     fake.fail(403, method="PATCH", times=5)
-    response = await surge_api.handle("POST", None, body(), settings=settings, table=table,
-                                      gateway=gateway, now=NOON, retry=FAST)
+    response = await api(settings, table, gateway=gateway).handle("POST", None, body(), now=NOON)
     assert response.status == 201
     assert response.body["applied"] is False
     assert "Website Contributor" in response.body["reason"]
@@ -222,8 +228,8 @@ async def test_surge_post_with_arm_failing_is_stored_and_says_not_applied(
 async def test_surge_post_bad_input_is_a_400_and_stores_nothing(
         settings: Settings, table: TableClient, fake: FakeArm,
         gateway: AzureArmGateway) -> None:
-    response = await surge_api.handle("POST", None, body(minutes=2000), settings=settings,
-                                      table=table, gateway=gateway, now=NOON)
+    switch = api(settings, table, gateway=gateway)
+    response = await switch.handle("POST", None, body(minutes=2000), now=NOON)
     assert response.status == 400
     assert response.body["error"] == "out_of_range" and response.body["field"] == "minutes"
     assert await store.list_active(table, now=NOON) == []
@@ -234,8 +240,8 @@ async def test_surge_post_above_the_regions_burst_limit_is_a_400_and_stores_noth
         settings: Settings, table: TableClient, fake: FakeArm,
         gateway: AzureArmGateway) -> None:
     lowered = dataclasses.replace(settings, scale_max_burst_limit=10)
-    response = await surge_api.handle("POST", None, body(alwaysReady=12), settings=lowered,
-                                      table=table, gateway=gateway, now=NOON)
+    switch = api(lowered, table, gateway=gateway)
+    response = await switch.handle("POST", None, body(alwaysReady=12), now=NOON)
     assert response.status == 400
     assert (response.body["error"], response.body["field"]) == ("out_of_range", "alwaysReady")
     assert "SCALE_MAX_BURST_LIMIT" in response.body["message"]
@@ -247,22 +253,21 @@ async def test_get_lists_the_active_surges_and_one_by_id(
         settings: Settings, table: TableClient) -> None:
     first = await store.create_surge(table, store.SurgeRequest(8, 10, "a"), now=NOON)
     second = await store.create_surge(table, store.SurgeRequest(9, 20, "b"), now=NOON)
-    listed = await surge_api.handle("GET", None, b"", settings=settings, table=table, now=NOON)
+    listed = await api(settings, table).handle("GET", None, b"", now=NOON)
     assert listed.status == 200 and listed.body["count"] == 2
     assert [s["id"] for s in listed.body["surges"]] == [first.id, second.id]
-    one = await surge_api.handle("GET", second.id, b"", settings=settings, table=table, now=NOON)
+    one = await api(settings, table).handle("GET", second.id, b"", now=NOON)
     assert one.body["surge"]["reason"] == "b" and one.body["surge"]["active"] is True
 
 
 async def test_delete_ends_a_surge_early_and_reverts_at_once(
         settings: Settings, table: TableClient, fake: FakeArm,
         gateway: AzureArmGateway) -> None:
-    started = await surge_api.handle("POST", None, body(alwaysReady=15), settings=settings,
-                                     table=table, gateway=gateway, now=NOON, retry=FAST)
+    switch = api(settings, table, gateway=gateway)
+    started = await switch.handle("POST", None, body(alwaysReady=15), now=NOON)
     assert fake.state.always_ready == 15
     sid = started.body["surge"]["id"]
-    ended = await surge_api.handle("DELETE", sid, b"", settings=settings, table=table,
-                                   gateway=gateway, now=NOON + timedelta(minutes=1), retry=FAST)
+    ended = await switch.handle("DELETE", sid, b"", now=NOON + timedelta(minutes=1))
     assert ended.status == 200 and ended.body["applied"] is True
     assert ended.body["surge"]["active"] is False
     assert fake.state.always_ready == 5
@@ -279,7 +284,7 @@ async def test_delete_ends_a_surge_early_and_reverts_at_once(
 async def test_surge_switch_refuses_what_it_cannot_do(
         settings: Settings, table: TableClient, method: str, sid: str | None, status: int,
         code: str) -> None:
-    response = await surge_api.handle(method, sid, b"", settings=settings, table=table, now=NOON)
+    response = await api(settings, table).handle(method, sid, b"", now=NOON)
     assert (response.status, response.body["error"]) == (status, code)
     assert set(response.body) == {"error", "message", "field"}
 
@@ -288,7 +293,7 @@ async def test_storage_down_is_a_503_not_a_crash(settings: Settings) -> None:
     dead = AZURITE_CONNECTION_STRING.format(port=free_port())
     async with TableClient.from_connection_string(dead, table_name="surgesdown",
                                                   retry_total=0) as table:
-        response = await surge_api.handle("GET", None, b"", settings=settings, table=table)
+        response = await api(settings, table).handle("GET", None, b"")
     assert response.status == 503 and response.body["error"] == "storage_unavailable"
 
 
@@ -301,18 +306,16 @@ async def host(base_env: dict[str, str], fake: FakeArm, monkeypatch: pytest.Monk
     env = scale_env(base_env, ALL_DAY)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    rt = Runtime(load_settings(env))
-    set_runtime(rt)
-    scaler.set_gateway_factory(lambda s, t: AzureArmGateway(
+    rt = Runtime(load_settings(env), gateway_factory=lambda s, t: AzureArmGateway(
         t, StubCredential(), endpoint=fake.endpoint, connection_verify=fake.ca_path,
         timeout=1.0))
+    set_runtime(rt)
     dev = DevHost(app_worker, enforce_keys=True, function_key=FUNCTION_KEY,
                   master_key=MASTER_KEY, route_prefix="api")
     try:
         async with TestClient(TestServer(dev.build())) as client:
             yield client
     finally:
-        scaler.set_gateway_factory(None)
         await rt.clients.close()
         set_runtime(None)
 

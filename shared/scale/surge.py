@@ -20,7 +20,7 @@ from azure.data.tables.aio import TableClient
 
 from shared.clients import ensure_table
 from shared.http import BodyError, decode_json, error_body
-from shared.schedule import ALWAYS_READY_MAX, MAX_BURST_MAX, ZONE_REDUNDANT_MIN, Surge
+from shared.scale.schedule import ALWAYS_READY_MAX, MAX_BURST_MAX, ZONE_REDUNDANT_MIN, Surge
 
 __all__ = [
     "MAX_MINUTES",

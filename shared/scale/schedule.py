@@ -1,6 +1,7 @@
 """The scale schedule: parse and check SCALE_SCHEDULE, and say what "now" asks for.
 
-Pure: time in, desired state out. ARM lives in shared/scaler.py, surges in shared/surge.py.
+Pure: time in, desired state out. ARM lives in shared/scale/arm.py and tick.py, surges in
+shared/scale/surge.py, and the preview command in shared/scale/preview.py.
 
 Time semantics (DST):
 - Everything is computed on real instants (UTC). Window boundaries are local wall-clock
@@ -12,26 +13,18 @@ Time semantics (DST):
   is its first occurrence: 01:00-03:00 lasts three real hours, and a window ending at 01:30
   ends the first time the clock reads 01:30 instead of switching back on half an hour later.
 - Instance-hours integrate over real elapsed time, so a fall-back night counts 25 hours.
-
-Also the preview command: ``python -m shared.schedule preview [--days 7]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 import re
-import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from shared.settings import with_local_settings
 
 __all__ = [
     "ALWAYS_READY_MAX",
@@ -48,7 +41,6 @@ __all__ = [
     "Transition",
     "Window",
     "desired_at",
-    "main",
     "parse_schedule",
     "summarize",
     "transitions",
@@ -523,155 +515,3 @@ def summarize(schedule: Schedule, start: datetime, end: datetime,
     hours = (end - start).total_seconds() / 3600
     peak = max(t.desired.always_ready for t in steps)
     return Summary(hours=hours, instance_hours=total, peak=peak, flat_instance_hours=peak * hours)
-
-
-# --------------------------------------------------------------------------- preview CLI
-
-
-@dataclass(frozen=True)
-class _Source:
-    text: str
-    # Where the text came from, for the preview's heading.
-    name: str
-    zone_redundant: bool
-    max_burst_limit: int
-
-
-def _max_burst_limit(args: argparse.Namespace, env: Mapping[str, str],
-                     local_values: Mapping[str, str]) -> int:
-    """--max-burst-limit, else SCALE_MAX_BURST_LIMIT as the app reads it, else its default."""
-    if args.max_burst_limit is not None:
-        raw = str(args.max_burst_limit)
-    else:
-        raw = env.get("SCALE_MAX_BURST_LIMIT") or local_values.get("SCALE_MAX_BURST_LIMIT", "")
-    if not raw.strip():
-        return MAX_BURST_LIMIT_DEFAULT
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ValueError(f"SCALE_MAX_BURST_LIMIT: expected a whole number, got {raw!r}") from None
-    if not 1 <= value <= MAX_BURST_MAX:
-        raise ValueError(f"SCALE_MAX_BURST_LIMIT: expected 1 to {MAX_BURST_MAX}, got {value}")
-    return value
-
-
-def _read_source(args: argparse.Namespace, env: Mapping[str, str]) -> _Source:
-    """The schedule text by --file, env, local settings, and the plan limits to check it by."""
-    local_values = with_local_settings(args.settings, env={})  # the file's Values alone
-    zr_text = env.get("SCALE_ZONE_REDUNDANT") or local_values.get("SCALE_ZONE_REDUNDANT", "")
-    zone_redundant = args.zone_redundant or zr_text.strip().lower() in {"1", "true", "yes", "on"}
-    limit = _max_burst_limit(args, env, local_values)
-    if args.file:
-        return _Source(Path(args.file).read_text(encoding="utf-8"), args.file, zone_redundant,
-                       limit)
-    if env.get("SCALE_SCHEDULE", "").strip():
-        return _Source(env["SCALE_SCHEDULE"], "SCALE_SCHEDULE", zone_redundant, limit)
-    text = local_values.get("SCALE_SCHEDULE", "")
-    if text.strip():
-        return _Source(text, f"{args.settings} Values.SCALE_SCHEDULE", zone_redundant, limit)
-    raise ScheduleError(None, f"no schedule: set SCALE_SCHEDULE, add it to {args.settings} "
-                              "Values, or pass --file")
-
-
-def _fmt_local(at: datetime, tz: ZoneInfo) -> str:
-    return at.astimezone(tz).strftime("%a %Y-%m-%d %H:%M %Z")
-
-
-def _why(d: Desired) -> str:
-    """The windows and surges behind a state; "default" when none is."""
-    names: list[str] = []
-    for key in ("alwaysReady", "preWarmed", "maxBurst"):
-        for name in d.reasons.get(key, ()):
-            if name not in names and name not in {"default", "alwaysReady"}:
-                names.append(name)
-    return ", ".join(names) or "default"
-
-
-def render_preview(schedule: Schedule, start: datetime, days: float,
-                   price_per_hour: float | None, source: str) -> str:
-    end = start + timedelta(days=days)
-    tz = schedule.tz
-    steps = transitions(schedule, start, end)
-    summary = summarize(schedule, start, end)
-    lines = [
-        f"Scale schedule from {source} ({schedule.timezone}), {days:g} days from "
-        f"{_fmt_local(start, tz)}",
-        "",
-        f"  {'local time':<24} {'alwaysReady':>11} {'preWarmed':>9} {'maxBurst':>8}  because",
-    ]
-    for step in steps:
-        d = step.desired
-        lines.append(f"  {_fmt_local(step.at, tz):<24} {d.always_ready:>11} {d.pre_warmed:>9} "
-                     f"{d.max_burst:>8}  {_why(d)}")
-    lines += [
-        "",
-        f"Always-ready instance-hours over {summary.hours:g} real hours:",
-        f"  scheduled                {summary.instance_hours:>10.1f}",
-        f"  flat at peak ({summary.peak:>2})       {summary.flat_instance_hours:>10.1f}",
-    ]
-    share = summary.saved / summary.flat_instance_hours * 100 if summary.flat_instance_hours else 0
-    lines.append(f"  saved                    {summary.saved:>10.1f}  ({share:.1f}%)")
-    if days != 7:
-        per_week = 7 * 24 / summary.hours if summary.hours else 0.0
-        lines.append(f"  scheduled per week       {summary.instance_hours * per_week:>10.1f}")
-    if price_per_hour is not None:
-        lines += [
-            "",
-            f"At {price_per_hour:g} per instance-hour:",
-            f"  scheduled                {summary.instance_hours * price_per_hour:>10.2f}",
-            f"  flat at peak             {summary.flat_instance_hours * price_per_hour:>10.2f}",
-            f"  saved                    {summary.saved * price_per_hour:>10.2f}",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def _parse_start(text: str | None, tz: ZoneInfo) -> datetime:
-    if text is None:
-        return datetime.now(UTC).replace(second=0, microsecond=0)
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        return local_instant(parsed, tz)
-    return parsed.astimezone(UTC)
-
-
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.schedule",
-                                     description="Check and preview the scale schedule.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    preview = sub.add_parser("preview", help="print the coming transitions and instance-hours")
-    preview.add_argument("--days", type=float, default=7.0, help="span to preview (default 7)")
-    preview.add_argument("--file", help="read the schedule JSON from this file")
-    preview.add_argument("--settings", default="local.settings.json",
-                         help="local settings file to read Values from")
-    preview.add_argument("--start", help="start instead of now (ISO; no offset = schedule time)")
-    preview.add_argument("--price-per-hour", type=float, dest="price",
-                         help="price of one instance-hour, to print money too")
-    preview.add_argument("--zone-redundant", action="store_true",
-                         help="check the schedule as for a zone-redundant plan (also read "
-                              "from SCALE_ZONE_REDUNDANT)")
-    preview.add_argument("--max-burst-limit", type=int, metavar="N",
-                         help="the region's plan maximum burst to check maxBurst against "
-                              f"(default SCALE_MAX_BURST_LIMIT, else {MAX_BURST_LIMIT_DEFAULT})")
-    args = parser.parse_args(argv)
-
-    if not 0 < args.days <= 366:
-        parser.error("--days must be more than 0 and at most 366")
-    if args.price is not None and args.price < 0:
-        parser.error("--price-per-hour must not be negative")
-    try:
-        source = _read_source(args, os.environ if env is None else env)
-        schedule = parse_schedule(source.text, zone_redundant=source.zone_redundant,
-                                  max_burst_limit=source.max_burst_limit)
-        start = _parse_start(args.start, schedule.tz)
-    except ScheduleError as exc:
-        print(f"invalid schedule: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    sys.stdout.write(render_preview(schedule, start, args.days, args.price, source.name))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""The house rules, read from the code: two wings that never import each other, one
+module-level state, and nothing outside tests/ importing tests."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from devhost.services import ROOT
+
+SHARED = ROOT / "shared"
+
+
+def _module(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at any level (function-level imports included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            # "from shared.scale import surge" imports the module shared.scale.surge.
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+GRAPH = {_module(p): {m for m in _imports(p) if m.startswith("shared")}
+         for p in SHARED.rglob("*.py")}
+
+
+def _reach(module: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        for dep in GRAPH.get(todo.pop(), set()):
+            if dep in GRAPH and dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+def _wing(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in {"dip", "scale"} else None
+
+
+def test_both_wings_exist_and_hold_their_modules() -> None:
+    dip = {m for m in GRAPH if _wing(m) == "dip"}
+    scale = {m for m in GRAPH if _wing(m) == "scale"}
+    assert {"shared.dip.lookup", "shared.dip.valve", "shared.dip.loader"} <= dip
+    assert {"shared.scale.schedule", "shared.scale.tick", "shared.scale.surge_api"} <= scale
+
+
+def test_no_module_of_one_wing_reaches_the_other_even_through_the_core() -> None:
+    crossings = sorted(
+        f"{module} -> {dep}"
+        for module in GRAPH if _wing(module)
+        for dep in _reach(module)
+        if _wing(dep) and _wing(dep) != _wing(module)
+    )
+    assert crossings == []
+
+
+def test_the_core_imports_no_wing_except_the_runtime_that_wires_them() -> None:
+    core = {m for m in GRAPH if _wing(m) is None and m not in {"shared", "shared.dip",
+                                                                "shared.scale"}}
+    assert "shared.runtime" in core
+    reaching = sorted(m for m in core - {"shared.runtime"}
+                      if any(_wing(d) for d in GRAPH[m]))
+    assert reaching == []
+
+
+def test_the_check_sees_a_crossing_when_there_is_one() -> None:
+    GRAPH["shared.dip.example"] = {"shared.http"}
+    GRAPH["shared.http"] = GRAPH["shared.http"] | {"shared.scale.tick"}
+    try:
+        assert "shared.scale.tick" in _reach("shared.dip.example")
+    finally:
+        del GRAPH["shared.dip.example"]
+        GRAPH["shared.http"] = GRAPH["shared.http"] - {"shared.scale.tick"}
+
+
+def _module_state(path: Path) -> list[str]:
+    """Module-level mutable state: ``global`` statements, and lower-case names bound to a
+    mutable container (upper-case names are constants by convention)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = [f"global {', '.join(n.names)}" for n in ast.walk(tree)
+             if isinstance(n, ast.Global)]
+    for node in tree.body:
+        targets: list[ast.expr] = []
+        value: ast.expr | None = None
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        mutable = isinstance(value, ast.Dict | ast.List | ast.Set) or (
+            isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
+            and value.func.id in {"dict", "list", "set", "defaultdict", "deque"})
+        for target in targets:
+            if (mutable and isinstance(target, ast.Name) and not target.id.isupper()
+                    and not target.id.startswith("__")):
+                found.append(target.id)
+    return found
+
+
+def test_the_runtime_is_the_only_module_level_state_in_shared() -> None:
+    stateful = {_module(p): _module_state(p) for p in SHARED.rglob("*.py")}
+    assert {m: s for m, s in stateful.items() if s} == {"shared.runtime": ["global _current",
+                                                                            "global _current"]}
+
+
+def test_nothing_outside_tests_imports_tests() -> None:
+    offenders = sorted(
+        str(path.relative_to(ROOT))
+        for folder in ("shared", "devhost", "bench")
+        for path in (ROOT / folder).rglob("*.py")
+        if any(m == "tests" or m.startswith("tests.") for m in _imports(path))
+    ) + (["function_app.py"] if any(m.startswith("tests") for m in
+                                    _imports(ROOT / "function_app.py")) else [])
+    assert offenders == []
