@@ -135,8 +135,8 @@ async def ensure_loaded(table: TableClient, population: Population, workdir: Pat
         raise RuntimeError(f"the loader rejected {len(report.rejected)} synthetic rows, "
                            f"first: {report.rejected[0]}")
     # The marker goes last: a load cut short is redone next time.
-    marker = CustomerRecord(_MARKER.value, population.tag, False, "")
-    for entity in entities_for(marker, ()):
+    tag = CustomerRecord(_MARKER.value, population.tag, False, "")
+    for entity in entities_for(tag, ()):
         await table.upsert_entity(entity)
     return {"loaded": True, "seconds": round(loop.time() - started, 1),
             "customers": report.customers, "entities": report.entities}

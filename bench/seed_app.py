@@ -59,7 +59,8 @@ async def seed_lookup(body: bytes, content_type: str | None) -> dict[str, Any]:
     cache_key = f"cache:{request.conversation_id}"
     cached = await redis.get(cache_key)
     if cached is not None:
-        result: dict[str, Any] = ast.literal_eval(cached.decode())
+        text = cached.decode() if isinstance(cached, bytes) else str(cached)
+        result: dict[str, Any] = ast.literal_eval(text)
         result["source"] = "cache"
         return result
     key = lookup_key(request, settings.default_region)

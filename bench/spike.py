@@ -303,9 +303,9 @@ async def run_variant(cfg: Config, variant: Variant, schedule: list[Arrival], pr
     if variant.fault == "redis-kill":
         cpu["redis"] = None  # the killed server's count went with it
     result["cpuSeconds"] = cpu
-    answered = result["status2xx"]
-    result["appCpuMsPerDip"] = (round(cpu["app"] * 1000 / answered, 2)
-                                if cpu.get("app") is not None and answered else None)
+    answered, app_cpu = result["status2xx"], cpu.get("app")
+    result["appCpuMsPerDip"] = (round(app_cpu * 1000 / answered, 2)
+                                if app_cpu is not None and answered else None)
     # SYNs the kernel dropped at a full accept queue (the app's, most likely) during the
     # run: each costs the caller a 1 s retransmit.
     result["listenOverflows"] = overflows

@@ -125,7 +125,7 @@ param keyVaultSoftDeleteRetentionInDays int = 90
 // Not offered: Consumption (no rate-limit-by-key), BasicV2 (no static outbound address and
 // no outbound virtual network integration, so nothing can admit it alone to the app), and
 // PremiumV2 (not in API version 2024-05-01's SKU list, nor in azure-mgmt-apimanagement
-// 5.0.0's that tests/bicep_model_check.py checks with). See modules/apim.bicep.
+// 5.0.0's that tests/support/bicep_model_check.py checks with). See modules/apim.bicep.
 @description('Optional. API Management tier: Developer, Basic, Standard or Premium (the app admits their static addresses), or StandardV2 (the app admits its integration subnet; see apimSubnetAddressPrefix).')
 @allowed([
   'Developer'

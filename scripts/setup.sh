@@ -1,4 +1,4 @@
-# Sourced by scripts/run and scripts/test: installs whatever this machine lacks.
+# Sourced by scripts/run and scripts/test: installs what the machine it runs on lacks.
 # Idempotent: each step checks first, so a second run costs seconds.
 set -euo pipefail
 

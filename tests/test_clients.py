@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from azure.core.exceptions import ResourceNotFoundError
@@ -22,6 +23,7 @@ BASE = {"CustomerStorage": "UseDevelopmentStorage=true"}
 async def test_rediss_without_a_password_uses_entra_id() -> None:
     settings = load_settings({**BASE, "REDIS_URL": "rediss://amr.eastus.redis.azure.net:10000/0"})
     client = make_redis(settings)
+    assert isinstance(client, aioredis.Redis)
     try:
         kwargs = client.connection_pool.connection_kwargs
         assert isinstance(kwargs["credential_provider"], EntraIdCredentialsProvider)
@@ -34,6 +36,7 @@ async def test_rediss_without_a_password_uses_entra_id() -> None:
 async def test_a_password_in_the_url_is_used_as_is() -> None:
     settings = load_settings({**BASE, "REDIS_URL": "rediss://:local-secret@cache:6380/0"})
     client = make_redis(settings)
+    assert isinstance(client, aioredis.Redis)
     try:
         assert "credential_provider" not in client.connection_pool.connection_kwargs
     finally:
@@ -43,6 +46,7 @@ async def test_a_password_in_the_url_is_used_as_is() -> None:
 async def test_redis_commands_time_out_at_the_configured_budget() -> None:
     settings = load_settings({**BASE, "REDIS_TIMEOUT_MS": "75"})
     client = make_redis(settings)
+    assert isinstance(client, aioredis.Redis)
     try:
         assert client.connection_pool.connection_kwargs["socket_timeout"] == pytest.approx(0.075)
     finally:

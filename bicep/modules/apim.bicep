@@ -16,7 +16,7 @@ param tags object = {}
 //   outbound virtual network integration, so no rule can admit it, and only it, to the
 //   function app (api-management-howto-ip-addresses, integrate-vnet-outbound).
 // - Premium v2 is not in the SKU list of API version 2024-05-01, the newest GA version, nor
-//   of azure-mgmt-apimanagement 5.0.0 that tests/bicep_model_check.py checks bodies with.
+//   of azure-mgmt-apimanagement 5.0.0 that tests/support/bicep_model_check.py checks bodies with.
 @description('Optional. Pricing tier. The classic tiers call the function app from static public addresses; StandardV2 calls it through outboundSubnetResourceId.')
 @allowed([
   'Developer'

@@ -42,7 +42,7 @@ resource keyVault 'Microsoft.KeyVault/vaults@2024-11-01' existing = {
 }
 
 // Bicep has no type definitions for sites/host/functionKeys (Azure/bicep-types-az#1356), so
-// it warns BCP081; the body is the documented one, checked by tests/bicep_model_check.py.
+// it warns BCP081; the body is the documented one, checked by tests/support/bicep_model_check.py.
 #disable-next-line BCP081
 resource functionAppHost_apimKey 'Microsoft.Web/sites/host/functionKeys@2024-11-01' = {
   parent: functionAppHost

@@ -75,7 +75,7 @@ async def test_entries_are_json_not_python_reprs(redis: aioredis.Redis) -> None:
     k = key()
     await cache.put(k, GOLD, 1.0)
     raw = await redis.get("dipguard:answer:" + k)
-    assert raw is not None and raw.startswith(b"{") and b'"tier":"Gold"' in raw
+    assert isinstance(raw, bytes) and raw.startswith(b"{") and b'"tier":"Gold"' in raw
 
 
 async def test_an_unreadable_entry_is_a_miss(redis: aioredis.Redis) -> None:

@@ -71,7 +71,7 @@ class CountingStore:
 
     async def get(self, key: LookupKey, timeout: float) -> CustomerRecord | None:
         self.reads += 1
-        return await self.inner.get(key, timeout)  # type: ignore[attr-defined, no-any-return]
+        return await self.inner.get(key, timeout)  # type: ignore[attr-defined]
 
 
 def test_customer_id_wins_over_the_ani() -> None:
@@ -302,7 +302,7 @@ async def test_a_deadline_spent_before_the_valve_sheds_without_asking_it() -> No
             return True
 
     valve = CountingValve()
-    service = DipService(cache=SlowCache(), valve=valve, store=CountingStore(None),  # type: ignore[arg-type]
+    service = DipService(cache=SlowCache(), valve=valve, store=CountingStore(None),
                          deadline_ms=2500, db_timeout_ms=1500, redis_timeout_ms=100,
                          max_inflight_reads=4, degraded_tier="Standard", region="US",
                          clock=lambda: now[0])
@@ -325,7 +325,7 @@ def test_dip_service_is_constructible_without_io() -> None:
         async def admit(self, timeout: float) -> bool:
             return True
 
-    service = DipService(cache=Nothing(), valve=Nothing(), store=Nothing(),  # type: ignore[arg-type]
+    service = DipService(cache=Nothing(), valve=Nothing(), store=Nothing(),
                          deadline_ms=2500, db_timeout_ms=1500, redis_timeout_ms=100,
                          max_inflight_reads=4, degraded_tier="Standard", region="US")
     assert service.inflight_reads == 0

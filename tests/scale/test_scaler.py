@@ -289,7 +289,7 @@ async def test_dry_run_reads_and_reports_but_never_writes(fake: FakeArm,
 
 async def test_invalid_schedule_keeps_the_current_state(fake: FakeArm,
                                                         gateway: AzureArmGateway) -> None:
-    bad = dict(SCHEDULE, windows=[{**SCHEDULE["windows"][0], "start": "7:00"}])  # type: ignore[dict-item]
+    bad = dict(SCHEDULE, windows=[{**SCHEDULE["windows"][0], "start": "7:00"}])
     fake.state.always_ready = 3
     report = await tick(make_settings(SCALE_SCHEDULE=json.dumps(bad)), gateway)
     assert report.outcome == "invalid_schedule"

@@ -300,6 +300,12 @@ class StubCredential:
     async def close(self) -> None:
         pass
 
+    async def __aenter__(self) -> StubCredential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
 
 @functools.cache
 def _authority() -> tuple[trustme.CA, trustme.LeafCert]:

@@ -40,7 +40,7 @@ def text(req: func.HttpRequest) -> str:
 
 @app.timer_trigger(schedule="0 0 3 * * *", arg_name="timer", run_on_startup=False)
 def nightly(timer: func.TimerRequest) -> None:
-    _seen["timer"].append({"pastDue": timer.past_due, "status": timer.schedule_status})
+    _seen["timer"].append({"pastDue": timer.past_due})
 
 
 @app.warm_up_trigger("warmup")

@@ -1,0 +1,180 @@
+"""The Elastic Premium plan and the function app on it.
+
+Plan sizes, the burst ceiling and its regional limit (a burst above it fails the deployment
+early), always-ready and pre-warmed instances, zone redundancy's three-instance floor, the
+Python runtime and TLS, basic-auth publishing off, the azd service tag, and one Python worker
+process per vCPU with an instance's read budgets split between its worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.settings import load_settings
+from tests.support.bicep import (
+    MAIN,
+    ROOT,
+    DeploymentFailure,
+    Template,
+    app_settings_for,
+    decorators,
+    function,
+    module,
+    module_call,
+    parsed,
+    resolve,
+    resources_of,
+    unquoted,
+)
+
+
+def test_plan_is_linux_elastic_premium_sized_by_parameter() -> None:
+    app = module("function-app")
+    (plan,) = resources_of(app, "Microsoft.Web/serverfarms")
+    assert plan["kind"] == "elastic"
+    assert plan["sku"]["tier"] == "ElasticPremium"
+    assert plan["sku"]["name"] == "planSku"
+    assert plan["properties"]["reserved"] is True
+    assert plan["properties"]["maximumElasticWorkerCount"] == "maximumElasticWorkerCountChecked"
+    assert plan["properties"]["zoneRedundant"] == "zoneRedundant"
+    for doc in (app, parsed(MAIN)):
+        plan_sku = doc["parameters"]["planSku"]
+        assert decorators(plan_sku)["allowed"] == ["EP1", "EP2", "EP3"]
+        assert plan_sku["default"] == "EP1"
+    assert decorators(app["parameters"]["maximumElasticWorkerCount"])["max_value"] == 100
+
+
+def _plan_burst(**values: Any) -> Any:
+    """The maximum burst function-app.bicep writes on the plan, given its parameters."""
+    app = module("function-app")
+    (plan,) = resources_of(app, "Microsoft.Web/serverfarms")
+    return resolve(plan["properties"]["maximumElasticWorkerCount"], Template(app, values))
+
+
+def test_the_burst_ceiling_is_a_parameter_defaulting_to_the_common_regional_limit() -> None:
+    # Linux Elastic Premium: 20 in many regions, 100 in others (functions-premium-plan).
+    from shared.settings import SETTINGS
+
+    (spec,) = [s for s in SETTINGS if s.name == "SCALE_MAX_BURST_LIMIT"]
+    for doc in (module("function-app"), parsed(MAIN)):
+        limit = doc["parameters"]["maxBurstLimit"]
+        assert limit["default"] == 20 == int(spec.default or "")
+        assert (decorators(limit)["min_value"], decorators(limit)["max_value"]) == (1, 100)
+    params = module_call(parsed(MAIN), "modules/function-app.bicep")["params"]
+    assert params["maxBurstLimit"] == "maxBurstLimit"
+    # The app reads the same number, and holds every schedule maxBurst to it.
+    assert app_settings_for({})["SCALE_MAX_BURST_LIMIT"] == "20"
+    assert app_settings_for({"maxBurstLimit": 100})["SCALE_MAX_BURST_LIMIT"] == "100"
+    assert load_settings(app_settings_for({"maxBurstLimit": 100})).scale_max_burst_limit == 100
+
+
+@pytest.mark.parametrize(("burst", "limit"), [(20, 20), (1, 20), (60, 100), (100, 100)])
+def test_a_burst_within_the_regions_limit_is_deployed(burst: int, limit: int) -> None:
+    assert _plan_burst(maximumElasticWorkerCount=burst, maxBurstLimit=limit) == burst
+
+
+@pytest.mark.parametrize(("burst", "limit"), [(21, 20), (60, 20), (100, 60)])
+def test_a_burst_above_the_regions_limit_fails_the_deployment_early(burst: int,
+                                                                   limit: int) -> None:
+    with pytest.raises(DeploymentFailure, match="above maxBurstLimit"):
+        _plan_burst(maximumElasticWorkerCount=burst, maxBurstLimit=limit)
+
+
+def test_always_ready_and_pre_warmed_are_wired_to_parameters() -> None:
+    app = module("function-app")
+    (site,) = resources_of(app, "Microsoft.Web/sites")
+    config = site["properties"]["siteConfig"]
+    assert config["minimumElasticInstanceCount"] == "alwaysReadyChecked"
+    assert config["preWarmedInstanceCount"] == "preWarmedInstanceCount"
+    assert config["functionAppScaleLimit"] == "functionAppScaleLimit"
+    (plan,) = resources_of(app, "Microsoft.Web/serverfarms")
+    assert plan["sku"]["capacity"] == "alwaysReadyChecked"
+    # main.bicep hands its own parameters straight to the module.
+    params = module_call(parsed(MAIN), "modules/function-app.bicep")["params"]
+    for name in ("alwaysReadyInstanceCount", "preWarmedInstanceCount", "functionAppScaleLimit",
+                 "maximumElasticWorkerCount", "zoneRedundant", "planSku"):
+        assert params[name] == name
+        assert name in parsed(MAIN)["parameters"]
+
+
+def test_zone_redundancy_requires_three_always_ready_instances() -> None:
+    checked = module("function-app")["variables"]["alwaysReadyChecked"]["value"]
+    op = checked["operator"]
+    assert op["type"] == "conditional"
+    condition = json.dumps(op["operands"]["condition"])
+    assert '"zoneRedundant"' in condition and '"alwaysReadyInstanceCount"' in condition
+    assert '"less_than"' in condition and '"operand_2": 3' in condition
+    # The failing branch is int() of a message: an error ARM raises at validation time.
+    failing = function(op["operands"]["true_value"], "int")
+    assert failing is not None and "at least 3" in json.dumps(failing)
+    assert op["operands"]["false_value"] == "alwaysReadyInstanceCount"
+
+
+def test_function_app_is_python_313_https_only_with_a_system_identity() -> None:
+    (site,) = resources_of(module("function-app"), "Microsoft.Web/sites")
+    assert site["kind"] == "functionapp,linux"
+    assert site["identity"]["type"] == "SystemAssigned"
+    props = site["properties"]
+    assert props["httpsOnly"] is True
+    config = props["siteConfig"]
+    assert config["linuxFxVersion"] == "Python|3.13"
+    assert config["minTlsVersion"] == "1.2"
+    assert config["scmMinTlsVersion"] == "1.2"
+    assert config["ftpsState"] == "Disabled"
+    assert config["remoteDebuggingEnabled"] is False
+
+
+def test_basic_auth_publishing_is_off() -> None:
+    policies = resources_of(
+        module("function-app"), "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
+    )
+    assert sorted(p["name"] for p in policies) == ["ftp", "scm"]
+    assert all(p["properties"]["allow"] is False for p in policies)
+
+
+def test_function_app_carries_the_azd_service_tag_of_azure_yaml() -> None:
+    (site,) = resources_of(module("function-app"), "Microsoft.Web/sites")
+    tags = function(site["tags"], "union")
+    assert tags is not None
+    tag_objects = [v for v in tags.values() if isinstance(v, dict)]
+    assert [unquoted(t) for t in tag_objects] == [{"azd-service-name": "azdServiceName"}]
+    params = module_call(parsed(MAIN), "modules/function-app.bicep")["params"]
+    azure_yaml = yaml.safe_load((ROOT / "azure.yaml").read_text())
+    assert list(azure_yaml["services"]) == [params["azdServiceName"]]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({}, "1"),                                          # EP1 by default
+    ({"planSku": "EP2"}, "2"),
+    ({"planSku": "EP3"}, "4"),
+    ({"planSku": "EP2", "workerProcessCount": 3}, "3"),
+])
+def test_one_python_worker_process_per_vcpu_unless_told(overrides: dict[str, Any],
+                                                         expected: str) -> None:
+    assert app_settings_for(overrides)["FUNCTIONS_WORKER_PROCESS_COUNT"] == expected
+
+
+def test_every_plan_size_has_a_vcpu_count() -> None:
+    main = parsed(MAIN)
+    allowed = decorators(main["parameters"]["planSku"])["allowed"]
+    assert sorted(main["variables"]["vcpusOfSku"]["value"]) == sorted(allowed)
+
+
+@pytest.mark.parametrize(("overrides", "local_qps", "inflight"), [
+    ({}, "20", "16"),                                   # EP1: one worker has it all
+    ({"planSku": "EP2"}, "10", "8"),
+    ({"planSku": "EP3"}, "5", "4"),
+    ({"planSku": "EP2", "workerProcessCount": 3}, "6", "5"),
+    ({"planSku": "EP3", "localDbQpsPerInstance": 2}, "1", "4"),  # never below one
+])
+def test_an_instances_read_budgets_are_split_between_its_worker_processes(
+    overrides: dict[str, Any], local_qps: str, inflight: str,
+) -> None:
+    # Both settings are counted in each process: unsplit, more workers would multiply them.
+    settings = app_settings_for(overrides)
+    assert settings["LOCAL_DB_QPS"] == local_qps
+    assert settings["MAX_INFLIGHT_DB_READS"] == inflight

@@ -1,0 +1,118 @@
+"""Every setting the app reads is deployed, with values the app accepts.
+
+Every name in shared.settings.DEPLOYED_SETTINGS is set on the function app, the Functions
+host gets its runtime and identity-based storage, the values deployed (by default and by each
+environment) pass the app's own validation, the gateway waits longer than the handler
+deadline, and the tuning defaults main.bicep restates match the code's.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from shared.scale.schedule import parse_schedule
+from shared.settings import DEPLOYED_SETTINGS, SettingsError, load_settings
+from tests.support import bicep_model_check as mc
+from tests.support.bicep import (
+    MAIN,
+    PARAM_FILES,
+    ROOT,
+    app_settings_for,
+    bicepparam_values,
+    decorators,
+    default_of,
+    dotted,
+    function,
+    literal_keys,
+    module,
+    module_call,
+    parsed,
+    policy,
+    resources_of,
+)
+
+
+def _deployed_setting_names() -> set[str]:
+    app = module("function-app")
+    (site,) = resources_of(app, "Microsoft.Web/sites")
+    app_settings = site["properties"]["siteConfig"]["appSettings"]
+    # appSettings is a loop over items(appSettingsMap), with name = key, value = string(value).
+    assert mc._is_loop(app_settings)
+    source = app_settings["loop_type"]["detail"]["array_name"]
+    assert function(source, "items") == {"arg_1": "appSettingsMap"}
+    assert dotted(app_settings["config"]["name"]) == "setting.key"
+    names = literal_keys("appSettingsMap", app["variables"])
+    # The rest comes from main.bicep through the module's appSettings parameter.
+    main = parsed(MAIN)
+    passed = module_call(main, "modules/function-app.bicep")["params"]["appSettings"]
+    return names | literal_keys(passed, main["variables"])
+
+
+def test_every_setting_the_app_reads_is_set_by_the_bicep() -> None:
+    missing = set(DEPLOYED_SETTINGS) - _deployed_setting_names()
+    assert not missing, f"add these app settings to bicep/: {sorted(missing)}"
+
+
+def test_the_functions_host_gets_its_runtime_and_identity_based_storage() -> None:
+    names = _deployed_setting_names()
+    assert {"FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME",
+            "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+            "AzureWebJobsStorage__accountName", "AzureWebJobsStorage__credential",
+            "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "WEBSITE_CONTENTSHARE"} <= names
+    assert "AzureWebJobsStorage" not in names  # no connection string for host storage
+    platform = module("function-app")["variables"]["platformSettings"]["value"]
+    assert platform["FUNCTIONS_EXTENSION_VERSION"] == "~4"
+    assert platform["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert platform["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert platform["REDIS_URL"] == "redisUrl"
+    main = parsed(MAIN)
+    params = module_call(main, "modules/function-app.bicep")["params"]
+    assert dotted(params["redisUrl"]) == "redis.outputs.url"
+
+
+def test_deployed_values_pass_the_apps_own_settings_validation() -> None:
+    settings = load_settings(app_settings_for({}))
+    assert settings.handler_deadline_ms == 2500
+    assert settings.customer_table == "customers"
+    assert settings.surge_table == "surges"
+    assert settings.storage_table_uri is not None
+
+
+@pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.name)
+def test_each_environment_deploys_settings_the_app_accepts(path: Path) -> None:
+    values = bicepparam_values(path)
+    settings = load_settings(app_settings_for(values))
+    assert settings.scale_zone_redundant is bool(values.get("zoneRedundant", False))
+    assert settings.scale_max_burst_limit == values.get("maxBurstLimit", 20)
+    # The schedule as deployed passes the scale timer's own check, against the deployed limit.
+    parse_schedule(settings.scale_schedule, zone_redundant=settings.scale_zone_redundant,
+                   max_burst_limit=settings.scale_max_burst_limit)
+
+
+def test_a_bad_tuning_value_would_be_caught() -> None:
+    with pytest.raises(SettingsError, match="DB_TIMEOUT_MS"):
+        load_settings(app_settings_for({"appTuning": {"DB_TIMEOUT_MS": "2600"}}))
+
+
+def test_the_gateway_waits_longer_than_the_handler_deadline() -> None:
+    main = parsed(MAIN)
+    deadline_max = decorators(main["parameters"]["handlerDeadlineMs"])["max_value"]
+    timeout = int(policy().find("./backend/limit-concurrency/forward-request").get("timeout-ms"))  # type: ignore[union-attr,arg-type]
+    assert default_of(main, "handlerDeadlineMs") < deadline_max < timeout
+
+
+def test_tuning_defaults_in_main_bicep_match_the_code_defaults() -> None:
+    """main.bicep restates shared/settings.py's defaults; a literal that drifts fails here."""
+    from shared.settings import SETTINGS
+
+    text = (ROOT / "bicep" / "main.bicep").read_text(encoding="utf-8")
+    block = re.search(r"var tuningDefaults = \{(.*?)\n\}", text, re.DOTALL)
+    assert block is not None
+    literals = dict(re.findall(r"^\s+([A-Z_]+): '([^']*)'", block.group(1), re.MULTILINE))
+    defaults = {spec.name: spec.default for spec in SETTINGS}
+    assert literals, "no literal tuning values found"
+    for name, value in literals.items():
+        assert defaults[name] == value, f"{name}: main.bicep {value}, code {defaults[name]}"
