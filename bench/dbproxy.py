@@ -31,8 +31,18 @@ from yarl import URL
 
 __all__ = ["DbProxy", "main"]
 
-_HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive",
-               "content-encoding", "proxy-connection", "upgrade", "te", "trailer"}
+_HOP_BY_HOP = {
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "content-encoding",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+}
 MODES = ("normal", "stall", "down")
 
 
@@ -48,10 +58,10 @@ class DbProxy:
         self._session: ClientSession | None = None
         self.waiting = 0
         self.in_service = 0
-        self.reads: list[float] = []      # arrival of each GET
-        self.served: list[float] = []     # start of service of each GET
+        self.reads: list[float] = []  # arrival of each GET
+        self.served: list[float] = []  # start of service of each GET
         self.resets = 0
-        self.refused: list[float] = []   # requests reset while "down"
+        self.refused: list[float] = []  # requests reset while "down"
         self.samples: list[tuple[float, int, int]] = []
         self._sampler: asyncio.Task[None] | None = None
 
@@ -64,7 +74,8 @@ class DbProxy:
         # Connections to Azurite are reused; more than the slots only for control traffic.
         self._session = ClientSession(
             connector=TCPConnector(limit=self.slots * 2, force_close=False),
-            timeout=ClientTimeout(total=60), auto_decompress=False,
+            timeout=ClientTimeout(total=60),
+            auto_decompress=False,
         )
         self._sampler = asyncio.ensure_future(self._sample())
 
@@ -136,16 +147,21 @@ class DbProxy:
         # Nothing reaches the client: its connection is already gone.
         return web.Response(status=503)
 
-    async def _forward(self, request: web.Request,
-                       body: bytes) -> tuple[int, dict[str, str], bytes]:
+    async def _forward(
+        self, request: web.Request, body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         # The raw path, untouched: the request's signature covers it byte for byte.
         url = URL(self.upstream + request.raw_path, encoded=True)
         # No body, no Content-Type: aiohttp would add one, and the signature covers it.
-        async with self._session.request(request.method, url, headers=headers,
-                                         data=body or None,
-                                         skip_auto_headers=("Content-Type",)) as resp:
+        async with self._session.request(
+            request.method,
+            url,
+            headers=headers,
+            data=body or None,
+            skip_auto_headers=("Content-Type",),
+        ) as resp:
             payload = await resp.read()
             out = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP}
             return resp.status, out, payload
@@ -169,12 +185,20 @@ class DbProxy:
             self.resets = 0
             return web.json_response({"ok": True})
         if action == "stats" and request.method == "GET":
-            return web.json_response({
-                "mode": self.mode, "slots": self.slots, "serviceMs": self.service_s * 1000,
-                "waiting": self.waiting, "inService": self.in_service, "resets": self.resets,
-                "reads": self.reads, "served": self.served, "refused": self.refused,
-                "samples": self.samples,
-            })
+            return web.json_response(
+                {
+                    "mode": self.mode,
+                    "slots": self.slots,
+                    "serviceMs": self.service_s * 1000,
+                    "waiting": self.waiting,
+                    "inService": self.in_service,
+                    "resets": self.resets,
+                    "reads": self.reads,
+                    "served": self.served,
+                    "refused": self.refused,
+                    "samples": self.samples,
+                }
+            )
         return web.json_response({"error": "unknown control"}, status=404)
 
     def build(self) -> web.Application:
@@ -186,18 +210,25 @@ class DbProxy:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.dbproxy", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.dbproxy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", default="http://127.0.0.1:10002")
     parser.add_argument("--slots", type=int, default=8)
     parser.add_argument("--service-ms", type=float, default=32.0)
     args = parser.parse_args(argv)
     proxy = DbProxy(args.upstream, args.slots, args.service_ms)
-    print(f"dbproxy: 127.0.0.1:{args.port} -> {args.upstream}, {args.slots} slots x "
-          f"{args.service_ms:g} ms", flush=True)
-    web.run_app(proxy.build(), host="127.0.0.1", port=args.port, access_log=None, print=None,
-                backlog=1024)
+    print(
+        f"dbproxy: 127.0.0.1:{args.port} -> {args.upstream}, {args.slots} slots x "
+        f"{args.service_ms:g} ms",
+        flush=True,
+    )
+    web.run_app(
+        proxy.build(), host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=1024
+    )
     return 0
 
 

@@ -37,12 +37,12 @@ _HEADERS = {"Content-Type": "application/json"}
 class Driven:
     """What happened to each arrival, index for index."""
 
-    started: float                      # monotonic time of the schedule's zero
-    sent: list[float] = field(default_factory=list)      # seconds from ``started``
-    latency: list[float] = field(default_factory=list)   # seconds; the timeout if none
+    started: float  # monotonic time of the schedule's zero
+    sent: list[float] = field(default_factory=list)  # seconds from ``started``
+    latency: list[float] = field(default_factory=list)  # seconds; the timeout if none
     status: list[int] = field(default_factory=list)
     source: list[str] = field(default_factory=list)
-    lag: list[float] = field(default_factory=list)       # how late the driver fired it
+    lag: list[float] = field(default_factory=list)  # how late the driver fired it
     peak_inflight: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
 
@@ -52,22 +52,36 @@ def _source(payload: bytes) -> str:
     if at < 0:
         return ""
     at += len(_SOURCE_MARK)
-    return payload[at:payload.find(b'"', at)].decode()
+    return payload[at : payload.find(b'"', at)].decode()
 
 
-async def drive(url: str, schedule: Sequence[Arrival], profile: Profile, *,
-                timeout_s: float = 3.2, genesys_concurrency: int | None = None,
-                events: Sequence[tuple[float, Callable[[], Awaitable[None]]]] = (),
-                progress: bool = True, label: str = "") -> Driven:
+async def drive(
+    url: str,
+    schedule: Sequence[Arrival],
+    profile: Profile,
+    *,
+    timeout_s: float = 3.2,
+    genesys_concurrency: int | None = None,
+    events: Sequence[tuple[float, Callable[[], Awaitable[None]]]] = (),
+    progress: bool = True,
+    label: str = "",
+) -> Driven:
     loop = asyncio.get_running_loop()
     n = len(schedule)
-    run = Driven(started=0.0, sent=[0.0] * n, latency=[timeout_s] * n, status=[0] * n,
-                 source=[""] * n, lag=[0.0] * n)
+    run = Driven(
+        started=0.0,
+        sent=[0.0] * n,
+        latency=[timeout_s] * n,
+        status=[0] * n,
+        source=[""] * n,
+        lag=[0.0] * n,
+    )
     inflight = 0
     counts = {"5xx": 0, "4xx": 0, "timeout": 0, "error": 0, "capped": 0, "done": 0}
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
-    session = aiohttp.ClientSession(connector=connector,
-                                    timeout=aiohttp.ClientTimeout(total=timeout_s))
+    session = aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)
+    )
     tasks: set[asyncio.Task[None]] = set()
 
     async def call(i: int) -> None:
@@ -105,9 +119,15 @@ async def drive(url: str, schedule: Sequence[Arrival], profile: Profile, *,
                 await asyncio.sleep(delay)
             await action()
 
-    bar = tqdm(total=round(profile.seconds), unit="s", disable=not progress, file=sys.stderr,
-               desc=label, bar_format="{desc} {bar:20} {n_fmt}/{total_fmt}s{postfix}",
-               leave=True)
+    bar = tqdm(
+        total=round(profile.seconds),
+        unit="s",
+        disable=not progress,
+        file=sys.stderr,
+        desc=label,
+        bar_format="{desc} {bar:20} {n_fmt}/{total_fmt}s{postfix}",
+        leave=True,
+    )
 
     async def show() -> None:
         last_done, last_t = 0, loop.time()
@@ -165,8 +185,7 @@ async def drive(url: str, schedule: Sequence[Arrival], profile: Profile, *,
             shower.cancel()
         for task in list(tasks):
             task.cancel()
-        await asyncio.gather(eventer, *([shower] if shower else []), *tasks,
-                             return_exceptions=True)
+        await asyncio.gather(eventer, *([shower] if shower else []), *tasks, return_exceptions=True)
         await session.close()
         bar.close()
         gc.enable()

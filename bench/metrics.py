@@ -31,8 +31,9 @@ def latency_stats(latencies: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def summarise(run: Driven, schedule: Sequence[Arrival], profile: Profile, *,
-              deadline_s: float) -> dict[str, Any]:
+def summarise(
+    run: Driven, schedule: Sequence[Arrival], profile: Profile, *, deadline_s: float
+) -> dict[str, Any]:
     n = len(schedule)
     statuses = Counter(run.status)
     sent = [i for i in range(n) if run.status[i] != CAP_REJECTED]
@@ -46,8 +47,9 @@ def summarise(run: Driven, schedule: Sequence[Arrival], profile: Profile, *,
     by_kind: dict[str, dict[str, int]] = {}
     for i in answered:
         kind = by_kind.setdefault(schedule[i].kind, {})
-        kind[run.source[i] or str(run.status[i])] = kind.get(run.source[i] or
-                                                             str(run.status[i]), 0) + 1
+        kind[run.source[i] or str(run.status[i])] = (
+            kind.get(run.source[i] or str(run.status[i]), 0) + 1
+        )
     spike_lat = [run.latency[i] for i in in_spike]
     by_source: dict[str, list[float]] = {}
     for i in in_spike:
@@ -88,9 +90,15 @@ def summarise(run: Driven, schedule: Sequence[Arrival], profile: Profile, *,
     }
 
 
-def timeline(run: Driven, schedule: Sequence[Arrival], seconds: float,
-             reads: Sequence[float], served: Sequence[float],
-             samples: Sequence[Sequence[float]], bucket: float = 1.0) -> dict[str, list[Any]]:
+def timeline(
+    run: Driven,
+    schedule: Sequence[Arrival],
+    seconds: float,
+    reads: Sequence[float],
+    served: Sequence[float],
+    samples: Sequence[Sequence[float]],
+    bucket: float = 1.0,
+) -> dict[str, list[Any]]:
     """Per-bucket series, times in seconds from the start of the schedule."""
     count = math.ceil(seconds / bucket) + 6
     lat: list[list[float]] = [[] for _ in range(count)]
@@ -132,8 +140,15 @@ def timeline(run: Driven, schedule: Sequence[Arrival], seconds: float,
     }
 
 
-def recovery(run: Driven, schedule: Sequence[Arrival], fault: tuple[float, float], *,
-             spike_start: float, share: float = 0.8, horizon: float = 20.0) -> dict[str, Any]:
+def recovery(
+    run: Driven,
+    schedule: Sequence[Arrival],
+    fault: tuple[float, float],
+    *,
+    spike_start: float,
+    share: float = 0.8,
+    horizon: float = 20.0,
+) -> dict[str, Any]:
     """How long after a fault clears until answers come from the database or the cache again.
 
     Recovered: the first 1-second window, sliding in 0.1 s steps from the moment the fault
@@ -141,22 +156,36 @@ def recovery(run: Driven, schedule: Sequence[Arrival], fault: tuple[float, float
     before the fault (at the peak). The clock runs from the fault clearing to that window's start.
     """
     start, end = fault
-    good = sorted(schedule[i].t for i in range(len(schedule))
-                  if run.status[i] == 200 and run.source[i] in {"database", "cache"})
+    good = sorted(
+        schedule[i].t
+        for i in range(len(schedule))
+        if run.status[i] == 200 and run.source[i] in {"database", "cache"}
+    )
     # The reference: the peak's own rate before the fault, never the ramp below it.
     ref_from = max(spike_start, start - 5.0)
     before = [t for t in good if ref_from <= t < start]
     baseline = len(before) / max(start - ref_from, 1e-6)
     target = share * baseline
-    first_db = next((schedule[i].t - end for i in range(len(schedule))
-                     if schedule[i].t >= end and run.status[i] == 200
-                     and run.source[i] == "database"), None)
-    first_cache = next((schedule[i].t - end for i in range(len(schedule))
-                        if schedule[i].t >= end and run.status[i] == 200
-                        and run.source[i] == "cache"), None)
+    first_db = next(
+        (
+            schedule[i].t - end
+            for i in range(len(schedule))
+            if schedule[i].t >= end and run.status[i] == 200 and run.source[i] == "database"
+        ),
+        None,
+    )
+    first_cache = next(
+        (
+            schedule[i].t - end
+            for i in range(len(schedule))
+            if schedule[i].t >= end and run.status[i] == 200 and run.source[i] == "cache"
+        ),
+        None,
+    )
     during = [t for t in good if start <= t < end]
     result: dict[str, Any] = {
-        "faultStartS": round(start, 2), "faultEndS": round(end, 2),
+        "faultStartS": round(start, 2),
+        "faultEndS": round(end, 2),
         "goodPerSBefore": round(baseline, 1),
         "goodPerSDuring": round(len(during) / max(end - start, 1e-6), 1),
         "firstDatabaseAfterS": None if first_db is None else round(first_db, 2),

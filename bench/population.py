@@ -23,8 +23,26 @@ from shared.dip.loader import load_file
 __all__ = ["Customer", "Population", "ensure_loaded"]
 
 # Real area codes; exchanges 200-999 that are not N11; any four-digit line number.
-_AREA_CODES = (212, 213, 305, 312, 317, 404, 415, 503, 512, 602, 615, 617, 702, 713, 720,
-               801, 816, 919)
+_AREA_CODES = (
+    212,
+    213,
+    305,
+    312,
+    317,
+    404,
+    415,
+    503,
+    512,
+    602,
+    615,
+    617,
+    702,
+    713,
+    720,
+    801,
+    816,
+    919,
+)
 _EXCHANGES = tuple(x for x in range(200, 1000) if x % 100 != 11)
 _LINES = 10_000
 _SPACE = len(_AREA_CODES) * len(_EXCHANGES) * _LINES
@@ -78,14 +96,21 @@ class Population:
             rng = random.Random(seed * 1_000_003 + i)
             count = 1 if rng.random() < 0.55 else 2
             cid = f"C-{i:06d}"
-            customers.append(Customer(cid, tuple(_number(_shuffle(seed, slot + k))
-                                                 for k in range(count))))
+            customers.append(
+                Customer(cid, tuple(_number(_shuffle(seed, slot + k)) for k in range(count)))
+            )
             slot += count
-            records.append(CustomerRecord(cid, _pick(rng, _TIERS), rng.random() < 0.04,
-                                          _pick(rng, _LANGUAGES)))
+            records.append(
+                CustomerRecord(cid, _pick(rng, _TIERS), rng.random() < 0.04, _pick(rng, _LANGUAGES))
+            )
         # Strangers come from the far end of the same permutation: nobody's number.
-        return cls(size, seed, tuple(customers), tuple(records),
-                   tuple(_number(_shuffle(seed, _SPACE - 1 - k)) for k in range(strangers)))
+        return cls(
+            size,
+            seed,
+            tuple(customers),
+            tuple(records),
+            tuple(_number(_shuffle(seed, _SPACE - 1 - k)) for k in range(strangers)),
+        )
 
     @property
     def tag(self) -> str:
@@ -95,8 +120,11 @@ class Population:
         """Does a table loaded with ``tag`` hold every customer of this population?"""
         fields = dict(part.split("=", 1) for part in tag.split(";") if "=" in part)
         try:
-            return (fields["generation"] == "2" and int(fields["seed"]) == self.seed
-                    and int(fields["size"]) >= self.size)
+            return (
+                fields["generation"] == "2"
+                and int(fields["seed"]) == self.seed
+                and int(fields["size"]) >= self.size
+            )
         except (KeyError, ValueError):
             return False
 
@@ -105,9 +133,15 @@ class Population:
             writer = csv.writer(out)
             writer.writerow(["customerId", "phone", "tier", "isVip", "preferredLanguage"])
             for customer, record in zip(self.customers, self.records, strict=True):
-                writer.writerow([customer.customer_id, ";".join(customer.phones), record.tier,
-                                 "true" if record.is_vip else "false",
-                                 record.preferred_language])
+                writer.writerow(
+                    [
+                        customer.customer_id,
+                        ";".join(customer.phones),
+                        record.tier,
+                        "true" if record.is_vip else "false",
+                        record.preferred_language,
+                    ]
+                )
 
 
 async def _marker(table: TableClient) -> str | None:
@@ -119,24 +153,30 @@ async def _marker(table: TableClient) -> str | None:
     return str(entity.get("Tier") or "")
 
 
-async def ensure_loaded(table: TableClient, population: Population, workdir: Path, *,
-                        progress: bool = True) -> dict[str, object]:
+async def ensure_loaded(
+    table: TableClient, population: Population, workdir: Path, *, progress: bool = True
+) -> dict[str, object]:
     """Load the population through ``shared.dip.loader.load_file`` unless the table has it."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     marker = await _marker(table)
     if marker is not None and population.contained_in(marker):
-        return {"loaded": False, "seconds": 0.0, "customers": population.size,
-                "tableHolds": marker}
+        return {"loaded": False, "seconds": 0.0, "customers": population.size, "tableHolds": marker}
     path = workdir / f"population-{population.size}-{population.seed}.csv"
     population.write_csv(path)
     report = await load_file(path, table, "US", progress=progress)
     if report.rejected:
-        raise RuntimeError(f"the loader rejected {len(report.rejected)} synthetic rows, "
-                           f"first: {report.rejected[0]}")
+        raise RuntimeError(
+            f"the loader rejected {len(report.rejected)} synthetic rows, "
+            f"first: {report.rejected[0]}"
+        )
     # The marker goes last: a load cut short is redone next time.
     tag = CustomerRecord(_MARKER.value, population.tag, False, "")
     for entity in entities_for(tag, ()):
         await table.upsert_entity(entity)
-    return {"loaded": True, "seconds": round(loop.time() - started, 1),
-            "customers": report.customers, "entities": report.entities}
+    return {
+        "loaded": True,
+        "seconds": round(loop.time() - started, 1),
+        "customers": report.customers,
+        "entities": report.entities,
+    }

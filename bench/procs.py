@@ -56,9 +56,21 @@ class RedisServer(_RedisServer):
 
     def spawn(self) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             preexec_fn=die_with_parent,
         )
 
@@ -98,8 +110,7 @@ def children_of(pid: int) -> list[int]:
     return process_children().get(pid, [])
 
 
-def tree_cpu_seconds(pid: int | None,
-                     children: dict[int, list[int]] | None = None) -> float | None:
+def tree_cpu_seconds(pid: int | None, children: dict[int, list[int]] | None = None) -> float | None:
     """CPU seconds of a process and every process below it (a dev host and its workers).
     ``children``: a ``process_children()`` taken once for several trees."""
     own = cpu_seconds(pid)
@@ -183,8 +194,9 @@ def table_connection_string(port: int) -> str:
 class _Child:
     """A Python child process with its output in a log file."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
@@ -200,17 +212,23 @@ class _Child:
         self._log = self.log_path.open("wb")  # one run per log
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        self.proc = subprocess.Popen([sys.executable, *self.argv], cwd=ROOT, env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT,
-                                     preexec_fn=die_with_parent)
+        self.proc = subprocess.Popen(
+            [sys.executable, *self.argv],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
 
     def wait(self, port: int, timeout: float = 30.0) -> None:
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; "
-                                   f"see {self.log_path}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}; see {self.log_path}"
+                )
             if port_open(port):
                 return
             time.sleep(0.05)
@@ -240,11 +258,26 @@ class AppProcess(_Child):
     """The dev host serving one function app script with one variant's settings, in
     ``workers`` worker processes (FUNCTIONS_WORKER_PROCESS_COUNT)."""
 
-    def __init__(self, script: str, port: int, env: dict[str, str], log_path: Path,
-                 workers: int = 1) -> None:
-        super().__init__(f"devhost({script})",
-                         ["-m", "devhost", "--port", str(port), "--script", script,
-                          "--log-level", "WARNING", "--workers", str(workers)], log_path, env)
+    def __init__(
+        self, script: str, port: int, env: dict[str, str], log_path: Path, workers: int = 1
+    ) -> None:
+        super().__init__(
+            f"devhost({script})",
+            [
+                "-m",
+                "devhost",
+                "--port",
+                str(port),
+                "--script",
+                script,
+                "--log-level",
+                "WARNING",
+                "--workers",
+                str(workers),
+            ],
+            log_path,
+            env,
+        )
         self.port = port
         self.workers = workers
 
@@ -255,12 +288,15 @@ class AppProcess(_Child):
         super().wait(port, timeout)
         while len(_listening_inodes(port)) < self.workers:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; "
-                                   f"see {self.log_path}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}; see {self.log_path}"
+                )
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"{self.name}: fewer than {self.workers} workers listen on "
-                                   f"{port} after {timeout} s; see {self.log_path}")
+                raise RuntimeError(
+                    f"{self.name}: fewer than {self.workers} workers listen on "
+                    f"{port} after {timeout} s; see {self.log_path}"
+                )
             time.sleep(0.05)
 
     @property
@@ -271,12 +307,25 @@ class AppProcess(_Child):
 class ProxyProcess(_Child):
     """``bench.dbproxy`` with control helpers."""
 
-    def __init__(self, port: int, upstream_port: int, slots: int, service_ms: float,
-                 log_path: Path) -> None:
-        super().__init__("dbproxy",
-                         ["-m", "bench.dbproxy", "--port", str(port), "--upstream",
-                          f"http://127.0.0.1:{upstream_port}", "--slots", str(slots),
-                          "--service-ms", str(service_ms)], log_path)
+    def __init__(
+        self, port: int, upstream_port: int, slots: int, service_ms: float, log_path: Path
+    ) -> None:
+        super().__init__(
+            "dbproxy",
+            [
+                "-m",
+                "bench.dbproxy",
+                "--port",
+                str(port),
+                "--upstream",
+                f"http://127.0.0.1:{upstream_port}",
+                "--slots",
+                str(slots),
+                "--service-ms",
+                str(service_ms),
+            ],
+            log_path,
+        )
         self.port = port
 
     def _url(self, action: str) -> str:

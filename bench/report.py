@@ -9,8 +9,14 @@ from typing import Any
 __all__ = ["markdown", "markdown_cpu_per_dip", "write_chart", "write_reports"]
 
 _SCRIPT_INNER = {"time", "lindex", "lpush", "ltrim", "pexpire"}
-_SOURCE_COLOURS = {"database": "#1f77b4", "cache": "#2ca02c", "stale": "#bcbd22",
-                   "degraded": "#ff7f0e", "none": "#9467bd", "error": "#d62728"}
+_SOURCE_COLOURS = {
+    "database": "#1f77b4",
+    "cache": "#2ca02c",
+    "stale": "#bcbd22",
+    "degraded": "#ff7f0e",
+    "none": "#9467bd",
+    "error": "#d62728",
+}
 
 
 def _fmt(value: Any, suffix: str = "") -> str:
@@ -42,27 +48,39 @@ def _source_cell(lat: dict[str, Any] | None) -> str:
 def _cpu(r: dict[str, Any]) -> str:
     cpu = r.get("cpuSeconds") or {}
     rest = sum(cpu.get(k) or 0.0 for k in ("dbproxy", "azurite", "redis", "bench"))
-    return (f"{_fmt(cpu.get('app'))} / {rest:.1f} / {_fmt(cpu.get('others'))} / "
-            f"{_fmt(cpu.get('stolen'))}")
+    return (
+        f"{_fmt(cpu.get('app'))} / {rest:.1f} / {_fmt(cpu.get('others'))} / "
+        f"{_fmt(cpu.get('stolen'))}"
+    )
 
 
 def markdown_cpu_per_dip(result: dict[str, Any]) -> str:
     """The app's CPU per dip answered, next to the committed full run's figure."""
     m = result["machine"]
-    host = (f"Microsoft's worker (azure-functions-runtime {m['worker']})" if m.get("worker")
-            else "the dev host")
+    host = (
+        f"Microsoft's worker (azure-functions-runtime {m['worker']})"
+        if m.get("worker")
+        else "the dev host"
+    )
     ours = next((r for r in result["variants"] if r["name"] == "dipguard"), None)
-    text = ("App CPU per dip answered: "
-            + (f"{_fmt(ours.get('appCpuMsPerDip'), ' ms')} for dipguard" if ours else "-")
-            + f", through {host} on Python {m['python']}.")
+    text = (
+        "App CPU per dip answered: "
+        + (f"{_fmt(ours.get('appCpuMsPerDip'), ' ms')} for dipguard" if ours else "-")
+        + f", through {host} on Python {m['python']}."
+    )
     base = result.get("cpuBaseline")
     if base and base.get("appCpuMsPerDip") is not None:
-        then = (f"Microsoft's worker (azure-functions-runtime {base['worker']})"
-                if base.get("worker") else "the dev host calling the functions directly")
-        text += (f" The committed full run ({base['file']}, commit {base['commit']}, "
-                 f"Python {base['python']}, {then}) measured "
-                 f"{_fmt(base['appCpuMsPerDip'], ' ms')} ({base['appCpuSeconds']:g} CPU-s for "
-                 f"{base['answered']:,} dips).")
+        then = (
+            f"Microsoft's worker (azure-functions-runtime {base['worker']})"
+            if base.get("worker")
+            else "the dev host calling the functions directly"
+        )
+        text += (
+            f" The committed full run ({base['file']}, commit {base['commit']}, "
+            f"Python {base['python']}, {then}) measured "
+            f"{_fmt(base['appCpuMsPerDip'], ' ms')} ({base['appCpuSeconds']:g} CPU-s for "
+            f"{base['answered']:,} dips)."
+        )
     return text
 
 
@@ -86,11 +104,13 @@ def markdown(result: dict[str, Any], chart: str | None) -> str:
         "# Spike benchmark",
         "",
         f"Run {result['startedAt']}, {result['seconds']} s in all"
-        + (" (--quick)" if result["quick"] else "") + ".",
+        + (" (--quick)" if result["quick"] else "")
+        + ".",
         f"Machine: {m['nproc']} cores, {m['cpu']}; memory {'; '.join(m['memory'])}; "
         f"Linux {m['kernel']}; Python {m['python']}; {m['redis'].split(' sha=')[0]}; "
         f"Azurite {m['azurite'] or '?'}. Commit {m.get('commit') or '?'}"
-        + (" with local changes" if m.get("appFilesChanged") else "") + ". Load average at start "
+        + (" with local changes" if m.get("appFilesChanged") else "")
+        + ". Load average at start "
         f"{', '.join(f'{x:.2f}' for x in m['loadAverageAtStart'])}.",
         "",
         f"Traffic: {cfg['customers']:,} customers; baseline {cfg['baselineDipsPerS']:g} dips/s, "
@@ -148,8 +168,11 @@ def markdown(result: dict[str, Any], chart: str | None) -> str:
     for r in result["variants"]:
         lat = r["latency"]
         # The commands the app sent; those valve.lua runs inside Redis are left out.
-        cmds = ", ".join(f"{k.upper().replace('|', ' ')} {v}"
-                         for k, v in r["redis"]["byCommand"].items() if k not in _SCRIPT_INNER)
+        cmds = ", ".join(
+            f"{k.upper().replace('|', ' ')} {v}"
+            for k, v in r["redis"]["byCommand"].items()
+            if k not in _SCRIPT_INNER
+        )
         lines.append(
             f"| {r['name']} | {_fmt(lat['p50Ms'])} / {_fmt(lat['p99Ms'])} / {_fmt(lat['maxMs'])}"
             f" | {r['db']['peakServedIn1s']} | {r['db']['maxQueued']} | {cmds or '-'} | "
@@ -158,29 +181,43 @@ def markdown(result: dict[str, Any], chart: str | None) -> str:
         )
     lines += ["", markdown_cpu_per_dip(result)]
     if cfg["genesysConcurrency"]:
-        lines += ["", f"Genesys concurrency cap: {cfg['genesysConcurrency']} dips in flight; "
-                  "calls beyond it were rejected before reaching the app.", "",
-                  "| run | offered at peak | answered at peak (what the cap allows) "
-                  "| rejected by the cap |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"Genesys concurrency cap: {cfg['genesysConcurrency']} dips in flight; "
+            "calls beyond it were rejected before reaching the app.",
+            "",
+            "| run | offered at peak | answered at peak (what the cap allows) "
+            "| rejected by the cap |",
+            "|---|---|---|---|",
+        ]
         for r in result["variants"]:
-            lines.append(f"| {r['name']} | {r['spikeOfferedPerS']} dips/s | "
-                         f"{r['spikeAnsweredPerS']} dips/s | {r['genesysRejected']} |")
+            lines.append(
+                f"| {r['name']} | {r['spikeOfferedPerS']} dips/s | "
+                f"{r['spikeAnsweredPerS']} dips/s | {r['genesysRejected']} |"
+            )
     drills = [r for r in result["variants"] if r.get("recovery")]
     if drills:
-        lines += ["", "| drill | fault (s from start) | good answers/s before / during |"
-                  " first database answer after | first cache answer after | recovery |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| drill | fault (s from start) | good answers/s before / during |"
+            " first database answer after | first cache answer after | recovery |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in drills:
             rec = r["recovery"]
             lines.append(
                 f"| {r['name']} | {rec['faultStartS']}-{rec['faultEndS']} | "
                 f"{rec['goodPerSBefore']} / {rec['goodPerSDuring']} | "
                 f"{_fmt(rec['firstDatabaseAfterS'], ' s')} | {_fmt(rec['firstCacheAfterS'], ' s')}"
-                f" | {_fmt(rec['recoverySeconds'], ' s')} |")
+                f" | {_fmt(rec['recoverySeconds'], ' s')} |"
+            )
     verdict = result["verdict"]
-    lines += ["", f"Guarantees kept (deadline, no 5xx, cap, recovery): "
-              f"**{'yes' if verdict['met'] else 'no'}**. All targets, p99 included: "
-              f"**{'yes' if verdict['allMet'] else 'no'}**."]
+    lines += [
+        "",
+        f"Guarantees kept (deadline, no 5xx, cap, recovery): "
+        f"**{'yes' if verdict['met'] else 'no'}**. All targets, p99 included: "
+        f"**{'yes' if verdict['allMet'] else 'no'}**.",
+    ]
     if chart:
         lines += ["", f"![spike benchmark]({chart})"]
     return "\n".join(lines) + "\n"
@@ -193,15 +230,21 @@ def write_chart(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs = result["variants"]
-    fig, axes = plt.subplots(len(runs), 3, figsize=(17, 3.1 * len(runs)), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(runs), 3, figsize=(17, 3.1 * len(runs)), squeeze=False, constrained_layout=True
+    )
     for row, r in enumerate(runs):
         tl = r["timeline"]
         t = tl["t"]
         ax_lat, ax_src, ax_db = axes[row]
         for key, style in (("p50Ms", "-"), ("p95Ms", "--"), ("p99Ms", "-"), ("maxMs", ":")):
-            ax_lat.plot(t, [v if v is not None else float("nan") for v in tl[key]], style,
-                        label=key.removesuffix("Ms"), linewidth=1.2 if key != "p99Ms" else 1.8)
+            ax_lat.plot(
+                t,
+                [v if v is not None else float("nan") for v in tl[key]],
+                style,
+                label=key.removesuffix("Ms"),
+                linewidth=1.2 if key != "p99Ms" else 1.8,
+            )
         ax_lat.axhline(2500, color="red", linewidth=0.8, linestyle="--", label="2.5 s deadline")
         ax_lat.axhline(50, color="grey", linewidth=0.8, linestyle=":", label="50 ms")
         ax_lat.set_yscale("log")
@@ -212,21 +255,28 @@ def write_chart(result: dict[str, Any], path: Path) -> None:
             values = tl.get(f"src_{source}", [0] * len(t))
             if not any(values):
                 continue
-            ax_src.bar(t, values, width=1.0, bottom=bottoms, color=colour, label=source,
-                       align="edge")
+            ax_src.bar(
+                t, values, width=1.0, bottom=bottoms, color=colour, label=source, align="edge"
+            )
             bottoms = [a + b for a, b in zip(bottoms, values, strict=True)]
-        ax_src.plot([x + 0.5 for x in t], tl["offered"], color="black", linewidth=0.8,
-                    label="offered")
+        ax_src.plot(
+            [x + 0.5 for x in t], tl["offered"], color="black", linewidth=0.8, label="offered"
+        )
         ax_src.set_ylabel("answers / s")
         ax_src.set_title("source mix (by send second)", fontsize=9, loc="left")
         ax_db.plot(t, tl["dbReads"], color="#1f77b4", label="reads sent to DB / s")
         ax_db.plot(t, tl["dbServed"], color="#17becf", linestyle="--", label="reads served / s")
         ax_db.axhline(r["db"]["cap"], color="red", linewidth=0.9, label="MAX_DB_QPS")
-        ax_db.axhline(r["db"]["capacity"], color="grey", linewidth=0.9, linestyle=":",
-                      label="DB capacity")
+        ax_db.axhline(
+            r["db"]["capacity"], color="grey", linewidth=0.9, linestyle=":", label="DB capacity"
+        )
         ax_db.set_ylabel("reads / s")
-        ax_db.set_title(f"database: peak {r['db']['peakReadsIn1s']} reads in a 1 s window, "
-                        f"max queue {r['db']['maxQueued']}", fontsize=9, loc="left")
+        ax_db.set_title(
+            f"database: peak {r['db']['peakReadsIn1s']} reads in a 1 s window, "
+            f"max queue {r['db']['maxQueued']}",
+            fontsize=9,
+            loc="left",
+        )
         rec = r.get("recovery")
         end = max((x for x, n in zip(t, tl["offered"], strict=True) if n), default=t[-1]) + 3
         for ax in (ax_lat, ax_src, ax_db):

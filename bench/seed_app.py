@@ -78,8 +78,14 @@ async def seed_lookup(body: bytes, content_type: str | None) -> dict[str, Any]:
     if record is None:
         result = Answer.unknown(settings.degraded_tier, "database").body()
     else:
-        result = Answer(True, record.customer_id, record.tier or settings.degraded_tier,
-                        record.is_vip, record.preferred_language, "database").body()
+        result = Answer(
+            True,
+            record.customer_id,
+            record.tier or settings.degraded_tier,
+            record.is_vip,
+            record.preferred_language,
+            "database",
+        ).body()
     await redis.setex(cache_key, 60, str(result))
     return result
 
@@ -90,7 +96,7 @@ async def ivr_lookup(req: func.HttpRequest) -> func.HttpResponse:
     try:
         result = await seed_lookup(req.get_body(), req.headers.get("content-type"))
     except ContractError as exc:
-        return func.HttpResponse(json.dumps(exc.body()), status_code=exc.status,
-                                 mimetype="application/json")
-    return func.HttpResponse(json.dumps(result, separators=(",", ":")),
-                             mimetype="application/json")
+        return func.HttpResponse(
+            json.dumps(exc.body()), status_code=exc.status, mimetype="application/json"
+        )
+    return func.HttpResponse(json.dumps(result, separators=(",", ":")), mimetype="application/json")

@@ -82,18 +82,43 @@ class Variant:
 
 def variants(project_env: dict[str, str], script: str = "function_app.py") -> list[Variant]:
     return [
-        Variant("dipguard", "(a) dipguard: sliding-log valve", script,
-                {"VALVE_MODE": "sliding", **project_env}, targets=True),
-        Variant("seed", "(b) seed: INCR+EXPIRE fixed window, cache per conversation",
-                "bench/seed_app.py"),
-        Variant("no-valve", "(c) no valve (VALVE_MODE=off)", script,
-                {"VALVE_MODE": "off"}),
-        Variant("drill-redis-kill", "(a) + Redis killed mid-spike, then restarted",
-                script, {"VALVE_MODE": "sliding", **project_env}, "redis-kill", True),
-        Variant("drill-db-stall", "(a) + database stalls", script,
-                {"VALVE_MODE": "sliding", **project_env}, "db-stall", True),
-        Variant("drill-db-down", "(a) + database down (connections reset)", script,
-                {"VALVE_MODE": "sliding", **project_env}, "db-down", True),
+        Variant(
+            "dipguard",
+            "(a) dipguard: sliding-log valve",
+            script,
+            {"VALVE_MODE": "sliding", **project_env},
+            targets=True,
+        ),
+        Variant(
+            "seed",
+            "(b) seed: INCR+EXPIRE fixed window, cache per conversation",
+            "bench/seed_app.py",
+        ),
+        Variant("no-valve", "(c) no valve (VALVE_MODE=off)", script, {"VALVE_MODE": "off"}),
+        Variant(
+            "drill-redis-kill",
+            "(a) + Redis killed mid-spike, then restarted",
+            script,
+            {"VALVE_MODE": "sliding", **project_env},
+            "redis-kill",
+            True,
+        ),
+        Variant(
+            "drill-db-stall",
+            "(a) + database stalls",
+            script,
+            {"VALVE_MODE": "sliding", **project_env},
+            "db-stall",
+            True,
+        ),
+        Variant(
+            "drill-db-down",
+            "(a) + database down (connections reset)",
+            script,
+            {"VALVE_MODE": "sliding", **project_env},
+            "db-down",
+            True,
+        ),
     ]
 
 
@@ -132,20 +157,36 @@ class Config:
         return self.db_slots / (self.db_service_ms / 1000)
 
     def main_profile(self) -> Profile:
-        return Profile.spike(self.baseline, self.factor, lead=self.lead, ramp=self.ramp,
-                             hold=self.hold, fall=self.fall, tail=self.tail)
+        return Profile.spike(
+            self.baseline,
+            self.factor,
+            lead=self.lead,
+            ramp=self.ramp,
+            hold=self.hold,
+            fall=self.fall,
+            tail=self.tail,
+        )
 
     def drill_profile(self) -> Profile:
-        return Profile.spike(self.baseline, self.factor, lead=self.lead, ramp=self.ramp,
-                             hold=self.drill_hold, fall=self.fall, tail=self.tail)
+        return Profile.spike(
+            self.baseline,
+            self.factor,
+            lead=self.lead,
+            ramp=self.ramp,
+            hold=self.drill_hold,
+            fall=self.fall,
+            tail=self.tail,
+        )
 
 
 # --- the machine ---------------------------------------------------------------------------
 
+
 def _run(argv: list[str]) -> str:
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=10,
-                              check=False).stdout.strip()
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -183,8 +224,22 @@ def describe_machine() -> dict[str, Any]:
         "loadAverageAtStart": list(os.getloadavg()),
         # What was measured: the commit, and whether the app's files differed from it.
         "commit": _run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
-        "appFilesChanged": bool(_run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                                      "shared", "devhost", "function_app.py", "bench"])),
+        "appFilesChanged": bool(
+            _run(
+                [
+                    "git",
+                    "-C",
+                    str(ROOT),
+                    "status",
+                    "--porcelain",
+                    "--",
+                    "shared",
+                    "devhost",
+                    "function_app.py",
+                    "bench",
+                ]
+            )
+        ),
     }
 
 
@@ -228,38 +283,60 @@ def _add(total: dict[str, int], more: dict[str, int]) -> None:
 
 # --- one run ---------------------------------------------------------------------------------
 
+
 async def _warm_up(url: str) -> None:
     """A few dips by ids nobody has, so the app's connections are open before the clock
     starts. Each on a new connection: the kernel spreads connections, not requests, over
     the worker processes, and 12 all reaching one would be 1 in 2,048."""
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
-                                     timeout=aiohttp.ClientTimeout(total=10)) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(force_close=True), timeout=aiohttp.ClientTimeout(total=10)
+    ) as session:
         for i in range(12):
-            body = {"conversationId": f"00000000-0000-4000-8000-{i:012d}",
-                    "customerId": f"WARMUP-{i}"}
+            body = {
+                "conversationId": f"00000000-0000-4000-8000-{i:012d}",
+                "customerId": f"WARMUP-{i}",
+            }
             async with session.post(url, json=body) as resp:
                 await resp.read()
 
 
-async def run_variant(cfg: Config, variant: Variant, schedule: list[Arrival], profile: Profile,
-                      redis: RedisServer, azurite: Azurite) -> dict[str, Any]:
+async def run_variant(
+    cfg: Config,
+    variant: Variant,
+    schedule: list[Arrival],
+    profile: Profile,
+    redis: RedisServer,
+    azurite: Azurite,
+) -> dict[str, Any]:
     logs = cfg.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     proxy_port = free_port()
-    proxy = ProxyProcess(proxy_port, azurite.port, cfg.db_slots, cfg.db_service_ms,
-                         logs / f"{variant.name}.dbproxy.log")
+    proxy = ProxyProcess(
+        proxy_port,
+        azurite.port,
+        cfg.db_slots,
+        cfg.db_service_ms,
+        logs / f"{variant.name}.dbproxy.log",
+    )
     env = dict(os.environ)
-    env.update({
-        "REDIS_URL": redis.url,
-        "CustomerStorage": table_connection_string(proxy_port),
-        "CUSTOMER_TABLE": cfg.table,
-        "SURGE_TABLE": "benchsurges",
-        "MAX_DB_QPS": str(cfg.max_db_qps),
-        "HANDLER_DEADLINE_MS": str(round(DEADLINE_S * 1000)),
-        **variant.env,
-    })
-    app = AppProcess(variant.script, cfg.app_port, env, logs / f"{variant.name}.devhost.log",
-                     workers=cfg.app_workers)
+    env.update(
+        {
+            "REDIS_URL": redis.url,
+            "CustomerStorage": table_connection_string(proxy_port),
+            "CUSTOMER_TABLE": cfg.table,
+            "SURGE_TABLE": "benchsurges",
+            "MAX_DB_QPS": str(cfg.max_db_qps),
+            "HANDLER_DEADLINE_MS": str(round(DEADLINE_S * 1000)),
+            **variant.env,
+        }
+    )
+    app = AppProcess(
+        variant.script,
+        cfg.app_port,
+        env,
+        logs / f"{variant.name}.devhost.log",
+        workers=cfg.app_workers,
+    )
     if redis.proc is None:
         redis.spawn()
         await asyncio.to_thread(wait_for_port, redis.port)
@@ -281,14 +358,21 @@ async def run_variant(cfg: Config, variant: Variant, schedule: list[Arrival], pr
             # FLUSHALL also empties the valve's log, so the warm-up leaves no trace.
             await _reset_redis(redis.port)
             await proxy.reset(session)
-            events = _fault_events(cfg, variant, profile, redis, proxy, session, fault,
-                                   commands, loop.time)
+            events = _fault_events(
+                cfg, variant, profile, redis, proxy, session, fault, commands, loop.time
+            )
             pids = {"app": app.pid, "dbproxy": proxy.pid, "azurite": azurite_pid}
             cpu_before = _cpu(pids, redis)
             overflows = listen_overflows()
-            run = await drive(app.url, schedule, profile,
-                              genesys_concurrency=cfg.genesys_concurrency, events=events,
-                              progress=cfg.progress, label=f"{variant.name:<17}")
+            run = await drive(
+                app.url,
+                schedule,
+                profile,
+                genesys_concurrency=cfg.genesys_concurrency,
+                events=events,
+                progress=cfg.progress,
+                label=f"{variant.name:<17}",
+            )
             cpu = _cpu_used(cpu_before, _cpu(pids, redis))
             overflows = listen_overflows() - overflows
             await asyncio.sleep(0.5)  # background cache writes land
@@ -298,14 +382,16 @@ async def run_variant(cfg: Config, variant: Variant, schedule: list[Arrival], pr
         finally:
             app.stop()
             proxy.stop()
-    result = _result(cfg, variant, run, schedule, profile, stats, commands, fault,
-                     load_before, wall_offset)
+    result = _result(
+        cfg, variant, run, schedule, profile, stats, commands, fault, load_before, wall_offset
+    )
     if variant.fault == "redis-kill":
         cpu["redis"] = None  # the killed server's count went with it
     result["cpuSeconds"] = cpu
     answered, app_cpu = result["status2xx"], cpu.get("app")
-    result["appCpuMsPerDip"] = (round(app_cpu * 1000 / answered, 2)
-                                if app_cpu is not None and answered else None)
+    result["appCpuMsPerDip"] = (
+        round(app_cpu * 1000 / answered, 2) if app_cpu is not None and answered else None
+    )
     # SYNs the kernel dropped at a full accept queue (the app's, most likely) during the
     # run: each costs the caller a 1 s retransmit.
     result["listenOverflows"] = overflows
@@ -326,14 +412,14 @@ def _cpu(pids: dict[str, int | None], redis: RedisServer) -> dict[str, float | N
     return out
 
 
-def _cpu_used(before: dict[str, float | None],
-              after: dict[str, float | None]) -> dict[str, float | None]:
+def _cpu_used(
+    before: dict[str, float | None], after: dict[str, float | None]
+) -> dict[str, float | None]:
     used: dict[str, float | None] = {}
     for name, end in after.items():
         start = before.get(name)
         # None when unknown, or when the process was replaced (a restarted redis-server).
-        used[name] = (None if start is None or end is None or end < start
-                      else round(end - start, 2))
+        used[name] = None if start is None or end is None or end < start else round(end - start, 2)
     total = used.pop("machineTotal") or 0.0
     busy = used.pop("machineBusy") or 0.0
     stolen = used.pop("machineStolen") or 0.0
@@ -347,10 +433,17 @@ def _cpu_used(before: dict[str, float | None],
     return used
 
 
-def _fault_events(cfg: Config, variant: Variant, profile: Profile, redis: RedisServer,
-                  proxy: ProxyProcess, session: aiohttp.ClientSession, fault: dict[str, float],
-                  commands: dict[str, int], now: Callable[[], float],
-                  ) -> list[tuple[float, Callable[[], Awaitable[None]]]]:
+def _fault_events(
+    cfg: Config,
+    variant: Variant,
+    profile: Profile,
+    redis: RedisServer,
+    proxy: ProxyProcess,
+    session: aiohttp.ClientSession,
+    fault: dict[str, float],
+    commands: dict[str, int],
+    now: Callable[[], float],
+) -> list[tuple[float, Callable[[], Awaitable[None]]]]:
     if variant.fault is None:
         return []
     at = profile.span("spike")[0] + cfg.fault_after
@@ -375,19 +468,31 @@ def _fault_events(cfg: Config, variant: Variant, profile: Profile, redis: RedisS
     return [(at, begin), (at + cfg.fault_seconds, end)]
 
 
-def _result(cfg: Config, variant: Variant, run: Driven, schedule: list[Arrival],
-            profile: Profile, stats: dict[str, Any], commands: dict[str, int],
-            fault: dict[str, float], load_before: tuple[float, float, float],
-            wall_offset: float) -> dict[str, Any]:
+def _result(
+    cfg: Config,
+    variant: Variant,
+    run: Driven,
+    schedule: list[Arrival],
+    profile: Profile,
+    stats: dict[str, Any],
+    commands: dict[str, int],
+    fault: dict[str, float],
+    load_before: tuple[float, float, float],
+    wall_offset: float,
+) -> dict[str, Any]:
     reads = [t - run.started for t in stats["reads"]]
     served = [t - run.started for t in stats["served"]]
     samples = [(t - run.started, w, s) for t, w, s in stats["samples"]]
     peak_reads, peak_at = peak_in_window(reads)
-    turn = (None if peak_at is None
-            else (1.0 - (run.started + peak_at + wall_offset) % 1.0) % 1.0)
-    split = (None if peak_at is None or turn is None
-             else [sum(1 for t in reads if peak_at <= t < peak_at + turn),
-                   sum(1 for t in reads if peak_at + turn <= t < peak_at + 1.0)])
+    turn = None if peak_at is None else (1.0 - (run.started + peak_at + wall_offset) % 1.0) % 1.0
+    split = (
+        None
+        if peak_at is None or turn is None
+        else [
+            sum(1 for t in reads if peak_at <= t < peak_at + turn),
+            sum(1 for t in reads if peak_at + turn <= t < peak_at + 1.0),
+        ]
+    )
     peak_served, _ = peak_in_window(served)
     summary = summarise(run, schedule, profile, deadline_s=DEADLINE_S)
     total_commands = sum(commands.values())
@@ -427,8 +532,7 @@ def _result(cfg: Config, variant: Variant, run: Driven, schedule: list[Arrival],
     }
     if variant.fault is not None and "start" in fault and "end" in fault:
         window = (fault["start"] - run.started, fault["end"] - run.started)
-        out["recovery"] = recovery(run, schedule, window,
-                                   spike_start=profile.span("spike")[0])
+        out["recovery"] = recovery(run, schedule, window, spike_start=profile.span("spike")[0])
     out["verdict"] = _verdict(cfg, variant, out)
     return out
 
@@ -441,8 +545,10 @@ def _verdict(cfg: Config, variant: Variant, r: dict[str, Any]) -> dict[str, Any]
         return {
             "targets": False,
             "dbCapBreached": r["db"]["peakReadsIn1s"] > cfg.max_db_qps,
-            "dbSaturated": (r["db"]["peakServedIn1s"] >= 0.9 * cfg.capacity
-                            or r["db"]["maxQueued"] > cfg.db_slots),
+            "dbSaturated": (
+                r["db"]["peakServedIn1s"] >= 0.9 * cfg.capacity
+                or r["db"]["maxQueued"] > cfg.db_slots
+            ),
         }
     # Guarantees: what dipguard promises whatever the machine. Performance: a latency
     # target that also depends on how busy this machine is (reported, kept apart).
@@ -455,12 +561,17 @@ def _verdict(cfg: Config, variant: Variant, r: dict[str, Any]) -> dict[str, Any]
     else:
         rec = r.get("recovery", {}).get("recoverySeconds")
         checks["recoveredWithin10s"] = rec is not None and rec <= RECOVERY_TARGET_S
-    return {"targets": True, "checks": checks, "performance": performance,
-            "met": all(checks.values()),
-            "allMet": all(checks.values()) and all(performance.values())}
+    return {
+        "targets": True,
+        "checks": checks,
+        "performance": performance,
+        "met": all(checks.values()),
+        "allMet": all(checks.values()) and all(performance.values()),
+    }
 
 
 # --- the whole benchmark ---------------------------------------------------------------------
+
 
 async def run_benchmark(cfg: Config) -> dict[str, Any]:
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -480,7 +591,8 @@ async def run_benchmark(cfg: Config) -> dict[str, Any]:
         await asyncio.to_thread(azurite.start)
         population = Population.build(cfg.customers)
         async with TableClient.from_connection_string(
-                table_connection_string(cfg.azurite_port), table_name=cfg.table) as table:
+            table_connection_string(cfg.azurite_port), table_name=cfg.table
+        ) as table:
             load = await ensure_loaded(table, population, cfg.out, progress=cfg.progress)
         how = f"loaded in {load['seconds']} s" if load["loaded"] else "already loaded"
         print(f"spike: population of {cfg.customers} customers ({how})", file=sys.stderr)
@@ -491,9 +603,16 @@ async def run_benchmark(cfg: Config) -> dict[str, Any]:
             if cfg.only and variant.name not in cfg.only:
                 continue
             drill = variant.fault is not None
-            results.append(await run_variant(
-                cfg, variant, drill_schedule if drill else main_schedule,
-                drill_profile if drill else main_profile, redis, azurite))
+            results.append(
+                await run_variant(
+                    cfg,
+                    variant,
+                    drill_schedule if drill else main_schedule,
+                    drill_profile if drill else main_profile,
+                    redis,
+                    azurite,
+                )
+            )
             _print_line(results[-1])
     finally:
         await asyncio.to_thread(redis.stop)
@@ -508,23 +627,36 @@ async def run_benchmark(cfg: Config) -> dict[str, Any]:
         "seconds": round(time.time() - started, 1),
         "machine": machine,
         "config": {
-            "customers": cfg.customers, "load": load, "azuriteReused": azurite_reused,
+            "customers": cfg.customers,
+            "load": load,
+            "azuriteReused": azurite_reused,
             "table": cfg.table,
-            "baselineDipsPerS": cfg.baseline, "factor": cfg.factor,
-            "mainProfile": main_profile.to_json(), "drillProfile": drill_profile.to_json(),
-            "calls": len(main_schedule), "drillCalls": len(drill_schedule),
-            "faultAfterSpikeStartS": cfg.fault_after, "faultSeconds": cfg.fault_seconds,
-            "maxDbQps": cfg.max_db_qps, "dbSlots": cfg.db_slots,
-            "dbServiceMs": cfg.db_service_ms, "dbCapacityPerS": round(cfg.capacity),
-            "deadlineS": DEADLINE_S, "genesysConcurrency": cfg.genesys_concurrency,
-            "projectEnv": cfg.project_env, "appScript": cfg.app_script,
+            "baselineDipsPerS": cfg.baseline,
+            "factor": cfg.factor,
+            "mainProfile": main_profile.to_json(),
+            "drillProfile": drill_profile.to_json(),
+            "calls": len(main_schedule),
+            "drillCalls": len(drill_schedule),
+            "faultAfterSpikeStartS": cfg.fault_after,
+            "faultSeconds": cfg.fault_seconds,
+            "maxDbQps": cfg.max_db_qps,
+            "dbSlots": cfg.db_slots,
+            "dbServiceMs": cfg.db_service_ms,
+            "dbCapacityPerS": round(cfg.capacity),
+            "deadlineS": DEADLINE_S,
+            "genesysConcurrency": cfg.genesys_concurrency,
+            "projectEnv": cfg.project_env,
+            "appScript": cfg.app_script,
             "appWorkers": cfg.app_workers,
         },
         "variants": results,
         "cpuBaseline": cpu_baseline(),
-        "verdict": {"met": met, "allMet": all_met,
-                    "note": "met: the guarantees (deadline, no 5xx, database cap, recovery); "
-                            "allMet: those and the p99 latency target"},
+        "verdict": {
+            "met": met,
+            "allMet": all_met,
+            "note": "met: the guarantees (deadline, no 5xx, database cap, recovery); "
+            "allMet: those and the p99 latency target",
+        },
     }
 
 
@@ -541,10 +673,15 @@ def cpu_baseline(path: Path = COMMITTED_RUN, *, root: Path = ROOT) -> dict[str, 
     except (OSError, ValueError, KeyError, StopIteration, TypeError):
         return None
     machine = committed.get("machine", {})
-    return {"file": str(path.relative_to(root)), "commit": machine.get("commit"),
-            "python": machine.get("python"), "worker": machine.get("worker") or None,
-            "appCpuSeconds": app_cpu, "answered": answered,
-            "appCpuMsPerDip": round(app_cpu * 1000 / answered, 2) if answered else None}
+    return {
+        "file": str(path.relative_to(root)),
+        "commit": machine.get("commit"),
+        "python": machine.get("python"),
+        "worker": machine.get("worker") or None,
+        "appCpuSeconds": app_cpu,
+        "answered": answered,
+        "appCpuMsPerDip": round(app_cpu * 1000 / answered, 2) if answered else None,
+    }
 
 
 def _print_line(r: dict[str, Any]) -> None:
@@ -555,11 +692,14 @@ def _print_line(r: dict[str, Any]) -> None:
         tag = "met" if verdict["met"] else "MISSED"
         if verdict["performance"]:
             tag += ", p99 " + ("met" if verdict["allMet"] else "missed")
-    print(f"spike: {r['name']:<17} spike p50/p99/max {lat['p50Ms']}/{lat['p99Ms']}/"
-          f"{lat['maxMs']} ms, on time {r['withinDeadlinePct']}%, 5xx {r['status5xx']}, "
-          f"peak db reads/1s {r['db']['peakReadsIn1s']} (cap {r['db']['cap']}), "
-          f"redis/dip {r['redis']['perDip']}, app CPU/dip {r.get('appCpuMsPerDip')} ms, "
-          f"targets {tag}", file=sys.stderr)
+    print(
+        f"spike: {r['name']:<17} spike p50/p99/max {lat['p50Ms']}/{lat['p99Ms']}/"
+        f"{lat['maxMs']} ms, on time {r['withinDeadlinePct']}%, 5xx {r['status5xx']}, "
+        f"peak db reads/1s {r['db']['peakReadsIn1s']} (cap {r['db']['cap']}), "
+        f"redis/dip {r['redis']['perDip']}, app CPU/dip {r.get('appCpuMsPerDip')} ms, "
+        f"targets {tag}",
+        file=sys.stderr,
+    )
 
 
 def _key_values(items: list[str]) -> dict[str, str]:
@@ -573,43 +713,86 @@ def _key_values(items: list[str]) -> dict[str, str]:
 
 
 def parse_args(argv: list[str] | None) -> Config:
-    parser = argparse.ArgumentParser(prog="python -m bench.spike", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="short phases and 8k customers: under 2 minutes")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.spike",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="short phases and 8k customers: under 2 minutes"
+    )
     parser.add_argument("--customers", type=int, help="population (default 100000; quick 8000)")
     parser.add_argument("--baseline", type=float, default=50.0, help="baseline dips/s")
     parser.add_argument("--factor", type=float, default=10.0, help="spike = baseline x factor")
     parser.add_argument("--hold", type=float, help="seconds at the peak (default 30; quick 5)")
-    parser.add_argument("--fault-seconds", type=float,
-                        help="how long each drill's fault lasts (default 10; quick 3)")
+    parser.add_argument(
+        "--fault-seconds",
+        type=float,
+        help="how long each drill's fault lasts (default 10; quick 3)",
+    )
     parser.add_argument("--max-db-qps", type=int, default=200, help="the app's MAX_DB_QPS")
     parser.add_argument("--db-slots", type=int, default=8, help="database concurrency")
-    parser.add_argument("--db-service-ms", type=float, default=32.0,
-                        help="database service time per read")
-    parser.add_argument("--redis-port", type=int, default=6391,
-                        help="port for the benchmark's own redis-server (0: any free port)")
-    parser.add_argument("--azurite-port", type=int, default=10002,
-                        help="Azurite table port; reused when something listens there")
-    parser.add_argument("--port", type=int, default=0,
-                        help="dev host port (default 7071 if free, else any free port)")
-    parser.add_argument("--app-workers", type=int, default=2,
-                        help="worker processes of the app (FUNCTIONS_WORKER_PROCESS_COUNT); "
-                        "2, as Bicep sets on the EP2 plan of prod.bicepparam (2 vCPU)")
-    parser.add_argument("--genesys-concurrency", type=int, nargs="?", const=30, default=None,
-                        metavar="N", help="reject calls beyond N in flight, as a Genesys org "
-                        "does (30 when given without a value)")
+    parser.add_argument(
+        "--db-service-ms", type=float, default=32.0, help="database service time per read"
+    )
+    parser.add_argument(
+        "--redis-port",
+        type=int,
+        default=6391,
+        help="port for the benchmark's own redis-server (0: any free port)",
+    )
+    parser.add_argument(
+        "--azurite-port",
+        type=int,
+        default=10002,
+        help="Azurite table port; reused when something listens there",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="dev host port (default 7071 if free, else any free port)",
+    )
+    parser.add_argument(
+        "--app-workers",
+        type=int,
+        default=2,
+        help="worker processes of the app (FUNCTIONS_WORKER_PROCESS_COUNT); "
+        "2, as Bicep sets on the EP2 plan of prod.bicepparam (2 vCPU)",
+    )
+    parser.add_argument(
+        "--genesys-concurrency",
+        type=int,
+        nargs="?",
+        const=30,
+        default=None,
+        metavar="N",
+        help="reject calls beyond N in flight, as a Genesys org "
+        "does (30 when given without a value)",
+    )
     parser.add_argument("--only", default="", help="comma-separated variant names to run")
-    parser.add_argument("--app-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="extra setting for the dipguard runs (repeatable)")
-    parser.add_argument("--app-script", default="function_app.py",
-                        help="function app script the dev host serves for the dipguard runs")
-    parser.add_argument("--table", default=TABLE,
-                        help="Azurite table for the population (kept between runs)")
+    parser.add_argument(
+        "--app-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra setting for the dipguard runs (repeatable)",
+    )
+    parser.add_argument(
+        "--app-script",
+        default="function_app.py",
+        help="function app script the dev host serves for the dipguard runs",
+    )
+    parser.add_argument(
+        "--table", default=TABLE, help="Azurite table for the population (kept between runs)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit 1 when the p99 target is missed too, not only a guarantee")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when the p99 target is missed too, not only a guarantee",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.app_workers <= 10:
         parser.error("--app-workers must be from 1 to 10, as FUNCTIONS_WORKER_PROCESS_COUNT")
@@ -623,28 +806,40 @@ def parse_args(argv: list[str] | None) -> Config:
     return Config(
         quick=quick,
         customers=args.customers or (8_000 if quick else 100_000),
-        baseline=args.baseline, factor=args.factor,
-        lead=1.5 if quick else 8.0, ramp=1.0 if quick else 3.0,
+        baseline=args.baseline,
+        factor=args.factor,
+        lead=1.5 if quick else 8.0,
+        ramp=1.0 if quick else 3.0,
         hold=args.hold or (5.0 if quick else 30.0),
-        fall=0.5 if quick else 3.0, tail=0.5 if quick else 6.0,
+        fall=0.5 if quick else 3.0,
+        tail=0.5 if quick else 6.0,
         # A drill holds the peak before the fault, through it, and long enough after it
         # to see the recovery (the Redis breaker waits 5 s before it tries again).
         drill_hold=(2.0 + fault_s + 4.0) if quick else (10.0 + fault_s + 20.0),
         fault_after=2.0 if quick else 10.0,
         fault_seconds=fault_s,
-        max_db_qps=args.max_db_qps, db_slots=args.db_slots, db_service_ms=args.db_service_ms,
-        redis_port=redis_port, azurite_port=args.azurite_port, app_port=app_port,
+        max_db_qps=args.max_db_qps,
+        db_slots=args.db_slots,
+        db_service_ms=args.db_service_ms,
+        redis_port=redis_port,
+        azurite_port=args.azurite_port,
+        app_port=app_port,
         app_workers=args.app_workers,
         genesys_concurrency=args.genesys_concurrency,
         only=[x.strip() for x in args.only.split(",") if x.strip()],
-        out=args.out, progress=not args.no_progress,
+        out=args.out,
+        progress=not args.no_progress,
         # Each worker's in-flight cap is its share of the database's concurrency (at least
         # 1), unless told otherwise, so one instance does not queue at the database. When the
         # slots do not divide evenly, or there are more workers than slots, the caps add up
         # to less, or more, than the slots; the report prints the cap used.
-        project_env={"MAX_INFLIGHT_DB_READS": str(max(1, args.db_slots // args.app_workers)),
-                     **_key_values(args.app_env)},
-        app_script=args.app_script, strict=args.strict, table=args.table,
+        project_env={
+            "MAX_INFLIGHT_DB_READS": str(max(1, args.db_slots // args.app_workers)),
+            **_key_values(args.app_env),
+        },
+        app_script=args.app_script,
+        strict=args.strict,
+        table=args.table,
     )
 
 

@@ -40,14 +40,27 @@ class Profile:
     phases: tuple[Phase, ...]
 
     @classmethod
-    def spike(cls, baseline: float, factor: float, *, lead: float, ramp: float, hold: float,
-              fall: float, tail: float) -> Profile:
+    def spike(
+        cls,
+        baseline: float,
+        factor: float,
+        *,
+        lead: float,
+        ramp: float,
+        hold: float,
+        fall: float,
+        tail: float,
+    ) -> Profile:
         peak = baseline * factor
-        return cls((Phase("baseline", lead, baseline, baseline),
-                    Phase("ramp-up", ramp, baseline, peak),
-                    Phase("spike", hold, peak, peak),
-                    Phase("ramp-down", fall, peak, baseline),
-                    Phase("after", tail, baseline, baseline)))
+        return cls(
+            (
+                Phase("baseline", lead, baseline, baseline),
+                Phase("ramp-up", ramp, baseline, peak),
+                Phase("spike", hold, peak, peak),
+                Phase("ramp-down", fall, peak, baseline),
+                Phase("after", tail, baseline, baseline),
+            )
+        )
 
     @property
     def seconds(self) -> float:
@@ -79,21 +92,29 @@ class Profile:
         raise KeyError(name)
 
     def to_json(self) -> list[dict[str, object]]:
-        return [{"name": p.name, "seconds": p.seconds, "startRate": p.start_rate,
-                 "endRate": p.end_rate} for p in self.phases]
+        return [
+            {"name": p.name, "seconds": p.seconds, "startRate": p.start_rate, "endRate": p.end_rate}
+            for p in self.phases
+        ]
 
 
 @dataclass(frozen=True)
 class Arrival:
-    t: float           # seconds from the start of the run
+    t: float  # seconds from the start of the run
     phase: str
-    kind: str          # "new", "repeat" or "stranger"
+    kind: str  # "new", "repeat" or "stranger"
     body: bytes
 
 
-def build_schedule(profile: Profile, population: Population, *, seed: int = 11,
-                   repeat_share: float = 0.15, stranger_share: float = 0.04,
-                   customer_id_share: float = 0.1) -> list[Arrival]:
+def build_schedule(
+    profile: Profile,
+    population: Population,
+    *,
+    seed: int = 11,
+    repeat_share: float = 0.15,
+    stranger_share: float = 0.04,
+    customer_id_share: float = 0.1,
+) -> list[Arrival]:
     rng = random.Random(seed)
     order = list(range(population.size))
     rng.shuffle(order)
@@ -144,6 +165,7 @@ def build_schedule(profile: Profile, population: Population, *, seed: int = 11,
             if rng.random() < customer_id_share:
                 payload["customerId"] = customer.customer_id
         payload["dnis"] = "tel:+18005550100"
-        arrivals.append(Arrival(t, phase, kind,
-                                json.dumps(payload, separators=(",", ":")).encode()))
+        arrivals.append(
+            Arrival(t, phase, kind, json.dumps(payload, separators=(",", ":")).encode())
+        )
     return arrivals

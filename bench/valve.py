@@ -46,7 +46,7 @@ class Job:
     algorithm: str
     url: str
     duration: float
-    rate: float         # this client's decisions per second
+    rate: float  # this client's decisions per second
     limit: int
     window_s: float
     seed: int
@@ -59,8 +59,7 @@ async def _seed_admit(client: aioredis.Redis, limit: int) -> bool:
     return int(count) <= limit
 
 
-async def _client(job: Job, ready: Any, go: Any,
-                  start_at: Any) -> list[tuple[float, float, bool]]:
+async def _client(job: Job, ready: Any, go: Any, start_at: Any) -> list[tuple[float, float, bool]]:
     client = aioredis.Redis.from_url(job.url, socket_timeout=5, max_connections=1024)
     valve = RedisValve(client, job.limit, job.window_s)
     rng = random.Random(job.seed)
@@ -110,8 +109,11 @@ async def _commandstats(url: str) -> dict[str, int]:
         info = await client.info("commandstats")
     finally:
         await client.aclose()
-    return {str(k).removeprefix("cmdstat_"): int(v.get("calls", 0)) for k, v in info.items()
-            if isinstance(v, dict)}
+    return {
+        str(k).removeprefix("cmdstat_"): int(v.get("calls", 0))
+        for k, v in info.items()
+        if isinstance(v, dict)
+    }
 
 
 async def _reset(url: str) -> None:
@@ -126,16 +128,34 @@ async def _reset(url: str) -> None:
         await client.aclose()
 
 
-def run_algorithm(algorithm: str, url: str, *, clients: int, rate: float, duration: float,
-                  limit: int, window_s: float) -> dict[str, Any]:
+def run_algorithm(
+    algorithm: str,
+    url: str,
+    *,
+    clients: int,
+    rate: float,
+    duration: float,
+    limit: int,
+    window_s: float,
+) -> dict[str, Any]:
     asyncio.run(_reset(url))
     ctx = multiprocessing.get_context("spawn")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     start_at = ctx.Value("d", 0.0)
-    procs = [ctx.Process(target=_worker, daemon=True,
-                         args=(Job(algorithm, url, duration, rate / clients, limit, window_s,
-                                   seed=i), ready, go, start_at, out))
-             for i in range(clients)]
+    procs = [
+        ctx.Process(
+            target=_worker,
+            daemon=True,
+            args=(
+                Job(algorithm, url, duration, rate / clients, limit, window_s, seed=i),
+                ready,
+                go,
+                start_at,
+                out,
+            ),
+        )
+        for i in range(clients)
+    ]
     for proc in procs:
         proc.start()
     try:
@@ -159,8 +179,16 @@ def run_algorithm(algorithm: str, url: str, *, clients: int, rate: float, durati
     latency = [done - sent for sent, done, _ in decisions]
     # Every command this algorithm sends itself is a round trip; a script's inner calls
     # and the benchmark's own INFO, CONFIG, FLUSHALL, SCRIPT and PING are not.
-    own = {"info", "config|resetstat", "flushall", "script|flush", "script|load", "ping",
-           "client|setinfo", "hello"}
+    own = {
+        "info",
+        "config|resetstat",
+        "flushall",
+        "script|flush",
+        "script|load",
+        "ping",
+        "client|setinfo",
+        "hello",
+    }
     sent_cmds = {k: v for k, v in stats.items() if k not in own}
     round_trips = sum(v for k, v in sent_cmds.items() if k not in _SCRIPT_INNER)
     n = len(decisions)
@@ -177,15 +205,23 @@ def run_algorithm(algorithm: str, url: str, *, clients: int, rate: float, durati
         "evalshaPerDecision": round(sent_cmds.get("evalsha", 0) / n, 4) if n else None,
         # Decisions the client settled without Redis (a shed it already knew about).
         "decidedWithoutRedis": max(n - sent_cmds.get("evalsha", 0), 0)
-        if algorithm == "dipguard" else 0,
+        if algorithm == "dipguard"
+        else 0,
         "commands": dict(sorted(sent_cmds.items(), key=lambda kv: -kv[1])),
         "decisionLatencyP50Ms": round((percentile(latency, 50) or 0) * 1000, 2),
         "decisionLatencyP99Ms": round((percentile(latency, 99) or 0) * 1000, 2),
     }
 
 
-def run(*, duration: float = 10.0, clients: int = 8, factor: float = 5.0, limit: int = 200,
-        guard_ms: int = 20, redis_url: str | None = None) -> dict[str, Any]:
+def run(
+    *,
+    duration: float = 10.0,
+    clients: int = 8,
+    factor: float = 5.0,
+    limit: int = 200,
+    guard_ms: int = 20,
+    redis_url: str | None = None,
+) -> dict[str, Any]:
     from bench.procs import RedisServer, free_port
 
     server: RedisServer | None = None
@@ -196,57 +232,96 @@ def run(*, duration: float = 10.0, clients: int = 8, factor: float = 5.0, limit:
     try:
         rate = limit * factor
         window_s = 1.0 + guard_ms / 1000
-        runs = [run_algorithm(name, redis_url, clients=clients, rate=rate, duration=duration,
-                              limit=limit, window_s=window_s) for name in ("dipguard", "seed")]
+        runs = [
+            run_algorithm(
+                name,
+                redis_url,
+                clients=clients,
+                rate=rate,
+                duration=duration,
+                limit=limit,
+                window_s=window_s,
+            )
+            for name in ("dipguard", "seed")
+        ]
     finally:
         if server is not None:
             server.stop()
     ours = runs[0]
     # At most one: RedisValve may answer a certain "no" without asking Redis at all.
-    one_trip = (ours["roundTripsPerDecision"] is not None
-                and ours["roundTripsPerDecision"] <= 1.0)
-    checks = {"neverAboveBudget": ours["peakAdmittedIn1s"] <= limit,
-              "atMostOneRoundTrip": one_trip}
+    one_trip = ours["roundTripsPerDecision"] is not None and ours["roundTripsPerDecision"] <= 1.0
+    checks = {"neverAboveBudget": ours["peakAdmittedIn1s"] <= limit, "atMostOneRoundTrip": one_trip}
     return {
         "benchmark": "valve",
-        "clients": clients, "durationS": duration, "offeredPerS": rate, "limit": limit,
-        "valveKey": VALVE_KEY, "windowS": window_s,
+        "clients": clients,
+        "durationS": duration,
+        "offeredPerS": rate,
+        "limit": limit,
+        "valveKey": VALVE_KEY,
+        "windowS": window_s,
         "runs": runs,
-        "verdict": {"checks": checks, "met": all(checks.values()),
-                    "seedBreached": runs[1]["peakAdmittedIn1s"] > limit},
+        "verdict": {
+            "checks": checks,
+            "met": all(checks.values()),
+            "seedBreached": runs[1]["peakAdmittedIn1s"] > limit,
+        },
     }
 
 
 def _print(result: dict[str, Any]) -> None:
-    print(f"valve: {result['clients']} clients, {result['offeredPerS']:g} decisions/s offered "
-          f"for {result['durationS']:g} s, budget {result['limit']} per 1 s window")
-    print(f"{'algorithm':<10} {'decisions':>9} {'admitted/s':>10} {'peak in 1 s':>12} "
-          f"{'round trips/decision':>21} {'decision p99':>13}")
+    print(
+        f"valve: {result['clients']} clients, {result['offeredPerS']:g} decisions/s offered "
+        f"for {result['durationS']:g} s, budget {result['limit']} per 1 s window"
+    )
+    print(
+        f"{'algorithm':<10} {'decisions':>9} {'admitted/s':>10} {'peak in 1 s':>12} "
+        f"{'round trips/decision':>21} {'decision p99':>13}"
+    )
     for r in result["runs"]:
         flag = "  > budget" if r["peakAdmittedIn1s"] > r["limit"] else ""
-        print(f"{r['algorithm']:<10} {r['decisions']:>9} {r['admittedPerS']:>10} "
-              f"{r['peakAdmittedIn1s']:>6} / {r['limit']:<4}{r['roundTripsPerDecision']:>21} "
-              f"{r['decisionLatencyP99Ms']:>10} ms{flag}")
+        print(
+            f"{r['algorithm']:<10} {r['decisions']:>9} {r['admittedPerS']:>10} "
+            f"{r['peakAdmittedIn1s']:>6} / {r['limit']:<4}{r['roundTripsPerDecision']:>21} "
+            f"{r['decisionLatencyP99Ms']:>10} ms{flag}"
+        )
     verdict = result["verdict"]
-    print("valve: dipguard " + ("met" if verdict["met"] else "MISSED") + " its budget: "
-          + ", ".join(f"{k}={v}" for k, v in verdict["checks"].items()))
+    print(
+        "valve: dipguard "
+        + ("met" if verdict["met"] else "MISSED")
+        + " its budget: "
+        + ", ".join(f"{k}={v}" for k, v in verdict["checks"].items())
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.valve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.valve",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of overload")
     parser.add_argument("--clients", type=int, default=8, help="client processes")
     parser.add_argument("--factor", type=float, default=5.0, help="offered = factor x budget")
     parser.add_argument("--max-db-qps", type=int, default=200, help="the budget")
-    parser.add_argument("--guard-ms", type=int, default=20,
-                        help="VALVE_GUARD_MS: added to the 1 s window, as the app does")
-    parser.add_argument("--redis-url", help="use this Redis instead of starting one "
-                        "(it is flushed)")
+    parser.add_argument(
+        "--guard-ms",
+        type=int,
+        default=20,
+        help="VALVE_GUARD_MS: added to the 1 s window, as the app does",
+    )
+    parser.add_argument(
+        "--redis-url", help="use this Redis instead of starting one (it is flushed)"
+    )
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
-    result = run(duration=args.duration, clients=args.clients, factor=args.factor,
-                 limit=args.max_db_qps, guard_ms=args.guard_ms, redis_url=args.redis_url)
+    result = run(
+        duration=args.duration,
+        clients=args.clients,
+        factor=args.factor,
+        limit=args.max_db_qps,
+        guard_ms=args.guard_ms,
+        redis_url=args.redis_url,
+    )
     _print(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -55,8 +55,13 @@ def _supervise(argv: list[str], workers: int) -> int:
         # A session of its own: a terminal's Ctrl-C reaches only this supervisor, which
         # passes it on once. Dying with it: a stale worker would keep the port, and
         # SO_REUSEPORT would let it share the port with the next host unseen.
-        children.append(subprocess.Popen([sys.executable, "-m", "devhost", *argv, "--worker"],
-                                         start_new_session=True, preexec_fn=die_with_parent))
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "devhost", *argv, "--worker"],
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        )
     first: subprocess.Popen[bytes] | None = None
     try:
         while first is None and not stopping:
@@ -74,16 +79,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7071)
-    parser.add_argument("--script", type=Path, default=Path("function_app.py"),
-                        help="the function app's script; its folder is the app's root, as "
-                             "/home/site/wwwroot in Azure (default: ./function_app.py)")
-    parser.add_argument("--enforce-keys", action="store_true",
-                        help="check keys from DEVHOST_FUNCTION_KEY / DEVHOST_MASTER_KEY")
+    parser.add_argument(
+        "--script",
+        type=Path,
+        default=Path("function_app.py"),
+        help="the function app's script; its folder is the app's root, as "
+        "/home/site/wwwroot in Azure (default: ./function_app.py)",
+    )
+    parser.add_argument(
+        "--enforce-keys",
+        action="store_true",
+        help="check keys from DEVHOST_FUNCTION_KEY / DEVHOST_MASTER_KEY",
+    )
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--backlog", type=int, default=1024, help="listen backlog")
-    parser.add_argument("--workers", type=int,
-                        help="worker processes sharing the port (default: "
-                             "FUNCTIONS_WORKER_PROCESS_COUNT, else 1, as the Functions host)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes sharing the port (default: "
+        "FUNCTIONS_WORKER_PROCESS_COUNT, else 1, as the Functions host)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     load_local_settings()
@@ -93,16 +108,20 @@ def main(argv: list[str] | None = None) -> int:
         raw = os.environ.get(source, "").strip() or "1"
     # The Functions host allows 1 to 10 language worker processes per instance.
     if not raw.isdigit() or not 1 <= int(raw) <= 10:
-        print(f"devhost: {source} must be a whole number from 1 to 10, got {raw!r}",
-              file=sys.stderr)
+        print(
+            f"devhost: {source} must be a whole number from 1 to 10, got {raw!r}", file=sys.stderr
+        )
         return 2
     args.workers = int(raw)
     if not args.script.is_file():
         print(f"devhost: no function app script at {args.script}", file=sys.stderr)
         return 2
     if args.workers > 1 and not args.worker:
-        print(f"devhost: serving {args.script} on http://{args.host}:{args.port} "
-              f"with {args.workers} workers", flush=True)
+        print(
+            f"devhost: serving {args.script} on http://{args.host}:{args.port} "
+            f"with {args.workers} workers",
+            flush=True,
+        )
         return _supervise(list(sys.argv[1:] if argv is None else argv), args.workers)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     # The Azure SDKs log every HTTP request at INFO, and the worker library (logger
@@ -112,15 +131,21 @@ def main(argv: list[str] | None = None) -> int:
     async def started() -> web.Application:
         web_app = await build_web_app(args.script, enforce_keys=args.enforce_keys)
         if not args.worker:
-            print(f"devhost: serving {args.script} on http://{args.host}:{args.port}",
-                  flush=True)
+            print(f"devhost: serving {args.script} on http://{args.host}:{args.port}", flush=True)
         return web_app
 
     try:
         # aiohttp's default listen backlog (128) drops connections in a 10x burst before the
         # app sees them; the Functions host's front end queues far more.
-        web.run_app(started(), host=args.host, port=args.port, access_log=None, print=None,
-                    backlog=args.backlog, reuse_port=args.worker or None)
+        web.run_app(
+            started(),
+            host=args.host,
+            port=args.port,
+            access_log=None,
+            print=None,
+            backlog=args.backlog,
+            reuse_port=args.worker or None,
+        )
     except WorkerRefused as exc:
         # A bad setting names itself here too: function_app.py parses the settings when the
         # worker imports it, and the worker reports the error as its own.

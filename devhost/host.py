@@ -83,15 +83,20 @@ def _joined(values: Any) -> dict[str, str]:
 
 
 class DevHost:
-    def __init__(self, worker: Worker, *, enforce_keys: bool = False,
-                 function_key: str | None = None, master_key: str | None = None,
-                 route_prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        *,
+        enforce_keys: bool = False,
+        function_key: str | None = None,
+        master_key: str | None = None,
+        route_prefix: str | None = None,
+    ) -> None:
         self.worker = worker
         self.enforce_keys = enforce_keys
         self.function_key = function_key
         self.master_key = master_key
-        self.route_prefix = (_route_prefix(worker.app_dir) if route_prefix is None
-                             else route_prefix)
+        self.route_prefix = _route_prefix(worker.app_dir) if route_prefix is None else route_prefix
         self.functions = {f.name: f for f in worker.functions}
 
     # --- keys ---------------------------------------------------------------------------
@@ -102,8 +107,11 @@ class DevHost:
         presented = request.headers.get("x-functions-key") or request.query.get("code")
         if presented is None:
             return False
-        keys = ([self.master_key] if level in {"admin", "system"}
-                else [self.function_key, self.master_key])
+        keys = (
+            [self.master_key]
+            if level in {"admin", "system"}
+            else [self.function_key, self.master_key]
+        )
         return any(k is not None and hmac.compare_digest(presented, k) for k in keys)
 
     # --- invocation -----------------------------------------------------------------------
@@ -127,16 +135,20 @@ class DevHost:
                 return web.Response(status=405)
             if not self._allowed(request, level):
                 return web.Response(status=401)
-            data = http_trigger(request.method, str(request.url), _joined(request.headers),
-                                _joined(request.query), dict(request.match_info),
-                                await request.read())
+            data = http_trigger(
+                request.method,
+                str(request.url),
+                _joined(request.headers),
+                _joined(request.query),
+                dict(request.match_info),
+                await request.read(),
+            )
             response = await self._invoke(function, data)
             if response is None:
                 # The Functions host answers a failed invocation with a bare 500.
                 return web.Response(status=500)
             answer = http_answer(response, function)
-            return web.Response(status=answer.status, body=answer.body,
-                                headers=answer.headers)
+            return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
 
         return handle
 
@@ -153,8 +165,7 @@ class DevHost:
             return web.Response(status=401)
         function = self.functions.get(name)
         if function is None or function.trigger_type == "httpTrigger":
-            return web.json_response({"error": f"no non-HTTP function named {name}"},
-                                     status=404)
+            return web.json_response({"error": f"no non-HTTP function named {name}"}, status=404)
         info: dict[str, Any] = {}
         raw = await request.read()
         if raw.strip():
@@ -165,10 +176,10 @@ class DevHost:
                 if not isinstance(info, dict):
                     raise ValueError("input must be a JSON object")
             except ValueError as exc:
-                return web.json_response({"error": f"bad admin request body: {exc}"},
-                                         status=400)
-        trigger = (timer_trigger(info=info) if function.trigger_type == "timerTrigger"
-                   else empty_trigger())
+                return web.json_response({"error": f"bad admin request body: {exc}"}, status=400)
+        trigger = (
+            timer_trigger(info=info) if function.trigger_type == "timerTrigger" else empty_trigger()
+        )
         response = await self.worker.invoke(function, trigger)
         if response.result.status != response.result.Success:
             message = response.result.exception.message
@@ -203,9 +214,12 @@ async def start_host(script: Path, *, enforce_keys: bool = False) -> DevHost:
     """Start the worker on ``script``, warm it up, and wrap it; WorkerRefused if it refuses."""
     worker = Worker(script)
     await worker.start()
-    host = DevHost(worker, enforce_keys=enforce_keys,
-                   function_key=os.environ.get("DEVHOST_FUNCTION_KEY"),
-                   master_key=os.environ.get("DEVHOST_MASTER_KEY"))
+    host = DevHost(
+        worker,
+        enforce_keys=enforce_keys,
+        function_key=os.environ.get("DEVHOST_FUNCTION_KEY"),
+        master_key=os.environ.get("DEVHOST_MASTER_KEY"),
+    )
     await host.warm_up()
     return host
 

@@ -59,9 +59,21 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
 
@@ -105,10 +117,20 @@ class Azurite:
             return
         self._workdir = tempfile.TemporaryDirectory(prefix="azurite-")
         self.proc = subprocess.Popen(
-            [azurite_binary(), "--tablePort", str(self.port), "--tableHost", "127.0.0.1",
-             "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--loose"],
+            [
+                azurite_binary(),
+                "--tablePort",
+                str(self.port),
+                "--tableHost",
+                "127.0.0.1",
+                "--inMemoryPersistence",
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--loose",
+            ],
             cwd=self._workdir.name,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port, timeout=60)
 
@@ -171,24 +193,55 @@ class RedisClusterServers:
         self._workdir = tempfile.TemporaryDirectory(prefix="redis-cluster-")
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         for port in self.ports:
-            self.procs.append(subprocess.Popen(
-                [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--cluster-enabled", "yes",
-                 "--cluster-config-file", f"nodes-{port}.conf", "--protected-mode", "no"],
-                cwd=self._workdir.name, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        binary,
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        f"nodes-{port}.conf",
+                        "--protected-mode",
+                        "no",
+                    ],
+                    cwd=self._workdir.name,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         for port in self.ports:
             wait_for_port(port)
         cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
         subprocess.run(
-            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=30,
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            info = subprocess.run([cli, "-p", str(self.ports[0]), "cluster", "info"],
-                                  capture_output=True, text=True, timeout=5).stdout
+            info = subprocess.run(
+                [cli, "-p", str(self.ports[0]), "cluster", "info"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout
             if "cluster_state:ok" in info:
                 return
             time.sleep(0.1)

@@ -106,46 +106,72 @@ class Worker:
             os.environ["PYTHON_SCRIPT_FILE_NAME"] = self.script.name
         worker.start_threadpool_executor()
 
-        init = await worker.worker_init_request(_Request(
-            "WorkerInitRequest",
-            _round_trip(pb.StreamingMessage(
-                request_id=uuid.uuid4().hex,
-                worker_init_request=pb.WorkerInitRequest(
-                    host_version="4 (dipguard devhost)",
-                    function_app_directory=str(self.app_dir)))),
-            {"protos": pb, "host": self.host}))
+        init = await worker.worker_init_request(
+            _Request(
+                "WorkerInitRequest",
+                _round_trip(
+                    pb.StreamingMessage(
+                        request_id=uuid.uuid4().hex,
+                        worker_init_request=pb.WorkerInitRequest(
+                            host_version="4 (dipguard devhost)",
+                            function_app_directory=str(self.app_dir),
+                        ),
+                    )
+                ),
+                {"protos": pb, "host": self.host},
+            )
+        )
         init = _round_trip(init)
         _check(init.result, f"the worker refused {self.script.name}")
         self.capabilities = dict(init.capabilities)
         missing = [c for c in _REQUIRED_CAPABILITIES if c not in self.capabilities]
         if missing:
-            raise WorkerRefused(f"the worker does not ask for {', '.join(missing)}, the only "
-                                "HTTP request shape this dev host sends")
+            raise WorkerRefused(
+                f"the worker does not ask for {', '.join(missing)}, the only "
+                "HTTP request shape this dev host sends"
+            )
 
-        metadata = _round_trip(await worker.functions_metadata_request(_Request(
-            "WorkerMetadataRequest",
-            _round_trip(pb.StreamingMessage(
-                request_id=uuid.uuid4().hex,
-                functions_metadata_request=pb.FunctionsMetadataRequest(
-                    function_app_directory=str(self.app_dir)))))))
+        metadata = _round_trip(
+            await worker.functions_metadata_request(
+                _Request(
+                    "WorkerMetadataRequest",
+                    _round_trip(
+                        pb.StreamingMessage(
+                            request_id=uuid.uuid4().hex,
+                            functions_metadata_request=pb.FunctionsMetadataRequest(
+                                function_app_directory=str(self.app_dir)
+                            ),
+                        )
+                    ),
+                )
+            )
+        )
         _check(metadata.result, "the worker could not list the functions")
         if metadata.use_default_metadata_indexing or not metadata.function_metadata_results:
             raise WorkerRefused(f"the worker found no functions in {self.script}")
 
         for meta in metadata.function_metadata_results:
-            loaded = _round_trip(await worker.function_load_request(_Request(
-                "FunctionLoadRequest",
-                _round_trip(pb.StreamingMessage(
-                    request_id=uuid.uuid4().hex,
-                    function_load_request=pb.FunctionLoadRequest(
-                        function_id=meta.function_id, metadata=meta))))))
+            loaded = _round_trip(
+                await worker.function_load_request(
+                    _Request(
+                        "FunctionLoadRequest",
+                        _round_trip(
+                            pb.StreamingMessage(
+                                request_id=uuid.uuid4().hex,
+                                function_load_request=pb.FunctionLoadRequest(
+                                    function_id=meta.function_id, metadata=meta
+                                ),
+                            )
+                        ),
+                    )
+                )
+            )
             _check(loaded.result, f"the worker could not load {meta.name}")
             bindings = tuple(json.loads(raw) for raw in meta.raw_bindings)
             self.functions.append(FunctionSpec(meta.function_id, meta.name, bindings))
         return self.functions
 
-    async def invoke(self, function: FunctionSpec, trigger: Any, *,
-                     trace_parent: str = "") -> Any:
+    async def invoke(self, function: FunctionSpec, trigger: Any, *, trace_parent: str = "") -> Any:
         """Invoke ``function`` with ``trigger`` (a TypedData) bound to its trigger parameter.
 
         Returns the worker's InvocationResponse; its ``result.status`` says whether the
@@ -159,9 +185,12 @@ class Worker:
                 invocation_id=invocation_id,
                 function_id=function.function_id,
                 input_data=[pb.ParameterBinding(name=function.trigger["name"], data=trigger)],
-                trace_context=pb.RpcTraceContext(trace_parent=trace_parent)))
+                trace_context=pb.RpcTraceContext(trace_parent=trace_parent),
+            ),
+        )
         response = await self._worker.invocation_request(
-            _Request("FunctionInvocationRequest", _round_trip(request)))
+            _Request("FunctionInvocationRequest", _round_trip(request))
+        )
         return _round_trip(response)
 
     def stop(self) -> None:
@@ -172,9 +201,14 @@ class Worker:
 # --- the host's side of an HTTP invocation ---------------------------------------------------
 
 
-def http_trigger(method: str, url: str, headers: Mapping[str, str],
-                 query: Mapping[str, str], route_params: Mapping[str, str],
-                 body: bytes) -> Any:
+def http_trigger(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    query: Mapping[str, str],
+    route_params: Mapping[str, str],
+    body: bytes,
+) -> Any:
     """An HTTP request as the Functions host puts it in an invocation: header names in lower
     case, empty query values left out, and the body as raw bytes because the worker asks
     for them (RawHttpBodyBytes). An empty body is left unset."""
@@ -222,11 +256,19 @@ def _cookie_header(cookie: Any) -> str:
 
 def http_answer(response: Any, function: FunctionSpec) -> HttpAnswer:
     """The HTTP response the host writes for a successful invocation of ``function``."""
-    out = next((b for b in function.bindings
-                if b.get("type") == "http" and str(b.get("direction", "")).upper() == "OUT"),
-               None)
-    data = response.return_value if out is None or out["name"] == "$return" else next(
-        (p.data for p in response.output_data if p.name == out["name"]), None)
+    out = next(
+        (
+            b
+            for b in function.bindings
+            if b.get("type") == "http" and str(b.get("direction", "")).upper() == "OUT"
+        ),
+        None,
+    )
+    data = (
+        response.return_value
+        if out is None or out["name"] == "$return"
+        else next((p.data for p in response.output_data if p.name == out["name"]), None)
+    )
     if data is None or data.WhichOneof("data") is None:
         return HttpAnswer(204)
     if data.WhichOneof("data") != "http":
@@ -234,8 +276,9 @@ def http_answer(response: Any, function: FunctionSpec) -> HttpAnswer:
         return HttpAnswer(200, [("Content-Type", content_type)] if content_type else [], body)
     http = data.http
     body, implied = _body_bytes(http.body)
-    headers = [(name, value) for name, value in http.headers.items()
-               if name.lower() != "content-length"]
+    headers = [
+        (name, value) for name, value in http.headers.items() if name.lower() != "content-length"
+    ]
     if implied and not any(name.lower() == "content-type" for name, _ in headers):
         headers.append(("Content-Type", implied))
     headers += [("Set-Cookie", _cookie_header(c)) for c in http.cookies]
@@ -245,8 +288,11 @@ def http_answer(response: Any, function: FunctionSpec) -> HttpAnswer:
 def timer_trigger(*, past_due: bool = False, info: Mapping[str, Any] | None = None) -> Any:
     """A timer invocation's input: the TimerInfo JSON the Functions host sends."""
     pb = protos()
-    payload: dict[str, Any] = {"Schedule": {"AdjustForDST": True}, "ScheduleStatus": None,
-                               "IsPastDue": past_due}
+    payload: dict[str, Any] = {
+        "Schedule": {"AdjustForDST": True},
+        "ScheduleStatus": None,
+        "IsPastDue": past_due,
+    }
     payload.update(info or {})
     return pb.TypedData(json=json.dumps(payload))
 

@@ -37,7 +37,10 @@ RedisClient = aioredis.Redis | RedisCluster
 # What a Redis call can raise when Redis is unreachable, slow or resharding. The cluster
 # client's own errors do not all derive from RedisError.
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
-    aioredis.RedisError, RedisClusterException, OSError, TimeoutError,
+    aioredis.RedisError,
+    RedisClusterException,
+    OSError,
+    TimeoutError,
 )
 
 # The Table SDK retries 10 times with 300 s socket timeouts by default, which is fatal to
@@ -83,8 +86,7 @@ def make_redis(settings: Settings) -> RedisClient:
     if settings.redis_cluster:
         # The dip's deadline is the retry budget: a resharding cluster is a miss, not a wait.
         return RedisCluster.from_url(settings.redis_url, retry=Retry(NoBackoff(), 1), **options)
-    pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, timeout=timeout,
-                                                    **options)
+    pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, timeout=timeout, **options)
     # from_pool hands the pool to the client, so closing the client closes its connections.
     return aioredis.Redis.from_pool(pool)
 
@@ -151,7 +153,8 @@ class Clients:
         health calls it to report them. It never raises: a failure is a status.
         """
         redis_status, table_status = await asyncio.gather(
-            self._probe_redis(timeout), self._probe_table(timeout))
+            self._probe_redis(timeout), self._probe_table(timeout)
+        )
         return {"redis": redis_status, "table": table_status}
 
     async def _probe_redis(self, timeout: float) -> str:

@@ -22,8 +22,7 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
     return {"error": code, "message": message, "field": field}
 
 
-def error_response(status: int, code: str, message: str,
-                   field: str | None = None) -> ApiResponse:
+def error_response(status: int, code: str, message: str, field: str | None = None) -> ApiResponse:
     return ApiResponse(status, error_body(code, message, field))
 
 

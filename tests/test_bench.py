@@ -19,14 +19,34 @@ pytestmark = pytest.mark.slow
 
 
 def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_spike_quick_keeps_dipguards_guarantees(azurite: Azurite, tmp_path: Path) -> None:
-    done = _run(["-m", "bench.spike", "--quick", "--no-progress", "--out", str(tmp_path),
-                 "--azurite-port", str(azurite.port), "--redis-port", "0",
-                 "--port", str(free_port())], timeout=300)
+    done = _run(
+        [
+            "-m",
+            "bench.spike",
+            "--quick",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+            "--azurite-port",
+            str(azurite.port),
+            "--redis-port",
+            "0",
+            "--port",
+            str(free_port()),
+        ],
+        timeout=300,
+    )
     report = tmp_path / "spike.json"
     assert report.exists(), done.stderr[-3000:]
     result = json.loads(report.read_text())
@@ -36,11 +56,26 @@ def test_spike_quick_keeps_dipguards_guarantees(azurite: Azurite, tmp_path: Path
     assert "| run | database | cache | stale | degraded |" in summary
 
     runs = {r["name"]: r for r in result["variants"]}
-    assert set(runs) == {"dipguard", "seed", "no-valve", "drill-redis-kill",
-                         "drill-db-stall", "drill-db-down"}
+    assert set(runs) == {
+        "dipguard",
+        "seed",
+        "no-valve",
+        "drill-redis-kill",
+        "drill-db-stall",
+        "drill-db-down",
+    }
     for r in runs.values():
-        assert {"latency", "spikeLatency", "withinDeadlinePct", "sources", "status4xx",
-                "status5xx", "db", "redis", "verdict"} <= set(r)
+        assert {
+            "latency",
+            "spikeLatency",
+            "withinDeadlinePct",
+            "sources",
+            "status4xx",
+            "status5xx",
+            "db",
+            "redis",
+            "verdict",
+        } <= set(r)
         assert r["answered"] > 0
     # The app ran as one EP2-sized instance: two worker processes, whose in-flight caps add
     # up to the database's slots. Its CPU is counted over the workers, not the supervisor.
@@ -75,8 +110,7 @@ def test_valve_benchmark_keeps_the_budget_in_one_round_trip(tmp_path: Path) -> N
     result = json.loads(out.read_text())
     ours, seed = result["runs"]
     assert (ours["algorithm"], seed["algorithm"]) == ("dipguard", "seed")
-    assert result["verdict"]["checks"] == {"neverAboveBudget": True,
-                                           "atMostOneRoundTrip": True}
+    assert result["verdict"]["checks"] == {"neverAboveBudget": True, "atMostOneRoundTrip": True}
     assert ours["peakAdmittedIn1s"] <= result["limit"]
     assert seed["roundTripsPerDecision"] == 2.0
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
@@ -87,21 +121,28 @@ def test_the_cpu_baseline_is_the_committed_runs_dipguard_figure(tmp_path: Path) 
     from bench.spike import cpu_baseline
 
     committed = tmp_path / "spike.json"
-    committed.write_text(json.dumps({
-        "machine": {"commit": "abc1234", "python": "3.11.7"},
-        "variants": [{"name": "seed", "cpuSeconds": {"app": 1.0}, "status2xx": 10},
-                     {"name": "dipguard", "cpuSeconds": {"app": 31.3}, "status2xx": 17_443}],
-    }))
+    committed.write_text(
+        json.dumps(
+            {
+                "machine": {"commit": "abc1234", "python": "3.11.7"},
+                "variants": [
+                    {"name": "seed", "cpuSeconds": {"app": 1.0}, "status2xx": 10},
+                    {"name": "dipguard", "cpuSeconds": {"app": 31.3}, "status2xx": 17_443},
+                ],
+            }
+        )
+    )
     base = cpu_baseline(committed, root=tmp_path)
     assert base is not None
     assert (base["commit"], base["appCpuMsPerDip"], base["worker"]) == ("abc1234", 1.79, None)
-    text = markdown_cpu_per_dip({
-        "machine": {"python": "3.13.0", "worker": "1.3.0"},
-        "variants": [{"name": "dipguard", "appCpuMsPerDip": 2.5}],
-        "cpuBaseline": base,
-    })
-    assert "2.5 ms for dipguard, through Microsoft's worker (azure-functions-runtime 1.3.0)" \
-        in text
+    text = markdown_cpu_per_dip(
+        {
+            "machine": {"python": "3.13.0", "worker": "1.3.0"},
+            "variants": [{"name": "dipguard", "appCpuMsPerDip": 2.5}],
+            "cpuBaseline": base,
+        }
+    )
+    assert "2.5 ms for dipguard, through Microsoft's worker (azure-functions-runtime 1.3.0)" in text
     assert "commit abc1234" in text and "1.8 ms" in text
     assert "the dev host calling the functions directly" in text
     assert cpu_baseline(tmp_path / "missing.json", root=tmp_path) is None

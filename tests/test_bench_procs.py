@@ -33,11 +33,16 @@ def test_a_kernel_without_a_steal_column_reports_none_stolen() -> None:
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs Linux /proc")
 def test_a_process_tree_counts_its_childrens_cpu() -> None:
     # A parent that only waits, and a child that burns CPU until told to stop.
-    parent = subprocess.Popen([sys.executable, "-c",
-                               "import subprocess, sys\n"
-                               "subprocess.run([sys.executable, '-c', "
-                               "'import time\\nend = time.process_time() + 0.5\\n"
-                               "while time.process_time() < end: pass\\ntime.sleep(30)'])"])
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys\n"
+            "subprocess.run([sys.executable, '-c', "
+            "'import time\\nend = time.process_time() + 0.5\\n"
+            "while time.process_time() < end: pass\\ntime.sleep(30)'])",
+        ]
+    )
     try:
         deadline = time.monotonic() + 20
         tree = 0.0

@@ -65,8 +65,10 @@ async def test_table_reads_are_never_retried_on_the_hot_path() -> None:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", busy)
     async with TestServer(app, host="127.0.0.1") as server:
-        conn = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
-                f"TableEndpoint=http://127.0.0.1:{server.port}/devstoreaccount1;")
+        conn = (
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+            f"TableEndpoint=http://127.0.0.1:{server.port}/devstoreaccount1;"
+        )
         settings = load_settings({"CustomerStorage": conn})
         table = make_table_client(settings, "customers")
         try:
@@ -79,8 +81,9 @@ async def test_table_reads_are_never_retried_on_the_hot_path() -> None:
 
 
 async def test_identity_based_storage_builds_an_endpoint_client() -> None:
-    settings = load_settings({"CustomerStorage__tableServiceUri":
-                              "https://acct.table.core.windows.net"})
+    settings = load_settings(
+        {"CustomerStorage__tableServiceUri": "https://acct.table.core.windows.net"}
+    )
     clients = Clients(settings)
     try:
         table = clients.table("customers")
@@ -93,14 +96,15 @@ async def test_identity_based_storage_builds_an_endpoint_client() -> None:
 async def test_ensure_table_creates_a_missing_table_and_accepts_an_existing_one(
     azurite: Azurite, table_name: str
 ) -> None:
-    async with TableClient.from_connection_string(azurite.connection_string, table_name,
-                                                  retry_total=0) as table:
+    async with TableClient.from_connection_string(
+        azurite.connection_string, table_name, retry_total=0
+    ) as table:
         await clients.ensure_table(table)
         await table.upsert_entity({"PartitionKey": "x", "RowKey": "y"})
-        await clients.ensure_table(table)     # an existing table is left as it is
+        await clients.ensure_table(table)  # an existing table is left as it is
         assert (await table.get_entity("x", "y"))["RowKey"] == "y"
         await table.delete_table()
-        await clients.ensure_table(table)     # nothing remembered: a deleted table comes back
+        await clients.ensure_table(table)  # nothing remembered: a deleted table comes back
         with pytest.raises(ResourceNotFoundError) as caught:
             await table.get_entity("x", "y")
         assert not clients.is_table_missing(caught.value)  # the table is back, empty
@@ -110,8 +114,11 @@ async def test_ensure_table_creates_a_missing_table_and_accepts_an_existing_one(
 async def test_probe_tells_a_missing_table_from_a_missing_entity(
     azurite: Azurite, redis_server: RedisServer, table_name: str
 ) -> None:
-    env = {"CustomerStorage": azurite.connection_string, "REDIS_URL": redis_server.url,
-           "CUSTOMER_TABLE": table_name}
+    env = {
+        "CustomerStorage": azurite.connection_string,
+        "REDIS_URL": redis_server.url,
+        "CUSTOMER_TABLE": table_name,
+    }
     probing = Clients(load_settings(env))
     try:
         assert await probing.probe() == {"redis": "ok", "table": "unavailable: TableNotFound"}

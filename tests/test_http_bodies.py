@@ -24,14 +24,17 @@ HUGE_NUMBER = b'{"conversationId": ' + b"9" * 5000 + b"}"
 DEEP_ARRAYS = b'{"conversationId": ' + b"[" * 4000 + b"]" * 4000 + b"}"
 
 
-@pytest.mark.parametrize(("raw", "says"), [
-    (HUGE_NUMBER, "too many digits"),
-    (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
-    (b"\xff\xfe\x00", "not UTF-8"),
-    (b'{"a": NaN}', "NaN is not a JSON value"),
-    (b'{"a": -Infinity}', "-Infinity is not a JSON value"),
-    (b"{", "Expecting"),
-])
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (HUGE_NUMBER, "too many digits"),
+        (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
+        (b"\xff\xfe\x00", "not UTF-8"),
+        (b'{"a": NaN}', "NaN is not a JSON value"),
+        (b'{"a": -Infinity}', "-Infinity is not a JSON value"),
+        (b"{", "Expecting"),
+    ],
+)
 def test_every_way_the_decoder_fails_is_a_body_error(raw: bytes, says: str) -> None:
     with pytest.raises(BodyError, match=says):
         decode_json(raw)
@@ -78,14 +81,18 @@ json_values = st.recursive(
     max_leaves=30,
 )
 # Objects shaped like a dip, so the fields' own checks run, not only "not an object".
-dip_like = st.fixed_dictionaries({}, optional={
-    "conversationId": json_values | st.uuids().map(str),
-    "ani": json_values | st.just("tel:+13175550116"),
-    "customerId": json_values | st.from_regex(r"[A-Za-z0-9_-]{0,70}", fullmatch=True),
-    "dnis": json_values,
-})
-content_types = st.sampled_from([None, "application/json", "application/vnd.x+json",
-                                 "text/plain", ""])
+dip_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "conversationId": json_values | st.uuids().map(str),
+        "ani": json_values | st.just("tel:+13175550116"),
+        "customerId": json_values | st.from_regex(r"[A-Za-z0-9_-]{0,70}", fullmatch=True),
+        "dnis": json_values,
+    },
+)
+content_types = st.sampled_from(
+    [None, "application/json", "application/vnd.x+json", "text/plain", ""]
+)
 
 
 def _dip_outcome(raw: bytes, content_type: str | None) -> DipRequest | ContractError:
@@ -107,8 +114,12 @@ def test_any_bytes_are_a_dip_request_or_a_4xx(raw: bytes, content_type: str | No
 def test_any_json_value_is_a_dip_request_or_a_4xx(value: Any) -> None:
     outcome = _dip_outcome(json.dumps(value).encode(), "application/json")
     if isinstance(outcome, DipRequest):
-        assert outcome.ani is not None or outcome.customer_id is not None \
-            or "ani" in value or "customerId" in value
+        assert (
+            outcome.ani is not None
+            or outcome.customer_id is not None
+            or "ani" in value
+            or "customerId" in value
+        )
 
 
 def _surge_outcome(raw: bytes) -> surge.SurgeRequest | surge.SurgeInputError:
@@ -126,8 +137,16 @@ def test_any_bytes_are_a_surge_request_or_a_4xx(raw: bytes) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(json_values | st.fixed_dictionaries({}, optional={
-    "alwaysReady": json_values | st.integers(-5, 200), "minutes": json_values,
-    "reason": json_values}))
+@given(
+    json_values
+    | st.fixed_dictionaries(
+        {},
+        optional={
+            "alwaysReady": json_values | st.integers(-5, 200),
+            "minutes": json_values,
+            "reason": json_values,
+        },
+    )
+)
 def test_any_json_value_is_a_surge_request_or_a_4xx(value: Any) -> None:
     _surge_outcome(json.dumps(value).encode())

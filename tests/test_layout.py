@@ -28,8 +28,9 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-GRAPH = {_module(p): {m for m in _imports(p) if m.startswith("shared")}
-         for p in SHARED.rglob("*.py")}
+GRAPH = {
+    _module(p): {m for m in _imports(p) if m.startswith("shared")} for p in SHARED.rglob("*.py")
+}
 
 
 def _reach(module: str) -> set[str]:
@@ -58,7 +59,8 @@ def test_both_wings_exist_and_hold_their_modules() -> None:
 def test_no_module_of_one_wing_reaches_the_other_even_through_the_core() -> None:
     crossings = sorted(
         f"{module} -> {dep}"
-        for module in GRAPH if _wing(module)
+        for module in GRAPH
+        if _wing(module)
         for dep in _reach(module)
         if _wing(dep) and _wing(dep) != _wing(module)
     )
@@ -66,11 +68,11 @@ def test_no_module_of_one_wing_reaches_the_other_even_through_the_core() -> None
 
 
 def test_the_core_imports_no_wing_except_the_runtime_that_wires_them() -> None:
-    core = {m for m in GRAPH if _wing(m) is None and m not in {"shared", "shared.dip",
-                                                                "shared.scale"}}
+    core = {
+        m for m in GRAPH if _wing(m) is None and m not in {"shared", "shared.dip", "shared.scale"}
+    }
     assert "shared.runtime" in core
-    reaching = sorted(m for m in core - {"shared.runtime"}
-                      if any(_wing(d) for d in GRAPH[m]))
+    reaching = sorted(m for m in core - {"shared.runtime"} if any(_wing(d) for d in GRAPH[m]))
     assert reaching == []
 
 
@@ -88,8 +90,7 @@ def _module_state(path: Path) -> list[str]:
     """Module-level mutable state: ``global`` statements, and lower-case names bound to a
     mutable container (upper-case names are constants by convention)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    found = [f"global {', '.join(n.names)}" for n in ast.walk(tree)
-             if isinstance(n, ast.Global)]
+    found = [f"global {', '.join(n.names)}" for n in ast.walk(tree) if isinstance(n, ast.Global)]
     for node in tree.body:
         targets: list[ast.expr] = []
         value: ast.expr | None = None
@@ -98,19 +99,26 @@ def _module_state(path: Path) -> list[str]:
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
             targets, value = [node.target], node.value
         mutable = isinstance(value, ast.Dict | ast.List | ast.Set) or (
-            isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
-            and value.func.id in {"dict", "list", "set", "defaultdict", "deque"})
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Name)
+            and value.func.id in {"dict", "list", "set", "defaultdict", "deque"}
+        )
         for target in targets:
-            if (mutable and isinstance(target, ast.Name) and not target.id.isupper()
-                    and not target.id.startswith("__")):
+            if (
+                mutable
+                and isinstance(target, ast.Name)
+                and not target.id.isupper()
+                and not target.id.startswith("__")
+            ):
                 found.append(target.id)
     return found
 
 
 def test_the_runtime_is_the_only_module_level_state_in_shared() -> None:
     stateful = {_module(p): _module_state(p) for p in SHARED.rglob("*.py")}
-    assert {m: s for m, s in stateful.items() if s} == {"shared.runtime": ["global _current",
-                                                                            "global _current"]}
+    assert {m: s for m, s in stateful.items() if s} == {
+        "shared.runtime": ["global _current", "global _current"]
+    }
 
 
 def test_nothing_outside_tests_imports_tests() -> None:
@@ -119,6 +127,9 @@ def test_nothing_outside_tests_imports_tests() -> None:
         for folder in ("shared", "devhost", "bench")
         for path in (ROOT / folder).rglob("*.py")
         if any(m == "tests" or m.startswith("tests.") for m in _imports(path))
-    ) + (["function_app.py"] if any(m.startswith("tests") for m in
-                                    _imports(ROOT / "function_app.py")) else [])
+    ) + (
+        ["function_app.py"]
+        if any(m.startswith("tests") for m in _imports(ROOT / "function_app.py"))
+        else []
+    )
     assert offenders == []

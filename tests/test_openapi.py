@@ -26,8 +26,14 @@ ACTION = json.loads((ROOT / "genesys" / "ivr-lookup.data-action.json").read_text
 SCHEMAS = OPENAPI["components"]["schemas"]
 LOOKUP = OPENAPI["paths"]["/lookup"]["post"]
 
-ERROR_CODES = {"invalid_json", "not_an_object", "missing_field", "invalid_field",
-               "body_too_large", "unsupported_media_type"}
+ERROR_CODES = {
+    "invalid_json",
+    "not_an_object",
+    "missing_field",
+    "invalid_field",
+    "body_too_large",
+    "unsupported_media_type",
+}
 
 
 def schema_validator(name: str) -> OAS30Validator:
@@ -60,16 +66,22 @@ def test_only_the_lookup_is_published_not_the_admin_endpoints() -> None:
 
 def test_callers_authenticate_with_the_api_management_subscription_key_header() -> None:
     schemes = OPENAPI["components"]["securitySchemes"]
-    assert schemes == {"apimSubscriptionKey": {
-        "type": "apiKey", "in": "header", "name": "Ocp-Apim-Subscription-Key",
-        "description": schemes["apimSubscriptionKey"]["description"]}}
+    assert schemes == {
+        "apimSubscriptionKey": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Ocp-Apim-Subscription-Key",
+            "description": schemes["apimSubscriptionKey"]["description"],
+        }
+    }
     assert OPENAPI["security"] == [{"apimSubscriptionKey": []}]
 
 
 def test_request_schema_is_flat_with_conversation_id_and_ani_or_customer_id() -> None:
     request = SCHEMAS["LookupRequest"]
     assert LOOKUP["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/LookupRequest"}
+        "$ref": "#/components/schemas/LookupRequest"
+    }
     assert request["required"] == ["conversationId"]
     props = request["properties"]
     assert set(props) == {"conversationId", "ani", "customerId", "dnis"}
@@ -102,7 +114,8 @@ def test_body_limit_is_documented_as_the_8_kib_the_app_enforces() -> None:
 def test_response_schema_is_exactly_the_answer_the_app_returns() -> None:
     response = SCHEMAS["LookupResponse"]
     assert LOOKUP["responses"]["200"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/LookupResponse"}
+        "$ref": "#/components/schemas/LookupResponse"
+    }
     answers = [
         Answer(True, "C-1042", "Gold", True, "en-US", "database"),
         Answer.unknown("Standard", "degraded"),
@@ -122,8 +135,11 @@ def _contract_error_codes() -> set[str]:
     tree = ast.parse((ROOT / "shared" / "dip" / "contract.py").read_text())
     codes = set()
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and node.func.id == "ContractError"):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "ContractError"
+        ):
             code = node.args[1]
             assert isinstance(code, ast.Constant) and isinstance(code.value, str)
             codes.add(code.value)
@@ -145,8 +161,10 @@ def test_error_schema_lists_every_error_code_the_app_raises() -> None:
         pytest.fail("a JSON array is not a dip request")
 
 
-@pytest.mark.parametrize(("status", "schema"), [("400", "Error"), ("413", "Error"),
-                                                ("415", "Error"), ("429", "ThrottleError")])
+@pytest.mark.parametrize(
+    ("status", "schema"),
+    [("400", "Error"), ("413", "Error"), ("415", "Error"), ("429", "ThrottleError")],
+)
 def test_error_responses_are_json_with_the_error_shape(status: str, schema: str) -> None:
     content = LOOKUP["responses"][status]["content"]["application/json"]
     assert content["schema"] == {"$ref": f"#/components/schemas/{schema}"}
@@ -189,8 +207,9 @@ def test_export_is_a_custom_web_services_action_posting_to_api_management() -> N
     assert request["requestType"] == "POST"
     main = mc.parse_bicep(ROOT / "bicep" / "main.bicep")
     api_path = main["parameters"]["apiPath"]["default"]
-    assert re.fullmatch(rf"https://[A-Z-]+\.azure-api\.net/{api_path}/lookup",
-                        request["requestUrlTemplate"])
+    assert re.fullmatch(
+        rf"https://[A-Z-]+\.azure-api\.net/{api_path}/lookup", request["requestUrlTemplate"]
+    )
     assert ACTION["config"]["timeoutSeconds"] == 3
 
 
@@ -217,8 +236,9 @@ def test_input_contract_is_flat_and_matches_the_request_fields() -> None:
     props = schema["properties"]
     scalar = {"string", "integer", "number", "boolean", "null"}
     assert all(_genesys_type(p) in scalar for p in props.values())
-    assert all("properties" not in p and "items" not in p and "$ref" not in p
-               for p in props.values())
+    assert all(
+        "properties" not in p and "items" not in p and "$ref" not in p for p in props.values()
+    )
     request = SCHEMAS["LookupRequest"]["properties"]
     assert set(props) == set(request)
     assert schema["required"] == SCHEMAS["LookupRequest"]["required"]
@@ -235,24 +255,45 @@ def test_request_template_escapes_every_input_with_quiet_calls() -> None:
         # esc.jsonString returns for it, as nothing rather than as the template's own text.
         assert f"$!esc.jsonString($!{{input.{name}}})" in template, name
     # Nothing is inserted unescaped.
-    bare = re.findall(r"\$!?\{input\.\w+\}",
-                      re.sub(r"\$!?esc\.jsonString\([^)]*\)", "", template))
+    bare = re.findall(r"\$!?\{input\.\w+\}", re.sub(r"\$!?esc\.jsonString\([^)]*\)", "", template))
     assert all(ref.startswith("$!") for ref in bare)
 
 
-@pytest.mark.parametrize("inputs", [
-    {"conversationId": "43436e96-5c19-4c52-b951-4ea05d9a9af7", "ani": "tel:+13175550116"},
-    {"conversationId": "43436e96-5c19-4c52-b951-4ea05d9a9af7", "ani": "tel: +1 317-555-0116",
-     "customerId": "", "dnis": "tel:+18005550100"},
-    {"conversationId": "43436E96-5C19-4C52-B951-4EA05D9A9AF7", "ani": "",
-     "customerId": "C-1042"},
-    {"conversationId": "43436e96-5c19-4c52-b951-4ea05d9a9af7",
-     "ani": 'sip:"odd\\caller"@carrier.example', "customerId": "C_7", "dnis": ""},
-    {"conversationId": "43436e96-5c19-4c52-b951-4ea05d9a9af7", "ani": ""},
-    {"conversationId": "43436e96-5c19-4c52-b951-4ea05d9a9af7"},
-    {"conversationId": "43436e96-5c19-4c52-b951-4ea05d9a9af7", "customerId": "C-1042"},
-], ids=["ani-only", "empty-customer-id", "customer-id-only", "quotes-and-backslash",
-        "withheld-ani", "ani-input-unset", "customer-id-only-ani-input-unset"])
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        {"conversationId": "43436e96-5c19-4c52-b951-4ea05d9a9af7", "ani": "tel:+13175550116"},
+        {
+            "conversationId": "43436e96-5c19-4c52-b951-4ea05d9a9af7",
+            "ani": "tel: +1 317-555-0116",
+            "customerId": "",
+            "dnis": "tel:+18005550100",
+        },
+        {
+            "conversationId": "43436E96-5C19-4C52-B951-4EA05D9A9AF7",
+            "ani": "",
+            "customerId": "C-1042",
+        },
+        {
+            "conversationId": "43436e96-5c19-4c52-b951-4ea05d9a9af7",
+            "ani": 'sip:"odd\\caller"@carrier.example',
+            "customerId": "C_7",
+            "dnis": "",
+        },
+        {"conversationId": "43436e96-5c19-4c52-b951-4ea05d9a9af7", "ani": ""},
+        {"conversationId": "43436e96-5c19-4c52-b951-4ea05d9a9af7"},
+        {"conversationId": "43436e96-5c19-4c52-b951-4ea05d9a9af7", "customerId": "C-1042"},
+    ],
+    ids=[
+        "ani-only",
+        "empty-customer-id",
+        "customer-id-only",
+        "quotes-and-backslash",
+        "withheld-ani",
+        "ani-input-unset",
+        "customer-id-only-ani-input-unset",
+    ],
+)
 def test_request_template_renders_a_body_the_api_and_the_app_accept(inputs: dict[str, str]) -> None:
     # Rendered by a Velocity engine with a stand-in for Genesys's esc tool (every combination
     # of absent, empty and set inputs is in tests/dip/test_genesys_template.py).

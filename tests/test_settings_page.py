@@ -16,7 +16,8 @@ PAGE = ROOT / "docs" / "settings.md"
 def test_the_settings_page_is_the_generated_one() -> None:
     assert PAGE.read_text(encoding="utf-8") == settings_page(), (
         "docs/settings.md differs from the specs: run python -m shared.settings "
-        "--out docs/settings.md")
+        "--out docs/settings.md"
+    )
 
 
 def test_every_setting_has_a_row_with_its_default() -> None:
@@ -27,8 +28,7 @@ def test_every_setting_has_a_row_with_its_default() -> None:
 
 
 def test_a_changed_spec_changes_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
-    changed = (dataclasses.replace(SETTINGS[0], default="redis://elsewhere:6379/0"),
-               *SETTINGS[1:])
+    changed = (dataclasses.replace(SETTINGS[0], default="redis://elsewhere:6379/0"), *SETTINGS[1:])
     monkeypatch.setattr(settings, "SETTINGS", changed)
     assert settings_page() != PAGE.read_text(encoding="utf-8")
 

@@ -39,9 +39,15 @@ def protos() -> ModuleType:
     # The well-known types (Duration, Timestamp) ship inside grpc_tools.
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     with tempfile.TemporaryDirectory(prefix="devhost-rpc-") as out:
-        status = protoc.main([
-            "protoc", f"-I{PROTO.parent}", f"-I{well_known}", f"--python_out={out}", PROTO.name,
-        ])
+        status = protoc.main(
+            [
+                "protoc",
+                f"-I{PROTO.parent}",
+                f"-I{well_known}",
+                f"--python_out={out}",
+                PROTO.name,
+            ]
+        )
         generated = os.path.join(out, f"{_MODULE}.py")
         if status != 0 or not os.path.exists(generated):
             raise ProtocolError(f"protoc could not compile {PROTO} (exit status {status})")

@@ -26,8 +26,9 @@ class Breaker:
     Tornado-only, and the asyncio forks are unmaintained. This is the whole state machine.
     """
 
-    def __init__(self, failures: int, reset_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, failures: int, reset_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.failures_to_open = failures
         self.reset_s = reset_s
         self._clock = clock

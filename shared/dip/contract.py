@@ -116,9 +116,7 @@ def parse_dip_request(body: bytes, content_type: str | None) -> DipRequest:
     try:
         payload = decode_json(body)
     except BodyError as exc:
-        raise ContractError(
-            400, "invalid_json", f"request body is not valid JSON: {exc}"
-        ) from None
+        raise ContractError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise ContractError(400, "not_an_object", "request body must be a JSON object")
 
@@ -140,8 +138,10 @@ def parse_dip_request(body: bytes, content_type: str | None) -> DipRequest:
             customer_id = None
         elif not _CUSTOMER_ID.match(customer_id):
             raise ContractError(
-                400, "invalid_field",
-                "customerId must be 1-64 characters of letters, digits, '_' or '-'", "customerId",
+                400,
+                "invalid_field",
+                "customerId must be 1-64 characters of letters, digits, '_' or '-'",
+                "customerId",
             )
 
     if "ani" not in payload and "customerId" not in payload:

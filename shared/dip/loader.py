@@ -93,8 +93,10 @@ def parse_rows(lines: Iterable[str], region: str) -> Iterator[Customer | Rejecte
     header = reader.fieldnames or []
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise ValueError(f"the header lacks column(s) {', '.join(missing)}; "
-                         f"expected {','.join(REQUIRED_COLUMNS)}[,preferredLanguage]")
+        raise ValueError(
+            f"the header lacks column(s) {', '.join(missing)}; "
+            f"expected {','.join(REQUIRED_COLUMNS)}[,preferredLanguage]"
+        )
     for row in reader:
         # Line numbers as an editor shows them: the header is line 1.
         line = reader.line_num
@@ -104,8 +106,9 @@ def parse_rows(lines: Iterable[str], region: str) -> Iterator[Customer | Rejecte
         yield _parse_row(row, line, region)
 
 
-async def load_rows(table: TableClient, customers: Sequence[Customer], *,
-                    progress: bool = True) -> int:
+async def load_rows(
+    table: TableClient, customers: Sequence[Customer], *, progress: bool = True
+) -> int:
     """Upsert every customer's entities in partition-sized transactions; return the count."""
     await ensure_table(table)
     by_partition: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -114,7 +117,7 @@ async def load_rows(table: TableClient, customers: Sequence[Customer], *,
             # A later row for the same key wins, as a re-run of the export would.
             by_partition[entity["PartitionKey"]][entity["RowKey"]] = entity
     batches = [
-        list(entities.values())[i:i + _BATCH]
+        list(entities.values())[i : i + _BATCH]
         for entities in by_partition.values()
         for i in range(0, len(entities), _BATCH)
     ]
@@ -141,8 +144,9 @@ def _write_rejects(path: Path, rejected: list[Rejected], header: list[str]) -> N
             writer.writerow([r.line, r.reason, *(r.row.get(h, "") for h in header)])
 
 
-async def load_file(path: Path, table: TableClient, region: str, *,
-                    progress: bool = True) -> LoadReport:
+async def load_file(
+    path: Path, table: TableClient, region: str, *, progress: bool = True
+) -> LoadReport:
     report = LoadReport()
     with path.open(newline="", encoding="utf-8-sig") as handle:
         header = next(csv.reader([handle.readline()]), [])
@@ -164,8 +168,11 @@ async def load_file(path: Path, table: TableClient, region: str, *,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.dip.loader", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.dip.loader",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("csv", type=Path, help="CRM export to load")
     parser.add_argument("--table", help="table name (default: CUSTOMER_TABLE)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -177,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> LoadReport:
         async with make_table_client(settings, args.table or settings.customer_table) as table:
-            return await load_file(args.csv, table, settings.default_region,
-                                   progress=not args.no_progress)
+            return await load_file(
+                args.csv, table, settings.default_region, progress=not args.no_progress
+            )
 
     try:
         report = asyncio.run(run())
@@ -187,11 +195,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for r in report.rejected:
         print(f"loader: {args.csv}:{r.line}: rejected: {r.reason}", file=sys.stderr)
-    print(f"loader: loaded {report.customers} customers ({report.entities} entities); "
-          f"rejected {len(report.rejected)} rows", file=sys.stderr)
+    print(
+        f"loader: loaded {report.customers} customers ({report.entities} entities); "
+        f"rejected {len(report.rejected)} rows",
+        file=sys.stderr,
+    )
     if report.rejected:
-        print(f"loader: rejected rows written to {args.csv.with_suffix('.rejects.csv')}",
-              file=sys.stderr)
+        print(
+            f"loader: rejected rows written to {args.csv.with_suffix('.rejects.csv')}",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

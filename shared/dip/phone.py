@@ -13,8 +13,19 @@ __all__ = ["WITHHELD", "normalize_number"]
 
 # What carriers and SIP trunks put in place of a withheld number.
 WITHHELD = frozenset(
-    {"anonymous", "restricted", "private", "withheld", "unknown", "unavailable", "blocked",
-     "not_set", "notset", "none", "null"}
+    {
+        "anonymous",
+        "restricted",
+        "private",
+        "withheld",
+        "unknown",
+        "unavailable",
+        "blocked",
+        "not_set",
+        "notset",
+        "none",
+        "null",
+    }
 )
 
 

@@ -53,8 +53,9 @@ class PlanState:
 class ArmError(Exception):
     """An ARM call failed. ``status`` is None when no response came (timeout, connection)."""
 
-    def __init__(self, message: str, *, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
@@ -69,8 +70,9 @@ class ArmGateway(Protocol):
 
     async def get_site_config(self) -> SiteState: ...
 
-    async def patch_site_config(self, *, always_ready: int | None = None,
-                                pre_warmed: int | None = None) -> None: ...
+    async def patch_site_config(
+        self, *, always_ready: int | None = None, pre_warmed: int | None = None
+    ) -> None: ...
 
     async def get_plan(self) -> PlanState: ...
 
@@ -109,11 +111,16 @@ class AzureArmGateway:
     retries instead.
     """
 
-    def __init__(self, target: Target, credential: AsyncTokenCredential, *,
-                 endpoint: str = "https://management.azure.com",
-                 connection_verify: bool | str = True,
-                 timeout: float = ARM_REQUEST_TIMEOUT_SECONDS,
-                 owns_credential: bool = False) -> None:
+    def __init__(
+        self,
+        target: Target,
+        credential: AsyncTokenCredential,
+        *,
+        endpoint: str = "https://management.azure.com",
+        connection_verify: bool | str = True,
+        timeout: float = ARM_REQUEST_TIMEOUT_SECONDS,
+        owns_credential: bool = False,
+    ) -> None:
         from azure.mgmt.web.aio import WebSiteManagementClient
 
         base = endpoint.rstrip("/")
@@ -133,7 +140,8 @@ class AzureArmGateway:
             polling_interval=1,
         )
         self._plan_ref: tuple[str, str] | None = (
-            (target.resource_group, target.plan_name) if target.plan_name else None)
+            (target.resource_group, target.plan_name) if target.plan_name else None
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, target: Target) -> AzureArmGateway:
@@ -141,8 +149,9 @@ class AzureArmGateway:
 
         # The app's managed identity in Azure; developer credentials locally. One per tick:
         # a token every five minutes is cheap, and nothing is left open between ticks.
-        return cls(target, DefaultAzureCredential(), endpoint=settings.arm_endpoint,
-                   owns_credential=True)
+        return cls(
+            target, DefaultAzureCredential(), endpoint=settings.arm_endpoint, owns_credential=True
+        )
 
     async def close(self) -> None:
         await self._client.close()
@@ -173,8 +182,11 @@ class AzureArmGateway:
             raise ArmError(f"authentication failed: {exc.message}", status=status) from exc
         except HttpResponseError as exc:
             headers: Mapping[str, str] = getattr(exc.response, "headers", None) or {}
-            raise ArmError(exc.message or str(exc), status=exc.status_code,
-                           retry_after=_retry_after_seconds(headers.get("Retry-After"))) from exc
+            raise ArmError(
+                exc.message or str(exc),
+                status=exc.status_code,
+                retry_after=_retry_after_seconds(headers.get("Retry-After")),
+            ) from exc
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise ArmError(f"{type(exc).__name__}: {exc.message}") from exc
         except AzureError as exc:
@@ -186,14 +198,18 @@ class AzureArmGateway:
             cfg = await self._client.web_apps.get_configuration(t.resource_group, t.site_name)
         return SiteState(cfg.minimum_elastic_instance_count, cfg.pre_warmed_instance_count)
 
-    async def patch_site_config(self, *, always_ready: int | None = None,
-                                pre_warmed: int | None = None) -> None:
+    async def patch_site_config(
+        self, *, always_ready: int | None = None, pre_warmed: int | None = None
+    ) -> None:
         from azure.mgmt.web.models import SiteConfig, SiteConfigResource
 
         # Fields left None are not sent: the PATCH carries only what differs, where a PUT
         # would replace the whole site config.
-        body = SiteConfigResource(properties=SiteConfig(
-            minimum_elastic_instance_count=always_ready, pre_warmed_instance_count=pre_warmed))
+        body = SiteConfigResource(
+            properties=SiteConfig(
+                minimum_elastic_instance_count=always_ready, pre_warmed_instance_count=pre_warmed
+            )
+        )
         t = self.target
         async with self._translate():
             await self._client.web_apps.update_configuration(t.resource_group, t.site_name, body)
@@ -220,8 +236,9 @@ class AzureArmGateway:
         )
 
         rg, name = await self._plan()
-        body = AppServicePlanPatchResource(properties=AppServicePlanPatchResourceProperties(
-            maximum_elastic_worker_count=max_burst))
+        body = AppServicePlanPatchResource(
+            properties=AppServicePlanPatchResourceProperties(maximum_elastic_worker_count=max_burst)
+        )
         async with self._translate():
             await self._client.app_service_plans.update(rg, name, body)
 
@@ -248,8 +265,9 @@ def _parse_server_farm_id(farm_id: str) -> tuple[str, str]:
         rg = parts[lower.index("resourcegroups") + 1]
         name = parts[lower.index("serverfarms") + 1]
     except (ValueError, IndexError):
-        raise ArmError(f"the site has no usable serverFarmId ({farm_id!r}); "
-                       "set SCALE_PLAN_NAME", status=400) from None
+        raise ArmError(
+            f"the site has no usable serverFarmId ({farm_id!r}); set SCALE_PLAN_NAME", status=400
+        ) from None
     return rg, name
 
 

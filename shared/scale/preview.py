@@ -40,8 +40,9 @@ class _Source:
     max_burst_limit: int
 
 
-def _max_burst_limit(args: argparse.Namespace, env: Mapping[str, str],
-                     local_values: Mapping[str, str]) -> int:
+def _max_burst_limit(
+    args: argparse.Namespace, env: Mapping[str, str], local_values: Mapping[str, str]
+) -> int:
     """--max-burst-limit, else SCALE_MAX_BURST_LIMIT as the app reads it, else its default."""
     if args.max_burst_limit is not None:
         raw = str(args.max_burst_limit)
@@ -65,15 +66,17 @@ def _read_source(args: argparse.Namespace, env: Mapping[str, str]) -> _Source:
     zone_redundant = args.zone_redundant or zr_text.strip().lower() in {"1", "true", "yes", "on"}
     limit = _max_burst_limit(args, env, local_values)
     if args.file:
-        return _Source(Path(args.file).read_text(encoding="utf-8"), args.file, zone_redundant,
-                       limit)
+        return _Source(
+            Path(args.file).read_text(encoding="utf-8"), args.file, zone_redundant, limit
+        )
     if env.get("SCALE_SCHEDULE", "").strip():
         return _Source(env["SCALE_SCHEDULE"], "SCALE_SCHEDULE", zone_redundant, limit)
     text = local_values.get("SCALE_SCHEDULE", "")
     if text.strip():
         return _Source(text, f"{args.settings} Values.SCALE_SCHEDULE", zone_redundant, limit)
-    raise ScheduleError(None, f"no schedule: set SCALE_SCHEDULE, add it to {args.settings} "
-                              "Values, or pass --file")
+    raise ScheduleError(
+        None, f"no schedule: set SCALE_SCHEDULE, add it to {args.settings} Values, or pass --file"
+    )
 
 
 def _fmt_local(at: datetime, tz: ZoneInfo) -> str:
@@ -90,8 +93,9 @@ def _why(d: Desired) -> str:
     return ", ".join(names) or "default"
 
 
-def render_preview(schedule: Schedule, start: datetime, days: float,
-                   price_per_hour: float | None, source: str) -> str:
+def render_preview(
+    schedule: Schedule, start: datetime, days: float, price_per_hour: float | None, source: str
+) -> str:
     end = start + timedelta(days=days)
     tz = schedule.tz
     steps = transitions(schedule, start, end)
@@ -104,8 +108,10 @@ def render_preview(schedule: Schedule, start: datetime, days: float,
     ]
     for step in steps:
         d = step.desired
-        lines.append(f"  {_fmt_local(step.at, tz):<24} {d.always_ready:>11} {d.pre_warmed:>9} "
-                     f"{d.max_burst:>8}  {_why(d)}")
+        lines.append(
+            f"  {_fmt_local(step.at, tz):<24} {d.always_ready:>11} {d.pre_warmed:>9} "
+            f"{d.max_burst:>8}  {_why(d)}"
+        )
     lines += [
         "",
         f"Always-ready instance-hours over {summary.hours:g} real hours:",
@@ -140,21 +146,33 @@ def _parse_start(text: str | None, tz: ZoneInfo) -> datetime:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m shared.scale.preview",
-        description="Check a scale schedule and print its coming transitions and "
-                    "instance-hours.")
+        description="Check a scale schedule and print its coming transitions and instance-hours.",
+    )
     parser.add_argument("--days", type=float, default=7.0, help="span to preview (default 7)")
     parser.add_argument("--file", help="read the schedule JSON from this file")
-    parser.add_argument("--settings", default="local.settings.json",
-                         help="local settings file to read Values from")
+    parser.add_argument(
+        "--settings", default="local.settings.json", help="local settings file to read Values from"
+    )
     parser.add_argument("--start", help="start instead of now (ISO; no offset = schedule time)")
-    parser.add_argument("--price-per-hour", type=float, dest="price",
-                         help="price of one instance-hour, to print money too")
-    parser.add_argument("--zone-redundant", action="store_true",
-                         help="check the schedule as for a zone-redundant plan (also read "
-                              "from SCALE_ZONE_REDUNDANT)")
-    parser.add_argument("--max-burst-limit", type=int, metavar="N",
-                         help="the region's plan maximum burst to check maxBurst against "
-                              f"(default SCALE_MAX_BURST_LIMIT, else {MAX_BURST_LIMIT_DEFAULT})")
+    parser.add_argument(
+        "--price-per-hour",
+        type=float,
+        dest="price",
+        help="price of one instance-hour, to print money too",
+    )
+    parser.add_argument(
+        "--zone-redundant",
+        action="store_true",
+        help="check the schedule as for a zone-redundant plan (also read "
+        "from SCALE_ZONE_REDUNDANT)",
+    )
+    parser.add_argument(
+        "--max-burst-limit",
+        type=int,
+        metavar="N",
+        help="the region's plan maximum burst to check maxBurst against "
+        f"(default SCALE_MAX_BURST_LIMIT, else {MAX_BURST_LIMIT_DEFAULT})",
+    )
     args = parser.parse_args(argv)
 
     if not 0 < args.days <= 366:
@@ -163,8 +181,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         parser.error("--price-per-hour must not be negative")
     try:
         source = _read_source(args, os.environ if env is None else env)
-        schedule = parse_schedule(source.text, zone_redundant=source.zone_redundant,
-                                  max_burst_limit=source.max_burst_limit)
+        schedule = parse_schedule(
+            source.text,
+            zone_redundant=source.zone_redundant,
+            max_burst_limit=source.max_burst_limit,
+        )
         start = _parse_start(args.start, schedule.tz)
     except ScheduleError as exc:
         print(f"invalid schedule: {exc}", file=sys.stderr)

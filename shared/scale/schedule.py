@@ -140,8 +140,11 @@ class Desired:
         return (self.always_ready, self.pre_warmed, self.max_burst)
 
     def as_json(self) -> dict[str, int]:
-        return {"alwaysReady": self.always_ready, "preWarmed": self.pre_warmed,
-                "maxBurst": self.max_burst}
+        return {
+            "alwaysReady": self.always_ready,
+            "preWarmed": self.pre_warmed,
+            "maxBurst": self.max_burst,
+        }
 
 
 # --------------------------------------------------------------------------- parsing
@@ -151,8 +154,9 @@ _LEVEL_FIELDS = {"alwaysReady": "always_ready", "preWarmed": "pre_warmed", "maxB
 _COMMENT = "comment"
 
 
-def parse_schedule(text: str, *, zone_redundant: bool = False,
-                   max_burst_limit: int = MAX_BURST_MAX) -> Schedule:
+def parse_schedule(
+    text: str, *, zone_redundant: bool = False, max_burst_limit: int = MAX_BURST_MAX
+) -> Schedule:
     """Parse SCALE_SCHEDULE and check every limit; raise ScheduleError naming the field.
 
     ``max_burst_limit`` is the region's plan maximum (SCALE_MAX_BURST_LIMIT): no level may
@@ -163,14 +167,15 @@ def parse_schedule(text: str, *, zone_redundant: bool = False,
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ScheduleError(None, f"not valid JSON: {exc.msg} at line {exc.lineno} column "
-                                  f"{exc.colno}") from None
-    return schedule_from_obj(doc, zone_redundant=zone_redundant,
-                             max_burst_limit=max_burst_limit)
+        raise ScheduleError(
+            None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    return schedule_from_obj(doc, zone_redundant=zone_redundant, max_burst_limit=max_burst_limit)
 
 
-def schedule_from_obj(doc: object, *, zone_redundant: bool = False,
-                      max_burst_limit: int = MAX_BURST_MAX) -> Schedule:
+def schedule_from_obj(
+    doc: object, *, zone_redundant: bool = False, max_burst_limit: int = MAX_BURST_MAX
+) -> Schedule:
     if not 1 <= max_burst_limit <= MAX_BURST_MAX:
         raise ValueError(f"max_burst_limit must be 1 to {MAX_BURST_MAX}, got {max_burst_limit}")
     limits = _Limits(zone_redundant, max_burst_limit)
@@ -180,8 +185,7 @@ def schedule_from_obj(doc: object, *, zone_redundant: bool = False,
 
     tzname = doc.get("timezone")
     if not isinstance(tzname, str) or not tzname.strip():
-        raise ScheduleError("timezone", "expected an IANA time zone name such as "
-                                        "America/New_York")
+        raise ScheduleError("timezone", "expected an IANA time zone name such as America/New_York")
     try:
         tz = ZoneInfo(tzname)
     except (ZoneInfoNotFoundError, ValueError):
@@ -240,9 +244,12 @@ def _over_burst_limit(value: int, where: str, limit: int) -> None:
     # The plan maximum follows maxBurst, and never goes below alwaysReady: either above the
     # region's limit is a plan update ARM refuses, so say which setting sets the limit.
     if value > limit:
-        raise ScheduleError(where, f"{value} is above the plan's maximum-burst limit of {limit} "
-                                   "(SCALE_MAX_BURST_LIMIT, the region's Elastic Premium "
-                                   "maximum)")
+        raise ScheduleError(
+            where,
+            f"{value} is above the plan's maximum-burst limit of {limit} "
+            "(SCALE_MAX_BURST_LIMIT, the region's Elastic Premium "
+            "maximum)",
+        )
 
 
 def _levels(obj: Mapping[str, Any], where: str, limits: _Limits) -> Levels:
@@ -254,8 +261,10 @@ def _levels(obj: Mapping[str, Any], where: str, limits: _Limits) -> Levels:
     always_ready = None
     if ar is not None:
         if zone_redundant and isinstance(ar, int) and not isinstance(ar, bool) and 0 <= ar < 3:
-            raise ScheduleError(f"{where}.alwaysReady", "a zone-redundant plan needs at least "
-                                                        f"{ZONE_REDUNDANT_MIN}, got {ar}")
+            raise ScheduleError(
+                f"{where}.alwaysReady",
+                f"a zone-redundant plan needs at least {ZONE_REDUNDANT_MIN}, got {ar}",
+            )
         always_ready = _count(ar, f"{where}.alwaysReady", ar_lo, ALWAYS_READY_MAX)
         _over_burst_limit(always_ready, f"{where}.alwaysReady", limits.max_burst_limit)
     pre_warmed = None if pw is None else _count(pw, f"{where}.preWarmed", 0, PRE_WARMED_MAX)
@@ -264,8 +273,9 @@ def _levels(obj: Mapping[str, Any], where: str, limits: _Limits) -> Levels:
         max_burst = _count(mb, f"{where}.maxBurst", 1, MAX_BURST_MAX)
         _over_burst_limit(max_burst, f"{where}.maxBurst", limits.max_burst_limit)
     if always_ready is not None and max_burst is not None and max_burst < always_ready:
-        raise ScheduleError(f"{where}.maxBurst",
-                            f"must be at least alwaysReady ({always_ready}), got {max_burst}")
+        raise ScheduleError(
+            f"{where}.maxBurst", f"must be at least alwaysReady ({always_ready}), got {max_burst}"
+        )
     return Levels(always_ready, pre_warmed, max_burst)
 
 
@@ -273,28 +283,33 @@ def _hhmm(value: object, where: str, *, allow_24: bool) -> time | None:
     """Parse "HH:MM"; "24:00" (end only) returns None, meaning the end of the day."""
     match = _HHMM.match(value) if isinstance(value, str) else None
     if match is None:
-        raise ScheduleError(where, f"expected a time as \"HH:MM\", got {json.dumps(value)}")
+        raise ScheduleError(where, f'expected a time as "HH:MM", got {json.dumps(value)}')
     hour, minute = int(match.group(1)), int(match.group(2))
     if allow_24 and hour == 24 and minute == 0:
         return None
     if hour > 23 or minute > 59:
-        raise ScheduleError(where, f"expected 00:00 to 23:59{' or 24:00' if allow_24 else ''}, "
-                                   f"got {value}")
+        raise ScheduleError(
+            where, f"expected 00:00 to 23:59{' or 24:00' if allow_24 else ''}, got {value}"
+        )
     return time(hour, minute)
 
 
 def _local_datetime(value: object, where: str) -> datetime:
     if not isinstance(value, str):
-        raise ScheduleError(where, f"expected a local date and time such as "
-                                   f"\"2026-12-01T09:00\", got {json.dumps(value)}")
+        raise ScheduleError(
+            where,
+            f'expected a local date and time such as "2026-12-01T09:00", got {json.dumps(value)}',
+        )
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ScheduleError(where, f"expected a local date and time such as "
-                                   f"\"2026-12-01T09:00\", got {value!r}") from None
+        raise ScheduleError(
+            where, f'expected a local date and time such as "2026-12-01T09:00", got {value!r}'
+        ) from None
     if parsed.tzinfo is not None:
-        raise ScheduleError(where, "give local time without an offset: dated windows use the "
-                                   "schedule's timezone")
+        raise ScheduleError(
+            where, "give local time without an offset: dated windows use the schedule's timezone"
+        )
     return parsed
 
 
@@ -327,23 +342,25 @@ def _window(raw: object, where: str, limits: _Limits) -> Window:
 
     for key in ("start", "end"):
         if key not in obj:
-            raise ScheduleError(f"{where}.{key}", "is required (or give from/to for a dated "
-                                                  "window)")
+            raise ScheduleError(
+                f"{where}.{key}", "is required (or give from/to for a dated window)"
+            )
     start = _hhmm(obj["start"], f"{where}.start", allow_24=False)
     assert start is not None
     end = _hhmm(obj["end"], f"{where}.end", allow_24=True)
     if end == start:
-        raise ScheduleError(f"{where}.end", "equals start; use \"24:00\" as the end of the day")
+        raise ScheduleError(f"{where}.end", 'equals start; use "24:00" as the end of the day')
 
     days_raw = obj.get("days", list(DAYS))
     if not isinstance(days_raw, list) or not days_raw:
-        raise ScheduleError(f"{where}.days", "expected a non-empty list such as [\"mon\", \"tue\"]")
+        raise ScheduleError(f"{where}.days", 'expected a non-empty list such as ["mon", "tue"]')
     days: set[int] = set()
     for i, day in enumerate(days_raw):
         key = day.strip().lower() if isinstance(day, str) else ""
         if key not in DAYS:
-            raise ScheduleError(f"{where}.days[{i}]",
-                                f"expected one of {', '.join(DAYS)}, got {json.dumps(day)}")
+            raise ScheduleError(
+                f"{where}.days[{i}]", f"expected one of {', '.join(DAYS)}, got {json.dumps(day)}"
+            )
         days.add(DAYS.index(key))
     return Window(name=name, levels=levels, days=frozenset(days), start=start, end=end)
 
@@ -374,8 +391,9 @@ def _wall(instant: datetime, tz: ZoneInfo) -> datetime:
     return instant.astimezone(tz).replace(tzinfo=None)
 
 
-def occurrences(window: Window, tz: ZoneInfo, first: date, last: date
-                ) -> Iterator[tuple[datetime, datetime]]:
+def occurrences(
+    window: Window, tz: ZoneInfo, first: date, last: date
+) -> Iterator[tuple[datetime, datetime]]:
     """UTC [start, end) intervals of ``window`` that begin on local dates first..last."""
     if window.dated:
         assert window.date_from is not None and window.date_to is not None
@@ -400,11 +418,12 @@ def occurrences(window: Window, tz: ZoneInfo, first: date, last: date
 
 def _active(window: Window, tz: ZoneInfo, at: datetime) -> bool:
     if window.dated:
-        return any(s <= at < e for s, e in occurrences(
-            window, tz, date.min, date.max))
+        return any(s <= at < e for s, e in occurrences(window, tz, date.min, date.max))
     today = at.astimezone(tz).date()
-    return any(s <= at < e for s, e in occurrences(
-        window, tz, today - timedelta(days=_LOOKBACK_DAYS), today))
+    return any(
+        s <= at < e
+        for s, e in occurrences(window, tz, today - timedelta(days=_LOOKBACK_DAYS), today)
+    )
 
 
 def _aware_utc(at: datetime) -> datetime:
@@ -427,8 +446,9 @@ def desired_at(schedule: Schedule, at: datetime, surges: Iterable[Surge] = ()) -
     values: dict[str, int] = {}
     reasons: dict[str, tuple[str, ...]] = {}
     for json_name, attr in _LEVEL_FIELDS.items():
-        asked = [(getattr(w.levels, attr), w.name) for w in active
-                 if getattr(w.levels, attr) is not None]
+        asked = [
+            (getattr(w.levels, attr), w.name) for w in active if getattr(w.levels, attr) is not None
+        ]
         if asked:
             top = max(v for v, _ in asked)
             values[json_name] = top
@@ -451,8 +471,12 @@ def desired_at(schedule: Schedule, at: datetime, surges: Iterable[Surge] = ()) -
     if values["maxBurst"] < always_ready:
         values["maxBurst"] = always_ready
         reasons["maxBurst"] = ("alwaysReady",)
-    return Desired(always_ready=always_ready, pre_warmed=values["preWarmed"],
-                   max_burst=values["maxBurst"], reasons=reasons)
+    return Desired(
+        always_ready=always_ready,
+        pre_warmed=values["preWarmed"],
+        max_burst=values["maxBurst"],
+        reasons=reasons,
+    )
 
 
 @dataclass(frozen=True)
@@ -462,23 +486,26 @@ class Transition:
     previous: Desired | None
 
 
-def _boundaries(schedule: Schedule, start: datetime, end: datetime,
-                surges: Sequence[Surge]) -> list[datetime]:
+def _boundaries(
+    schedule: Schedule, start: datetime, end: datetime, surges: Sequence[Surge]
+) -> list[datetime]:
     tz = schedule.tz
     first = start.astimezone(tz).date() - timedelta(days=_LOOKBACK_DAYS)
     last = end.astimezone(tz).date() + timedelta(days=1)
     points: set[datetime] = set()
     for window in schedule.windows:
-        for s, e in occurrences(window, tz, date.min if window.dated else first,
-                                date.max if window.dated else last):
+        for s, e in occurrences(
+            window, tz, date.min if window.dated else first, date.max if window.dated else last
+        ):
             points.update((s, e))
     for surge in surges:
         points.update((_aware_utc(surge.starts_at), _aware_utc(surge.expires_at)))
     return sorted(p for p in points if start < p < end)
 
 
-def transitions(schedule: Schedule, start: datetime, end: datetime,
-                surges: Sequence[Surge] = ()) -> list[Transition]:
+def transitions(
+    schedule: Schedule, start: datetime, end: datetime, surges: Sequence[Surge] = ()
+) -> list[Transition]:
     """The state at ``start`` and every change of levels up to ``end`` (UTC instants)."""
     start, end = _aware_utc(start), _aware_utc(end)
     current = desired_at(schedule, start, surges)
@@ -503,8 +530,9 @@ class Summary:
         return self.flat_instance_hours - self.instance_hours
 
 
-def summarize(schedule: Schedule, start: datetime, end: datetime,
-              surges: Sequence[Surge] = ()) -> Summary:
+def summarize(
+    schedule: Schedule, start: datetime, end: datetime, surges: Sequence[Surge] = ()
+) -> Summary:
     """Always-ready instance-hours over real elapsed time, and a flat peak to compare."""
     start, end = _aware_utc(start), _aware_utc(end)
     steps = transitions(schedule, start, end, surges)

@@ -48,8 +48,9 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 class SurgeInputError(ValueError):
     """A bad surge request; becomes a 400 with this code, message and field."""
 
-    def __init__(self, code: str, message: str, field: str | None = None,
-                 status: int = 400) -> None:
+    def __init__(
+        self, code: str, message: str, field: str | None = None, status: int = 400
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -74,13 +75,15 @@ def _whole(body: dict[str, Any], name: str, lo: int, hi: int, unit: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SurgeInputError("invalid_type", f"{name} must be a whole number", name)
     if not lo <= value <= hi:
-        raise SurgeInputError("out_of_range", f"{name} must be {lo} to {hi} {unit}, got {value}",
-                              name)
+        raise SurgeInputError(
+            "out_of_range", f"{name} must be {lo} to {hi} {unit}, got {value}", name
+        )
     return value
 
 
-def parse_surge_request(raw: bytes | str, *, zone_redundant: bool = False,
-                        max_burst_limit: int = MAX_BURST_MAX) -> SurgeRequest:
+def parse_surge_request(
+    raw: bytes | str, *, zone_redundant: bool = False, max_burst_limit: int = MAX_BURST_MAX
+) -> SurgeRequest:
     """Validate a POST body: {"alwaysReady": n, "minutes": m, "reason": "..."}.
 
     ``max_burst_limit`` is SCALE_MAX_BURST_LIMIT: the plan maximum never goes below
@@ -88,34 +91,44 @@ def parse_surge_request(raw: bytes | str, *, zone_redundant: bool = False,
     """
     data = raw.encode() if isinstance(raw, str) else raw
     if len(data) > MAX_BODY_BYTES:
-        raise SurgeInputError("body_too_large", f"the body is over {MAX_BODY_BYTES} bytes",
-                              status=413)
+        raise SurgeInputError(
+            "body_too_large", f"the body is over {MAX_BODY_BYTES} bytes", status=413
+        )
     try:
         body = decode_json(data)
     except BodyError as exc:
         raise SurgeInputError("invalid_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise SurgeInputError("invalid_body", "the body must be a JSON object with alwaysReady, "
-                                              "minutes and reason")
+        raise SurgeInputError(
+            "invalid_body", "the body must be a JSON object with alwaysReady, minutes and reason"
+        )
     for key in body:
         if key not in {"alwaysReady", "minutes", "reason"}:
-            raise SurgeInputError("unknown_field", f"unknown field {key!r} (expected alwaysReady, "
-                                                   "minutes, reason)", key)
+            raise SurgeInputError(
+                "unknown_field",
+                f"unknown field {key!r} (expected alwaysReady, minutes, reason)",
+                key,
+            )
     lo = ZONE_REDUNDANT_MIN if zone_redundant else 1
     hi = min(ALWAYS_READY_MAX, max_burst_limit)
-    unit = "instances" if hi == ALWAYS_READY_MAX else (
-        "instances (SCALE_MAX_BURST_LIMIT, the plan's maximum-burst limit)")
+    unit = (
+        "instances"
+        if hi == ALWAYS_READY_MAX
+        else ("instances (SCALE_MAX_BURST_LIMIT, the plan's maximum-burst limit)")
+    )
     always_ready = _whole(body, "alwaysReady", lo, hi, unit)
     minutes = _whole(body, "minutes", 1, MAX_MINUTES, "minutes (24 hours at most)")
     reason = body.get("reason")
     if reason is None or (isinstance(reason, str) and not reason.strip()):
-        raise SurgeInputError("missing_field", "reason is required: say why, for the next "
-                                               "person on call", "reason")
+        raise SurgeInputError(
+            "missing_field", "reason is required: say why, for the next person on call", "reason"
+        )
     if not isinstance(reason, str):
         raise SurgeInputError("invalid_type", "reason must be a string", "reason")
     if len(reason) > MAX_REASON:
-        raise SurgeInputError("out_of_range", f"reason must be at most {MAX_REASON} characters",
-                              "reason")
+        raise SurgeInputError(
+            "out_of_range", f"reason must be at most {MAX_REASON} characters", "reason"
+        )
     return SurgeRequest(always_ready, minutes, reason.strip())
 
 
@@ -144,21 +157,29 @@ def _now(now: datetime | None) -> datetime:
     return (now or datetime.now(UTC)).astimezone(UTC)
 
 
-async def create_surge(table: TableClient, request: SurgeRequest, *,
-                       now: datetime | None = None) -> Surge:
+async def create_surge(
+    table: TableClient, request: SurgeRequest, *, now: datetime | None = None
+) -> Surge:
     start = _now(now)
-    surge = Surge(id=uuid.uuid4().hex, always_ready=request.always_ready, starts_at=start,
-                  expires_at=start + timedelta(minutes=request.minutes), reason=request.reason)
+    surge = Surge(
+        id=uuid.uuid4().hex,
+        always_ready=request.always_ready,
+        starts_at=start,
+        expires_at=start + timedelta(minutes=request.minutes),
+        reason=request.reason,
+    )
     await ensure_table(table)
-    await table.create_entity({
-        "PartitionKey": PARTITION,
-        "RowKey": surge.id,
-        "AlwaysReady": surge.always_ready,
-        "Minutes": request.minutes,
-        "Reason": surge.reason,
-        "StartsAt": surge.starts_at,
-        "ExpiresAt": surge.expires_at,
-    })
+    await table.create_entity(
+        {
+            "PartitionKey": PARTITION,
+            "RowKey": surge.id,
+            "AlwaysReady": surge.always_ready,
+            "Minutes": request.minutes,
+            "Reason": surge.reason,
+            "StartsAt": surge.starts_at,
+            "ExpiresAt": surge.expires_at,
+        }
+    )
     return surge
 
 
@@ -168,8 +189,9 @@ async def list_active(table: TableClient, *, now: datetime | None = None) -> lis
     await ensure_table(table)
     found: list[Surge] = []
     # Parameters, not f-strings: the SDK quotes them (and each must be a whole token).
-    entities = table.query_entities("PartitionKey eq @pk and ExpiresAt gt @now",
-                                    parameters={"pk": PARTITION, "now": at})
+    entities = table.query_entities(
+        "PartitionKey eq @pk and ExpiresAt gt @now", parameters={"pk": PARTITION, "now": at}
+    )
     async for entity in entities:
         surge = _from_entity(dict(entity))
         if surge.starts_at <= at < surge.expires_at:
@@ -186,8 +208,9 @@ async def get_surge(table: TableClient, surge_id: str) -> Surge | None:
     return _from_entity(dict(entity))
 
 
-async def end_surge(table: TableClient, surge_id: str, *,
-                    now: datetime | None = None) -> Surge | None:
+async def end_surge(
+    table: TableClient, surge_id: str, *, now: datetime | None = None
+) -> Surge | None:
     """End a surge now (its expiry becomes now); None if there is no such surge."""
     at = _now(now)
     surge = await get_surge(table, surge_id)
@@ -195,8 +218,10 @@ async def end_surge(table: TableClient, surge_id: str, *,
         return None
     if surge.expires_at <= at:
         return surge
-    await table.update_entity({"PartitionKey": PARTITION, "RowKey": surge_id,
-                               "ExpiresAt": at, "EndedAt": at}, mode=UpdateMode.MERGE)
+    await table.update_entity(
+        {"PartitionKey": PARTITION, "RowKey": surge_id, "ExpiresAt": at, "EndedAt": at},
+        mode=UpdateMode.MERGE,
+    )
     return Surge(surge.id, surge.always_ready, surge.starts_at, at, surge.reason)
 
 

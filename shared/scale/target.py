@@ -28,8 +28,12 @@ class Target:
     plan_name: str = ""
 
     def as_json(self) -> dict[str, str]:
-        return {"subscription": self.subscription_id, "resourceGroup": self.resource_group,
-                "site": self.site_name, "plan": self.plan_name}
+        return {
+            "subscription": self.subscription_id,
+            "resourceGroup": self.resource_group,
+            "site": self.site_name,
+            "plan": self.plan_name,
+        }
 
 
 def resolve_target(settings: Settings, env: Mapping[str, str] | None = None) -> Target:
@@ -41,8 +45,9 @@ def resolve_target(settings: Settings, env: Mapping[str, str] | None = None) -> 
     resource_group = settings.scale_resource_group or source.get("WEBSITE_RESOURCE_GROUP", "")
     site = settings.scale_site_name or source.get("WEBSITE_SITE_NAME", "")
     if not subscription:
-        raise TargetError("SCALE_SUBSCRIPTION_ID",
-                          "not set, and WEBSITE_OWNER_NAME does not give a subscription")
+        raise TargetError(
+            "SCALE_SUBSCRIPTION_ID", "not set, and WEBSITE_OWNER_NAME does not give a subscription"
+        )
     if not resource_group.strip():
         raise TargetError("SCALE_RESOURCE_GROUP", "not set, and WEBSITE_RESOURCE_GROUP is empty")
     if not site.strip():

@@ -125,8 +125,11 @@ class ScaleTickFailed(RuntimeError):
 def check_schedule(settings: Settings) -> ScheduleError | None:
     """Validate SCALE_SCHEDULE now (start-up) and log a bad one; never raises."""
     try:
-        parse_schedule(settings.scale_schedule, zone_redundant=settings.scale_zone_redundant,
-                       max_burst_limit=settings.scale_max_burst_limit)
+        parse_schedule(
+            settings.scale_schedule,
+            zone_redundant=settings.scale_zone_redundant,
+            max_burst_limit=settings.scale_max_burst_limit,
+        )
     except ScheduleError as exc:
         LOG.error("scale schedule invalid, the timer will keep the current state: %s", exc)
         return exc
@@ -145,8 +148,10 @@ def _role_hint(err: ArmError, kind: str, target: Target, plan: str) -> str:
     if err.status != 403:
         return ""
     if kind == "site":
-        return (f"; the identity needs {SITE_ROLE} on site {target.site_name} "
-                f"(resource group {target.resource_group})")
+        return (
+            f"; the identity needs {SITE_ROLE} on site {target.site_name} "
+            f"(resource group {target.resource_group})"
+        )
     return f"; the identity needs {PLAN_ROLE} on plan {plan or '(the site plan)'}"
 
 
@@ -180,9 +185,14 @@ async def run_tick(
     opened: list[ClosableGateway] = []
     try:
         async with asyncio.timeout(timeout):
-            await _tick(report, settings, at, _Sources(surge_table, surges, gateway_factory,
-                                                       gateway, env), opened,
-                        Retrier(retry or RetryPolicy(), sleep))
+            await _tick(
+                report,
+                settings,
+                at,
+                _Sources(surge_table, surges, gateway_factory, gateway, env),
+                opened,
+                Retrier(retry or RetryPolicy(), sleep),
+            )
     except TimeoutError:
         report.errors.append(f"the tick was cut off after {timeout:g} s")
         report.outcome = _broken_outcome(report)
@@ -195,8 +205,12 @@ async def run_tick(
         for built in opened:
             await built.close()
     report.duration_ms = round((time.monotonic() - started) * 1000)
-    level = {"applied": logging.INFO, "unchanged": logging.INFO, "dry_run": logging.INFO,
-             "partial": logging.WARNING}.get(report.outcome, logging.ERROR)
+    level = {
+        "applied": logging.INFO,
+        "unchanged": logging.INFO,
+        "dry_run": logging.INFO,
+        "partial": logging.WARNING,
+    }.get(report.outcome, logging.ERROR)
     LOG.log(level, "%s", report.log_line())
     return report
 
@@ -218,13 +232,21 @@ class _Sources:
     env: Mapping[str, str] | None
 
 
-async def _tick(report: TickReport, settings: Settings, at: datetime, sources: _Sources,
-                opened: list[ClosableGateway], call: Retrier) -> None:
+async def _tick(
+    report: TickReport,
+    settings: Settings,
+    at: datetime,
+    sources: _Sources,
+    opened: list[ClosableGateway],
+    call: Retrier,
+) -> None:
     schedule: Schedule | None = None
     try:
-        schedule = parse_schedule(settings.scale_schedule,
-                                  zone_redundant=settings.scale_zone_redundant,
-                                  max_burst_limit=settings.scale_max_burst_limit)
+        schedule = parse_schedule(
+            settings.scale_schedule,
+            zone_redundant=settings.scale_zone_redundant,
+            max_burst_limit=settings.scale_max_burst_limit,
+        )
     except ScheduleError as exc:
         report.schedule_invalid = True
         report.errors.append(f"invalid schedule: {exc}")
@@ -235,13 +257,16 @@ async def _tick(report: TickReport, settings: Settings, at: datetime, sources: _
         assert sources.surge_table is not None
         try:
             surges = await asyncio.wait_for(
-                surge_store.list_active(sources.surge_table, now=at), timeout=10)
+                surge_store.list_active(sources.surge_table, now=at), timeout=10
+            )
         except Exception as exc:
             # Without the surges, lowering always-ready could cancel one: raise only.
             surges_known = False
             surges = []
-            report.errors.append(f"surges unreadable ({type(exc).__name__}: {exc}); "
-                                 "always-ready will not be lowered this tick")
+            report.errors.append(
+                f"surges unreadable ({type(exc).__name__}: {exc}); "
+                "always-ready will not be lowered this tick"
+            )
 
     try:
         target = resolve_target(settings, sources.env)
@@ -260,9 +285,17 @@ async def _tick(report: TickReport, settings: Settings, at: datetime, sources: _
     await _converge(report, settings, at, gateway, schedule, surges, surges_known, target, call)
 
 
-async def _converge(report: TickReport, settings: Settings, at: datetime,
-                    gateway: ArmGateway, schedule: Schedule | None, surges: Sequence[Surge],
-                    surges_known: bool, target: Target, call: Retrier) -> None:
+async def _converge(
+    report: TickReport,
+    settings: Settings,
+    at: datetime,
+    gateway: ArmGateway,
+    schedule: Schedule | None,
+    surges: Sequence[Surge],
+    surges_known: bool,
+    target: Target,
+    call: Retrier,
+) -> None:
     invalid = schedule is None
 
     def finish(outcome: str) -> None:
@@ -271,8 +304,9 @@ async def _converge(report: TickReport, settings: Settings, at: datetime,
     try:
         site = await call(gateway.get_site_config)
     except ArmError as err:
-        report.errors.append(f"reading site config failed ({err.status}): {err}"
-                             f"{_role_hint(err, 'site', target, '')}")
+        report.errors.append(
+            f"reading site config failed ({err.status}): {err}{_role_hint(err, 'site', target, '')}"
+        )
         finish("failed")
         return
 
@@ -282,9 +316,11 @@ async def _converge(report: TickReport, settings: Settings, at: datetime,
         if report.target is not None:
             report.target["plan"] = plan.name
     except ArmError as err:
-        report.errors.append(f"reading the plan failed ({err.status}): {err}"
-                             f"{_role_hint(err, 'plan', target, target.plan_name)}; "
-                             "plan limits were not checked")
+        report.errors.append(
+            f"reading the plan failed ({err.status}): {err}"
+            f"{_role_hint(err, 'plan', target, target.plan_name)}; "
+            "plan limits were not checked"
+        )
 
     report.current = {
         "alwaysReady": site.always_ready,
@@ -313,8 +349,9 @@ async def _converge(report: TickReport, settings: Settings, at: datetime,
             steps.append(_Step("planMinimum", plan.capacity, desired.always_ready, "plan_min"))
 
     for step in steps:
-        report.changed.append({"field": step.field, "from": step.before, "to": step.after,
-                               "applied": False})
+        report.changed.append(
+            {"field": step.field, "from": step.before, "to": step.after, "applied": False}
+        )
     if settings.scale_dry_run:
         finish("dry_run" if not report.errors else "partial")
         return
@@ -330,8 +367,10 @@ async def _converge(report: TickReport, settings: Settings, at: datetime,
             failed = True
             plan_name = plan.name if plan else target.plan_name
             hint = _role_hint(err, "site" if kind == "site" else "plan", target, plan_name)
-            report.errors.append(f"setting {', '.join(group)} failed ({err.status}): {err}{hint}; "
-                                 "later changes were not attempted, the next tick retries")
+            report.errors.append(
+                f"setting {', '.join(group)} failed ({err.status}): {err}{hint}; "
+                "later changes were not attempted, the next tick retries"
+            )
             break
         wrote = True
         for entry in report.changed:
@@ -346,18 +385,26 @@ async def _converge(report: TickReport, settings: Settings, at: datetime,
         finish("applied" if wrote else "unchanged")
 
 
-def _writer(gateway: ArmGateway, kind: str, values: Mapping[str, int]
-            ) -> Callable[[], Awaitable[object]]:
+def _writer(
+    gateway: ArmGateway, kind: str, values: Mapping[str, int]
+) -> Callable[[], Awaitable[object]]:
     if kind == "plan_max":
         return lambda: gateway.patch_plan(max_burst=values["maxBurst"])
     if kind == "site":
-        return lambda: gateway.patch_site_config(always_ready=values.get("alwaysReady"),
-                                                 pre_warmed=values.get("preWarmed"))
+        return lambda: gateway.patch_site_config(
+            always_ready=values.get("alwaysReady"), pre_warmed=values.get("preWarmed")
+        )
     return lambda: gateway.put_plan(capacity=values["planMinimum"])
 
 
-def _desired(report: TickReport, schedule: Schedule | None, at: datetime,
-             surges: Sequence[Surge], surges_known: bool, site: SiteState) -> Desired | None:
+def _desired(
+    report: TickReport,
+    schedule: Schedule | None,
+    at: datetime,
+    surges: Sequence[Surge],
+    surges_known: bool,
+    site: SiteState,
+) -> Desired | None:
     current_ar = site.always_ready
     if schedule is None:
         # A bad schedule keeps the app as it is, except that an operator's surge still
@@ -371,12 +418,15 @@ def _desired(report: TickReport, schedule: Schedule | None, at: datetime,
             ar, why = top.always_ready, (top.label,)
         else:
             ar, why = current_ar, ("current",)
-        return Desired(ar, site.pre_warmed, ar,
-                       {"alwaysReady": why, "preWarmed": ("current",), "maxBurst": why})
+        return Desired(
+            ar,
+            site.pre_warmed,
+            ar,
+            {"alwaysReady": why, "preWarmed": ("current",), "maxBurst": why},
+        )
     desired = desired_at(schedule, at, surges)
     if not surges_known and current_ar is not None and desired.always_ready < current_ar:
         reasons = dict(desired.reasons)
         reasons["alwaysReady"] = ("current (surges unreadable)",)
-        return Desired(current_ar, desired.pre_warmed, max(desired.max_burst, current_ar),
-                       reasons)
+        return Desired(current_ar, desired.pre_warmed, max(desired.max_burst, current_ar), reasons)
     return desired

@@ -37,8 +37,12 @@ def test_api_management_tier_is_a_parameter_without_consumption() -> None:
     assert service["identity"]["type"] == "SystemAssigned"
     tls = unquoted(module("apim")["variables"]["securityProperties"]["value"])
     prefix = "Microsoft.WindowsAzure.ApiManagement.Gateway.Security."
-    for protocol in ("Protocols.Tls10", "Protocols.Tls11", "Backend.Protocols.Tls10",
-                     "Backend.Protocols.Tls11"):
+    for protocol in (
+        "Protocols.Tls10",
+        "Protocols.Tls11",
+        "Backend.Protocols.Tls10",
+        "Backend.Protocols.Tls11",
+    ):
         assert tls[prefix + protocol] == "False"
 
 
@@ -84,7 +88,8 @@ def test_backend_sends_the_function_key_from_a_key_vault_backed_named_value() ->
     params = module_call(parsed(MAIN), "modules/apim-api.bicep")["params"]
     assert dotted(params["functionKeySecretUri"]) == "functionKey.outputs.secretUriWithVersion"
     assert dotted(module("function-key")["outputs"]["secretUriWithVersion"]["value"]) == (
-        "keyVault_functionKey.properties.secretUriWithVersion")
+        "keyVault_functionKey.properties.secretUriWithVersion"
+    )
     (backend,) = resources_of(api_module, "Microsoft.ApiManagement/service/backends")
     header = unquoted(backend["properties"]["credentials"]["header"])
     assert header == {"x-functions-key": ["{{${functionKeyName}}}"]}

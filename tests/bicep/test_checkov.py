@@ -37,9 +37,20 @@ def _checkov_bin() -> str:
 @cache
 def _checkov_report() -> dict[str, Any]:
     result = subprocess.run(
-        [_checkov_bin(), "--directory", str(BICEP), "--framework", "bicep", "--output", "json",
-         "--skip-download"],
-        capture_output=True, text=True, timeout=240, check=False,
+        [
+            _checkov_bin(),
+            "--directory",
+            str(BICEP),
+            "--framework",
+            "bicep",
+            "--output",
+            "json",
+            "--skip-download",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
     assert result.stdout.strip(), result.stderr[-2000:]
     report = json.loads(result.stdout)
@@ -82,8 +93,11 @@ def _skipped_param_failure(check: Mapping[str, Any]) -> bool:
 def test_checkov_finds_no_failed_checks_in_the_bicep() -> None:
     report = _checkov_report()
     summary = report["summary"]
-    failed = [f"{c['check_id']} {c['file_path']} {c['resource']}"
-              for c in report["results"]["failed_checks"] if not _skipped_param_failure(c)]
+    failed = [
+        f"{c['check_id']} {c['file_path']} {c['resource']}"
+        for c in report["results"]["failed_checks"]
+        if not _skipped_param_failure(c)
+    ]
     assert failed == []
     assert summary["parsing_errors"] == 0, "checkov could not parse some .bicep files"
     assert summary["passed"] >= 20
@@ -100,6 +114,9 @@ def test_every_checkov_skip_is_justified_inline_and_still_needed() -> None:
                 inline.add((check, path.name))
     results = _checkov_report()["results"]
     used = {(c["check_id"], Path(c["file_path"]).name) for c in results["skipped_checks"]}
-    used |= {(c["check_id"], Path(c["file_path"]).name) for c in results["failed_checks"]
-             if _skipped_param_failure(c)}
+    used |= {
+        (c["check_id"], Path(c["file_path"]).name)
+        for c in results["failed_checks"]
+        if _skipped_param_failure(c)
+    }
     assert inline == used

@@ -49,8 +49,11 @@ def test_storage_is_tls12_private_blobs_and_shared_keys_off_for_customer_data() 
     assert props["allowSharedKeyAccess"] == "allowSharedKeyAccess"
     assert default_of(storage, "allowSharedKeyAccess") is False
     main = parsed(MAIN)
-    calls = {m["config"]["name"]: m["config"]["params"] for m in main["modules"].values()
-             if m["detail"]["path"] == "modules/storage.bicep"}
+    calls = {
+        m["config"]["name"]: m["config"]["params"]
+        for m in main["modules"].values()
+        if m["detail"]["path"] == "modules/storage.bicep"
+    }
     assert calls["dipguard-data-storage"]["allowSharedKeyAccess"] is False
     # The host account keeps shared keys for the Azure Files content share only (see
     # function-app.bicep); nothing else in the app uses a key.
@@ -59,8 +62,11 @@ def test_storage_is_tls12_private_blobs_and_shared_keys_off_for_customer_data() 
 
 def test_the_tables_the_app_reads_are_created_in_the_account_it_reads() -> None:
     main = parsed(MAIN)
-    calls = {m["config"]["name"]: m["config"]["params"] for m in main["modules"].values()
-             if m["detail"]["path"] == "modules/storage.bicep"}
+    calls = {
+        m["config"]["name"]: m["config"]["params"]
+        for m in main["modules"].values()
+        if m["detail"]["path"] == "modules/storage.bicep"
+    }
     assert calls["dipguard-data-storage"]["tableNames"] == ["customerTableName", "surgeTableName"]
     assert default_of(main, "customerTableName") == "customers"
     assert default_of(main, "surgeTableName") == "surges"
@@ -68,8 +74,9 @@ def test_the_tables_the_app_reads_are_created_in_the_account_it_reads() -> None:
     assert app_params["customerTableName"] == "customerTableName"
     assert app_params["surgeTableName"] == "surgeTableName"
     assert dotted(app_params["customerTableServiceUri"]) == "dataStorage.outputs.tableEndpoint"
-    (tables,) = resources_of(module("storage"),
-                             "Microsoft.Storage/storageAccounts/tableServices/tables")
+    (tables,) = resources_of(
+        module("storage"), "Microsoft.Storage/storageAccounts/tableServices/tables"
+    )
     assert tables["name"] == "tableName"
 
 
@@ -83,16 +90,21 @@ def test_redis_is_tls_only_with_access_keys_off_and_entra_access_for_the_app() -
     assert db["accessKeysAuthentication"] == "Disabled"
     assert db["clusteringPolicy"] == "clusteringPolicy"
     assert decorators(redis["parameters"]["clusteringPolicy"])["allowed"] == [
-        "EnterpriseCluster", "OSSCluster"]
+        "EnterpriseCluster",
+        "OSSCluster",
+    ]
     assert db["evictionPolicy"] != "NoEviction"
     # The URL the app gets: TLS, port, database 0, and no credentials in it.
     url = redis["outputs"]["url"]["value"]
     assert url.startswith("rediss://") and url.endswith("/0") and "@" not in url
     access = module("app-access")
     (assignment,) = resources_of(
-        access, "Microsoft.Cache/redisEnterprise/databases/accessPolicyAssignments")
-    assert assignment["properties"] == {"accessPolicyName": "default",
-                                        "user": {"objectId": "principalId"}}
+        access, "Microsoft.Cache/redisEnterprise/databases/accessPolicyAssignments"
+    )
+    assert assignment["properties"] == {
+        "accessPolicyName": "default",
+        "user": {"objectId": "principalId"},
+    }
     params = module_call(parsed(MAIN), "modules/app-access.bicep")["params"]
     assert dotted(params["principalId"]) == "functionApp.outputs.systemAssignedMIPrincipalId"
 
@@ -102,8 +114,7 @@ def test_the_scale_schedule_identity_can_change_the_site_and_the_plan() -> None:
     grants = {(g["role"], g["scope"]) for g in role_assignments(app)}
     assert (WEBSITE_CONTRIBUTOR, "site") in grants
     assert (WEB_PLAN_CONTRIBUTOR, "plan") in grants
-    assert all(dotted(g["principal"]) == "site.identity.principalId"
-               for g in role_assignments(app))
+    assert all(dotted(g["principal"]) == "site.identity.principalId" for g in role_assignments(app))
 
 
 def test_the_app_identity_gets_data_access_and_nothing_broad() -> None:
@@ -119,8 +130,11 @@ def test_the_app_identity_gets_data_access_and_nothing_broad() -> None:
             roles = {role}
         by_scope.setdefault(grant["scope"], set()).update(roles)
     assert by_scope == {
-        "hostStorageAccount": {STORAGE_BLOB_DATA_OWNER, STORAGE_QUEUE_DATA_CONTRIBUTOR,
-                               STORAGE_TABLE_DATA_CONTRIBUTOR},
+        "hostStorageAccount": {
+            STORAGE_BLOB_DATA_OWNER,
+            STORAGE_QUEUE_DATA_CONTRIBUTOR,
+            STORAGE_TABLE_DATA_CONTRIBUTOR,
+        },
         "dataStorageAccount": {STORAGE_TABLE_DATA_CONTRIBUTOR},
         "appInsights": {MONITORING_METRICS_PUBLISHER},
     }
@@ -140,7 +154,8 @@ def test_api_management_can_read_the_function_key_and_nothing_else() -> None:
     assert (acls["defaultAction"], acls["bypass"]) == ("Deny", "None")
     assert acls["ipRules"]["loop_type"]["detail"]["array_name"] == "allowedIpAddresses"
     assert acls["virtualNetworkRules"]["loop_type"]["detail"]["array_name"] == (
-        "allowedSubnetResourceIds")
+        "allowedSubnetResourceIds"
+    )
     params = module_call(parsed(MAIN), "modules/key-vault.bicep")["params"]
     (principal,) = params["secretsUserPrincipalIds"]
     assert dotted(principal) == "apim.outputs.systemAssignedMIPrincipalId"
@@ -173,8 +188,9 @@ def test_the_function_key_is_written_by_the_deployment_and_never_read_from_the_a
 
 def test_the_key_value_is_generated_at_deployment_and_kept_out_of_deployment_history() -> None:
     main = parsed(MAIN)
-    given, generated = (main["parameters"][n] for n in ("functionKeyValue",
-                                                         "generatedFunctionKeyValue"))
+    given, generated = (
+        main["parameters"][n] for n in ("functionKeyValue", "generatedFunctionKeyValue")
+    )
     # @secure(): the values never reach deployment history.
     assert decorators(given)["secure"] is True and decorators(generated)["secure"] is True
     assert given["default"] == ""
@@ -182,9 +198,9 @@ def test_the_key_value_is_generated_at_deployment_and_kept_out_of_deployment_his
     assert generated["default"].count("newGuid()") == 2 and "replace(" in generated["default"]
     key_value = module_call(main, "modules/function-key.bicep")["params"]["keyValue"]
     env = Template(main, {"generatedFunctionKeyValue": "g" * 64})
-    assert resolve(key_value, env) == "g" * 64          # nothing given: a new key
+    assert resolve(key_value, env) == "g" * 64  # nothing given: a new key
     env = Template(main, {"generatedFunctionKeyValue": "g" * 64, "functionKeyValue": "k" * 40})
-    assert resolve(key_value, env) == "k" * 40          # the current key given: kept
+    assert resolve(key_value, env) == "k" * 40  # the current key given: kept
 
 
 def test_each_way_of_deploying_can_pass_the_current_key() -> None:

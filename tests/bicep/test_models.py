@@ -43,10 +43,12 @@ def test_model_check_reports_a_misspelt_property() -> None:
         "  properties: {\n    httpsOnly: true\n    siteConfig: {\n"
         "      minimumElasticInstancesCount: 3\n    }\n  }\n}\n"
     )
-    assert problems == [(
-        "properties.siteConfig.minimumElasticInstancesCount",
-        "unknown property for SiteConfig (did you mean 'minimumElasticInstanceCount'?)",
-    )]
+    assert problems == [
+        (
+            "properties.siteConfig.minimumElasticInstancesCount",
+            "unknown property for SiteConfig (did you mean 'minimumElasticInstanceCount'?)",
+        )
+    ]
 
 
 def test_model_check_reports_a_property_at_the_wrong_level() -> None:
@@ -60,12 +62,14 @@ def test_model_check_reports_a_property_at_the_wrong_level() -> None:
 
 
 def test_model_check_reports_wrong_case_read_only_and_wrong_shape() -> None:
-    problems = dict(_findings(
-        "resource redis 'Microsoft.Cache/redisEnterprise@2025-07-01' = {\n"
-        "  name: 'r'\n  location: 'westeurope'\n  sku: {\n    name: 'Balanced_B0'\n  }\n"
-        "  properties: {\n    MinimumTlsVersion: '1.2'\n    hostName: 'x'\n"
-        "    highAvailability: {\n      enabled: true\n    }\n  }\n}\n"
-    ))
+    problems = dict(
+        _findings(
+            "resource redis 'Microsoft.Cache/redisEnterprise@2025-07-01' = {\n"
+            "  name: 'r'\n  location: 'westeurope'\n  sku: {\n    name: 'Balanced_B0'\n  }\n"
+            "  properties: {\n    MinimumTlsVersion: '1.2'\n    hostName: 'x'\n"
+            "    highAvailability: {\n      enabled: true\n    }\n  }\n}\n"
+        )
+    )
     assert "case-sensitive" in problems["properties.MinimumTlsVersion"]
     assert "read-only" in problems["properties.hostName"]
     assert "an object is given" in problems["properties.highAvailability"]
@@ -92,8 +96,11 @@ def test_both_generations_of_sdk_models_are_enumerated() -> None:
     # azure-mgmt-web 11 (TypeSpec rest_field models): real nesting under properties.
     site = mc.shape_of(mc._model(mc._WEB, "Site"))
     site_config = site.fields["properties"].shape.fields["siteConfig"].shape  # type: ignore[attr-defined]
-    assert {"minimumElasticInstanceCount", "preWarmedInstanceCount",
-            "functionAppScaleLimit"} <= set(site_config.fields)
+    assert {
+        "minimumElasticInstanceCount",
+        "preWarmedInstanceCount",
+        "functionAppScaleLimit",
+    } <= set(site_config.fields)
     # azure-mgmt-apimanagement (msrest _attribute_map): flattened "properties.x" keys.
     apim = mc.shape_of(mc._model(mc._APIM, "ApiManagementServiceResource"))
     apim_props = apim.fields["properties"].shape.fields  # type: ignore[attr-defined]
@@ -108,11 +115,14 @@ def test_model_check_holds_a_function_key_to_its_template_body() -> None:
         "  name: 'x/default/apim'\n  value: 'v'\n}\n"
     )
     assert sorted(p for p, _ in problems) == ["properties", "value"]
-    assert _findings(
-        "resource key 'Microsoft.Web/sites/host/functionKeys@2024-11-01' = {\n"
-        "  name: 'x/default/apim'\n  properties: {\n    name: 'apim'\n    value: 'v'\n"
-        "  }\n}\n"
-    ) == []
+    assert (
+        _findings(
+            "resource key 'Microsoft.Web/sites/host/functionKeys@2024-11-01' = {\n"
+            "  name: 'x/default/apim'\n  properties: {\n    name: 'apim'\n    value: 'v'\n"
+            "  }\n}\n"
+        )
+        == []
+    )
 
 
 def test_model_check_reports_a_misspelt_subnet_property() -> None:

@@ -82,7 +82,7 @@ def _kql_cut(query: str, message: str) -> dict[str, Any] | None:
     assert prefix and offset
     if not message.startswith(prefix.group(1)):
         return None
-    return json.loads(message[int(offset.group(1)):])
+    return json.loads(message[int(offset.group(1)) :])
 
 
 def test_alert_queries_read_the_log_lines_the_app_writes() -> None:
@@ -92,8 +92,13 @@ def test_alert_queries_read_the_log_lines_the_app_writes() -> None:
     rules = _alert_rules()
     dip = DipLog("ani", "degraded", 2400.0, True, "deadline").line()
     assert _kql_cut(rules["degradedAlert"]["query"], dip) == {
-        "event": "dip", "keyKind": "ani", "source": "degraded", "latencyMs": 2400.0,
-        "shed": True, "reason": "deadline"}
+        "event": "dip",
+        "keyKind": "ani",
+        "source": "degraded",
+        "latencyMs": 2400.0,
+        "shed": True,
+        "reason": "deadline",
+    }
     tick = _kql_cut(rules["scaleFailureAlert"]["query"], TickReport(outcome="failed").log_line())
     assert tick is not None and (tick["event"], tick["outcome"]) == ("scale_tick", "failed")
     assert _kql_cut(rules["degradedAlert"]["query"], TickReport().log_line()) is None

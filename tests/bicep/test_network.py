@@ -48,8 +48,13 @@ DOCUMENTED_APIM_PATHS = {
 # which are not static and must not end up in a rule.
 GATEWAY_IP = "203.0.113.10"
 OPERATOR_RANGE = "198.51.100.0/24"
-OPERATOR_RULE = {"name": "operator-0", "description": "Operators (surge endpoint)",
-                 "ipAddress": OPERATOR_RANGE, "action": "Allow", "priority": 200}
+OPERATOR_RULE = {
+    "name": "operator-0",
+    "description": "Operators (surge endpoint)",
+    "ipAddress": OPERATOR_RANGE,
+    "action": "Allow",
+    "priority": 200,
+}
 
 
 def _apim_tiers() -> list[str]:
@@ -59,21 +64,38 @@ def _apim_tiers() -> list[str]:
 def _deployment_for_tier(tier: str) -> dict[str, Any]:
     """What main.bicep and its modules build for one API Management tier."""
     main = parsed(MAIN)
-    values = {"apimSkuName": tier, "environmentName": "prod",
-              "publisherEmail": "ops@example.com", "operatorIpRanges": [OPERATOR_RANGE]}
+    values = {
+        "apimSkuName": tier,
+        "environmentName": "prod",
+        "publisherEmail": "ops@example.com",
+        "operatorIpRanges": [OPERATOR_RANGE],
+    }
     env = Template(main, values)
-    out: dict[str, Any] = {"network": resolve(module_condition(main, "modules/network.bicep"),
-                                               env),
-                           "subnet": env["apimSubnetResourceId"]}
+    out: dict[str, Any] = {
+        "network": resolve(module_condition(main, "modules/network.bicep"), env),
+        "subnet": env["apimSubnetResourceId"],
+    }
     # The gateway.
     apim = module("apim")
     call = module_call(main, "modules/apim.bicep")["params"]
-    apim_env = Template(apim, {**{k: resolve(v, env) for k, v in call.items()},
-                                "apiManagement.properties.publicIPAddresses": [GATEWAY_IP]})
+    apim_env = Template(
+        apim,
+        {
+            **{k: resolve(v, env) for k, v in call.items()},
+            "apiManagement.properties.publicIPAddresses": [GATEWAY_IP],
+        },
+    )
     (service,) = resources_of(apim, "Microsoft.ApiManagement/service")
     out["gateway"] = resolve(service["properties"], apim_env)
-    env = Template(main, {**values, "apim.outputs.publicIpAddresses": resolve(
-        apim["outputs"]["publicIpAddresses"]["value"], apim_env)})
+    env = Template(
+        main,
+        {
+            **values,
+            "apim.outputs.publicIpAddresses": resolve(
+                apim["outputs"]["publicIpAddresses"]["value"], apim_env
+            ),
+        },
+    )
     # The function app's inbound rules.
     app = module("function-app")
     call = module_call(main, "modules/function-app.bicep")["params"]
@@ -107,9 +129,15 @@ def test_each_tier_reaches_the_app_and_key_vault_by_its_documented_path(tier: st
         assert gateway["virtualNetworkType"] == "None"
         assert "virtualNetworkConfiguration" not in gateway
         assert built["app_rules"] == [
-            {"name": "apim-0", "description": "API Management gateway",
-             "ipAddress": f"{GATEWAY_IP}/32", "action": "Allow", "priority": 100},
-            OPERATOR_RULE]
+            {
+                "name": "apim-0",
+                "description": "API Management gateway",
+                "ipAddress": f"{GATEWAY_IP}/32",
+                "action": "Allow",
+                "priority": 100,
+            },
+            OPERATOR_RULE,
+        ]
         assert (acls["ipRules"], acls["virtualNetworkRules"]) == ([{"value": GATEWAY_IP}], [])
     else:
         subnet = built["subnet"]
@@ -118,13 +146,19 @@ def test_each_tier_reaches_the_app_and_key_vault_by_its_documented_path(tier: st
         assert gateway["virtualNetworkType"] == "External"
         assert gateway["virtualNetworkConfiguration"] == {"subnetResourceId": subnet}
         assert built["app_rules"] == [
-            {"name": "apim-subnet",
-             "description": "API Management gateway (outbound virtual network integration)",
-             "vnetSubnetResourceId": subnet, "action": "Allow", "priority": 100},
-            OPERATOR_RULE]
+            {
+                "name": "apim-subnet",
+                "description": "API Management gateway (outbound virtual network integration)",
+                "vnetSubnetResourceId": subnet,
+                "action": "Allow",
+                "priority": 100,
+            },
+            OPERATOR_RULE,
+        ]
         assert acls["ipRules"] == []
         assert acls["virtualNetworkRules"] == [
-            {"id": subnet, "ignoreMissingVnetServiceEndpoint": False}]
+            {"id": subnet, "ignoreMissingVnetServiceEndpoint": False}
+        ]
     # Nothing else: everything unmatched is denied, and the vault has no trusted-service
     # bypass, which API Management may no longer use.
     assert built["app_default"] == "Deny"
@@ -146,17 +180,20 @@ def _gateway_properties(tier: str, subnet: str) -> Any:
     return resolve(service["properties"], env)
 
 
-@pytest.mark.parametrize(("tier", "subnet"), [("StandardV2", ""), ("Developer", "/subnets/x"),
-                                               ("Premium", "/subnets/x")])
-def test_a_gateway_without_its_tiers_path_fails_the_deployment_early(tier: str,
-                                                                    subnet: str) -> None:
+@pytest.mark.parametrize(
+    ("tier", "subnet"), [("StandardV2", ""), ("Developer", "/subnets/x"), ("Premium", "/subnets/x")]
+)
+def test_a_gateway_without_its_tiers_path_fails_the_deployment_early(
+    tier: str, subnet: str
+) -> None:
     with pytest.raises(DeploymentFailure, match="outboundSubnetResourceId"):
         _gateway_properties(tier, subnet)
 
 
 @pytest.mark.parametrize(("ips", "subnet"), [([], ""), ([GATEWAY_IP], "/subnets/x")])
-def test_an_app_with_no_or_two_gateway_paths_fails_the_deployment_early(ips: list[str],
-                                                                      subnet: str) -> None:
+def test_an_app_with_no_or_two_gateway_paths_fails_the_deployment_early(
+    ips: list[str], subnet: str
+) -> None:
     app = module("function-app")
     (site,) = resources_of(app, "Microsoft.Web/sites")
     env = Template(app, {"apimPublicIpAddresses": ips, "apimSubnetResourceId": subnet})
@@ -172,21 +209,28 @@ def test_the_integration_subnet_is_delegated_guarded_and_has_the_service_endpoin
     assert subnet["name"] == "subnetName"
     # integrate-vnet-outbound: delegated to Microsoft.Web/serverFarms, with an NSG.
     assert [d["properties"]["serviceName"] for d in props["delegations"]] == [
-        "Microsoft.Web/serverFarms"]
+        "Microsoft.Web/serverFarms"
+    ]
     assert dotted(props["networkSecurityGroup"]["id"]) == "networkSecurityGroup.id"
     (_nsg,) = resources_of(network, "Microsoft.Network/networkSecurityGroups")
     # Service endpoints, so the app's access restriction and the vault's firewall can name it.
     assert [e["service"] for e in props["serviceEndpoints"]] == [
-        "Microsoft.Web", "Microsoft.KeyVault"]
+        "Microsoft.Web",
+        "Microsoft.KeyVault",
+    ]
     # main.bicep computes the subnet's ID from the same names it gives the module.
     main = parsed(MAIN)
     call = module_call(main, "modules/network.bicep")["params"]
     assert (call["name"], call["subnetName"]) == ("apimVnetName", "apimSubnetName")
-    subnet_id = function(main["variables"]["apimSubnetResourceId"]["value"]["operator"][
-        "operands"]["true_value"], "resource_id")
+    subnet_id = function(
+        main["variables"]["apimSubnetResourceId"]["value"]["operator"]["operands"]["true_value"],
+        "resource_id",
+    )
     assert subnet_id is not None
     assert (subnet_id["resource_name_1"], subnet_id["resource_name_2"]) == (
-        "apimVnetName", "apimSubnetName")
+        "apimVnetName",
+        "apimSubnetName",
+    )
     # API Management is created after the subnet it integrates with.
     assert module_call(main, "modules/apim.bicep")["dependsOn"] == ["network"]
 
@@ -204,8 +248,11 @@ def test_every_tier_offered_is_known_to_the_api_version_and_the_sdk_model() -> N
     # PremiumV2 is not in API version 2024-05-01's SKU list, nor in the SDK's enum.
     from azure.mgmt.apimanagement.models import SkuType
 
-    (service,) = [r for r in mc.iter_resources(MODULES / "apim.bicep", module("apim"))
-                  if r.type == "Microsoft.ApiManagement/service"]
+    (service,) = [
+        r
+        for r in mc.iter_resources(MODULES / "apim.bicep", module("apim"))
+        if r.type == "Microsoft.ApiManagement/service"
+    ]
     assert service.api_version == "2024-05-01"
     known = {member.value for member in SkuType}
     assert set(_apim_tiers()) <= known

@@ -64,10 +64,12 @@ def test_parameter_file_schedule_is_one_the_scale_timer_accepts(path: Path) -> N
     limit = values["maxBurstLimit"]
     assert values["maximumElasticWorkerCount"] <= limit
     schedule = effective_schedule(values)
-    parsed_schedule = parse_schedule(json.dumps(schedule), zone_redundant=zone_redundant,
-                                     max_burst_limit=limit)
-    bursts = [parsed_schedule.default.max_burst] + [w.levels.max_burst for w in
-                                                    parsed_schedule.windows]
+    parsed_schedule = parse_schedule(
+        json.dumps(schedule), zone_redundant=zone_redundant, max_burst_limit=limit
+    )
+    bursts = [parsed_schedule.default.max_burst] + [
+        w.levels.max_burst for w in parsed_schedule.windows
+    ]
     assert all(b is None or b <= values["maximumElasticWorkerCount"] for b in bursts)
 
 
@@ -75,7 +77,10 @@ def test_dev_is_cheap_and_prod_is_zone_redundant() -> None:
     dev = bicepparam_values(BICEP / "dev.bicepparam")
     prod = bicepparam_values(BICEP / "prod.bicepparam")
     assert (dev["planSku"], dev["apimSkuName"], dev["redisSkuName"]) == (
-        "EP1", "Developer", "Balanced_B0")
+        "EP1",
+        "Developer",
+        "Balanced_B0",
+    )
     assert dev["redisHighAvailability"] is False and dev["storageSkuName"] == "Standard_LRS"
     assert prod["zoneRedundant"] is True and prod["alwaysReadyInstanceCount"] >= 3
     assert prod["redisHighAvailability"] is True and prod["storageSkuName"] == "Standard_ZRS"
@@ -106,8 +111,7 @@ def test_ci_workflow_is_valid_yaml_that_builds_and_previews() -> None:
     doc = yaml.safe_load((ROOT / ".github" / "workflows" / "bicep.yml").read_text())
     triggers = doc.get("on", doc.get(True))  # PyYAML reads a bare `on` key as True
     assert "pull_request" in triggers
-    runs = "\n".join(step.get("run", "") for job in doc["jobs"].values()
-                     for step in job["steps"])
+    runs = "\n".join(step.get("run", "") for job in doc["jobs"].values() for step in job["steps"])
     assert "az bicep build " in runs
     assert "az bicep build-params" in runs
     assert "az deployment group what-if" in runs

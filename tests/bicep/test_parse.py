@@ -17,9 +17,17 @@ from tests.support.bicep import BICEP, BICEP_FILES, MAIN, MODULES, parsed
 def test_the_deployment_has_a_main_template_and_local_modules() -> None:
     assert MAIN in BICEP_FILES
     names = {p.name for p in MODULES.glob("*.bicep")}
-    assert {"function-app.bicep", "storage.bicep", "redis.bicep", "apim.bicep",
-            "apim-api.bicep", "key-vault.bicep", "monitoring.bicep", "alerts.bicep",
-            "app-access.bicep"} <= names
+    assert {
+        "function-app.bicep",
+        "storage.bicep",
+        "redis.bicep",
+        "apim.bicep",
+        "apim-api.bicep",
+        "key-vault.bicep",
+        "monitoring.bicep",
+        "alerts.bicep",
+        "app-access.bicep",
+    } <= names
 
 
 @pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(BICEP)))

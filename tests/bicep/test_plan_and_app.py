@@ -78,8 +78,7 @@ def test_a_burst_within_the_regions_limit_is_deployed(burst: int, limit: int) ->
 
 
 @pytest.mark.parametrize(("burst", "limit"), [(21, 20), (60, 20), (100, 60)])
-def test_a_burst_above_the_regions_limit_fails_the_deployment_early(burst: int,
-                                                                   limit: int) -> None:
+def test_a_burst_above_the_regions_limit_fails_the_deployment_early(burst: int, limit: int) -> None:
     with pytest.raises(DeploymentFailure, match="above maxBurstLimit"):
         _plan_burst(maximumElasticWorkerCount=burst, maxBurstLimit=limit)
 
@@ -95,8 +94,14 @@ def test_always_ready_and_pre_warmed_are_wired_to_parameters() -> None:
     assert plan["sku"]["capacity"] == "alwaysReadyChecked"
     # main.bicep hands its own parameters straight to the module.
     params = module_call(parsed(MAIN), "modules/function-app.bicep")["params"]
-    for name in ("alwaysReadyInstanceCount", "preWarmedInstanceCount", "functionAppScaleLimit",
-                 "maximumElasticWorkerCount", "zoneRedundant", "planSku"):
+    for name in (
+        "alwaysReadyInstanceCount",
+        "preWarmedInstanceCount",
+        "functionAppScaleLimit",
+        "maximumElasticWorkerCount",
+        "zoneRedundant",
+        "planSku",
+    ):
         assert params[name] == name
         assert name in parsed(MAIN)["parameters"]
 
@@ -147,14 +152,18 @@ def test_function_app_carries_the_azd_service_tag_of_azure_yaml() -> None:
     assert list(azure_yaml["services"]) == [params["azdServiceName"]]
 
 
-@pytest.mark.parametrize(("overrides", "expected"), [
-    ({}, "1"),                                          # EP1 by default
-    ({"planSku": "EP2"}, "2"),
-    ({"planSku": "EP3"}, "4"),
-    ({"planSku": "EP2", "workerProcessCount": 3}, "3"),
-])
-def test_one_python_worker_process_per_vcpu_unless_told(overrides: dict[str, Any],
-                                                         expected: str) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, "1"),  # EP1 by default
+        ({"planSku": "EP2"}, "2"),
+        ({"planSku": "EP3"}, "4"),
+        ({"planSku": "EP2", "workerProcessCount": 3}, "3"),
+    ],
+)
+def test_one_python_worker_process_per_vcpu_unless_told(
+    overrides: dict[str, Any], expected: str
+) -> None:
     assert app_settings_for(overrides)["FUNCTIONS_WORKER_PROCESS_COUNT"] == expected
 
 
@@ -164,15 +173,20 @@ def test_every_plan_size_has_a_vcpu_count() -> None:
     assert sorted(main["variables"]["vcpusOfSku"]["value"]) == sorted(allowed)
 
 
-@pytest.mark.parametrize(("overrides", "local_qps", "inflight"), [
-    ({}, "20", "16"),                                   # EP1: one worker has it all
-    ({"planSku": "EP2"}, "10", "8"),
-    ({"planSku": "EP3"}, "5", "4"),
-    ({"planSku": "EP2", "workerProcessCount": 3}, "6", "5"),
-    ({"planSku": "EP3", "localDbQpsPerInstance": 2}, "1", "4"),  # never below one
-])
+@pytest.mark.parametrize(
+    ("overrides", "local_qps", "inflight"),
+    [
+        ({}, "20", "16"),  # EP1: one worker has it all
+        ({"planSku": "EP2"}, "10", "8"),
+        ({"planSku": "EP3"}, "5", "4"),
+        ({"planSku": "EP2", "workerProcessCount": 3}, "6", "5"),
+        ({"planSku": "EP3", "localDbQpsPerInstance": 2}, "1", "4"),  # never below one
+    ],
+)
 def test_an_instances_read_budgets_are_split_between_its_worker_processes(
-    overrides: dict[str, Any], local_qps: str, inflight: str,
+    overrides: dict[str, Any],
+    local_qps: str,
+    inflight: str,
 ) -> None:
     # Both settings are counted in each process: unsplit, more workers would multiply them.
     settings = app_settings_for(overrides)

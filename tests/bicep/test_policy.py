@@ -49,14 +49,19 @@ def test_policy_forward_timeout_sits_between_the_app_deadline_and_genesys_budget
 def _throttle_answer(when: ET.Element) -> tuple[dict[str, str], dict[str, Any]]:
     """The Retry-After and Content-Type values and the JSON body a 429 branch answers."""
     assert when.find("./return-response/set-status").get("code") == "429"  # type: ignore[union-attr]
-    headers = {h.get("name"): h.find("value").text  # type: ignore[union-attr]
-               for h in when.findall("./return-response/set-header")}
+    headers = {
+        h.get("name"): h.find("value").text  # type: ignore[union-attr]
+        for h in when.findall("./return-response/set-header")
+    }
     return headers, json.loads(when.find("./return-response/set-body").text)  # type: ignore[return-value,union-attr,arg-type]
 
 
 def test_policy_answers_a_rate_limited_call_429_with_its_retry_after_and_a_json_body() -> None:
-    (when,) = [w for w in policy().findall("./on-error/choose/when")
-               if "RateLimitExceeded" in w.get("condition")]  # type: ignore[operator]
+    (when,) = [
+        w
+        for w in policy().findall("./on-error/choose/when")
+        if "RateLimitExceeded" in w.get("condition")
+    ]  # type: ignore[operator]
     headers, body = _throttle_answer(when)
     assert "retryAfterSeconds" in headers["Retry-After"]
     assert headers["Content-Type"] == "application/json"
@@ -67,8 +72,11 @@ def test_policy_answers_a_call_over_the_concurrency_cap_429_and_json_on_either_p
     # Microsoft documents only the status of a limit-concurrency rejection, not whether it
     # reaches on-error (https://learn.microsoft.com/azure/api-management/limit-concurrency-policy),
     # so the policy rewrites it both as an error and as a response passing through outbound.
-    (as_error,) = [w for w in policy().findall("./on-error/choose/when")
-                   if "limit-concurrency" in w.get("condition")]  # type: ignore[operator]
+    (as_error,) = [
+        w
+        for w in policy().findall("./on-error/choose/when")
+        if "limit-concurrency" in w.get("condition")
+    ]  # type: ignore[operator]
     (as_response,) = policy().findall("./outbound/choose/when")
     assert "StatusCode == 429" in as_response.get("condition")  # type: ignore[operator]
     for when in (as_error, as_response):
@@ -82,9 +90,14 @@ def test_the_app_never_answers_429_so_the_outbound_rewrite_only_touches_the_gate
     import ast
 
     tree = ast.parse((ROOT / "shared" / "dip" / "contract.py").read_text(encoding="utf-8"))
-    statuses = {node.args[0].value for node in ast.walk(tree)
-                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and node.func.id == "ContractError" and isinstance(node.args[0], ast.Constant)}
+    statuses = {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "ContractError"
+        and isinstance(node.args[0], ast.Constant)
+    }
     assert statuses and 429 not in statuses
 
 
@@ -92,8 +105,10 @@ def test_policy_limits_the_request_body_to_8_kib_with_a_413() -> None:
     (validate,) = policy().findall("./inbound/validate-content")
     assert validate.get("max-size") == "8192"
     assert validate.get("size-exceeded-action") == "prevent"
-    statuses = {when.find("./return-response/set-status").get("code"): when  # type: ignore[union-attr]
-                for when in policy().findall("./on-error/choose/when")}
+    statuses = {
+        when.find("./return-response/set-status").get("code"): when  # type: ignore[union-attr]
+        for when in policy().findall("./on-error/choose/when")
+    }
     body = json.loads(statuses["413"].find("./return-response/set-body").text)  # type: ignore[union-attr,arg-type]
     assert body["error"] == "body_too_large"
     from shared.dip.contract import MAX_BODY_BYTES

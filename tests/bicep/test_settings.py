@@ -58,10 +58,16 @@ def test_every_setting_the_app_reads_is_set_by_the_bicep() -> None:
 
 def test_the_functions_host_gets_its_runtime_and_identity_based_storage() -> None:
     names = _deployed_setting_names()
-    assert {"FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME",
-            "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
-            "AzureWebJobsStorage__accountName", "AzureWebJobsStorage__credential",
-            "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "WEBSITE_CONTENTSHARE"} <= names
+    assert {
+        "FUNCTIONS_EXTENSION_VERSION",
+        "FUNCTIONS_WORKER_RUNTIME",
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+        "AzureWebJobsStorage__accountName",
+        "AzureWebJobsStorage__credential",
+        "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+        "WEBSITE_CONTENTSHARE",
+    } <= names
     assert "AzureWebJobsStorage" not in names  # no connection string for host storage
     platform = module("function-app")["variables"]["platformSettings"]["value"]
     assert platform["FUNCTIONS_EXTENSION_VERSION"] == "~4"
@@ -88,8 +94,11 @@ def test_each_environment_deploys_settings_the_app_accepts(path: Path) -> None:
     assert settings.scale_zone_redundant is bool(values.get("zoneRedundant", False))
     assert settings.scale_max_burst_limit == values.get("maxBurstLimit", 20)
     # The schedule as deployed passes the scale timer's own check, against the deployed limit.
-    parse_schedule(settings.scale_schedule, zone_redundant=settings.scale_zone_redundant,
-                   max_burst_limit=settings.scale_max_burst_limit)
+    parse_schedule(
+        settings.scale_schedule,
+        zone_redundant=settings.scale_zone_redundant,
+        max_burst_limit=settings.scale_max_burst_limit,
+    )
 
 
 def test_a_bad_tuning_value_would_be_caught() -> None:

@@ -27,10 +27,22 @@ APPS = ROOT / "tests" / "support" / "apps"
 @pytest.fixture(scope="module")
 def echo_host() -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "devhost", "--port", str(port),
-                             "--script", str(APPS / "echo_app.py")],
-                            cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "devhost",
+            "--port",
+            str(port),
+            "--script",
+            str(APPS / "echo_app.py"),
+        ],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for_port(port, timeout=30)
         yield f"http://127.0.0.1:{port}"
@@ -46,20 +58,46 @@ async def _get_json(url: str) -> Any:
 
 
 def test_a_function_the_worker_refuses_stops_the_host_with_the_workers_message() -> None:
-    result = subprocess.run([sys.executable, "-m", "devhost", "--port", str(free_port()),
-                             "--script", str(APPS / "refused_app.py")],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devhost",
+            "--port",
+            str(free_port()),
+            "--script",
+            str(APPS / "refused_app.py"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     # The worker's own FunctionLoadError, word for word as Azure would log it.
     assert "cannot load the warmup function" in result.stderr
-    assert "do not match the corresponding function parameter's Python type annotation " \
+    assert (
+        "do not match the corresponding function parameter's Python type annotation "
         "Context" in result.stderr
+    )
 
 
 def test_a_missing_script_stops_the_host_naming_it() -> None:
-    result = subprocess.run([sys.executable, "-m", "devhost", "--port", str(free_port()),
-                             "--script", "no/such/function_app.py"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devhost",
+            "--port",
+            str(free_port()),
+            "--script",
+            "no/such/function_app.py",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "no function app script at no/such/function_app.py" in result.stderr
 
@@ -69,9 +107,11 @@ async def test_route_parameters_headers_body_and_query_reach_the_function_unchan
 ) -> None:
     body = b'{"caf\xc3\xa9": [1, 2]}\x00\xff raw bytes'
     async with aiohttp.ClientSession() as session:
-        resp = await session.put(f"{echo_host}/api/echo/box-7/42?colour=blue&empty=",
-                                 data=body, headers={"X-Trace-Id": "abc 123",
-                                                     "Content-Type": "application/weird"})
+        resp = await session.put(
+            f"{echo_host}/api/echo/box-7/42?colour=blue&empty=",
+            data=body,
+            headers={"X-Trace-Id": "abc 123", "Content-Type": "application/weird"},
+        )
         got = await resp.json()
     assert resp.status == 200
     assert got["method"] == "PUT"
@@ -91,10 +131,11 @@ async def test_an_optional_route_parameter_may_be_left_out(echo_host: str) -> No
 
 async def test_the_status_code_headers_and_body_come_back_unchanged(echo_host: str) -> None:
     async with aiohttp.ClientSession() as session:
-        resp = await session.post(f"{echo_host}/api/echo/x",
-                                  data=b"payload",
-                                  headers={"x-answer-status": "418",
-                                           "x-answer-headers": json.dumps({"X-Kept": "yes"})})
+        resp = await session.post(
+            f"{echo_host}/api/echo/x",
+            data=b"payload",
+            headers={"x-answer-status": "418", "x-answer-headers": json.dumps({"X-Kept": "yes"})},
+        )
         got = await resp.json()
     assert resp.status == 418
     assert resp.headers["X-Kept"] == "yes"
@@ -122,8 +163,9 @@ async def test_warmup_is_invoked_once_at_start(echo_host: str) -> None:
 async def test_a_timer_invocation_carries_past_due(echo_host: str) -> None:
     async with aiohttp.ClientSession() as session:
         on_time = await session.post(f"{echo_host}/admin/functions/nightly", json={})
-        late = await session.post(f"{echo_host}/admin/functions/nightly",
-                                  json={"input": json.dumps({"IsPastDue": True})})
+        late = await session.post(
+            f"{echo_host}/admin/functions/nightly", json={"input": json.dumps({"IsPastDue": True})}
+        )
     assert (on_time.status, late.status) == (202, 202)
     timer = (await _get_json(f"{echo_host}/api/seen"))["timer"]
     assert [t["pastDue"] for t in timer[-2:]] == [False, True]
@@ -136,8 +178,7 @@ async def test_the_admin_endpoint_refuses_http_functions_and_unknown_names(
         for name in ("echo", "no_such"):
             resp = await session.post(f"{echo_host}/admin/functions/{name}", json={})
             assert resp.status == 404
-        bad = await session.post(f"{echo_host}/admin/functions/nightly",
-                                 json={"input": "[1, 2]"})
+        bad = await session.post(f"{echo_host}/admin/functions/nightly", json={"input": "[1, 2]"})
         assert bad.status == 400
 
 
@@ -148,15 +189,27 @@ def test_every_message_survives_the_wire() -> None:
     again = pb.TypedData.FromString(data.SerializeToString())
     assert again == data
     assert (again.http.headers["a"], again.http.params["id"], again.http.body.bytes) == (
-        "1", "7", b"\x00")
+        "1",
+        "7",
+        b"\x00",
+    )
 
 
 def test_an_http_answer_is_read_from_the_return_binding() -> None:
     pb = protos()
-    fn = FunctionSpec("id", "f", ({"type": "httpTrigger", "direction": "IN", "name": "req"},
-                                  {"type": "http", "direction": "OUT", "name": "$return"}))
-    response = pb.InvocationResponse(return_value=pb.TypedData(http=pb.RpcHttp(
-        status_code="201", headers={"x-a": "b"}, body=pb.TypedData(bytes=b"{}"))))
+    fn = FunctionSpec(
+        "id",
+        "f",
+        (
+            {"type": "httpTrigger", "direction": "IN", "name": "req"},
+            {"type": "http", "direction": "OUT", "name": "$return"},
+        ),
+    )
+    response = pb.InvocationResponse(
+        return_value=pb.TypedData(
+            http=pb.RpcHttp(status_code="201", headers={"x-a": "b"}, body=pb.TypedData(bytes=b"{}"))
+        )
+    )
     answer = http_answer(response, fn)
     assert (answer.status, answer.body) == (201, b"{}")
     assert ("x-a", "b") in answer.headers

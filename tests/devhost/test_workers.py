@@ -19,15 +19,30 @@ from devhost.services import ROOT, free_port, port_open, wait_for_port
 
 
 def _start(port: int, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "devhost", "--port", str(port),
-                             "--script", "tests/support/apps/pid_app.py", *args],
-                            cwd=ROOT, env=dict(os.environ if env is None else env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "devhost",
+            "--port",
+            str(port),
+            "--script",
+            "tests/support/apps/pid_app.py",
+            *args,
+        ],
+        cwd=ROOT,
+        env=dict(os.environ if env is None else env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @contextmanager
-def _serving(*args: str, env: dict[str, str] | None = None,
-             ) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+def _serving(
+    *args: str,
+    env: dict[str, str] | None = None,
+) -> Iterator[tuple[int, subprocess.Popen[str]]]:
     port = free_port()
     proc = _start(port, *args, env=env)
     try:
@@ -157,26 +172,60 @@ async def test_the_worker_count_comes_from_functions_worker_process_count() -> N
 @pytest.mark.parametrize("value", ["0", "11", "two"])
 def test_a_bad_worker_count_stops_the_host_naming_it(value: str) -> None:
     env = dict(os.environ, FUNCTIONS_WORKER_PROCESS_COUNT=value)
-    result = subprocess.run([sys.executable, "-m", "devhost", "--port", str(free_port()),
-                             "--script", "tests/support/apps/pid_app.py"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devhost",
+            "--port",
+            str(free_port()),
+            "--script",
+            "tests/support/apps/pid_app.py",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
-    assert f"FUNCTIONS_WORKER_PROCESS_COUNT must be a whole number from 1 to 10, got {value!r}" \
+    assert (
+        f"FUNCTIONS_WORKER_PROCESS_COUNT must be a whole number from 1 to 10, got {value!r}"
         in result.stderr
+    )
 
 
 def test_a_bad_workers_option_stops_the_host_naming_it() -> None:
-    result = subprocess.run([sys.executable, "-m", "devhost", "--port", str(free_port()),
-                             "--script", "tests/support/apps/pid_app.py", "--workers", "0"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devhost",
+            "--port",
+            str(free_port()),
+            "--script",
+            "tests/support/apps/pid_app.py",
+            "--workers",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "--workers must be a whole number from 1 to 10, got '0'" in result.stderr
 
 
 def test_a_worker_that_cannot_start_stops_the_host_with_its_exit_code() -> None:
     env = dict(os.environ, MAX_DB_QPS="abc")
-    result = subprocess.run([sys.executable, "-m", "devhost", "--port", str(free_port()),
-                             "--workers", "2"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "devhost", "--port", str(free_port()), "--workers", "2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "MAX_DB_QPS" in result.stderr

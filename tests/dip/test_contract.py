@@ -84,8 +84,10 @@ def test_a_body_over_8_kib_is_413() -> None:
     assert rejected(big).code == "body_too_large"
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
-                                          "multipart/form-data; boundary=x"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
+)
 def test_a_non_json_content_type_is_415(content_type: str) -> None:
     error = rejected(body(conversationId=CONV, ani="x"), content_type)
     assert (error.status, error.code) == (415, "unsupported_media_type")
@@ -93,7 +95,13 @@ def test_a_non_json_content_type_is_415(content_type: str) -> None:
 
 def test_the_answer_is_flat_with_exactly_the_contract_fields() -> None:
     answer = Answer(True, "C-1", "Gold", True, "en-US", "database").body()
-    assert list(answer) == ["customerFound", "customerId", "customerTier", "isVip",
-                            "preferredLanguage", "source"]
+    assert list(answer) == [
+        "customerFound",
+        "customerId",
+        "customerTier",
+        "isVip",
+        "preferredLanguage",
+        "source",
+    ]
     assert all(not isinstance(v, (dict, list)) for v in answer.values())
     assert Answer.unknown("Standard", "degraded").body()["customerId"] == ""

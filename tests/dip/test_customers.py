@@ -23,8 +23,9 @@ from shared.dip.customers import (
 
 @pytest.fixture
 async def table(azurite: Azurite, table_name: str) -> AsyncIterator[TableClient]:
-    client = TableClient.from_connection_string(azurite.connection_string, table_name,
-                                                retry_total=0)
+    client = TableClient.from_connection_string(
+        azurite.connection_string, table_name, retry_total=0
+    )
     await client.create_table()
     yield client
     await client.delete_table()
@@ -33,9 +34,18 @@ async def table(azurite: Azurite, table_name: str) -> AsyncIterator[TableClient]
 
 @pytest.mark.parametrize(
     ("raw", "encoded"),
-    [("C-1001", "C-1001"), ("+13175550116", "+13175550116"), ("a/b", "a%2Fb"),
-     ("a\\b", "a%5Cb"), ("a#b", "a%23b"), ("a?b", "a%3Fb"), ("100%", "100%25"),
-     ("tab\there", "tab%09here"), ("del\x7f", "del%7F"), ("c1\x85", "c1%C2%85")],
+    [
+        ("C-1001", "C-1001"),
+        ("+13175550116", "+13175550116"),
+        ("a/b", "a%2Fb"),
+        ("a\\b", "a%5Cb"),
+        ("a#b", "a%23b"),
+        ("a?b", "a%3Fb"),
+        ("100%", "100%25"),
+        ("tab\there", "tab%09here"),
+        ("del\x7f", "del%7F"),
+        ("c1\x85", "c1%C2%85"),
+    ],
 )
 def test_forbidden_key_characters_are_percent_encoded(raw: str, encoded: str) -> None:
     assert encode_key(raw) == encoded
@@ -75,15 +85,18 @@ async def test_an_unknown_key_reads_as_none(table: TableClient) -> None:
 
 
 async def test_a_missing_table_is_unavailable_not_unknown(azurite: Azurite) -> None:
-    async with TableClient.from_connection_string(azurite.connection_string, "nosuchtable0",
-                                                  retry_total=0) as missing:
+    async with TableClient.from_connection_string(
+        azurite.connection_string, "nosuchtable0", retry_total=0
+    ) as missing:
         with pytest.raises(DatabaseUnavailable, match="TableNotFound"):
             await TableCustomerStore(missing).get(LookupKey("customerId", "C-1"), 1.0)
 
 
 async def test_an_unreachable_table_is_unavailable_quickly() -> None:
-    conn = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
-            "TableEndpoint=http://127.0.0.1:1/devstoreaccount1;")
+    conn = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "TableEndpoint=http://127.0.0.1:1/devstoreaccount1;"
+    )
     async with TableClient.from_connection_string(conn, "customers", retry_total=0) as dead:
         with pytest.raises(DatabaseUnavailable):
             await TableCustomerStore(dead).get(LookupKey("customerId", "C-1"), 0.5)

@@ -53,12 +53,15 @@ DEGRADED_TIER = "Standard"
 BY_ID = CustomerRecord(f"GT-{uuid.uuid4().hex[:10]}", "Gold", True, "fr-CA")
 BY_ANI = CustomerRecord(f"GA-{uuid.uuid4().hex[:10]}", "Silver", False, "en-US")
 ANI_NUMBER = "+13175550177"
-KNOWN = {"ani": "tel:+1 317-555-0177", "customerId": BY_ID.customer_id,
-         "dnis": "tel:+18005550100"}
+KNOWN = {"ani": "tel:+1 317-555-0177", "customerId": BY_ID.customer_id, "dnis": "tel:+18005550100"}
 
 
-ESCAPES = [pytest.param(GenesysEsc(ascii_only=True), id="ascii-escapes"),
-           pytest.param(GenesysEsc(ascii_only=False), id="utf8")]
+ESCAPES = [
+    pytest.param(GenesysEsc(ascii_only=True), id="ascii-escapes"),
+    pytest.param(GenesysEsc(ascii_only=False), id="utf8"),
+]
+
+
 def expected_payload(inputs: dict[str, str]) -> dict[str, str]:
     """What the template is meant to send for these inputs.
 
@@ -95,11 +98,21 @@ def expected_answer(inputs: dict[str, str]) -> dict[str, Any]:
     else:
         record = None
     if record is None:
-        return {"customerFound": False, "customerId": "", "customerTier": DEGRADED_TIER,
-                "isVip": False, "preferredLanguage": "", "source": "none"}
-    return {"customerFound": True, "customerId": record.customer_id,
-            "customerTier": record.tier, "isVip": record.is_vip,
-            "preferredLanguage": record.preferred_language}
+        return {
+            "customerFound": False,
+            "customerId": "",
+            "customerTier": DEGRADED_TIER,
+            "isVip": False,
+            "preferredLanguage": "",
+            "source": "none",
+        }
+    return {
+        "customerFound": True,
+        "customerId": record.customer_id,
+        "customerTier": record.tier,
+        "isVip": record.is_vip,
+        "preferredLanguage": record.preferred_language,
+    }
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -108,8 +121,8 @@ def expected_answer(inputs: dict[str, str]) -> dict[str, Any]:
 def test_every_reference_and_method_call_in_the_template_is_quiet() -> None:
     # A non-quiet reference renders its own text for a null value; quiet ones never do.
     assert "$" in TEMPLATE
-    loud = [i for i, ch in enumerate(TEMPLATE) if ch == "$" and TEMPLATE[i + 1:i + 2] != "!"]
-    assert loud == [], [TEMPLATE[i:i + 30] for i in loud]
+    loud = [i for i, ch in enumerate(TEMPLATE) if ch == "$" and TEMPLATE[i + 1 : i + 2] != "!"]
+    assert loud == [], [TEMPLATE[i : i + 30] for i in loud]
 
 
 @pytest.mark.parametrize("esc", ESCAPES)
@@ -151,10 +164,13 @@ def test_values_that_need_escaping_arrive_as_the_exact_value(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    values=st.fixed_dictionaries({}, optional={
-        name: st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
-        for name in OPTIONAL
-    }),
+    values=st.fixed_dictionaries(
+        {},
+        optional={
+            name: st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
+            for name in OPTIONAL
+        },
+    ),
     ascii_only=st.booleans(),
 )
 def test_any_text_in_any_optional_input_renders_json_that_reads_back_as_that_text(
@@ -188,8 +204,13 @@ async def _seed(connection_string: str, table: str) -> None:
 def _start_devhost(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "devhost", "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "devhost", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 60
     while not port_open(port):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -202,16 +223,23 @@ def _start_devhost(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[byt
 
 
 @pytest.fixture(scope="module")
-def lookup_url(azurite: Azurite, redis_server: RedisServer,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def lookup_url(
+    azurite: Azurite, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """The dev host serving function_app.py, with the two test customers seeded."""
     table = "t" + uuid.uuid4().hex[:20]
     asyncio.run(_seed(azurite.connection_string, table))
     # A Redis database of its own, so no other test's cached answer for a number shows up.
     redis_url = redis_server.url.rsplit("/", 1)[0] + "/9"
-    env = dict(os.environ, REDIS_URL=redis_url, CustomerStorage=azurite.connection_string,
-               CUSTOMER_TABLE=table, SURGE_TABLE=table + "s", DEGRADED_TIER=DEGRADED_TIER,
-               DEFAULT_REGION="US")
+    env = dict(
+        os.environ,
+        REDIS_URL=redis_url,
+        CustomerStorage=azurite.connection_string,
+        CUSTOMER_TABLE=table,
+        SURGE_TABLE=table + "s",
+        DEGRADED_TIER=DEGRADED_TIER,
+        DEFAULT_REGION="US",
+    )
     proc, port = _start_devhost(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
     try:
         yield f"http://127.0.0.1:{port}/api/lookup"
@@ -225,8 +253,9 @@ def lookup_url(azurite: Azurite, redis_server: RedisServer,
 
 
 def post(url: str, body: str) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, data=body.encode("utf-8"), method="POST",
-                                     headers={"Content-Type": CONTENT_TYPE})
+    request = urllib.request.Request(
+        url, data=body.encode("utf-8"), method="POST", headers={"Content-Type": CONTENT_TYPE}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -254,20 +283,32 @@ def test_each_combination_of_inputs_gets_the_answer_its_inputs_name(
 
 
 @pytest.mark.parametrize("esc", ESCAPES)
-@pytest.mark.parametrize(("inputs", "expected"), [
-    pytest.param({"ani": "tel:+١٣١٧٥٥٥٠١٧٧"}, expected_answer({"ani": "x"}),
-                 id="ani-in-arabic-indic-digits-finds-the-caller"),
-    pytest.param({"ani": "tel:+1\u00a0317\u00a0555\u00a00177", "dnis": TRICKY[3]},
-                 expected_answer({"ani": "x"}), id="ani-with-no-break-spaces-finds-the-caller"),
-    pytest.param({"ani": TRICKY[0]}, expected_answer({}),
-                 id="quoted-sip-ani-names-nobody"),
-    pytest.param({"ani": TRICKY[5], "customerId": BY_ID.customer_id, "dnis": TRICKY[2]},
-                 expected_answer({"customerId": "x"}),
-                 id="template-text-and-control-characters-in-values-stay-values"),
-    pytest.param({"customerId": f" {BY_ID.customer_id}\t", "dnis": TRICKY[6]},
-                 expected_answer({"customerId": "x"}),
-                 id="customer-id-with-surrounding-whitespace-finds-the-customer"),
-])
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [
+        pytest.param(
+            {"ani": "tel:+١٣١٧٥٥٥٠١٧٧"},
+            expected_answer({"ani": "x"}),
+            id="ani-in-arabic-indic-digits-finds-the-caller",
+        ),
+        pytest.param(
+            {"ani": "tel:+1\u00a0317\u00a0555\u00a00177", "dnis": TRICKY[3]},
+            expected_answer({"ani": "x"}),
+            id="ani-with-no-break-spaces-finds-the-caller",
+        ),
+        pytest.param({"ani": TRICKY[0]}, expected_answer({}), id="quoted-sip-ani-names-nobody"),
+        pytest.param(
+            {"ani": TRICKY[5], "customerId": BY_ID.customer_id, "dnis": TRICKY[2]},
+            expected_answer({"customerId": "x"}),
+            id="template-text-and-control-characters-in-values-stay-values",
+        ),
+        pytest.param(
+            {"customerId": f" {BY_ID.customer_id}\t", "dnis": TRICKY[6]},
+            expected_answer({"customerId": "x"}),
+            id="customer-id-with-surrounding-whitespace-finds-the-customer",
+        ),
+    ],
+)
 def test_values_that_need_escaping_reach_the_app_and_are_answered_by_the_key_they_name(
     lookup_url: str, inputs: dict[str, str], expected: dict[str, Any], esc: GenesysEsc
 ) -> None:
@@ -281,8 +322,9 @@ def test_values_that_need_escaping_reach_the_app_and_are_answered_by_the_key_the
 def test_a_customer_id_with_quotes_parses_and_is_refused_as_that_field_not_as_bad_json(
     lookup_url: str, esc: GenesysEsc
 ) -> None:
-    body = render_request_body({"conversationId": CONVERSATION, "ani": KNOWN["ani"],
-                   "customerId": 'C"1\\2'}, esc)
+    body = render_request_body(
+        {"conversationId": CONVERSATION, "ani": KNOWN["ani"], "customerId": 'C"1\\2'}, esc
+    )
     status, error = post(lookup_url, body)
     assert status == 400
     assert (error["error"], error["field"]) == ("invalid_field", "customerId")

@@ -34,8 +34,14 @@ C-8,+13175550124,Bronze,false
 
 def run_loader(path: Path, azurite: Azurite, table: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CustomerStorage": azurite.connection_string, "CUSTOMER_TABLE": table}
-    return subprocess.run([sys.executable, "-m", "shared.dip.loader", str(path), "--no-progress"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "shared.dip.loader", str(path), "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def entity(azurite: Azurite, table: str, key: LookupKey) -> dict[str, object]:
@@ -96,8 +102,9 @@ def test_loading_twice_is_idempotent_and_updates_in_place(
     path = tmp_path / "crm.csv"
     path.write_text(GOOD, encoding="utf-8")
     assert run_loader(path, azurite, table_name).returncode == 0
-    path.write_text(GOOD.replace("C-1,+13175550116,Gold", "C-1,+13175550116,Diamond"),
-                    encoding="utf-8")
+    path.write_text(
+        GOOD.replace("C-1,+13175550116,Gold", "C-1,+13175550116,Diamond"), encoding="utf-8"
+    )
     assert run_loader(path, azurite, table_name).returncode == 0
     with TableClient.from_connection_string(azurite.connection_string, table_name) as client:
         assert len(list(client.list_entities())) == 6

@@ -31,8 +31,20 @@ def test_ani_formats_normalise_to_e164(raw: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [None, "", "   ", "anonymous", "Anonymous", "sip:anonymous@anonymous.invalid", "tel:restricted",
-     "unknown", "abc", "12345", "+1", "tel:"],
+    [
+        None,
+        "",
+        "   ",
+        "anonymous",
+        "Anonymous",
+        "sip:anonymous@anonymous.invalid",
+        "tel:restricted",
+        "unknown",
+        "abc",
+        "12345",
+        "+1",
+        "tel:",
+    ],
 )
 def test_withheld_or_unparseable_ani_names_nobody(raw: str | None) -> None:
     assert normalize_number(raw, "US") is None

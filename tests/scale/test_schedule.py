@@ -26,18 +26,27 @@ NY = ZoneInfo("America/New_York")
 
 EXAMPLE = example_schedule(
     "America/New_York",
-    {"name": "recall-briefing", "from": "2026-12-01T09:00", "to": "2026-12-01T12:00",
-     "alwaysReady": 20},
+    {
+        "name": "recall-briefing",
+        "from": "2026-12-01T09:00",
+        "to": "2026-12-01T12:00",
+        "alwaysReady": 20,
+    },
 )
 
 
-def sched(windows: list[dict[str, Any]] | None = None, *, default: dict[str, Any] | None = None,
-          tz: str = "America/New_York", zone_redundant: bool = False,
-          max_burst_limit: int = MAX_BURST_MAX) -> Any:
-    doc = {"timezone": tz, "default": default or {"alwaysReady": 1},
-           "windows": windows or []}
-    return parse_schedule(json.dumps(doc), zone_redundant=zone_redundant,
-                          max_burst_limit=max_burst_limit)
+def sched(
+    windows: list[dict[str, Any]] | None = None,
+    *,
+    default: dict[str, Any] | None = None,
+    tz: str = "America/New_York",
+    zone_redundant: bool = False,
+    max_burst_limit: int = MAX_BURST_MAX,
+) -> Any:
+    doc = {"timezone": tz, "default": default or {"alwaysReady": 1}, "windows": windows or []}
+    return parse_schedule(
+        json.dumps(doc), zone_redundant=zone_redundant, max_burst_limit=max_burst_limit
+    )
 
 
 def local(text: str, tz: ZoneInfo = NY, fold: int = 0) -> datetime:
@@ -53,19 +62,27 @@ def utc(text: str) -> datetime:
 
 def test_example_schedule_gives_night_day_and_promo_levels() -> None:
     s = parse_schedule(json.dumps(EXAMPLE))
-    assert desired_at(s, local("2026-11-30T03:00")).levels == (1, 1, 1)   # Monday night
-    assert desired_at(s, local("2026-11-30T07:00")).levels == (5, 1, 5)   # start is inclusive
+    assert desired_at(s, local("2026-11-30T03:00")).levels == (1, 1, 1)  # Monday night
+    assert desired_at(s, local("2026-11-30T07:00")).levels == (5, 1, 5)  # start is inclusive
     assert desired_at(s, local("2026-11-30T21:59")).levels == (5, 1, 5)
-    assert desired_at(s, local("2026-11-30T22:00")).levels == (1, 1, 1)   # end is exclusive
-    assert desired_at(s, local("2026-12-05T12:00")).levels == (1, 1, 1)   # Saturday
+    assert desired_at(s, local("2026-11-30T22:00")).levels == (1, 1, 1)  # end is exclusive
+    assert desired_at(s, local("2026-12-05T12:00")).levels == (1, 1, 1)  # Saturday
 
 
 def test_overlapping_windows_take_the_largest_value_of_each_field() -> None:
-    s = sched([
-        {"name": "a", "start": "09:00", "end": "12:00", "alwaysReady": 8, "preWarmed": 1},
-        {"name": "b", "start": "10:00", "end": "11:00", "alwaysReady": 4, "preWarmed": 3,
-         "maxBurst": 30},
-    ])
+    s = sched(
+        [
+            {"name": "a", "start": "09:00", "end": "12:00", "alwaysReady": 8, "preWarmed": 1},
+            {
+                "name": "b",
+                "start": "10:00",
+                "end": "11:00",
+                "alwaysReady": 4,
+                "preWarmed": 3,
+                "maxBurst": 30,
+            },
+        ]
+    )
     d = desired_at(s, local("2026-12-02T10:30"))
     assert (d.always_ready, d.pre_warmed, d.max_burst) == (8, 3, 30)
     assert d.reasons["alwaysReady"] == ("a",)
@@ -74,15 +91,19 @@ def test_overlapping_windows_take_the_largest_value_of_each_field() -> None:
 
 
 def test_a_window_overrides_the_default_even_downwards() -> None:
-    s = sched([{"name": "night", "start": "22:00", "end": "07:00", "alwaysReady": 1}],
-              default={"alwaysReady": 5})
+    s = sched(
+        [{"name": "night", "start": "22:00", "end": "07:00", "alwaysReady": 1}],
+        default={"alwaysReady": 5},
+    )
     assert desired_at(s, local("2026-12-02T23:00")).always_ready == 1
     assert desired_at(s, local("2026-12-02T12:00")).always_ready == 5
 
 
 def test_max_burst_is_never_below_always_ready() -> None:
-    s = sched([{"name": "peak", "start": "09:00", "end": "10:00", "alwaysReady": 12}],
-              default={"alwaysReady": 2, "maxBurst": 10})
+    s = sched(
+        [{"name": "peak", "start": "09:00", "end": "10:00", "alwaysReady": 12}],
+        default={"alwaysReady": 2, "maxBurst": 10},
+    )
     d = desired_at(s, local("2026-12-02T09:30"))
     assert d.max_burst == 12 and d.reasons["maxBurst"] == ("alwaysReady",)
     assert desired_at(s, local("2026-12-02T11:00")).max_burst == 10
@@ -93,10 +114,11 @@ def test_pre_warmed_defaults_to_one() -> None:
 
 
 def test_midnight_crossing_window_belongs_to_the_day_it_starts_on() -> None:
-    s = sched([{"name": "fri-night", "days": ["fri"], "start": "22:00", "end": "02:00",
-                "alwaysReady": 6}])
-    assert desired_at(s, local("2026-12-04T23:30")).always_ready == 6   # Fri
-    assert desired_at(s, local("2026-12-05T01:59")).always_ready == 6   # Sat, from Fri
+    s = sched(
+        [{"name": "fri-night", "days": ["fri"], "start": "22:00", "end": "02:00", "alwaysReady": 6}]
+    )
+    assert desired_at(s, local("2026-12-04T23:30")).always_ready == 6  # Fri
+    assert desired_at(s, local("2026-12-05T01:59")).always_ready == 6  # Sat, from Fri
     assert desired_at(s, local("2026-12-05T02:00")).always_ready == 1
     # Friday 01:00 would belong to a Thursday start, and Thursday is not listed.
     assert desired_at(s, local("2026-12-04T01:00")).always_ready == 1
@@ -126,9 +148,11 @@ def test_dated_window_uses_the_schedule_timezone() -> None:
 
 
 def test_dated_window_in_another_zone_moves_with_it() -> None:
-    s = sched([{"name": "tokyo", "from": "2026-12-01T09:00", "to": "2026-12-01T10:00",
-                "alwaysReady": 7}], tz="Asia/Tokyo")
-    assert desired_at(s, utc("2026-12-01T00:00")).always_ready == 7   # 09:00 JST
+    s = sched(
+        [{"name": "tokyo", "from": "2026-12-01T09:00", "to": "2026-12-01T10:00", "alwaysReady": 7}],
+        tz="Asia/Tokyo",
+    )
+    assert desired_at(s, utc("2026-12-01T00:00")).always_ready == 7  # 09:00 JST
     assert desired_at(s, utc("2026-12-01T01:00")).always_ready == 1
 
 
@@ -144,14 +168,18 @@ def test_spring_forward_start_is_still_0700_local() -> None:
     s = sched([{"name": "day", "start": "07:00", "end": "22:00", "alwaysReady": 5}])
     # 7 March is EST (UTC-5), 8 March 2026 is the spring-forward Sunday (EDT, UTC-4).
     assert transitions(s, utc("2026-03-07T05:00"), utc("2026-03-07T23:59"))[1].at == utc(
-        "2026-03-07T12:00")
+        "2026-03-07T12:00"
+    )
     assert transitions(s, utc("2026-03-08T05:00"), utc("2026-03-08T23:59"))[1].at == utc(
-        "2026-03-08T11:00")
+        "2026-03-08T11:00"
+    )
 
 
 def test_spring_forward_window_over_the_gap_lasts_one_real_hour() -> None:
-    s = sched([{"name": "early", "start": "01:00", "end": "03:00", "alwaysReady": 4}],
-              default={"alwaysReady": 1})
+    s = sched(
+        [{"name": "early", "start": "01:00", "end": "03:00", "alwaysReady": 4}],
+        default={"alwaysReady": 1},
+    )
     summary = summarize(s, local("2026-03-08T00:00"), local("2026-03-09T00:00"))
     assert summary.hours == 23
     # 22 hours at 1, plus one real hour at 4.
@@ -161,25 +189,25 @@ def test_spring_forward_window_over_the_gap_lasts_one_real_hour() -> None:
 def test_boundary_inside_the_spring_gap_happens_when_the_clock_jumps() -> None:
     s = sched([{"name": "gap", "start": "02:30", "end": "05:00", "alwaysReady": 4}])
     assert local_instant(datetime(2026, 3, 8, 2, 30), NY) == utc("2026-03-08T07:00")
-    assert desired_at(s, utc("2026-03-08T06:59:59")).always_ready == 1   # 01:59:59 EST
-    assert desired_at(s, utc("2026-03-08T07:00")).always_ready == 4      # 03:00 EDT
+    assert desired_at(s, utc("2026-03-08T06:59:59")).always_ready == 1  # 01:59:59 EST
+    assert desired_at(s, utc("2026-03-08T07:00")).always_ready == 4  # 03:00 EDT
 
 
 def test_fall_back_window_over_the_repeated_hour_lasts_three_real_hours() -> None:
     s = sched([{"name": "early", "start": "01:00", "end": "03:00", "alwaysReady": 4}])
     steps = transitions(s, local("2026-11-01T00:00"), local("2026-11-01T12:00"))
     assert [(t.at, t.desired.always_ready) for t in steps[1:]] == [
-        (utc("2026-11-01T05:00"), 4),   # 01:00 EDT, the first 01:00
-        (utc("2026-11-01T08:00"), 1),   # 03:00 EST
+        (utc("2026-11-01T05:00"), 4),  # 01:00 EDT, the first 01:00
+        (utc("2026-11-01T08:00"), 1),  # 03:00 EST
     ]
 
 
 def test_fall_back_ambiguous_end_is_the_first_occurrence_without_flapping() -> None:
     s = sched([{"name": "late", "start": "22:00", "end": "01:30", "alwaysReady": 4}])
     assert local_instant(datetime(2026, 11, 1, 1, 30), NY) == utc("2026-11-01T05:30")
-    assert desired_at(s, utc("2026-11-01T05:29")).always_ready == 4   # 01:29 EDT
-    assert desired_at(s, utc("2026-11-01T05:30")).always_ready == 1   # 01:30 EDT
-    assert desired_at(s, utc("2026-11-01T06:15")).always_ready == 1   # 01:15 EST: stays off
+    assert desired_at(s, utc("2026-11-01T05:29")).always_ready == 4  # 01:29 EDT
+    assert desired_at(s, utc("2026-11-01T05:30")).always_ready == 1  # 01:30 EDT
+    assert desired_at(s, utc("2026-11-01T06:15")).always_ready == 1  # 01:15 EST: stays off
 
 
 def test_fall_back_day_counts_25_real_hours() -> None:
@@ -191,8 +219,10 @@ def test_fall_back_day_counts_25_real_hours() -> None:
 
 def test_a_dst_week_loses_and_gains_no_hour_of_the_daily_window() -> None:
     # The 07:00-22:00 window is 15 real hours on the spring-forward and fall-back days too.
-    s = sched([{"name": "day", "start": "07:00", "end": "22:00", "alwaysReady": 3}],
-              default={"alwaysReady": 1})
+    s = sched(
+        [{"name": "day", "start": "07:00", "end": "22:00", "alwaysReady": 3}],
+        default={"alwaysReady": 1},
+    )
     for start in ("2026-03-05T00:00", "2026-10-29T00:00"):
         begin = local(start)
         end = datetime.combine(begin.date() + timedelta(days=7), begin.time(), NY)
@@ -207,8 +237,13 @@ def test_a_dst_week_loses_and_gains_no_hour_of_the_daily_window() -> None:
 
 
 def surge(ar: int, start: datetime, minutes: int, sid: str = "a" * 32) -> Surge:
-    return Surge(sid, ar, start.astimezone(UTC),
-                 (start + timedelta(minutes=minutes)).astimezone(UTC), "recall")
+    return Surge(
+        sid,
+        ar,
+        start.astimezone(UTC),
+        (start + timedelta(minutes=minutes)).astimezone(UTC),
+        "recall",
+    )
 
 
 def test_surge_raises_always_ready_until_it_expires() -> None:
@@ -231,10 +266,14 @@ def test_surge_below_the_schedule_changes_nothing() -> None:
 def test_surge_start_and_expiry_are_transitions() -> None:
     s = sched(default={"alwaysReady": 2})
     start = utc("2026-12-02T15:00")
-    steps = transitions(s, start - timedelta(hours=1), start + timedelta(hours=2),
-                        [surge(9, start, 45)])
+    steps = transitions(
+        s, start - timedelta(hours=1), start + timedelta(hours=2), [surge(9, start, 45)]
+    )
     assert [(t.at, t.desired.always_ready) for t in steps] == [
-        (start - timedelta(hours=1), 2), (start, 9), (start + timedelta(minutes=45), 2)]
+        (start - timedelta(hours=1), 2),
+        (start, 9),
+        (start + timedelta(minutes=45), 2),
+    ]
 
 
 # --------------------------------------------------------------------------- validation
@@ -299,14 +338,18 @@ INVALID: list[tuple[str, str, str | None]] = [
     ("recurring and dated mixed", doc_with(windows__2__days=["tue"]), "windows[2]"),
     ("dated without to", doc_with(windows__2__to=_DELETE), "windows[2].to"),
     ("dated from malformed", doc_with(windows__2__from="1 Dec 2026"), "windows[2].from"),
-    ("dated from with offset", doc_with(windows__2__from="2026-12-01T09:00+00:00"),
-     "windows[2].from"),
+    (
+        "dated from with offset",
+        doc_with(windows__2__from="2026-12-01T09:00+00:00"),
+        "windows[2].from",
+    ),
     ("dated to before from", doc_with(windows__2__to="2026-12-01T08:00"), "windows[2].to"),
 ]
 
 
-@pytest.mark.parametrize(("text", "field"), [(t, f) for _, t, f in INVALID],
-                         ids=[name for name, _, _ in INVALID])
+@pytest.mark.parametrize(
+    ("text", "field"), [(t, f) for _, t, f in INVALID], ids=[name for name, _, _ in INVALID]
+)
 def test_invalid_schedule_names_the_field(text: str, field: str | None) -> None:
     with pytest.raises(ScheduleError) as caught:
         parse_schedule(text)
@@ -335,22 +378,24 @@ def test_max_burst_above_the_regions_limit_names_the_field_and_the_limit() -> No
     assert caught.value.field == "windows[1].maxBurst"
     assert str(caught.value) == (
         "windows[1].maxBurst: 60 is above the plan's maximum-burst limit of 20 "
-        "(SCALE_MAX_BURST_LIMIT, the region's Elastic Premium maximum)")
+        "(SCALE_MAX_BURST_LIMIT, the region's Elastic Premium maximum)"
+    )
     with pytest.raises(ScheduleError) as caught:
-        parse_schedule(doc_with(default__maxBurst=21, windows__1__maxBurst=20),
-                       max_burst_limit=20)
+        parse_schedule(doc_with(default__maxBurst=21, windows__1__maxBurst=20), max_burst_limit=20)
     assert caught.value.field == "default.maxBurst"
 
 
 def test_always_ready_above_a_lower_burst_limit_is_refused_too() -> None:
     # The plan maximum never goes below always-ready, so that too must fit the limit.
     with pytest.raises(ScheduleError) as caught:
-        sched([{"name": "w", "start": "08:00", "end": "09:00", "alwaysReady": 12}],
-              max_burst_limit=10)
+        sched(
+            [{"name": "w", "start": "08:00", "end": "09:00", "alwaysReady": 12}], max_burst_limit=10
+        )
     assert caught.value.field == "windows[0].alwaysReady"
     assert "limit of 10" in str(caught.value)
-    assert sched([{"name": "w", "start": "08:00", "end": "09:00", "alwaysReady": 10}],
-                 max_burst_limit=10)
+    assert sched(
+        [{"name": "w", "start": "08:00", "end": "09:00", "alwaysReady": 10}], max_burst_limit=10
+    )
 
 
 def test_the_burst_limit_is_bounded_like_its_setting() -> None:

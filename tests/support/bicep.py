@@ -128,8 +128,11 @@ def unquoted(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 def module_call(doc: Mapping[str, Any], path: str) -> dict[str, Any]:
     """The body of the one call of a module, its `if (...)` condition stripped."""
-    calls = [mc._unwrap_resource_body(m["config"]) for m in doc["modules"].values()
-             if m["detail"]["path"] == path]
+    calls = [
+        mc._unwrap_resource_body(m["config"])
+        for m in doc["modules"].values()
+        if m["detail"]["path"] == path
+    ]
     assert len(calls) == 1, f"expected one call of {path}"
     return calls[0]
 
@@ -258,8 +261,9 @@ def resolve(value: Any, params: Mapping[str, Any]) -> Any:
         return [item for part in parts for item in part]
     resource_id = function(value, "resource_id")
     if resource_id is not None:
-        names = [resolve(v, params) for k, v in resource_id.items()
-                 if k.startswith("resource_name")]
+        names = [
+            resolve(v, params) for k, v in resource_id.items() if k.startswith("resource_name")
+        ]
         if any(n is None for n in names):
             return None
         # ARM interleaves the type's segments with the names: .../virtualNetworks/v/subnets/s
@@ -304,9 +308,13 @@ def _resolve_operator(kind: str, operands: Mapping[str, Any], params: Mapping[st
     if kind in {"and", "or", "less_than", "greater_than", "add"}:
         if first is None or second is None:
             return None
-        return {"and": lambda: first and second, "or": lambda: first or second,
-                "less_than": lambda: first < second, "greater_than": lambda: first > second,
-                "add": lambda: first + second}[kind]()
+        return {
+            "and": lambda: first and second,
+            "or": lambda: first or second,
+            "less_than": lambda: first < second,
+            "greater_than": lambda: first > second,
+            "add": lambda: first + second,
+        }[kind]()
     if kind == "divide":
         # ARM divides integers and drops the remainder.
         return None if first is None or second is None else first // second
@@ -345,8 +353,9 @@ def app_settings_for(overrides: Mapping[str, Any]) -> dict[str, str]:
     module_params = {}
     for name, arg in module_call(main, "modules/function-app.bicep")["params"].items():
         module_params[name] = resolve(arg, variables)
-    union_args = function(module_call(main, "modules/function-app.bicep")["params"]["appSettings"],
-                          "union")
+    union_args = function(
+        module_call(main, "modules/function-app.bicep")["params"]["appSettings"], "union"
+    )
     assert union_args is not None
     tuning = resolve(main["variables"]["tuningDefaults"]["value"], variables)
     tuning.update(values["appTuning"])
@@ -375,7 +384,7 @@ def bicepparam_doc(path: Path) -> tuple[str, dict[str, Any]]:
     text = path.read_text()
     using = re.search(r"^using\s+'([^']+)'\s*$", text, re.MULTILINE)
     assert using, f"{path.name} has no using line"
-    body = text[: using.start()] + text[using.end():]
+    body = text[: using.start()] + text[using.end() :]
     body = re.sub(r"^param\s+", "var ", body, flags=re.MULTILINE)
     doc = mc._parser().parse(text=body)
     return using.group(1), doc.get("variables") or {}

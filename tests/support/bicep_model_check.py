@@ -310,9 +310,7 @@ class UnderProperties:
 
 # Resource type (lower case) -> (SDK module, model of the PUT body). Where the model
 # depends on the resource name (sites/config), the value maps names to models.
-RESOURCE_MODELS: dict[
-    str, tuple[str, str] | UnderProperties | dict[str, tuple[str, str]]
-] = {
+RESOURCE_MODELS: dict[str, tuple[str, str] | UnderProperties | dict[str, tuple[str, str]]] = {
     "microsoft.web/serverfarms": (_WEB, "AppServicePlan"),
     "microsoft.web/sites": (_WEB, "Site"),
     "microsoft.web/sites/config": {
@@ -391,8 +389,7 @@ def shape_for(resource_type: str, resource_name: Any) -> ObjectShape | None:
 @functools.cache
 def _under_properties(entry: UnderProperties) -> ObjectShape:
     inner = shape_of(_model(entry.module, entry.model))
-    return ObjectShape(f"{entry.model} template body",
-                       {"properties": Field(inner, required=True)})
+    return ObjectShape(f"{entry.model} template body", {"properties": Field(inner, required=True)})
 
 
 # --- walking pycep output ------------------------------------------------------------------
@@ -419,7 +416,7 @@ def unquote(key: str) -> str:
 def _is_expression(value: Any) -> bool:
     if not isinstance(value, dict) or len(value) != 1:
         return False
-    (key, inner), = value.items()
+    ((key, inner),) = value.items()
     return key in {"operator", "function"} and isinstance(inner, dict) and "type" in inner
 
 
@@ -429,7 +426,7 @@ def _is_loop(value: Any) -> bool:
 
 def _branches(value: Any) -> list[Any] | None:
     """Literal alternatives inside an expression, or None when it is opaque."""
-    (kind, inner), = value.items()
+    ((kind, inner),) = value.items()
     if kind == "operator":
         operands = inner.get("operands", {})
         if inner["type"] == "conditional":

@@ -29,10 +29,16 @@ from azure.core.credentials import AccessToken
 
 SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
 
-_SITE = re.compile(r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.Web/"
-                   r"sites/([^/]+)(/config/web)?$", re.IGNORECASE)
-_PLAN = re.compile(r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.Web/"
-                   r"serverfarms/([^/]+)$", re.IGNORECASE)
+_SITE = re.compile(
+    r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.Web/"
+    r"sites/([^/]+)(/config/web)?$",
+    re.IGNORECASE,
+)
+_PLAN = re.compile(
+    r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.Web/"
+    r"serverfarms/([^/]+)$",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -53,8 +59,11 @@ class Fault:
     retry_after: str | None = None
 
     def matches(self, method: str, path: str) -> bool:
-        return (self.times > 0 and (self.method is None or self.method == method)
-                and (self.path_contains is None or self.path_contains in path))
+        return (
+            self.times > 0
+            and (self.method is None or self.method == method)
+            and (self.path_contains is None or self.path_contains in path)
+        )
 
 
 @dataclass
@@ -63,14 +72,26 @@ class ArmState:
     pre_warmed: int = 1
     max_burst: int = 20
     capacity: int = 1
-    extra_site_config: dict[str, Any] = field(default_factory=lambda: {
-        "numberOfWorkers": 1, "linuxFxVersion": "Python|3.11", "functionAppScaleLimit": 0})
+    extra_site_config: dict[str, Any] = field(
+        default_factory=lambda: {
+            "numberOfWorkers": 1,
+            "linuxFxVersion": "Python|3.11",
+            "functionAppScaleLimit": 0,
+        }
+    )
 
 
 class FakeArm:
-    def __init__(self, tmp_dir: Path, *, resource_group: str = "rg-dip", site: str = "dip-app",
-                 plan: str = "dip-plan", plan_resource_group: str | None = None,
-                 hang_limit: float = 5.0) -> None:
+    def __init__(
+        self,
+        tmp_dir: Path,
+        *,
+        resource_group: str = "rg-dip",
+        site: str = "dip-app",
+        plan: str = "dip-plan",
+        plan_resource_group: str | None = None,
+        hang_limit: float = 5.0,
+    ) -> None:
         self.resource_group = resource_group
         self.site = site
         self.plan = plan
@@ -92,8 +113,9 @@ class FakeArm:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -113,20 +135,31 @@ class FakeArm:
 
     # ------------------------------------------------------------------ test controls
 
-    def fail(self, status: int, *, method: str | None = None, path_contains: str | None = None,
-             times: int = 1, retry_after: str | None = None) -> None:
+    def fail(
+        self,
+        status: int,
+        *,
+        method: str | None = None,
+        path_contains: str | None = None,
+        times: int = 1,
+        retry_after: str | None = None,
+    ) -> None:
         with self._lock:
             self.faults.append(Fault(status, method, path_contains, times, retry_after))
 
-    def hang(self, *, method: str | None = None, path_contains: str | None = None,
-             times: int = 1) -> None:
+    def hang(
+        self, *, method: str | None = None, path_contains: str | None = None, times: int = 1
+    ) -> None:
         with self._lock:
             self.faults.append(Fault(None, method, path_contains, times))
 
     def calls(self, method: str, path_suffix: str = "") -> list[Recorded]:
         with self._lock:
-            return [r for r in self.requests
-                    if r.method == method and r.path.lower().endswith(path_suffix.lower())]
+            return [
+                r
+                for r in self.requests
+                if r.method == method and r.path.lower().endswith(path_suffix.lower())
+            ]
 
     def clear(self) -> None:
         with self._lock:
@@ -134,44 +167,77 @@ class FakeArm:
 
     @property
     def site_id(self) -> str:
-        return (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{self.resource_group}"
-                f"/providers/Microsoft.Web/sites/{self.site}")
+        return (
+            f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.Web/sites/{self.site}"
+        )
 
     @property
     def plan_id(self) -> str:
-        return (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{self.plan_resource_group}"
-                f"/providers/Microsoft.Web/serverfarms/{self.plan}")
+        return (
+            f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{self.plan_resource_group}"
+            f"/providers/Microsoft.Web/serverfarms/{self.plan}"
+        )
 
     # ------------------------------------------------------------------ resources
 
     def _site_config(self) -> dict[str, Any]:
         s = self.state
-        return {"id": f"{self.site_id}/config/web", "name": "web",
-                "type": "Microsoft.Web/sites/config", "location": "East US",
-                "properties": {**s.extra_site_config, "minimumElasticInstanceCount": s.always_ready,
-                               "preWarmedInstanceCount": s.pre_warmed}}
+        return {
+            "id": f"{self.site_id}/config/web",
+            "name": "web",
+            "type": "Microsoft.Web/sites/config",
+            "location": "East US",
+            "properties": {
+                **s.extra_site_config,
+                "minimumElasticInstanceCount": s.always_ready,
+                "preWarmedInstanceCount": s.pre_warmed,
+            },
+        }
 
     def _site(self) -> dict[str, Any]:
-        return {"id": self.site_id, "name": self.site, "type": "Microsoft.Web/sites",
-                "location": "East US", "kind": "functionapp,linux",
-                "properties": {"serverFarmId": self.plan_id, "state": "Running"}}
+        return {
+            "id": self.site_id,
+            "name": self.site,
+            "type": "Microsoft.Web/sites",
+            "location": "East US",
+            "kind": "functionapp,linux",
+            "properties": {"serverFarmId": self.plan_id, "state": "Running"},
+        }
 
     def _plan(self) -> dict[str, Any]:
         s = self.state
-        return {"id": self.plan_id, "name": self.plan, "type": "Microsoft.Web/serverfarms",
-                "location": "East US", "kind": "elastic",
-                "sku": {"name": "EP1", "tier": "ElasticPremium", "size": "EP1",
-                        "family": "EP", "capacity": s.capacity},
-                "properties": {"maximumElasticWorkerCount": s.max_burst, "reserved": True,
-                               "provisioningState": "Succeeded", "status": "Ready"}}
+        return {
+            "id": self.plan_id,
+            "name": self.plan,
+            "type": "Microsoft.Web/serverfarms",
+            "location": "East US",
+            "kind": "elastic",
+            "sku": {
+                "name": "EP1",
+                "tier": "ElasticPremium",
+                "size": "EP1",
+                "family": "EP",
+                "capacity": s.capacity,
+            },
+            "properties": {
+                "maximumElasticWorkerCount": s.max_burst,
+                "reserved": True,
+                "provisioningState": "Succeeded",
+                "status": "Ready",
+            },
+        }
 
     def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         """Apply one request to the state; (status, JSON body). Runs under the lock."""
         site = _SITE.match(path)
         plan = _PLAN.match(path)
         s = self.state
-        if site and site.group(3).lower() == self.site.lower() \
-                and site.group(2).lower() == self.resource_group.lower():
+        if (
+            site
+            and site.group(3).lower() == self.site.lower()
+            and site.group(2).lower() == self.resource_group.lower()
+        ):
             if site.group(4):  # config/web
                 if method == "GET":
                     return 200, self._site_config()
@@ -179,8 +245,11 @@ class FakeArm:
                     props = (body or {}).get("properties", {})
                     new_ar = props.get("minimumElasticInstanceCount", s.always_ready)
                     if new_ar > s.max_burst:
-                        return 400, _error("BadRequest", f"minimumElasticInstanceCount {new_ar} "
-                                                         f"exceeds the plan maximum {s.max_burst}")
+                        return 400, _error(
+                            "BadRequest",
+                            f"minimumElasticInstanceCount {new_ar} "
+                            f"exceeds the plan maximum {s.max_burst}",
+                        )
                     for key, value in props.items():
                         if key == "minimumElasticInstanceCount":
                             s.always_ready = value
@@ -192,8 +261,11 @@ class FakeArm:
                     return 200, self._site_config()
             elif method == "GET":
                 return 200, self._site()
-        if plan and plan.group(3).lower() == self.plan.lower() \
-                and plan.group(2).lower() == self.plan_resource_group.lower():
+        if (
+            plan
+            and plan.group(3).lower() == self.plan.lower()
+            and plan.group(2).lower() == self.plan_resource_group.lower()
+        ):
             if method == "GET":
                 return 200, self._plan()
             if method == "PATCH":
@@ -227,8 +299,9 @@ class FakeArm:
                 body = json.loads(raw) if raw else None
                 auth = self.headers.get("Authorization")
                 with fake._lock:
-                    fake.requests.append(Recorded(method, parts.path, parse_qs(parts.query),
-                                                  body, auth))
+                    fake.requests.append(
+                        Recorded(method, parts.path, parse_qs(parts.query), body, auth)
+                    )
                     fault = next((f for f in fake.faults if f.matches(method, parts.path)), None)
                     if fault is not None:
                         fault.times -= 1
@@ -238,8 +311,10 @@ class FakeArm:
                 headers: dict[str, str] = {}
                 if fault is not None:
                     assert fault.status is not None
-                    status, payload = fault.status, _error(f"Injected{fault.status}",
-                                                           "injected by the test")
+                    status, payload = (
+                        fault.status,
+                        _error(f"Injected{fault.status}", "injected by the test"),
+                    )
                     if fault.retry_after is not None:
                         headers["Retry-After"] = fault.retry_after
                 elif not (auth or "").startswith("Bearer "):

@@ -37,8 +37,9 @@ class LatencyProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    delayed: bool) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delayed: bool
+    ) -> None:
         with contextlib.suppress(ConnectionError, asyncio.CancelledError):
             while data := await reader.read(65536):
                 if delayed and self.delay:
@@ -59,7 +60,9 @@ class LatencyProxy:
             writer.close()
             return
         self._writers.add(up_writer)
-        for task in (asyncio.ensure_future(self._pipe(reader, up_writer, True)),
-                     asyncio.ensure_future(self._pipe(up_reader, writer, False))):
+        for task in (
+            asyncio.ensure_future(self._pipe(reader, up_writer, True)),
+            asyncio.ensure_future(self._pipe(up_reader, writer, False)),
+        ):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -29,8 +29,9 @@ def echo(req: func.HttpRequest) -> func.HttpResponse:
     }
     status = int(req.headers.get("x-answer-status", "200"))
     extra = json.loads(req.headers.get("x-answer-headers", "{}"))
-    return func.HttpResponse(json.dumps(received), status_code=status, headers=extra,
-                             mimetype="application/json")
+    return func.HttpResponse(
+        json.dumps(received), status_code=status, headers=extra, mimetype="application/json"
+    )
 
 
 @app.route(route="text", methods=["GET"])
