@@ -437,16 +437,26 @@ async def test_unreadable_surges_never_lower_always_ready() -> None:
 
     gw = MemoryGateway(always_ready=12)
     report = await run_tick(
-        make_settings(), now=NOON, gateway=gw, env=APP_ENV, surge_table=BrokenTable(), retry=FAST
-    )  # type: ignore[arg-type]
+        make_settings(),
+        now=NOON,
+        gateway=gw,
+        env=APP_ENV,
+        surge_table=BrokenTable(),  # type: ignore[arg-type]
+        retry=FAST,
+    )
     assert report.outcome == "partial"
     assert "surges unreadable" in report.errors[0]
     assert gw.site.always_ready == 12
     # Raising is still allowed without the surges.
     low = MemoryGateway(always_ready=0)
     await run_tick(
-        make_settings(), now=NOON, gateway=low, env=APP_ENV, surge_table=BrokenTable(), retry=FAST
-    )  # type: ignore[arg-type]
+        make_settings(),
+        now=NOON,
+        gateway=low,
+        env=APP_ENV,
+        surge_table=BrokenTable(),  # type: ignore[arg-type]
+        retry=FAST,
+    )
     assert low.site.always_ready == 5
 
 
