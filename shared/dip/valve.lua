@@ -1,36 +1,68 @@
 -- dipguard fleet-wide database valve: an exact sliding log of admitted reads.
 --
--- KEYS[1]  list of admission times in microseconds of Redis server time, newest first.
---          The key carries a {hash tag}, so clustered Redis keeps it on one slot.
--- ARGV[1]  the budget: most reads admitted in any window
+-- KEYS[1]  the fleet's log: admission times in microseconds of Redis server time, newest
+--          first. The key carries a {hash tag}, so clustered Redis keeps it on one slot.
+-- KEYS[2]  optional: the log of a caller that takes only a share of the budget (the bulk
+--          warm), on the same hash tag.
+-- ARGV[1]  the budget: most reads admitted in any window, whoever asks
 -- ARGV[2]  the window length in microseconds
+-- ARGV[3]  optional: admit only while the fleet's log holds fewer than this many admissions
+--          in the window (the budget less the headroom a sharing caller leaves to dips)
+-- ARGV[4]  optional: the sharing caller's own limit per window
 --
--- Returns {1, 0} when admitted, {0, wait_us} when shed (wait_us: until a slot frees).
+-- Returns {1, 0} when admitted, {0, wait_us} when shed (wait_us: until a slot can free).
 --
 -- Time comes from the server (TIME), never from the instance, so skewed clocks across
 -- Function instances cannot split or stretch the window. Redis 5+ replicates a script's
 -- effects rather than the script, so TIME before a write is allowed on Redis 6 and 7.
--- Only admitted reads are logged, and the list never holds more than the budget, so
--- memory is bounded and a shed storm costs nothing but the read of one element.
+-- Only admitted reads are logged, and a log never holds more than its limit, so memory is
+-- bounded and a shed storm costs nothing but the read of one element.
+--
+-- The logs have no TTL. Under a volatile-* eviction policy (Azure Managed Redis defaults
+-- to volatile-lru, and dipguard's Bicep sets it) a key without a TTL is never evicted, so
+-- memory pressure takes cached answers, never the budget. Being bounded, a log left by a
+-- fleet that has gone costs at most its limit's worth of entries.
 
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
+local threshold = tonumber(ARGV[3] or ARGV[1])
+local own_limit = tonumber(ARGV[4] or 0)
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
--- The budget-th newest admission. If it is inside the window, one more would exceed it.
-local nth = redis.call('LINDEX', KEYS[1], limit - 1)
-if nth then
-  local age = now - tonumber(nth)
-  if age < window then
-    return {0, window - age}
+-- How long until the n-th newest admission in a log leaves the window; false if it has.
+local function wait_for(key, n)
+  if n < 1 then
+    return window
   end
+  local nth = redis.call('LINDEX', key, n - 1)
+  if nth then
+    local age = now - tonumber(nth)
+    if age < window then
+      return window - age
+    end
+  end
+  return false
+end
+
+local wait = wait_for(KEYS[1], threshold)
+if KEYS[2] then
+  local own = wait_for(KEYS[2], own_limit)
+  if own and (not wait or own > wait) then
+    wait = own
+  end
+end
+if wait then
+  return {0, wait}
 end
 
 -- Seconds and zero-padded microseconds concatenated: exact, whatever Lua's number format.
-redis.call('LPUSH', KEYS[1], t[1] .. string.format('%06d', tonumber(t[2])))
+local stamp = t[1] .. string.format('%06d', tonumber(t[2]))
+redis.call('LPUSH', KEYS[1], stamp)
 redis.call('LTRIM', KEYS[1], 0, limit - 1)
--- The key vanishes one window after the last admission, so a dead worker leaks nothing.
-redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
+if KEYS[2] then
+  redis.call('LPUSH', KEYS[2], stamp)
+  redis.call('LTRIM', KEYS[2], 0, own_limit - 1)
+end
 return {1, 0}

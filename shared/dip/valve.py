@@ -20,6 +20,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from typing import Protocol
 
@@ -32,6 +33,7 @@ __all__ = [
     "LocalValve",
     "OpenValve",
     "RedisValve",
+    "Share",
     "Valve",
 ]
 
@@ -57,8 +59,9 @@ class OpenValve:
 class LocalValve:
     """An exact sliding log of admissions in this process (monotonic clock)."""
 
-    def __init__(self, limit: int, window_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, limit: int, window_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
         self.window_s = window_s
         self._clock = clock
@@ -77,33 +80,64 @@ class LocalValve:
         return self.try_admit()
 
 
+@dataclass(frozen=True)
+class Share:
+    """A caller that takes only part of the budget, and only while dips leave it room.
+
+    ``key`` logs its own admissions (same hash tag as the fleet's key), ``limit`` caps them
+    per window, and ``headroom`` is what it leaves to everyone else: it is admitted only
+    while the fleet's log holds fewer than ``budget - headroom`` admissions in the window.
+    """
+
+    key: str
+    limit: int
+    headroom: int
+
+
 class RedisValve:
     """The fleet-wide budget: at most one EVALSHA per decision against ``valve.lua``."""
 
-    def __init__(self, redis: RedisClient, limit: int, window_s: float = 1.0,
-                 key: str = VALVE_KEY, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        limit: int,
+        window_s: float = 1.0,
+        key: str = VALVE_KEY,
+        clock: Callable[[], float] = time.monotonic,
+        share: Share | None = None,
+    ) -> None:
         self.limit = limit
         self.window_us = round(window_s * 1_000_000)
         self.key = key
+        self.share = share
         # redis-py sends EVALSHA and loads the script only after a NOSCRIPT reply.
         self._script = redis.register_script(_SCRIPT)
         self._clock = clock
         self._closed_until = 0.0
 
     async def admit(self, timeout: float) -> bool:
-        # A shed reply says how long until the oldest counted admission leaves the window.
-        # No instance can be admitted before then (new admissions only add to the log),
-        # so asking again sooner would cost a round trip for a certain "no".
+        # A shed reply says how long until the counted admission that blocks leaves the
+        # window. No caller can be admitted before then (new admissions only add to the
+        # log), so asking again sooner would cost a round trip for a certain "no".
         if self._clock() < self._closed_until:
             return False
+        keys, args = [self.key], [self.limit, self.window_us]
+        if self.share is not None:
+            keys.append(self.share.key)
+            args += [self.limit - self.share.headroom, self.share.limit]
         async with asyncio.timeout(timeout):
-            reply = await self._script(keys=[self.key], args=[self.limit, self.window_us])
+            reply = await self._script(keys=keys, args=args)
         if int(reply[0]) == 1:
             return True
         # Timed from when the reply arrived, so the local estimate errs towards shedding
         # a round trip longer, never towards admitting early.
         self._closed_until = self._clock() + int(reply[1]) / 1_000_000
         return False
+
+    @property
+    def closed_for(self) -> float:
+        """Seconds until asking again can be admitted (0 when it may be now)."""
+        return max(0.0, self._closed_until - self._clock())
 
 
 class FleetValve:

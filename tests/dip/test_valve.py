@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from devhost.services import RedisServer
 from shared.dip.breaker import Breaker
-from shared.dip.valve import VALVE_KEY, FleetValve, LocalValve, RedisValve
+from shared.dip.valve import VALVE_KEY, FleetValve, LocalValve, RedisValve, Share
 
 
 @pytest.fixture
@@ -89,14 +89,48 @@ async def test_no_sliding_window_ever_holds_more_than_the_budget(redis: aioredis
     assert len(admitted) >= limit * 3
 
 
-async def test_the_key_carries_a_hash_tag_and_expires(redis: aioredis.Redis) -> None:
+async def test_the_key_carries_a_hash_tag_never_expires_and_stays_bounded(
+    redis: aioredis.Redis,
+) -> None:
     assert "{" in VALVE_KEY and VALVE_KEY.index("}") > VALVE_KEY.index("{") + 1
     key = fresh_key()
-    valve = RedisValve(redis, limit=5, window_s=1.0, key=key)
-    assert await valve.admit(1.0)
-    ttl_ms = await redis.pttl(key)
-    assert 0 < ttl_ms <= 2000  # a dead worker cannot leak the key
-    assert await redis.llen(key) == 1
+    valve = RedisValve(redis, limit=5, window_s=0.05, key=key)
+    for _ in range(12):
+        await valve.admit(1.0)
+        await asyncio.sleep(0.06)
+    # No TTL: a volatile-* eviction policy never takes it (memory pressure takes cached
+    # answers instead), and it holds at most the budget's worth of entries.
+    assert await redis.pttl(key) == -1
+    assert await redis.llen(key) == 5
+
+
+async def test_a_share_takes_at_most_its_limit_and_leaves_dips_their_headroom(
+    redis: aioredis.Redis,
+) -> None:
+    fleet, own = fresh_key(), fresh_key()
+    warm = RedisValve(
+        redis, limit=10, window_s=5.0, key=fleet, share=Share(own, limit=3, headroom=3)
+    )
+    dips = RedisValve(redis, limit=10, window_s=5.0, key=fleet)
+    assert [await warm.admit(1.0) for _ in range(5)] == [True, True, True, False, False]
+    assert warm.closed_for > 0
+    # The warm's pages count in the fleet's log, so dips get the other 7 of 10.
+    assert sum([await dips.admit(1.0) for _ in range(10)]) == 7
+
+
+async def test_a_share_waits_while_dips_use_more_than_the_budget_less_its_headroom(
+    redis: aioredis.Redis,
+) -> None:
+    fleet, own = fresh_key(), fresh_key()
+    dips = RedisValve(redis, limit=10, window_s=5.0, key=fleet)
+    assert all([await dips.admit(1.0) for _ in range(7)])
+    warm = RedisValve(
+        redis, limit=10, window_s=5.0, key=fleet, share=Share(own, limit=3, headroom=3)
+    )
+    # 7 in the window is the budget less the headroom: the warm backs off, untouched.
+    assert not await warm.admit(1.0)
+    assert await redis.llen(own) == 0
+    assert sum([await dips.admit(1.0) for _ in range(5)]) == 3
 
 
 async def test_each_decision_is_one_evalsha(redis: aioredis.Redis) -> None:
@@ -161,8 +195,9 @@ async def test_fleet_valve_falls_back_to_the_local_budget_when_redis_is_down() -
 
 
 async def test_fleet_valve_obeys_redis_when_it_answers(redis: aioredis.Redis) -> None:
-    valve = FleetValve(RedisValve(redis, limit=2, window_s=5.0, key=fresh_key()),
-                       LocalValve(100), Breaker(3, 5))
+    valve = FleetValve(
+        RedisValve(redis, limit=2, window_s=5.0, key=fresh_key()), LocalValve(100), Breaker(3, 5)
+    )
     assert [await valve.admit(1.0) for _ in range(3)] == [True, True, False]
 
 
