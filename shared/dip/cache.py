@@ -7,25 +7,44 @@ Each entry is one JSON value holding its own ``freshUntil``, with a Redis TTL of
 stale lifetime. So a single GET tells fresh from stale, and a fresh hit is one round trip.
 Freshness is judged by the instance clock: skew of a few seconds only shifts when a
 60-second entry is re-read, unlike the valve, where skew would break the budget.
+
+Dips, the bulk warm and the loader all write entries, each stamped with ``asOf`` (when the
+table last said so), through ``put_entry.lua``: an older answer never replaces a newer one,
+whichever write lands last.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Protocol
+
+from redis.exceptions import NoScriptError
 
 from shared.clients import RedisClient
 from shared.dip.breaker import Breaker, RedisUnavailable
 from shared.dip.customers import CustomerRecord
 
-__all__ = ["Cache", "CacheUnavailable", "Cached", "RedisCache", "SingleFlight"]
+__all__ = [
+    "ANSWER_PREFIX",
+    "Cache",
+    "CacheUnavailable",
+    "Cached",
+    "Entry",
+    "EntryWriter",
+    "RedisCache",
+    "SingleFlight",
+    "encode_entry",
+]
 
-_PREFIX = "dipguard:answer:"
+ANSWER_PREFIX = "dipguard:answer:"
 _VERSION = 1
+_PUT_SCRIPT = resources.files(__package__).joinpath("put_entry.lua").read_text(encoding="utf-8")
 
 
 class CacheUnavailable(Exception):
@@ -43,14 +62,80 @@ class Cached:
 class Cache(Protocol):
     async def get(self, key: str, timeout: float) -> Cached | None: ...
 
-    async def put(self, key: str, record: CustomerRecord | None, timeout: float) -> None: ...
+    async def put(
+        self,
+        key: str,
+        record: CustomerRecord | None,
+        timeout: float,
+        *,
+        as_of: float,
+        fresh_until: float | None = None,
+    ) -> None:
+        """Cache an answer the table gave at ``as_of``, unless a newer one is there.
+        ``fresh_until`` (instance clock) overrides the usual freshness."""
+        ...
 
 
-def _encode(record: CustomerRecord | None, fresh_until: float) -> bytes:
-    data: dict[str, object] = {"v": _VERSION, "freshUntil": round(fresh_until, 3)}
+def encode_entry(record: CustomerRecord | None, *, fresh_until: float, as_of: float) -> bytes:
+    data: dict[str, object] = {
+        "v": _VERSION,
+        "freshUntil": round(fresh_until, 3),
+        "asOf": round(as_of, 6),
+    }
     if record is not None:
         data.update(record.to_json())
     return json.dumps(data, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One answer to write: ``key`` is the lookup's cache key (``p|+1...``, ``c|...``)."""
+
+    key: str
+    record: CustomerRecord | None
+    as_of: float
+    fresh_until: float
+    ttl_s: float
+
+
+class EntryWriter:
+    """Put-if-newer writes of answers, alone or many to a pipeline (the warm, the loader)."""
+
+    def __init__(self, redis: RedisClient) -> None:
+        self.redis = redis
+        self._script = redis.register_script(_PUT_SCRIPT)
+        self._sha = hashlib.sha1(_PUT_SCRIPT.encode()).hexdigest()
+
+    @staticmethod
+    def _args(entry: Entry) -> tuple[bytes, float, int]:
+        value = encode_entry(entry.record, fresh_until=entry.fresh_until, as_of=entry.as_of)
+        return value, round(entry.as_of, 6), max(1, round(entry.ttl_s * 1000))
+
+    async def put(self, entry: Entry) -> bool:
+        """True when written, False when a newer answer was kept."""
+        reply = await self._script(keys=[ANSWER_PREFIX + entry.key], args=self._args(entry))
+        return int(reply) == 1
+
+    async def put_many(self, entries: Sequence[Entry]) -> int:
+        """Write in one pipeline (no transaction); the number written.
+
+        EVALSHA in a pipeline cannot load the script on a NOSCRIPT reply the way a single
+        call does, so the first NOSCRIPT loads it (on every shard, clustered) and the
+        pipeline runs again: a write that already went through writes the same again.
+        """
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for entry in entries:
+                pipe.evalsha(self._sha, 1, ANSWER_PREFIX + entry.key, *self._args(entry))
+            replies = await pipe.execute(raise_on_error=False)
+            errors = [r for r in replies if isinstance(r, Exception)]
+            if errors and attempt == 0 and all(isinstance(e, NoScriptError) for e in errors):
+                await self.redis.script_load(_PUT_SCRIPT)
+                continue
+            if errors:
+                raise errors[0]
+            return sum(int(r) for r in replies)
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
 
 def _decode(raw: bytes | str, now: float) -> Cached | None:
@@ -68,10 +153,18 @@ def _decode(raw: bytes | str, now: float) -> Cached | None:
 class RedisCache:
     """Fresh + stale + negative entries over redis.asyncio, guarded by the Redis breaker."""
 
-    def __init__(self, redis: RedisClient, breaker: Breaker, *, fresh_ttl_s: int,
-                 stale_ttl_s: int, negative_ttl_s: int,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        breaker: Breaker,
+        *,
+        fresh_ttl_s: int,
+        stale_ttl_s: int,
+        negative_ttl_s: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.redis = redis
+        self.writer = EntryWriter(redis)
         self.breaker = breaker
         self.fresh_ttl_s = fresh_ttl_s
         self.stale_ttl_s = stale_ttl_s
@@ -88,16 +181,26 @@ class RedisCache:
             raise CacheUnavailable(str(exc)) from exc
 
     async def get(self, key: str, timeout: float) -> Cached | None:
-        raw = await self._call(lambda: self.redis.get(_PREFIX + key), timeout)
+        raw = await self._call(lambda: self.redis.get(ANSWER_PREFIX + key), timeout)
         return None if raw is None else _decode(raw, self._clock())
 
-    async def put(self, key: str, record: CustomerRecord | None, timeout: float) -> None:
+    async def put(
+        self,
+        key: str,
+        record: CustomerRecord | None,
+        timeout: float,
+        *,
+        as_of: float,
+        fresh_until: float | None = None,
+    ) -> None:
+        now = self._clock()
         if record is None:
             fresh, hard = self.negative_ttl_s, self.negative_stale_ttl_s
         else:
             fresh, hard = self.fresh_ttl_s, self.stale_ttl_s
-        value = _encode(record, self._clock() + fresh)
-        await self._call(lambda: self.redis.set(_PREFIX + key, value, ex=hard), timeout)
+        until = now + fresh if fresh_until is None else max(fresh_until, now + fresh)
+        entry = Entry(key, record, as_of, until, max(hard, until - now + hard - fresh))
+        await self._call(lambda: self.writer.put(entry), timeout)
 
 
 class SingleFlight[T]:

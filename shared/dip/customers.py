@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+from urllib.parse import unquote
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
@@ -32,8 +33,10 @@ __all__ = [
     "DatabaseUnavailable",
     "LookupKey",
     "TableCustomerStore",
+    "decode_key",
     "encode_key",
     "entities_for",
+    "record_of",
     "table_keys",
 ]
 
@@ -62,15 +65,34 @@ class CustomerRecord:
     tier: str
     is_vip: bool
     preferred_language: str = ""
+    # When the table last wrote this record (its Timestamp, seconds since the epoch); 0 when
+    # not known. It orders writes of cached answers, and is not part of the answer itself.
+    as_of: float = field(default=0.0, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"customerId": self.customer_id, "tier": self.tier, "isVip": self.is_vip,
-                "preferredLanguage": self.preferred_language}
+        return {
+            "customerId": self.customer_id,
+            "tier": self.tier,
+            "isVip": self.is_vip,
+            "preferredLanguage": self.preferred_language,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CustomerRecord:
-        return cls(str(data["customerId"]), str(data["tier"]), bool(data["isVip"]),
-                   str(data.get("preferredLanguage") or ""))
+        return cls(
+            str(data["customerId"]),
+            str(data["tier"]),
+            bool(data["isVip"]),
+            str(data.get("preferredLanguage") or ""),
+        )
+
+
+def decode_key(row_key: str) -> LookupKey | None:
+    """The lookup key behind a RowKey (``c|…`` or ``p|…``), None for any other row."""
+    for kind, prefix in _ROW_PREFIX.items():
+        if row_key.startswith(prefix):
+            return LookupKey(kind, unquote(row_key[len(prefix) :]))
+    return None
 
 
 def encode_key(value: str) -> str:
@@ -94,8 +116,12 @@ def table_keys(key: LookupKey) -> tuple[str, str]:
 
 def entities_for(record: CustomerRecord, phones: Iterable[str]) -> Iterator[dict[str, Any]]:
     """The entities that make a customer findable by id and by each of its numbers."""
-    fields = {"CustomerId": record.customer_id, "Tier": record.tier, "IsVip": record.is_vip,
-              "PreferredLanguage": record.preferred_language}
+    fields = {
+        "CustomerId": record.customer_id,
+        "Tier": record.tier,
+        "IsVip": record.is_vip,
+        "PreferredLanguage": record.preferred_language,
+    }
     keys = [LookupKey("customerId", record.customer_id)]
     keys += [LookupKey("ani", phone) for phone in phones]
     for key in keys:
@@ -103,10 +129,17 @@ def entities_for(record: CustomerRecord, phones: Iterable[str]) -> Iterator[dict
         yield {"PartitionKey": pk, "RowKey": rk, **fields}
 
 
-def _record(entity: dict[str, Any]) -> CustomerRecord:
-    return CustomerRecord(str(entity["CustomerId"]), str(entity.get("Tier") or ""),
-                          bool(entity.get("IsVip", False)),
-                          str(entity.get("PreferredLanguage") or ""))
+def record_of(entity: Mapping[str, Any]) -> CustomerRecord:
+    """The record an entity holds, stamped with the table's Timestamp when it has one."""
+    metadata = getattr(entity, "metadata", None) or {}
+    stamp = metadata.get("timestamp")
+    return CustomerRecord(
+        str(entity["CustomerId"]),
+        str(entity.get("Tier") or ""),
+        bool(entity.get("IsVip", False)),
+        str(entity.get("PreferredLanguage") or ""),
+        stamp.timestamp() if stamp is not None else 0.0,
+    )
 
 
 class CustomerStore(Protocol):
@@ -127,8 +160,9 @@ class TableCustomerStore:
             # Socket timeouts bound each phase; the outer timeout bounds the whole call, DNS
             # and token fetches included.
             async with asyncio.timeout(timeout):
-                entity = await self.table.get_entity(pk, rk, connection_timeout=timeout,
-                                                     read_timeout=timeout)
+                entity = await self.table.get_entity(
+                    pk, rk, connection_timeout=timeout, read_timeout=timeout
+                )
         except ResourceNotFoundError as exc:
             if is_table_missing(exc):
                 # A missing table is a broken deployment, not an unknown caller: never
@@ -137,4 +171,4 @@ class TableCustomerStore:
             return None
         except (AzureError, OSError, TimeoutError) as exc:
             raise DatabaseUnavailable(type(exc).__name__) from exc
-        return _record(entity)
+        return record_of(entity)

@@ -33,8 +33,9 @@ class Clock:
 
 
 def make_cache(redis: aioredis.Redis, clock: Clock) -> RedisCache:
-    return RedisCache(redis, Breaker(3, 5), fresh_ttl_s=60, stale_ttl_s=3600,
-                      negative_ttl_s=30, clock=clock)
+    return RedisCache(
+        redis, Breaker(3, 5), fresh_ttl_s=60, stale_ttl_s=3600, negative_ttl_s=30, clock=clock
+    )
 
 
 def key() -> str:
@@ -46,7 +47,7 @@ async def test_a_stored_answer_is_fresh_then_stale_then_gone(redis: aioredis.Red
     cache = make_cache(redis, clock)
     k = key()
     assert await cache.get(k, 1.0) is None
-    await cache.put(k, GOLD, 1.0)
+    await cache.put(k, GOLD, 1.0, as_of=1.0)
     hit = await cache.get(k, 1.0)
     assert hit is not None and hit.fresh and hit.record == GOLD
     clock.now += 61
@@ -61,7 +62,7 @@ async def test_an_unknown_caller_is_cached_negatively_for_a_short_time(
     clock = Clock()
     cache = make_cache(redis, clock)
     k = key()
-    await cache.put(k, None, 1.0)
+    await cache.put(k, None, 1.0, as_of=1.0)
     hit = await cache.get(k, 1.0)
     assert hit is not None and hit.fresh and hit.record is None
     clock.now += 31
@@ -73,7 +74,7 @@ async def test_an_unknown_caller_is_cached_negatively_for_a_short_time(
 async def test_entries_are_json_not_python_reprs(redis: aioredis.Redis) -> None:
     cache = make_cache(redis, Clock())
     k = key()
-    await cache.put(k, GOLD, 1.0)
+    await cache.put(k, GOLD, 1.0, as_of=1.0)
     raw = await redis.get("dipguard:answer:" + k)
     assert isinstance(raw, bytes) and raw.startswith(b"{") and b'"tier":"Gold"' in raw
 
@@ -88,12 +89,15 @@ async def test_an_unreadable_entry_is_a_miss(redis: aioredis.Redis) -> None:
 async def test_a_fresh_hit_is_one_redis_round_trip(redis: aioredis.Redis) -> None:
     cache = make_cache(redis, Clock())
     k = key()
-    await cache.put(k, GOLD, 1.0)
+    await cache.put(k, GOLD, 1.0, as_of=1.0)
     await redis.config_resetstat()
     await cache.get(k, 1.0)
     stats = await redis.info("commandstats")
-    client_calls = {name: v["calls"] for name, v in stats.items()
-                    if name not in {"cmdstat_info", "cmdstat_config|resetstat"}}
+    client_calls = {
+        name: v["calls"]
+        for name, v in stats.items()
+        if name not in {"cmdstat_info", "cmdstat_config|resetstat"}
+    }
     assert client_calls == {"cmdstat_get": 1}
 
 
@@ -151,6 +155,7 @@ async def test_a_failed_flight_raises_to_every_waiter() -> None:
         await asyncio.sleep(0.01)
         raise RuntimeError("db down")
 
-    results = await asyncio.gather(*(flight.do("k", broken, 1.0) for _ in range(3)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(flight.do("k", broken, 1.0) for _ in range(3)), return_exceptions=True
+    )
     assert all(isinstance(r, RuntimeError) for r in results)

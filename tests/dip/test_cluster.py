@@ -29,9 +29,14 @@ def cluster() -> Iterator[RedisClusterServers]:
 
 @pytest.fixture
 async def client(cluster: RedisClusterServers) -> AsyncIterator[RedisCluster]:
-    settings = load_settings({"CustomerStorage": "UseDevelopmentStorage=true",
-                              "REDIS_URL": cluster.url, "REDIS_CLUSTER": "true",
-                              "REDIS_TIMEOUT_MS": "500"})
+    settings = load_settings(
+        {
+            "CustomerStorage": "UseDevelopmentStorage=true",
+            "REDIS_URL": cluster.url,
+            "REDIS_CLUSTER": "true",
+            "REDIS_TIMEOUT_MS": "500",
+        }
+    )
     redis = make_redis(settings)
     assert isinstance(redis, RedisCluster)
     yield redis
@@ -46,11 +51,10 @@ async def test_the_valve_admits_exactly_the_budget_on_a_cluster(client: RedisClu
 
 
 async def test_cached_answers_spread_over_every_shard(client: RedisCluster) -> None:
-    cache = RedisCache(client, Breaker(3, 5), fresh_ttl_s=60, stale_ttl_s=600,
-                       negative_ttl_s=30)
+    cache = RedisCache(client, Breaker(3, 5), fresh_ttl_s=60, stale_ttl_s=600, negative_ttl_s=30)
     records = {f"c|C-{n}": CustomerRecord(f"C-{n}", "Gold", n % 2 == 0) for n in range(60)}
     for key, record in records.items():
-        await cache.put(key, record, 1.0)
+        await cache.put(key, record, 1.0, as_of=1.0)
     for key, record in records.items():
         hit = await cache.get(key, 1.0)
         assert hit is not None and hit.fresh and hit.record == record
