@@ -15,7 +15,7 @@ from azure.functions.warmup import WarmUpContext
 from shared.dip.contract import ContractError, parse_dip_request
 from shared.dip.health import health_report
 from shared.http import ApiResponse
-from shared.runtime import runtime
+from shared.runtime import WARM_BUDGET_SECONDS, runtime
 from shared.scale.tick import ScaleTickFailed, check_schedule, run_tick
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -26,8 +26,11 @@ runtime()
 
 
 def http_response(answer: ApiResponse) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(answer.body, separators=(",", ":")),
-                             status_code=answer.status, mimetype="application/json")
+    return func.HttpResponse(
+        json.dumps(answer.body, separators=(",", ":")),
+        status_code=answer.status,
+        mimetype="application/json",
+    )
 
 
 # --- the data dip ---
@@ -48,14 +51,24 @@ async def ivr_lookup(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     rt = runtime()
-    return http_response(ApiResponse(200, await health_report(rt.clients, rt.redis_breaker,
-                                                              rt.dips)))
+    report = await health_report(rt.clients, rt.redis_breaker, rt.dips)
+    return http_response(ApiResponse(200, {**report, **await rt.read_model.status()}))
 
 
 @app.warm_up_trigger("warmup")
 async def warmup(warmup: WarmUpContext) -> None:
-    status = await runtime().clients.probe(timeout=2.0)
+    rt = runtime()
+    status = {**await rt.clients.probe(timeout=2.0), **await rt.read_model.status(timeout=2.0)}
     logging.getLogger("dipguard.warmup").info("warmup %s", json.dumps(status))
+
+
+@app.function_name("cache_warm")
+@app.timer_trigger(
+    schedule="%WARM_TIMER_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True
+)
+async def cache_warm(timer: func.TimerRequest) -> None:
+    # The warm logs its own cache_warm line; one that stops early resumes on the next run.
+    await runtime().warm().run(budget_s=WARM_BUDGET_SECONDS)
 
 
 # --- the scale schedule and the operators' surge switch ---
@@ -66,22 +79,24 @@ check_schedule(runtime().settings)
 
 
 @app.function_name("scale_schedule")
-@app.timer_trigger(schedule="%SCALE_TIMER_SCHEDULE%", arg_name="timer", run_on_startup=False,
-                   use_monitor=True)
+@app.timer_trigger(
+    schedule="%SCALE_TIMER_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True
+)
 async def scale_schedule(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logging.getLogger("dipguard.scale").warning("scale_schedule is running late")
     rt = runtime()
-    report = await run_tick(rt.settings, surge_table=rt.surge_table,
-                            gateway_factory=rt.gateway_factory)
+    report = await run_tick(
+        rt.settings, surge_table=rt.surge_table, gateway_factory=rt.gateway_factory
+    )
     if report.broken:
         raise ScaleTickFailed(report)
 
 
 @app.function_name("surge")
-@app.route(route="surge/{id?}", methods=["GET", "POST", "DELETE"],
-           auth_level=func.AuthLevel.ADMIN)
+@app.route(route="surge/{id?}", methods=["GET", "POST", "DELETE"], auth_level=func.AuthLevel.ADMIN)
 async def surge(req: func.HttpRequest) -> func.HttpResponse:
-    answer = await runtime().surge_api.handle(req.method, req.route_params.get("id"),
-                                              req.get_body())
+    answer = await runtime().surge_api.handle(
+        req.method, req.route_params.get("id"), req.get_body()
+    )
     return http_response(answer)

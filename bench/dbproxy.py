@@ -12,9 +12,10 @@ under a spike, so this HTTP proxy makes it behave like one with a fixed capacity
 * ``stall`` holds every request (queued or in service) until it is switched off;
   ``down`` resets every connection as soon as a request arrives.
 
-It logs the arrival time of every entity read (``GET``) and the time its service began,
-on the machine-wide monotonic clock, so the benchmark can find the busiest 1-second
-window. Control lives under ``/__dbproxy/`` on the same port.
+It logs the arrival time of every read (``GET``) and the time its service began, on the
+machine-wide monotonic clock, so the benchmark can find the busiest 1-second window. Reads
+that are page queries (a table's ``()`` with a filter, as the bulk warm sends) are logged
+apart as well. Control lives under ``/__dbproxy/`` on the same port.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class DbProxy:
         self.waiting = 0
         self.in_service = 0
         self.reads: list[float] = []  # arrival of each GET
+        self.queries: list[float] = []  # arrival of each GET that is a page query
         self.served: list[float] = []  # start of service of each GET
         self.resets = 0
         self.refused: list[float] = []  # requests reset while "down"
@@ -116,6 +118,10 @@ class DbProxy:
             return self._reset(request)
         if is_read:
             self.reads.append(arrived)
+            # A point read names its entity, table(PartitionKey=...,RowKey=...); a query
+            # addresses the table as table() with $filter in the query string.
+            if request.path.endswith("()"):
+                self.queries.append(arrived)
         body = await request.read()
         self.waiting += 1
         try:
@@ -179,6 +185,7 @@ class DbProxy:
             return web.json_response({"mode": self.mode, "at": time.monotonic()})
         if action == "reset" and request.method == "POST":
             self.reads.clear()
+            self.queries.clear()
             self.served.clear()
             self.refused.clear()
             self.samples.clear()
@@ -194,6 +201,7 @@ class DbProxy:
                     "inService": self.in_service,
                     "resets": self.resets,
                     "reads": self.reads,
+                    "queries": self.queries,
                     "served": self.served,
                     "refused": self.refused,
                     "samples": self.samples,

@@ -48,10 +48,12 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 class RedisServer:
     """A redis-server of the test's own, which a test may stop and start again."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, extra_args: list[str] | None = None) -> None:
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        # More configuration, such as a memory limit and an eviction policy.
+        self.extra_args = list(extra_args or [])
 
     @property
     def url(self) -> str:
@@ -71,6 +73,7 @@ class RedisServer:
                 "no",
                 "--protected-mode",
                 "no",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -8,22 +8,32 @@ their own (real services, or a gateway to a fake ARM) and never patch module glo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from azure.data.tables.aio import TableClient
 
-from shared.clients import Clients
+from shared.clients import REDIS_ERRORS, Clients
 from shared.dip.breaker import Breaker
 from shared.dip.cache import RedisCache
 from shared.dip.customers import TableCustomerStore
 from shared.dip.lookup import DipService
+from shared.dip.readmodel import ReadModel, read_marker
 from shared.dip.valve import FleetValve, LocalValve, OpenValve, RedisValve, Valve
+from shared.dip.warm import Warm, warm_valve
 from shared.scale.arm import AzureArmGateway, GatewayFactory
 from shared.scale.surge_api import SurgeApi
 from shared.settings import Settings, load_settings
 
-__all__ = ["Runtime", "runtime", "set_runtime"]
+__all__ = ["WARM_BUDGET_SECONDS", "Runtime", "runtime", "set_runtime"]
+
+# One warm run stops after this long and saves its place: well inside host.json's
+# functionTimeout (30 minutes), so a timer run ends by itself; the next run resumes.
+WARM_BUDGET_SECONDS = 25 * 60
 
 
 @dataclass
@@ -32,6 +42,8 @@ class Runtime:
     # How a scale tick reaches ARM: azure-mgmt-web with the app's managed identity.
     gateway_factory: GatewayFactory = AzureArmGateway.from_settings
     clients: Clients = field(init=False)
+    # Warms started by a surge, which run on after the request that started them.
+    _warms: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self.clients = Clients(self.settings)
@@ -58,19 +70,75 @@ class Runtime:
     def dips(self) -> DipService:
         s = self.settings
         return DipService(
-            cache=RedisCache(self.clients.redis, self.redis_breaker,
-                             fresh_ttl_s=s.cache_ttl_seconds, stale_ttl_s=s.stale_ttl_seconds,
-                             negative_ttl_s=s.negative_ttl_seconds),
+            cache=RedisCache(
+                self.clients.redis,
+                self.redis_breaker,
+                fresh_ttl_s=s.cache_ttl_seconds,
+                stale_ttl_s=s.stale_ttl_seconds,
+                negative_ttl_s=s.negative_ttl_seconds,
+            ),
             valve=self.valve,
             store=TableCustomerStore(self.clients.table(s.customer_table)),
             deadline_ms=s.handler_deadline_ms,
             db_timeout_ms=s.db_timeout_ms,
             redis_timeout_ms=s.redis_timeout_ms,
-            max_inflight_reads=None if s.valve_mode == "off" else s.max_inflight_db_reads,
+            max_inflight_reads=None if s.valve_mode == "off" else s.inflight_cap,
             degraded_tier=s.degraded_tier,
             region=s.default_region,
+            read_model=self.read_model,
         )
 
+    @cached_property
+    def read_model(self) -> ReadModel:
+        s = self.settings
+        return ReadModel(
+            self.clients.redis,
+            self.redis_breaker,
+            max_age_s=s.read_model_max_age_seconds,
+            authoritative=s.read_model_authoritative,
+        )
+
+    def warm(self) -> Warm:
+        """A warm of the read model over this worker's clients, within its share."""
+        s = self.settings
+        redis = self.clients.redis
+        return Warm(
+            redis,
+            self.clients.table(s.customer_table),
+            warm_valve(redis, s),
+            max_age_s=s.read_model_max_age_seconds,
+            stale_ttl_s=s.stale_ttl_seconds,
+            share=s.warm_share,
+            redis_timeout_s=max(s.redis_timeout_ms / 1000, 1.0),
+        )
+
+    async def warm_for_surge(self) -> dict[str, Any]:
+        """Start a warm in the background when the last complete one is older than
+        SURGE_WARM_AFTER_SECONDS; say what was done. Never raises: a surge must not fail
+        because the read model cannot be looked at."""
+        try:
+            marker = await asyncio.wait_for(read_marker(self.clients.redis), 2.0)
+        except REDIS_ERRORS as exc:
+            return {"started": False, "reason": f"redis unavailable: {type(exc).__name__}"}
+        age = None if marker is None else round(marker.age(time.time()))
+        if age is not None and age < self.settings.surge_warm_after_seconds:
+            return {
+                "started": False,
+                "lastCompleteAgeSeconds": age,
+                "reason": "the last complete warm is recent enough",
+            }
+        task = asyncio.ensure_future(self.warm().run(budget_s=WARM_BUDGET_SECONDS))
+        self._warms.add(task)
+        task.add_done_callback(self._warms.discard)
+        return {"started": True, "lastCompleteAgeSeconds": age, "reason": None}
+
+    async def close(self) -> None:
+        """Stop background warms (they resume from their cursor) and close the clients."""
+        for task in list(self._warms):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.clients.close()
 
     @property
     def surge_table(self) -> TableClient:
@@ -78,7 +146,12 @@ class Runtime:
 
     @cached_property
     def surge_api(self) -> SurgeApi:
-        return SurgeApi(self.settings, self.surge_table, gateway_factory=self.gateway_factory)
+        return SurgeApi(
+            self.settings,
+            self.surge_table,
+            gateway_factory=self.gateway_factory,
+            on_start=self.warm_for_surge,
+        )
 
 
 _current: Runtime | None = None

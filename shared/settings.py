@@ -7,6 +7,7 @@ because a typo found at 03:00 during a recall spike is a typo found too late.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,16 @@ def _int(lo: int, hi: int) -> Callable[[str], int]:
         if not lo <= value <= hi:
             raise ValueError(f"expected a number from {lo} to {hi}, got {value}")
         return value
+
+    return parse
+
+
+def _optional_int(lo: int, hi: int) -> Callable[[str], int | None]:
+    """A whole number, or nothing: the setting is then derived from others."""
+    whole = _int(lo, hi)
+
+    def parse(raw: str) -> int | None:
+        return None if not raw.strip() else whole(raw)
 
     return parse
 
@@ -103,94 +114,254 @@ class SettingSpec[T]:
 
 
 SETTINGS: tuple[SettingSpec[object], ...] = (
-    SettingSpec("REDIS_URL", "redis://127.0.0.1:6379/0", _redis_url,
-                "Redis for the valve and cache. rediss:// without a password uses Entra ID "
-                "(redis-entraid)."),
-    SettingSpec("REDIS_CLUSTER", "false", _bool,
-                "Redis runs the OSS cluster policy (Azure Managed Redis OSSCluster): "
-                "connect cluster-aware. Bicep sets it from the clustering policy."),
-    SettingSpec("REDIS_TIMEOUT_MS", "100", _int(5, 2000),
-                "Longest wait for one Redis command before it counts as a failure."),
-    SettingSpec("REDIS_BREAKER_FAILURES", "5", _int(1, 1000),
-                "Consecutive Redis failures that open the circuit breaker."),
-    SettingSpec("REDIS_BREAKER_RESET_SECONDS", "5", _int(1, 600),
-                "How long the breaker stays open before one trial call."),
-    SettingSpec("CUSTOMER_TABLE", "customers", _table_name,
-                "Table Storage table that holds customers and phone numbers."),
-    SettingSpec("MAX_DB_QPS", "200", _int(1, 100_000),
-                "Fleet-wide budget of Table reads in any 1-second sliding window."),
-    SettingSpec("LOCAL_DB_QPS", "20", _int(1, 100_000),
-                "Read budget of each worker process while Redis is down (about MAX_DB_QPS / "
-                "(instances x FUNCTIONS_WORKER_PROCESS_COUNT))."),
-    SettingSpec("MAX_INFLIGHT_DB_READS", "16", _int(1, 10_000),
-                "Cap on Table reads in flight in each worker process, so a slow database "
-                "cannot pile up."),
-    SettingSpec("VALVE_GUARD_MS", "100", _int(0, 500),
-                "Added to the 1 s valve window so reads admitted a second apart still reach the "
-                "database a second apart: a loaded instance can take tens of milliseconds "
-                "between admitting a read and sending it. Costs about 9% of the read budget."),
-    SettingSpec("CACHE_TTL_SECONDS", "60", _int(1, 86_400),
-                "How long a cached answer is fresh and spends no database budget."),
-    SettingSpec("STALE_TTL_SECONDS", "86400", _int(1, 30 * 86_400),
-                "How long a cached answer is kept to answer while shedding or failing."),
-    SettingSpec("NEGATIVE_TTL_SECONDS", "30", _int(1, 86_400),
-                "How long an unknown caller is remembered as unknown."),
-    SettingSpec("HANDLER_DEADLINE_MS", "2500", _int(100, 2900),
-                "Every dip answers within this many milliseconds, whatever the dependencies do."),
-    SettingSpec("DB_TIMEOUT_MS", "1500", _int(50, 2900),
-                "Longest single Table read, further capped by what is left of the deadline."),
-    SettingSpec("DEGRADED_TIER", "Standard", _text,
-                "Tier answered when the caller is unknown or neither the database nor the "
-                "cache can say."),
-    SettingSpec("DEFAULT_REGION", "US", _region,
-                "Region used to read national-format caller numbers."),
-    SettingSpec("VALVE_MODE", "sliding", _choice("sliding", "off"),
-                "sliding: the fleet-wide valve; off: no valve and no in-flight cap "
-                "(benchmarks only)."),
-    SettingSpec("SCALE_TIMER_SCHEDULE", "0 */5 * * * *", _text,
-                "NCRONTAB for the scale_schedule timer."),
-    SettingSpec("SCALE_SCHEDULE", "", _text,
-                "JSON day/night/high-risk schedule of always-ready and pre-warmed instances "
-                "(docs/scale.md)."),
-    SettingSpec("SCALE_DRY_RUN", "false", _bool,
-                "Log what the scale timer would change and change nothing."),
-    SettingSpec("SCALE_SYNC_PLAN_MINIMUM", "false", _bool,
-                "Also keep the plan minimum (sku.capacity) in step with always-ready."),
-    SettingSpec("SCALE_ZONE_REDUNDANT", "false", _bool,
-                "The plan is zone redundant, so always-ready may not go below 3."),
+    SettingSpec(
+        "REDIS_URL",
+        "redis://127.0.0.1:6379/0",
+        _redis_url,
+        "Redis for the valve and cache. rediss:// without a password uses Entra ID "
+        "(redis-entraid).",
+    ),
+    SettingSpec(
+        "REDIS_CLUSTER",
+        "false",
+        _bool,
+        "Redis runs the OSS cluster policy (Azure Managed Redis OSSCluster): "
+        "connect cluster-aware. Bicep sets it from the clustering policy.",
+    ),
+    SettingSpec(
+        "REDIS_TIMEOUT_MS",
+        "100",
+        _int(5, 2000),
+        "Longest wait for one Redis command before it counts as a failure.",
+    ),
+    SettingSpec(
+        "REDIS_BREAKER_FAILURES",
+        "5",
+        _int(1, 1000),
+        "Consecutive Redis failures that open the circuit breaker.",
+    ),
+    SettingSpec(
+        "REDIS_BREAKER_RESET_SECONDS",
+        "5",
+        _int(1, 600),
+        "How long the breaker stays open before one trial call.",
+    ),
+    SettingSpec(
+        "CUSTOMER_TABLE",
+        "customers",
+        _table_name,
+        "Table Storage table that holds customers and phone numbers.",
+    ),
+    SettingSpec(
+        "MAX_DB_QPS",
+        "200",
+        _int(1, 100_000),
+        "Fleet-wide budget of Table reads in any 1-second sliding window.",
+    ),
+    SettingSpec(
+        "LOCAL_DB_QPS",
+        "20",
+        _int(1, 100_000),
+        "Read budget of each worker process while Redis is down (about MAX_DB_QPS / "
+        "(instances x FUNCTIONS_WORKER_PROCESS_COUNT)).",
+    ),
+    SettingSpec(
+        "MAX_INFLIGHT_DB_READS",
+        "",
+        _optional_int(1, 10_000),
+        "Cap on Table reads in flight in each worker process; a read beyond it waits "
+        "for a slot within its deadline. Empty: derived by Little's law with twofold "
+        "headroom, 2 x MAX_DB_QPS x DB_READ_LATENCY_MS / FUNCTIONS_WORKER_PROCESS_COUNT, "
+        "so a healthy database never meets it and a slowing one is held back.",
+        deployed=False,
+    ),
+    SettingSpec(
+        "DB_READ_LATENCY_MS",
+        "40",
+        _int(1, 2000),
+        "A healthy Table point read's latency, from which the in-flight cap is derived.",
+    ),
+    SettingSpec(
+        "FUNCTIONS_WORKER_PROCESS_COUNT",
+        "1",
+        _int(1, 10),
+        "The Functions host's setting: Python worker processes on each instance, each "
+        "with its own event loop. Bicep sets one per vCPU of the plan size; the dev host "
+        "honours it too (or --workers N).",
+    ),
+    SettingSpec(
+        "VALVE_GUARD_MS",
+        "100",
+        _int(0, 500),
+        "Added to the 1 s valve window so reads admitted a second apart still reach the "
+        "database a second apart: a loaded instance can take tens of milliseconds "
+        "between admitting a read and sending it. Costs about 9% of the read budget.",
+    ),
+    SettingSpec(
+        "CACHE_TTL_SECONDS",
+        "60",
+        _int(1, 86_400),
+        "How long a cached answer is fresh and spends no database budget.",
+    ),
+    SettingSpec(
+        "STALE_TTL_SECONDS",
+        "86400",
+        _int(1, 30 * 86_400),
+        "How long a cached answer is kept to answer while shedding or failing.",
+    ),
+    SettingSpec(
+        "NEGATIVE_TTL_SECONDS",
+        "30",
+        _int(1, 86_400),
+        "How long an unknown caller is remembered as unknown.",
+    ),
+    SettingSpec(
+        "HANDLER_DEADLINE_MS",
+        "2500",
+        _int(100, 2900),
+        "Every dip answers within this many milliseconds, whatever the dependencies do.",
+    ),
+    SettingSpec(
+        "DB_TIMEOUT_MS",
+        "1500",
+        _int(50, 2900),
+        "Longest single Table read, further capped by what is left of the deadline.",
+    ),
+    SettingSpec(
+        "DEGRADED_TIER",
+        "Standard",
+        _text,
+        "Tier answered when the caller is unknown or neither the database nor the cache can say.",
+    ),
+    SettingSpec(
+        "DEFAULT_REGION", "US", _region, "Region used to read national-format caller numbers."
+    ),
+    SettingSpec(
+        "VALVE_MODE",
+        "sliding",
+        _choice("sliding", "off"),
+        "sliding: the fleet-wide valve; off: no valve and no in-flight cap (benchmarks only).",
+    ),
+    SettingSpec(
+        "SCALE_TIMER_SCHEDULE", "0 */5 * * * *", _text, "NCRONTAB for the scale_schedule timer."
+    ),
+    SettingSpec(
+        "SCALE_SCHEDULE",
+        "",
+        _text,
+        "JSON day/night/high-risk schedule of always-ready and pre-warmed instances "
+        "(docs/scale.md).",
+    ),
+    SettingSpec(
+        "SCALE_DRY_RUN", "false", _bool, "Log what the scale timer would change and change nothing."
+    ),
+    SettingSpec(
+        "SCALE_SYNC_PLAN_MINIMUM",
+        "false",
+        _bool,
+        "Also keep the plan minimum (sku.capacity) in step with always-ready.",
+    ),
+    SettingSpec(
+        "SCALE_ZONE_REDUNDANT",
+        "false",
+        _bool,
+        "The plan is zone redundant, so always-ready may not go below 3.",
+    ),
     # The bounds and default restate shared/scale/schedule.py's MAX_BURST_MAX and
     # MAX_BURST_LIMIT_DEFAULT (the common core does not import a wing);
     # tests/scale/test_schedule.py holds them equal.
-    SettingSpec("SCALE_MAX_BURST_LIMIT", "20", _int(1, 100),
-                "The region's Linux Elastic Premium maximum burst: 20 in most regions, 100 in "
-                "some (functions-premium-plan, region table). No schedule maxBurst may exceed "
-                "it; Bicep sets it from maxBurstLimit."),
-    SettingSpec("ARM_ENDPOINT", "https://management.azure.com", _text,
-                "Azure Resource Manager endpoint (sovereign clouds differ)."),
-    SettingSpec("SCALE_SUBSCRIPTION_ID", "", _text,
-                "Override: subscription of the app to scale (default from WEBSITE_OWNER_NAME).",
-                deployed=False),
-    SettingSpec("SCALE_RESOURCE_GROUP", "", _text,
-                "Override: resource group of the app (default WEBSITE_RESOURCE_GROUP).",
-                deployed=False),
-    SettingSpec("SCALE_SITE_NAME", "", _text,
-                "Override: the app to scale (default WEBSITE_SITE_NAME).", deployed=False),
-    SettingSpec("SCALE_PLAN_NAME", "", _text,
-                "Override: the Premium plan (default read from the site).", deployed=False),
-    SettingSpec("SURGE_TABLE", "surges", _table_name,
-                "Table Storage table that holds operator surges."),
+    SettingSpec(
+        "SCALE_MAX_BURST_LIMIT",
+        "20",
+        _int(1, 100),
+        "The region's Linux Elastic Premium maximum burst: 20 in most regions, 100 in "
+        "some (functions-premium-plan, region table). No schedule maxBurst may exceed "
+        "it; Bicep sets it from maxBurstLimit.",
+    ),
+    SettingSpec(
+        "ARM_ENDPOINT",
+        "https://management.azure.com",
+        _text,
+        "Azure Resource Manager endpoint (sovereign clouds differ).",
+    ),
+    SettingSpec(
+        "SCALE_SUBSCRIPTION_ID",
+        "",
+        _text,
+        "Override: subscription of the app to scale (default from WEBSITE_OWNER_NAME).",
+        deployed=False,
+    ),
+    SettingSpec(
+        "SCALE_RESOURCE_GROUP",
+        "",
+        _text,
+        "Override: resource group of the app (default WEBSITE_RESOURCE_GROUP).",
+        deployed=False,
+    ),
+    SettingSpec(
+        "SCALE_SITE_NAME",
+        "",
+        _text,
+        "Override: the app to scale (default WEBSITE_SITE_NAME).",
+        deployed=False,
+    ),
+    SettingSpec(
+        "SCALE_PLAN_NAME",
+        "",
+        _text,
+        "Override: the Premium plan (default read from the site).",
+        deployed=False,
+    ),
+    SettingSpec(
+        "SURGE_TABLE", "surges", _table_name, "Table Storage table that holds operator surges."
+    ),
+    SettingSpec(
+        "WARM_TIMER_SCHEDULE",
+        "0 30 4 * * *",
+        _text,
+        "NCRONTAB for the cache_warm timer, which fills the read model in bulk: off-peak, "
+        "04:30 UTC by default.",
+    ),
+    SettingSpec(
+        "WARM_DB_QPS",
+        "",
+        _optional_int(1, 100_000),
+        "The warm's share of MAX_DB_QPS: table pages it may read in any 1-second window, "
+        "and only while dips leave that much headroom. Empty: a quarter of MAX_DB_QPS.",
+    ),
+    SettingSpec(
+        "READ_MODEL_MAX_AGE_SECONDS",
+        "93600",
+        _int(60, 30 * 86_400),
+        "How long a complete warm stays authoritative and its entries fresh: a little "
+        "over the warm period (26 h for a daily warm).",
+    ),
+    SettingSpec(
+        "READ_MODEL_AUTHORITATIVE",
+        "true",
+        _bool,
+        "A caller absent from a fresh, complete warm is answered as no customer, without "
+        "a database read. Turn it off for tables that other systems write to.",
+    ),
+    SettingSpec(
+        "SURGE_WARM_AFTER_SECONDS",
+        "3600",
+        _int(0, 30 * 86_400),
+        "Starting a surge starts a warm when the last complete one is older than this "
+        "(0: every surge).",
+    ),
 )
 
 # Read from the same environment but owned by the platform or the storage connection: the
 # settings page lists them beside dipguard's own.
 OTHER_SETTINGS: tuple[tuple[str, str, bool, str], ...] = (
     ("CustomerStorage", "(local)", False, "Table Storage connection string, for Azurite."),
-    ("CustomerStorage__tableServiceUri", "(Azure)", True,
-     "Table endpoint, used with the app's managed identity instead of a connection string."),
-    ("FUNCTIONS_WORKER_PROCESS_COUNT", "1", True,
-     "The Functions host's setting: Python worker processes on each instance, each with its "
-     "own event loop. Bicep sets one per vCPU of the plan size; the dev host honours it too "
-     "(or --workers N)."),
+    (
+        "CustomerStorage__tableServiceUri",
+        "(Azure)",
+        True,
+        "Table endpoint, used with the app's managed identity instead of a connection string.",
+    ),
 )
 
 # Settings Bicep must set on the function app; tests/bicep holds it to that.
@@ -210,7 +381,9 @@ class Settings:
     customer_table: str
     max_db_qps: int
     local_db_qps: int
-    max_inflight_db_reads: int
+    max_inflight_db_reads: int | None
+    db_read_latency_ms: int
+    functions_worker_process_count: int
     valve_guard_ms: int
     cache_ttl_seconds: int
     stale_ttl_seconds: int
@@ -232,13 +405,41 @@ class Settings:
     scale_site_name: str
     scale_plan_name: str
     surge_table: str
+    warm_timer_schedule: str
+    warm_db_qps: int | None
+    read_model_max_age_seconds: int
+    read_model_authoritative: bool
+    surge_warm_after_seconds: int
     # Exactly one of these is set: a connection string locally, an endpoint in Azure.
     storage_connection_string: str | None
     storage_table_uri: str | None
 
+    @property
+    def inflight_cap(self) -> int:
+        """Table reads each worker process may have in flight (MAX_INFLIGHT_DB_READS).
 
-def with_local_settings(path: str = "local.settings.json",
-                        env: Mapping[str, str] | None = None) -> dict[str, str]:
+        Little's law: reads in flight = rate x latency. The whole budget may land on one
+        instance (always-ready can be 1), so each of its worker processes gets its share of
+        MAX_DB_QPS x DB_READ_LATENCY_MS, doubled: a healthy database never meets the cap, and
+        one whose latency has doubled is held at the budget instead of piling up.
+        """
+        if self.max_inflight_db_reads is not None:
+            return self.max_inflight_db_reads
+        in_flight = 2 * self.max_db_qps * self.db_read_latency_ms / 1000
+        return max(1, math.ceil(in_flight / self.functions_worker_process_count))
+
+    @property
+    def warm_share(self) -> int:
+        """Table pages per second the warm may read (WARM_DB_QPS, else a quarter of the
+        budget; 0 when the budget is too small to share)."""
+        if self.warm_db_qps is not None:
+            return self.warm_db_qps
+        return self.max_db_qps // 4
+
+
+def with_local_settings(
+    path: str = "local.settings.json", env: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The environment, plus local.settings.json ``Values`` for names it does not set.
 
     This is how ``func start`` reads local settings; command-line tools (the loader, the
@@ -282,7 +483,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("CustomerStorage", "expected a connection string (Key=Value;...)")
 
     settings = Settings(
-        storage_connection_string=conn, storage_table_uri=uri, **values  # type: ignore[arg-type]
+        storage_connection_string=conn,
+        storage_table_uri=uri,
+        **values,  # type: ignore[arg-type]
     )
     if settings.local_db_qps > settings.max_db_qps:
         raise SettingsError("LOCAL_DB_QPS", "must not exceed MAX_DB_QPS")
@@ -290,6 +493,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("STALE_TTL_SECONDS", "must be at least CACHE_TTL_SECONDS")
     if settings.db_timeout_ms >= settings.handler_deadline_ms:
         raise SettingsError("DB_TIMEOUT_MS", "must be below HANDLER_DEADLINE_MS")
+    if settings.warm_db_qps is not None and settings.warm_db_qps >= settings.max_db_qps:
+        raise SettingsError(
+            "WARM_DB_QPS",
+            "must be below MAX_DB_QPS: the warm only takes a share, and dips keep the rest",
+        )
     return settings
 
 
@@ -315,8 +523,10 @@ def settings_page() -> str:
     ]
     for spec in SETTINGS:
         default = f"`{spec.default}`" if spec.default else "(empty)"
-        lines.append(f"| `{spec.name}` | {default} | {'yes' if spec.deployed else 'no'} | "
-                     f"{_cell(spec.doc)} |")
+        lines.append(
+            f"| `{spec.name}` | {default} | {'yes' if spec.deployed else 'no'} | "
+            f"{_cell(spec.doc)} |"
+        )
     for name, default, deployed, doc in OTHER_SETTINGS:
         lines.append(f"| `{name}` | {default} | {'yes' if deployed else 'no'} | {_cell(doc)} |")
     return "\n".join(lines) + "\n"
@@ -326,8 +536,9 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     from pathlib import Path
 
-    parser = argparse.ArgumentParser(prog="python -m shared.settings",
-                                     description="Print the settings page (docs/settings.md).")
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.settings", description="Print the settings page (docs/settings.md)."
+    )
     parser.add_argument("--out", type=Path, help="write the page to this file")
     args = parser.parse_args(argv)
     page = settings_page()

@@ -36,18 +36,26 @@ def app_env(base_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[s
 
 
 @pytest.fixture
-async def client(app_env: dict[str, str],
-                 app_worker: Worker) -> AsyncIterator[TestClient[Any, Any]]:
-    async with TableClient.from_connection_string(app_env["CustomerStorage"],
-                                                  app_env["CUSTOMER_TABLE"]) as table:
+async def client(
+    app_env: dict[str, str], app_worker: Worker
+) -> AsyncIterator[TestClient[Any, Any]]:
+    async with TableClient.from_connection_string(
+        app_env["CustomerStorage"], app_env["CUSTOMER_TABLE"]
+    ) as table:
         await table.create_table()
-        for entity in entities_for(CustomerRecord("C-1001", "Gold", True, "en-US"),
-                                   ["+13175550116"]):
+        for entity in entities_for(
+            CustomerRecord("C-1001", "Gold", True, "en-US"), ["+13175550116"]
+        ):
             await table.upsert_entity(entity)
     rt = Runtime(load_settings(app_env))
     set_runtime(rt)
-    host = DevHost(app_worker, enforce_keys=True, function_key=FUNCTION_KEY,
-                   master_key=MASTER_KEY, route_prefix="api")
+    host = DevHost(
+        app_worker,
+        enforce_keys=True,
+        function_key=FUNCTION_KEY,
+        master_key=MASTER_KEY,
+        route_prefix="api",
+    )
     async with TestClient(TestServer(host.build())) as test_client:
         yield test_client
     await rt.dips.drain()
@@ -59,30 +67,43 @@ def test_microsofts_worker_indexes_and_loads_every_function(app_worker: Worker) 
     # The same indexing Azure runs when the app starts: one refused function would leave
     # the app with none at all, the data dip included.
     triggers = {f.name: f.trigger_type for f in app_worker.functions}
-    assert triggers == {"ivr_lookup": "httpTrigger", "health": "httpTrigger",
-                        "warmup": "warmupTrigger", "scale_schedule": "timerTrigger",
-                        "surge": "httpTrigger"}
+    assert triggers == {
+        "ivr_lookup": "httpTrigger",
+        "health": "httpTrigger",
+        "warmup": "warmupTrigger",
+        "scale_schedule": "timerTrigger",
+        "surge": "httpTrigger",
+        "cache_warm": "timerTrigger",
+    }
 
 
 def test_the_worker_reports_the_routes_and_auth_levels_the_host_serves(
     app_worker: Worker,
 ) -> None:
     http = {f.name: f.trigger for f in app_worker.functions if f.trigger_type == "httpTrigger"}
-    assert (http["ivr_lookup"]["route"], http["ivr_lookup"]["methods"],
-            http["ivr_lookup"]["authLevel"]) == ("lookup", ["POST"], "FUNCTION")
+    assert (
+        http["ivr_lookup"]["route"],
+        http["ivr_lookup"]["methods"],
+        http["ivr_lookup"]["authLevel"],
+    ) == ("lookup", ["POST"], "FUNCTION")
     assert (http["health"]["route"], http["health"]["methods"]) == ("health", ["GET"])
-    assert (http["surge"]["route"], sorted(http["surge"]["methods"]),
-            http["surge"]["authLevel"]) == ("surge/{id?}", ["DELETE", "GET", "POST"], "ADMIN")
+    assert (
+        http["surge"]["route"],
+        sorted(http["surge"]["methods"]),
+        http["surge"]["authLevel"],
+    ) == ("surge/{id?}", ["DELETE", "GET", "POST"], "ADMIN")
 
 
 def keyed(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {"x-functions-key": FUNCTION_KEY, **(extra or {})}
 
 
-async def post_lookup(client: TestClient[Any, Any], data: bytes,
-                      content_type: str = "application/json") -> tuple[int, Any]:
-    resp = await client.post("/api/lookup", data=data,
-                             headers=keyed({"Content-Type": content_type}))
+async def post_lookup(
+    client: TestClient[Any, Any], data: bytes, content_type: str = "application/json"
+) -> tuple[int, Any]:
+    resp = await client.post(
+        "/api/lookup", data=data, headers=keyed({"Content-Type": content_type})
+    )
     assert resp.headers["Content-Type"].startswith("application/json")
     return resp.status, await resp.json()
 
@@ -91,10 +112,17 @@ async def test_a_known_caller_is_answered_200_with_the_flat_contract(
     client: TestClient[Any, Any],
 ) -> None:
     status, body = await post_lookup(
-        client, json.dumps({"conversationId": CONV, "ani": "tel:+13175550116"}).encode())
+        client, json.dumps({"conversationId": CONV, "ani": "tel:+13175550116"}).encode()
+    )
     assert status == 200
-    assert body == {"customerFound": True, "customerId": "C-1001", "customerTier": "Gold",
-                    "isVip": True, "preferredLanguage": "en-US", "source": "database"}
+    assert body == {
+        "customerFound": True,
+        "customerId": "C-1001",
+        "customerTier": "Gold",
+        "isVip": True,
+        "preferredLanguage": "en-US",
+        "source": "database",
+    }
 
 
 @pytest.mark.parametrize(
@@ -107,10 +135,13 @@ async def test_a_known_caller_is_answered_200_with_the_flat_contract(
         (b'{"ani": "tel:+13175550116"}', "application/json", 400, "missing_field"),
         (b'{"conversationId": "x", "ani": "1"}', "application/json", 400, "invalid_field"),
         (json.dumps({"conversationId": CONV}).encode(), "application/json", 400, "missing_field"),
-        (json.dumps({"conversationId": CONV, "ani": "1", "p": "x" * 9000}).encode(),
-         "application/json", 413, "body_too_large"),
-        (b"conversationId=1", "application/x-www-form-urlencoded", 415,
-         "unsupported_media_type"),
+        (
+            json.dumps({"conversationId": CONV, "ani": "1", "p": "x" * 9000}).encode(),
+            "application/json",
+            413,
+            "body_too_large",
+        ),
+        (b"conversationId=1", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
     ],
 )
 async def test_malformed_requests_get_a_4xx_json_error(
@@ -144,6 +175,9 @@ async def test_health_reports_dependencies_without_secrets(
     body = await resp.json()
     assert resp.status == 200
     assert body["redis"] == "ok" and body["table"] == "ok" and body["status"] == "ok"
+    # The read model's state and Redis memory, whether or not a warm has run on this Redis.
+    assert body["readModel"] in {"never warmed", "fresh", "stale"}
+    assert body["redisUsedMemoryBytes"] > 0
     text = json.dumps(body)
     assert "AccountKey" not in text and "redis://" not in text and "127.0.0.1" not in text
 
@@ -152,24 +186,30 @@ async def test_warmup_runs_through_the_admin_endpoint_with_the_master_key(
     client: TestClient[Any, Any],
 ) -> None:
     assert (await client.post("/admin/functions/warmup", json={})).status == 401
-    resp = await client.post("/admin/functions/warmup", json={},
-                             headers={"x-functions-key": MASTER_KEY})
+    resp = await client.post(
+        "/admin/functions/warmup", json={}, headers={"x-functions-key": MASTER_KEY}
+    )
     assert resp.status == 202
-    resp = await client.post("/admin/functions/no_such", json={},
-                             headers={"x-functions-key": MASTER_KEY})
+    resp = await client.post(
+        "/admin/functions/no_such", json={}, headers={"x-functions-key": MASTER_KEY}
+    )
     assert resp.status == 404
 
 
 async def test_a_dead_redis_and_table_still_answer_200(
     client: TestClient[Any, Any], app_env: dict[str, str]
 ) -> None:
-    broken = dict(app_env, REDIS_URL="redis://127.0.0.1:1/0",
-                  CustomerStorage=app_env["CustomerStorage"].replace(":10002", ":1"))
+    broken = dict(
+        app_env,
+        REDIS_URL="redis://127.0.0.1:1/0",
+        CustomerStorage=app_env["CustomerStorage"].replace(":10002", ":1"),
+    )
     rt = Runtime(load_settings(broken))
     set_runtime(rt)
     try:
         status, body = await post_lookup(
-            client, json.dumps({"conversationId": CONV, "customerId": "C-1001"}).encode())
+            client, json.dumps({"conversationId": CONV, "customerId": "C-1001"}).encode()
+        )
         health = await (await client.get("/api/health", headers=keyed())).json()
     finally:
         await rt.clients.close()
@@ -188,8 +228,13 @@ def test_optional_route_parameters_serve_both_paths() -> None:
 @pytest.fixture
 def devhost_process(app_env: dict[str, str]) -> Iterator[int]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "devhost", "--port", str(port)], cwd=ROOT,
-                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devhost", "--port", str(port)],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_for_port(port, timeout=30)
         yield port
@@ -202,10 +247,12 @@ async def test_the_dev_host_serves_the_readme_curl_example(devhost_process: int)
     async with aiohttp.ClientSession() as session:
         resp = await session.post(
             f"http://127.0.0.1:{devhost_process}/api/lookup",
-            json={"conversationId": CONV, "ani": "tel: +1 317-555-0116"})
+            json={"conversationId": CONV, "ani": "tel: +1 317-555-0116"},
+        )
         body = await resp.json()
-        status = await (await session.get(
-            f"http://127.0.0.1:{devhost_process}/admin/host/status")).json()
+        status = await (
+            await session.get(f"http://127.0.0.1:{devhost_process}/admin/host/status")
+        ).json()
     assert resp.status == 200 and set(body) >= {"customerFound", "source"}
     assert "ivr_lookup" in status["functions"] and "warmup" in status["functions"]
 
@@ -213,8 +260,14 @@ async def test_the_dev_host_serves_the_readme_curl_example(devhost_process: int)
 def test_a_bad_setting_stops_the_dev_host_naming_the_setting(app_env: dict[str, str]) -> None:
     env = dict(os.environ, MAX_DB_QPS="abc")
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "devhost", "--port", str(free_port())],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "devhost", "--port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "MAX_DB_QPS" in result.stderr
     assert time.monotonic() - started < 60

@@ -1,8 +1,9 @@
 """One dip, from request to answer, inside the deadline whatever the dependencies do.
 
-    fresh cache hit ───────────────────────────────────────────────▶ "cache"
+    fresh cache hit (a warmed answer, or one a dip cached) ─────────────▶ "cache"
+    miss, and a fresh complete warm proves nobody has the key ──────────▶ "cache", not found
     miss ─▶ in-flight slot? ─▶ valve.admit() ─▶ Table point read ──▶ "database"
-               │ no               │ shed           │ timeout / error
+               │ not in time      │ shed           │ timeout / error
                └──────────────────┴────────────────┴──▶ stale copy ─▶ "stale"
                                                          └─ none ───▶ "degraded"
 
@@ -22,13 +23,18 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from shared.dip.breaker import RedisUnavailable
 from shared.dip.cache import Cache, Cached, CacheUnavailable, SingleFlight
 from shared.dip.contract import Answer, DipRequest, Source
 from shared.dip.customers import CustomerRecord, CustomerStore, DatabaseUnavailable, LookupKey
 from shared.dip.phone import normalize_number
+from shared.dip.readmodel import ReadModel
 from shared.dip.valve import Valve
 
 __all__ = ["DipLog", "DipService", "Outcome", "Shed", "lookup_key"]
+
+# The longest a read waits for an in-flight slot before it is shed (see DipService._slot).
+_SLOT_WAIT_MAX_S = 0.5
 
 log = logging.getLogger("dipguard.dip")
 
@@ -56,8 +62,14 @@ class DipLog:
 
     def line(self) -> str:
         return "dip " + json.dumps(
-            {"event": "dip", "keyKind": self.key_kind, "source": self.source,
-             "latencyMs": round(self.latency_ms, 2), "shed": self.shed, "reason": self.reason},
+            {
+                "event": "dip",
+                "keyKind": self.key_kind,
+                "source": self.source,
+                "latencyMs": round(self.latency_ms, 2),
+                "shed": self.shed,
+                "reason": self.reason,
+            },
             separators=(",", ":"),
         )
 
@@ -100,11 +112,14 @@ class DipService:
         max_inflight_reads: int | None,
         degraded_tier: str,
         region: str,
+        read_model: ReadModel | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.cache = cache
         self.valve = valve
         self.store = store
+        self.read_model = read_model
         # What the dependencies may spend: the deadline less the time to write the answer.
         self.budget_s = deadline_ms / 1000 - _REPLY_RESERVE_S
         self.db_timeout_s = db_timeout_ms / 1000
@@ -113,7 +128,14 @@ class DipService:
         self.degraded_tier = degraded_tier
         self.region = region
         self._clock = clock
+        self._wall_clock = wall_clock
         self._flight: SingleFlight[CustomerRecord | None] = SingleFlight()
+        # Reads beyond the cap wait their turn, within their deadline, rather than shed at
+        # once: a burst of misses on one worker must not turn into degraded answers while
+        # the database has room.
+        self._slots = (
+            asyncio.Semaphore(max_inflight_reads) if max_inflight_reads is not None else None
+        )
         self._inflight_reads = 0
         self._background: set[asyncio.Task[None]] = set()
 
@@ -163,8 +185,14 @@ class DipService:
             )
         except CacheUnavailable:
             cached = None
+            redis_answered = False
+        else:
+            redis_answered = True
         if cached is not None and cached.fresh:
             return self._from_record(cached.record, "cache")
+        if cached is None and redis_answered and await self._proved_absent(dip):
+            dip.reason = "absent_from_read_model"
+            return Answer.unknown(self.degraded_tier, "cache")
         dip.stale = cached
         try:
             record = await self._flight.do(
@@ -178,11 +206,43 @@ class DipService:
             return self._fallback(dip)
         return self._from_record(record, "database")
 
+    async def _proved_absent(self, dip: _Dip) -> bool:
+        """Does a fresh, complete warm prove nobody has this key? (No when Redis cannot say.)"""
+        if self.read_model is None:
+            return False
+        try:
+            return await self.read_model.absent(
+                dip.key, min(self.redis_timeout_s, self._remaining(dip))
+            )
+        except RedisUnavailable:
+            return False
+
+    async def _slot(self, dip: _Dip) -> None:
+        """Wait for an in-flight slot, within the deadline; Shed("inflight") if none comes.
+
+        The wait leaves one Redis timeout of the deadline unspent: a slot that comes later
+        leaves no time for the valve and the read anyway. It is also capped: slots turn over
+        every read (tens of milliseconds), so a longer wait means the database is slow or
+        stalled, and every waiting dip holds a request open in the worker.
+        """
+        if self._slots is None:
+            return
+        wait = min(self._remaining(dip) - self.redis_timeout_s, _SLOT_WAIT_MAX_S)
+        if wait <= 0:
+            raise Shed("inflight")
+        try:
+            async with asyncio.timeout(wait):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise Shed("inflight") from None
+
     async def _read(self, dip: _Dip) -> CustomerRecord | None:
         """The single-flight leader's read: slot, budget, point read, then cache it."""
-        if self.max_inflight_reads is not None and self._inflight_reads >= self.max_inflight_reads:
-            raise Shed("inflight")
+        await self._slot(dip)
         self._inflight_reads += 1
+        # A record the table does not hold is stamped with when the read began: a loader
+        # that adds it afterwards writes a newer answer, which this one will not replace.
+        asked_at = self._wall_clock()
         try:
             admitted = await self.valve.admit(self._step_timeout(dip, self.redis_timeout_s))
             if not admitted:
@@ -190,13 +250,25 @@ class DipService:
             record = await self.store.get(dip.key, self._step_timeout(dip, self.db_timeout_s))
         finally:
             self._inflight_reads -= 1
+            if self._slots is not None:
+                self._slots.release()
         # The caller is answered "database" whether or not Redis takes the copy.
-        self._spawn(self._store_copy(dip.key, record))
+        self._spawn(self._store_copy(dip.key, record, asked_at))
         return record
 
-    async def _store_copy(self, key: LookupKey, record: CustomerRecord | None) -> None:
+    async def _store_copy(
+        self, key: LookupKey, record: CustomerRecord | None, asked_at: float
+    ) -> None:
+        # While a fresh warm stands, a copy stays fresh as long as the warm's own answers.
+        fresh_until = self.read_model.fresh_until() if self.read_model is not None else None
         try:
-            await self.cache.put(key.cache_key, record, self.redis_timeout_s)
+            await self.cache.put(
+                key.cache_key,
+                record,
+                self.redis_timeout_s,
+                as_of=record.as_of if record is not None else asked_at,
+                fresh_until=fresh_until,
+            )
         except CacheUnavailable:
             pass
 
@@ -207,8 +279,10 @@ class DipService:
 
     async def drain(self) -> None:
         """Wait for background cache writes (tests, shutdown)."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        # Waits on what is unfinished rather than on the set itself: a finished task leaves
+        # the set through a callback the loop runs later, so the set can lag behind.
+        while pending := [task for task in self._background if not task.done()]:
+            await asyncio.wait(pending)
 
     def _fallback(self, dip: _Dip) -> Answer:
         if dip.stale is not None:
@@ -218,13 +292,25 @@ class DipService:
     def _from_record(self, record: CustomerRecord | None, source: Source) -> Answer:
         if record is None:
             return Answer.unknown(self.degraded_tier, source)
-        return Answer(True, record.customer_id, record.tier or self.degraded_tier,
-                      record.is_vip, record.preferred_language, source)
+        return Answer(
+            True,
+            record.customer_id,
+            record.tier or self.degraded_tier,
+            record.is_vip,
+            record.preferred_language,
+            source,
+        )
 
-    def _finish(self, key_kind: str, answer: Answer, started: float,
-                dip: _Dip | None = None) -> Outcome:
-        entry = DipLog(key_kind, answer.source, (self._clock() - started) * 1000,
-                       dip.shed if dip else False, dip.reason if dip else None)
+    def _finish(
+        self, key_kind: str, answer: Answer, started: float, dip: _Dip | None = None
+    ) -> Outcome:
+        entry = DipLog(
+            key_kind,
+            answer.source,
+            (self._clock() - started) * 1000,
+            dip.shed if dip else False,
+            dip.reason if dip else None,
+        )
         if log.isEnabledFor(logging.INFO):  # skip the JSON work when nobody reads it
             log.info(entry.line())
         return Outcome(answer, entry)

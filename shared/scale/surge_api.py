@@ -9,6 +9,7 @@ still stored and the timer applies it on its next tick.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -32,55 +33,73 @@ LOG = logging.getLogger("dipguard.surge")
 # operator with a recall in 30 minutes should not stare at a spinner.
 SURGE_APPLY_TIMEOUT_SECONDS = 25.0
 # Retries inside the request stay well inside that.
-_REQUEST_RETRY = RetryPolicy(attempts=3, backoff_base=0.5, backoff_max=4.0,
-                             retry_after_max=8.0, budget_seconds=15.0)
+_REQUEST_RETRY = RetryPolicy(
+    attempts=3, backoff_base=0.5, backoff_max=4.0, retry_after_max=8.0, budget_seconds=15.0
+)
 
 
 class SurgeApi:
     """GET lists active surges (or one by id), POST starts one, DELETE /{id} ends one.
 
     The in-request tick builds its ARM gateway with ``gateway_factory``, or uses
-    ``gateway`` when one is given ready (tests).
+    ``gateway`` when one is given ready (tests). ``on_start``, when given, runs once a surge
+    is stored (the Runtime starts a warm of the dip's read model there), and what it says
+    goes into the answer as ``warm``.
     """
 
-    def __init__(self, settings: Settings, table: TableClient, *,
-                 gateway_factory: GatewayFactory | None = None,
-                 gateway: ArmGateway | None = None,
-                 apply_timeout: float = SURGE_APPLY_TIMEOUT_SECONDS,
-                 retry: RetryPolicy = _REQUEST_RETRY) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        table: TableClient,
+        *,
+        gateway_factory: GatewayFactory | None = None,
+        gateway: ArmGateway | None = None,
+        apply_timeout: float = SURGE_APPLY_TIMEOUT_SECONDS,
+        retry: RetryPolicy = _REQUEST_RETRY,
+        on_start: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    ) -> None:
         self.settings = settings
         self.table = table
         self.gateway_factory = gateway_factory
         self.gateway = gateway
         self.apply_timeout = apply_timeout
         self.retry = retry
+        self.on_start = on_start
 
-    async def handle(self, method: str, surge_id: str | None, body: bytes, *,
-                     now: datetime | None = None) -> ApiResponse:
+    async def handle(
+        self, method: str, surge_id: str | None, body: bytes, *, now: datetime | None = None
+    ) -> ApiResponse:
         verb = method.upper()
         surge_id = (surge_id or "").strip() or None
         if surge_id is not None and not store.valid_id(surge_id):
-            return error_response(400, "invalid_id", "a surge id is 32 lowercase hex characters",
-                                  "id")
+            return error_response(
+                400, "invalid_id", "a surge id is 32 lowercase hex characters", "id"
+            )
         try:
             if verb == "GET":
                 return await self._get(surge_id, now)
             if verb == "POST":
                 if surge_id is not None:
-                    return error_response(405, "method_not_allowed",
-                                          "start a surge with POST /api/surge")
+                    return error_response(
+                        405, "method_not_allowed", "start a surge with POST /api/surge"
+                    )
                 return await self._post(body, now)
             if verb == "DELETE":
                 if surge_id is None:
-                    return error_response(400, "missing_field",
-                                          "end a surge with DELETE /api/surge/{id}", "id")
+                    return error_response(
+                        400, "missing_field", "end a surge with DELETE /api/surge/{id}", "id"
+                    )
                 return await self._delete(surge_id, now)
         except AzureError as exc:
             LOG.exception("surge storage failed")
-            return error_response(503, "storage_unavailable",
-                                  f"the surge table could not be reached: {type(exc).__name__}")
-        return error_response(405, "method_not_allowed",
-                              f"{verb} is not supported; use GET, POST or DELETE")
+            return error_response(
+                503,
+                "storage_unavailable",
+                f"the surge table could not be reached: {type(exc).__name__}",
+            )
+        return error_response(
+            405, "method_not_allowed", f"{verb} is not supported; use GET, POST or DELETE"
+        )
 
     async def _get(self, surge_id: str | None, now: datetime | None) -> ApiResponse:
         if surge_id is not None:
@@ -89,23 +108,33 @@ class SurgeApi:
                 return error_response(404, "not_found", f"no surge {surge_id}", "id")
             return ApiResponse(200, {"surge": store.surge_json(found, now=now)})
         active = await store.list_active(self.table, now=now)
-        return ApiResponse(200, {"surges": [store.surge_json(s, now=now) for s in active],
-                                 "count": len(active)})
+        return ApiResponse(
+            200, {"surges": [store.surge_json(s, now=now) for s in active], "count": len(active)}
+        )
 
     async def _post(self, body: bytes, now: datetime | None) -> ApiResponse:
         settings = self.settings
         try:
             request = store.parse_surge_request(
-                body, zone_redundant=settings.scale_zone_redundant,
-                max_burst_limit=settings.scale_max_burst_limit)
+                body,
+                zone_redundant=settings.scale_zone_redundant,
+                max_burst_limit=settings.scale_max_burst_limit,
+            )
         except store.SurgeInputError as exc:
             return ApiResponse(exc.status, exc.as_json())
         created = await store.create_surge(self.table, request, now=now)
-        LOG.warning("surge %s started: alwaysReady %d for %d min: %s", created.id,
-                    created.always_ready, request.minutes, created.reason)
+        LOG.warning(
+            "surge %s started: alwaysReady %d for %d min: %s",
+            created.id,
+            created.always_ready,
+            request.minutes,
+            created.reason,
+        )
         report = await self._apply(now)
-        return ApiResponse(201, {"surge": store.surge_json(created, now=now),
-                                 **_applied(report)})
+        answer = {"surge": store.surge_json(created, now=now), **_applied(report)}
+        if self.on_start is not None:
+            answer["warm"] = await self.on_start()
+        return ApiResponse(201, answer)
 
     async def _delete(self, surge_id: str, now: datetime | None) -> ApiResponse:
         ended = await store.end_surge(self.table, surge_id, now=now)
@@ -116,9 +145,15 @@ class SurgeApi:
         return ApiResponse(200, {"surge": store.surge_json(ended, now=now), **_applied(report)})
 
     async def _apply(self, now: datetime | None) -> TickReport:
-        return await run_tick(self.settings, now=now, surge_table=self.table,
-                              gateway_factory=self.gateway_factory, gateway=self.gateway,
-                              retry=self.retry, timeout=self.apply_timeout)
+        return await run_tick(
+            self.settings,
+            now=now,
+            surge_table=self.table,
+            gateway_factory=self.gateway_factory,
+            gateway=self.gateway,
+            retry=self.retry,
+            timeout=self.apply_timeout,
+        )
 
 
 def _applied(report: TickReport) -> dict[str, Any]:
@@ -126,5 +161,10 @@ def _applied(report: TickReport) -> dict[str, Any]:
     if not report.applied:
         detail = "; ".join(report.errors) or report.outcome
         reason = f"{detail} (the surge is stored; the scale timer will apply it)"
-    return {"applied": report.applied, "outcome": report.outcome, "reason": reason,
-            "desired": report.desired, "changed": report.changed}
+    return {
+        "applied": report.applied,
+        "outcome": report.outcome,
+        "reason": reason,
+        "desired": report.desired,
+        "changed": report.changed,
+    }

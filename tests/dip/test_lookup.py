@@ -28,8 +28,9 @@ def dip(ani: str | None = None, customer_id: str | None = None) -> DipRequest:
 
 
 async def seed(env: dict[str, str]) -> None:
-    async with TableClient.from_connection_string(env["CustomerStorage"],
-                                                  env["CUSTOMER_TABLE"]) as table:
+    async with TableClient.from_connection_string(
+        env["CustomerStorage"], env["CUSTOMER_TABLE"]
+    ) as table:
         await table.create_table()
         for entity in entities_for(GOLD, [GOLD_PHONE]):
             await table.upsert_entity(entity)
@@ -76,7 +77,8 @@ class CountingStore:
 
 def test_customer_id_wins_over_the_ani() -> None:
     assert lookup_key(dip(ani=GOLD_PHONE, customer_id="C-9"), "US") == LookupKey(
-        "customerId", "C-9")
+        "customerId", "C-9"
+    )
     assert lookup_key(dip(ani="tel: +1 317-555-0116"), "US") == LookupKey("ani", GOLD_PHONE)
     assert lookup_key(dip(ani="anonymous"), "US") is None
 
@@ -88,9 +90,14 @@ async def test_a_miss_reads_the_database_then_the_next_call_hits_the_cache(
     first = await rt.dips.answer(dip(ani="tel:+13175550116"))
     await rt.dips.drain()
     second = await rt.dips.answer(dip(ani="sip:+13175550116@carrier.example"))
-    assert first.answer.body() == {"customerFound": True, "customerId": "C-1001",
-                                   "customerTier": "Gold", "isVip": True,
-                                   "preferredLanguage": "en-US", "source": "database"}
+    assert first.answer.body() == {
+        "customerFound": True,
+        "customerId": "C-1001",
+        "customerTier": "Gold",
+        "isVip": True,
+        "preferredLanguage": "en-US",
+        "source": "database",
+    }
     assert second.answer.source == "cache"
     assert second.answer.customer_id == "C-1001"
 
@@ -123,8 +130,7 @@ async def test_concurrent_misses_for_one_caller_share_one_table_read(
     rt = make_runtime(env)  # type: ignore[operator]
     store = CountingStore(rt.dips.store)
     rt.dips.store = store
-    outcomes = await asyncio.gather(*(rt.dips.answer(dip(customer_id="C-1001"))
-                                      for _ in range(25)))
+    outcomes = await asyncio.gather(*(rt.dips.answer(dip(customer_id="C-1001")) for _ in range(25)))
     assert {o.answer.source for o in outcomes} == {"database"}
     assert store.reads == 1
 
@@ -148,8 +154,12 @@ async def test_over_budget_reads_are_shed_to_the_degraded_default(
 async def test_a_shed_caller_with_a_stale_copy_gets_the_stale_copy(
     env: dict[str, str], make_runtime: object
 ) -> None:
-    rt = make_runtime(env, CACHE_TTL_SECONDS="1", MAX_DB_QPS="1",  # type: ignore[operator]
-                      LOCAL_DB_QPS="1")
+    rt = make_runtime(
+        env,
+        CACHE_TTL_SECONDS="1",
+        MAX_DB_QPS="1",  # type: ignore[operator]
+        LOCAL_DB_QPS="1",
+    )
     assert (await rt.dips.answer(dip(customer_id="C-1001"))).answer.source == "database"
     await rt.dips.drain()
     await asyncio.sleep(1.1)  # the copy is stale now, and the budget of 1 is still spent
@@ -160,22 +170,69 @@ async def test_a_shed_caller_with_a_stale_copy_gets_the_stale_copy(
     assert outcome.log.shed
 
 
-async def test_the_in_flight_cap_sheds_reads_beyond_it(
+class SlowStore:
+    """A database that takes ``seconds`` per read and counts reads in flight."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def get(self, key: LookupKey, timeout: float) -> CustomerRecord | None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.seconds)
+        finally:
+            self.in_flight -= 1
+        return None
+
+
+async def test_reads_beyond_the_in_flight_cap_wait_their_turn_within_the_deadline(
     env: dict[str, str], make_runtime: object
 ) -> None:
     rt = make_runtime(env, MAX_INFLIGHT_DB_READS="2")  # type: ignore[operator]
+    rt.dips.store = store = SlowStore(0.2)
+    outcomes = await asyncio.gather(*(rt.dips.answer(dip(customer_id=f"C-{n}")) for n in range(6)))
+    # Three waves of two: all answered from the database, never more than two at once.
+    assert [o.answer.source for o in outcomes] == ["database"] * 6
+    assert store.most_in_flight == 2
 
-    class SlowStore:
-        async def get(self, key: LookupKey, timeout: float) -> CustomerRecord | None:
-            await asyncio.sleep(0.2)
-            return None
 
-    rt.dips.store = SlowStore()
-    outcomes = await asyncio.gather(*(rt.dips.answer(dip(customer_id=f"C-{n}"))
-                                      for n in range(6)))
-    reasons = sorted(str(o.log.reason) for o in outcomes)
-    assert reasons.count("inflight") == 4
-    assert sum(o.answer.source == "database" for o in outcomes) == 2
+async def test_a_read_that_gets_no_slot_in_time_is_shed_before_the_deadline(
+    env: dict[str, str], make_runtime: object
+) -> None:
+    rt = make_runtime(  # type: ignore[operator]
+        env, MAX_INFLIGHT_DB_READS="1", HANDLER_DEADLINE_MS="500", DB_TIMEOUT_MS="400"
+    )
+    rt.dips.store = SlowStore(0.25)
+    outcomes = await asyncio.gather(*(rt.dips.answer(dip(customer_id=f"D-{n}")) for n in range(4)))
+    # One read gets the slot and answers; the next gets it too late to finish its read; the
+    # last two never get it and are shed while there is still time to answer.
+    sources = sorted(o.answer.source for o in outcomes)
+    assert sources == ["database", "degraded", "degraded", "degraded"]
+    assert [o.log.reason for o in outcomes].count("inflight") >= 2
+    assert all(o.log.latency_ms < 500 for o in outcomes if o.log.reason == "inflight")
+
+
+def test_the_in_flight_cap_follows_littles_law_unless_set() -> None:
+    base = {"CustomerStorage": "UseDevelopmentStorage=true"}
+    # 2 x 200 reads/s x 40 ms = 16 reads in flight, shared by the instance's workers.
+    assert load_settings(base).inflight_cap == 16
+    assert load_settings({**base, "FUNCTIONS_WORKER_PROCESS_COUNT": "2"}).inflight_cap == 8
+    assert (
+        load_settings(
+            {
+                **base,
+                "DB_READ_LATENCY_MS": "100",
+                "MAX_DB_QPS": "500",
+                "LOCAL_DB_QPS": "20",
+                "FUNCTIONS_WORKER_PROCESS_COUNT": "4",
+            }
+        ).inflight_cap
+        == 25
+    )
+    assert load_settings({**base, "MAX_INFLIGHT_DB_READS": "3"}).inflight_cap == 3
 
 
 @pytest.fixture
@@ -189,8 +246,12 @@ def own_redis() -> Iterator[RedisServer]:
 async def test_redis_stopped_mid_test_answers_within_the_deadline_on_the_local_budget(
     env: dict[str, str], make_runtime: object, own_redis: RedisServer
 ) -> None:
-    rt = make_runtime(env, REDIS_URL=own_redis.url, LOCAL_DB_QPS="3",  # type: ignore[operator]
-                      REDIS_BREAKER_FAILURES="2")
+    rt = make_runtime(
+        env,
+        REDIS_URL=own_redis.url,
+        LOCAL_DB_QPS="3",  # type: ignore[operator]
+        REDIS_BREAKER_FAILURES="2",
+    )
     assert (await rt.dips.answer(dip(customer_id="C-1001"))).answer.source == "database"
     own_redis.stop()
     started = time.monotonic()
@@ -236,8 +297,12 @@ async def test_a_table_slowed_past_the_deadline_still_answers_in_time(
 ) -> None:
     async with LatencyProxy(azurite.port, delay=4.0) as proxy:
         slow = AZURITE_CONNECTION_STRING.format(port=proxy.port)
-        rt = make_runtime(env, CustomerStorage=slow, HANDLER_DEADLINE_MS="1000",  # type: ignore[operator]
-                          DB_TIMEOUT_MS="800")
+        rt = make_runtime(
+            env,
+            CustomerStorage=slow,
+            HANDLER_DEADLINE_MS="1000",  # type: ignore[operator]
+            DB_TIMEOUT_MS="800",
+        )
         started = time.monotonic()
         outcome = await rt.dips.answer(dip(customer_id="C-1001"))
         elapsed = time.monotonic() - started
@@ -291,7 +356,7 @@ async def test_a_deadline_spent_before_the_valve_sheds_without_asking_it() -> No
             now[0] += 10.0  # the cache took the whole deadline, by the service's clock
             return None
 
-        async def put(self, *a: object) -> None:
+        async def put(self, *a: object, **kw: object) -> None:
             return None
 
     class CountingValve:
@@ -302,10 +367,18 @@ async def test_a_deadline_spent_before_the_valve_sheds_without_asking_it() -> No
             return True
 
     valve = CountingValve()
-    service = DipService(cache=SlowCache(), valve=valve, store=CountingStore(None),
-                         deadline_ms=2500, db_timeout_ms=1500, redis_timeout_ms=100,
-                         max_inflight_reads=4, degraded_tier="Standard", region="US",
-                         clock=lambda: now[0])
+    service = DipService(
+        cache=SlowCache(),
+        valve=valve,
+        store=CountingStore(None),
+        deadline_ms=2500,
+        db_timeout_ms=1500,
+        redis_timeout_ms=100,
+        max_inflight_reads=4,
+        degraded_tier="Standard",
+        region="US",
+        clock=lambda: now[0],
+    )
     outcome = await service.answer(dip(customer_id="C-1001"))
     for _ in range(3):
         await asyncio.sleep(0)  # the single-flight leader runs on, past the caller's deadline
@@ -319,13 +392,21 @@ def test_dip_service_is_constructible_without_io() -> None:
         async def get(self, *a: object) -> None:
             return None
 
-        async def put(self, *a: object) -> None:
+        async def put(self, *a: object, **kw: object) -> None:
             return None
 
         async def admit(self, timeout: float) -> bool:
             return True
 
-    service = DipService(cache=Nothing(), valve=Nothing(), store=Nothing(),
-                         deadline_ms=2500, db_timeout_ms=1500, redis_timeout_ms=100,
-                         max_inflight_reads=4, degraded_tier="Standard", region="US")
+    service = DipService(
+        cache=Nothing(),
+        valve=Nothing(),
+        store=Nothing(),
+        deadline_ms=2500,
+        db_timeout_ms=1500,
+        redis_timeout_ms=100,
+        max_inflight_reads=4,
+        degraded_tier="Standard",
+        region="US",
+    )
     assert service.inflight_reads == 0

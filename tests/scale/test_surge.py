@@ -258,6 +258,25 @@ async def test_surge_post_is_applied_within_the_request_and_reverts_after_expiry
     assert listed.body == {"surges": [], "count": 0}
 
 
+async def test_a_started_surge_asks_for_a_warm_and_its_answer_says_what_was_done(
+    settings: Settings, table: TableClient, gateway: AzureArmGateway
+) -> None:
+    calls: list[str] = []
+
+    async def on_start() -> dict[str, Any]:
+        calls.append("warm")
+        return {"started": True, "lastCompleteAgeSeconds": 7200, "reason": None}
+
+    switch = SurgeApi(settings, table, gateway=gateway, retry=FAST, on_start=on_start)
+    created = await switch.handle("POST", None, body(), now=NOON)
+    assert created.status == 201 and created.body["warm"]["started"] is True
+    # Listing, ending and refusing a surge start nothing.
+    await switch.handle("GET", None, b"", now=NOON)
+    await switch.handle("DELETE", created.body["surge"]["id"], b"", now=NOON)
+    assert (await switch.handle("POST", None, body(minutes=0), now=NOON)).status == 400
+    assert calls == ["warm"]
+
+
 async def test_surge_post_with_arm_failing_is_stored_and_says_not_applied(
     settings: Settings, table: TableClient, fake: FakeArm, gateway: AzureArmGateway
 ) -> None:

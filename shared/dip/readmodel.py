@@ -1,0 +1,299 @@
+"""The warm read model: what a complete bulk warm proves, and how a dip asks.
+
+The warm (``warm.py``) writes every customer's answers into Redis in the dip's own entry
+format, so known callers hit the cache through a spike. What it also needs to prove is
+absence: that a number nobody has is no customer, without a database read. A Redis miss
+alone cannot say that, because Redis evicts entries under memory pressure.
+
+So each warm also builds a Bloom filter of every lookup key it wrote: 256 bitmaps, one per
+table partition, with no TTL. A Bloom filter never answers "absent" for a key that was
+added, and under a volatile-* eviction policy a key without a TTL is never evicted. So a
+miss is answered "no customer" only when
+
+* a marker says a complete warm finished less than READ_MODEL_MAX_AGE_SECONDS ago, and
+* the filter of that warm's generation has a 0 in one of the key's bits.
+
+Anything else (no marker, a stale one, a "maybe" from the filter, which is what an evicted
+entry gives) goes to the database through the valve, as without a read model. A key the
+loader adds after the warm is added to the filter too; one added to the table by anything
+else is not, which is why READ_MODEL_AUTHORITATIVE can be turned off.
+
+The filter's bits are set with BITFIELD and read with one BITFIELD of GETs: one round trip,
+on a command Redis has had since 3.2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shared.clients import RedisClient
+from shared.dip.breaker import Breaker, RedisUnavailable
+from shared.dip.cache import Entry, EntryWriter
+from shared.dip.customers import PARTITIONS, CustomerRecord, LookupKey, table_keys
+
+__all__ = [
+    "BLOOM_HASHES",
+    "CURSOR_KEY",
+    "LEASE_KEY",
+    "MARKER_KEY",
+    "Bloom",
+    "Marker",
+    "ReadModel",
+    "ReadModelWriter",
+    "bloom_bits_for",
+    "bloom_key",
+    "read_marker",
+    "used_memory",
+]
+
+MARKER_KEY = "dipguard:readmodel:marker"
+CURSOR_KEY = "dipguard:readmodel:cursor"
+LEASE_KEY = "dipguard:readmodel:lease"
+_BLOOM_PREFIX = "dipguard:readmodel:bloom:"
+
+# 7 bits per key; at 16 filter bits per key a Bloom filter answers "maybe" for about 0.05%
+# of the keys it never saw (each such caller costs one database read, nothing worse).
+BLOOM_HASHES = 7
+_BITS_PER_KEY = 16
+# Sized for at least this many lookup keys, so a first warm of a small table still makes a
+# filter that the loader's additions do not crowd: 4 MiB in all.
+_MIN_KEYS = 1_000_000
+
+
+def bloom_bits_for(keys: int) -> int:
+    """Bits of each partition's filter, for a model of about ``keys`` lookup keys, with room
+    to double: a power of two, so offsets fold cheaply."""
+    per_partition = max(keys, _MIN_KEYS) * 2 * _BITS_PER_KEY / PARTITIONS
+    return 1 << max(10, math.ceil(math.log2(per_partition)))
+
+
+def bloom_key(generation: str, partition: str) -> str:
+    return f"{_BLOOM_PREFIX}{generation}:{partition}"
+
+
+def _offsets(cache_key: str, bits: int) -> list[int]:
+    # Double hashing (Kirsch and Mitzenmacher): k offsets from two 64-bit halves of one
+    # digest, independent of the SHA-256 that picks the partition.
+    digest = hashlib.blake2b(cache_key.encode(), digest_size=16).digest()
+    h1, h2 = int.from_bytes(digest[:8], "big"), int.from_bytes(digest[8:], "big") | 1
+    return [(h1 + i * h2) % bits for i in range(BLOOM_HASHES)]
+
+
+@dataclass(frozen=True)
+class Bloom:
+    """One generation's filter: where each key's bits are."""
+
+    generation: str
+    bits: int
+
+    def locate(self, key: LookupKey) -> tuple[str, list[int]]:
+        partition, _ = table_keys(key)
+        return bloom_key(self.generation, partition), _offsets(key.cache_key, self.bits)
+
+    def add_commands(self, keys: Iterable[LookupKey]) -> list[tuple[str, list[Any]]]:
+        """One BITFIELD per partition touched, setting every key's bits."""
+        ops: dict[str, list[Any]] = {}
+        for key in keys:
+            name, offsets = self.locate(key)
+            args = ops.setdefault(name, [])
+            for offset in offsets:
+                args += ["SET", "u1", offset, 1]
+        return list(ops.items())
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A complete warm: its generation, when it finished (epoch seconds), what it wrote."""
+
+    generation: str
+    completed_at: float
+    entities: int
+    bloom_bits: int
+
+    def age(self, now: float) -> float:
+        return max(0.0, now - self.completed_at)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "generation": self.generation,
+                "completedAt": self.completed_at,
+                "entities": self.entities,
+                "bloomBits": self.bloom_bits,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Marker | None:
+        try:
+            data = json.loads(raw)
+            return cls(
+                str(data["generation"]),
+                float(data["completedAt"]),
+                int(data["entities"]),
+                int(data["bloomBits"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    @property
+    def bloom(self) -> Bloom:
+        return Bloom(self.generation, self.bloom_bits)
+
+
+async def read_marker(redis: RedisClient) -> Marker | None:
+    raw = await redis.get(MARKER_KEY)
+    return None if raw is None else Marker.from_json(raw)
+
+
+class ReadModel:
+    """What a dip asks of the read model, within its deadline, under the Redis breaker."""
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        breaker: Breaker,
+        *,
+        max_age_s: float,
+        authoritative: bool,
+        clock: Callable[[], float] = time.time,
+        marker_refresh_s: float = 5.0,
+    ) -> None:
+        self.redis = redis
+        self.breaker = breaker
+        self.max_age_s = max_age_s
+        self.authoritative = authoritative
+        self._clock = clock
+        self._refresh_s = marker_refresh_s
+        self._marker: Marker | None = None
+        self._marker_read_at = -math.inf
+
+    async def marker(self, timeout: float) -> Marker | None:
+        """The latest complete warm, read again at most every few seconds per process."""
+        now = self._clock()
+        if now - self._marker_read_at >= self._refresh_s:
+            self._marker = await self.breaker.call(lambda: read_marker(self.redis), timeout)
+            self._marker_read_at = now
+        return self._marker
+
+    def fresh(self, marker: Marker | None) -> bool:
+        return marker is not None and marker.age(self._clock()) < self.max_age_s
+
+    def fresh_until(self) -> float | None:
+        """Until when a warmed answer is fresh, if a fresh warm is known in this process."""
+        marker = self._marker
+        if marker is None or not self.fresh(marker):
+            return None
+        return marker.completed_at + self.max_age_s
+
+    async def absent(self, key: LookupKey, timeout: float) -> bool:
+        """True only when a fresh, complete warm proves no customer has this key.
+
+        Raises RedisUnavailable when Redis cannot say; the dip then reads the database.
+        """
+        if not self.authoritative:
+            return False
+        marker = await self.marker(timeout)
+        if marker is None or not self.fresh(marker):
+            return False
+        name, offsets = marker.bloom.locate(key)
+        args: list[Any] = []
+        for offset in offsets:
+            args += ["GET", "u1", offset]
+        bits: Sequence[int] = await self.breaker.call(
+            lambda: self.redis.execute_command("BITFIELD", name, *args), timeout
+        )
+        return any(int(bit) == 0 for bit in bits)
+
+    async def status(self, timeout: float = 1.0) -> dict[str, Any]:
+        """For health and warmup: the last complete warm's age and size, Redis memory."""
+        try:
+            marker = await self.breaker.call(lambda: read_marker(self.redis), timeout)
+            memory = await self.breaker.call(lambda: self.redis.info("memory"), timeout)
+        except RedisUnavailable as exc:
+            return {"readModel": f"unavailable: {exc}"}
+        used = used_memory(memory)
+        if marker is None:
+            return {"readModel": "never warmed", "redisUsedMemoryBytes": used}
+        age = marker.age(self._clock())
+        return {
+            "readModel": "fresh" if age < self.max_age_s else "stale",
+            "readModelAgeSeconds": round(age),
+            "readModelEntities": marker.entities,
+            "redisUsedMemoryBytes": used,
+        }
+
+
+def used_memory(info: Any) -> int | None:
+    """used_memory from INFO memory; a cluster client answers per node, so add them up."""
+    if isinstance(info, dict) and "used_memory" in info:
+        return int(info["used_memory"])
+    if isinstance(info, dict):
+        nodes = [v for v in info.values() if isinstance(v, dict) and "used_memory" in v]
+        if nodes:
+            return sum(int(v["used_memory"]) for v in nodes)
+    return None
+
+
+class ReadModelWriter:
+    """Keeps the read model current outside a warm: the loader's write-through.
+
+    ``write`` caches each key's answer, fresh as long as a warm's, and adds the key to the
+    Bloom filter of the latest complete warm and of a warm in progress, so the key is not
+    taken for absent before the next warm. ``remove`` caches "no customer" for keys gone
+    from the table: an entry newer than any answer a slow reader could still write.
+    """
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        *,
+        max_age_s: float,
+        stale_ttl_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis
+        self.max_age_s = max_age_s
+        self.stale_ttl_s = stale_ttl_s
+        self._clock = clock
+        self._entries = EntryWriter(redis)
+
+    async def _blooms(self) -> list[Bloom]:
+        blooms: list[Bloom] = []
+        marker = await read_marker(self.redis)
+        if marker is not None:
+            blooms.append(marker.bloom)
+        building = await self.redis.hmget(CURSOR_KEY, ["generation", "bloomBits"])
+        if building[0] is not None and building[1] is not None:
+            generation = building[0].decode() if isinstance(building[0], bytes) else building[0]
+            blooms.append(Bloom(str(generation), int(building[1])))
+        return blooms
+
+    def _entry(self, key: LookupKey, record: CustomerRecord | None, now: float) -> Entry:
+        return Entry(
+            key.cache_key, record, now, now + self.max_age_s, self.max_age_s + self.stale_ttl_s
+        )
+
+    async def write(self, answers: Sequence[tuple[LookupKey, CustomerRecord]]) -> int:
+        """Cache these answers (as of now, since the table has just been written)."""
+        now = self._clock()
+        written = await self._entries.put_many([self._entry(k, r, now) for k, r in answers])
+        blooms = await self._blooms()
+        if blooms:
+            pipe = self.redis.pipeline(transaction=False)
+            for bloom in blooms:
+                for name, args in bloom.add_commands(k for k, _ in answers):
+                    pipe.execute_command("BITFIELD", name, *args)
+            await pipe.execute()
+        return written
+
+    async def remove(self, keys: Sequence[LookupKey]) -> int:
+        """Cache "no customer" for keys just deleted from the table."""
+        now = self._clock()
+        return await self._entries.put_many([self._entry(k, None, now) for k in keys])

@@ -1,0 +1,313 @@
+"""The read model on the dip path: what an authoritative miss needs, what eviction does,
+and how the warm and dips share the database. Real Redis, real Azurite."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+from azure.data.tables.aio import TableClient
+
+from bench.procs import ProxyProcess
+from devhost.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer, free_port
+from shared.dip.contract import DipRequest
+from shared.dip.customers import CustomerRecord, LookupKey
+from shared.dip.readmodel import MARKER_KEY, Marker, read_marker
+from shared.dip.valve import VALVE_KEY
+from shared.runtime import Runtime
+from shared.settings import load_settings
+from tests.support.customers import customers, keys_of, load, number
+
+CONV = "43436e96-5c19-4c52-b951-4ea05d9a9af7"
+STRANGER = "+13179990001"
+
+
+def ani(phone: str) -> DipRequest:
+    return DipRequest(CONV, phone, None, None)
+
+
+class CountingStore:
+    """The real store, counting reads: an authoritative miss must not reach it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.reads = 0
+
+    async def get(self, key: LookupKey, timeout: float) -> CustomerRecord | None:
+        self.reads += 1
+        return await self.inner.get(key, timeout)
+
+
+@pytest.fixture(scope="module")
+def own_redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def warmed(
+    own_redis: RedisServer, azurite: Azurite, table_name: str
+) -> AsyncIterator[dict[str, str]]:
+    """A table of 100 customers, warmed; the environment that reaches them."""
+    async with aioredis.Redis.from_url(own_redis.url) as client:
+        await client.flushall()
+    env = {
+        "REDIS_URL": own_redis.url,
+        "CustomerStorage": azurite.connection_string,
+        "CUSTOMER_TABLE": table_name,
+        "MAX_DB_QPS": "400",
+        "LOCAL_DB_QPS": "20",
+    }
+    rt = Runtime(load_settings(env))
+    table = rt.clients.table(table_name)
+    await load(table, 100)
+    assert (await rt.warm().run()).completed
+    await rt.close()
+    yield env
+    async with TableClient.from_connection_string(azurite.connection_string, table_name) as t:
+        await t.delete_table()
+
+
+@pytest.fixture
+async def runtime(warmed: dict[str, str]) -> AsyncIterator[object]:
+    made: list[Runtime] = []
+
+    def make(**overrides: str) -> Runtime:
+        rt = Runtime(load_settings({**warmed, **overrides}))
+        rt.dips.store = CountingStore(rt.dips.store)
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        await rt.dips.drain()
+        await rt.close()
+
+
+async def test_a_known_caller_is_answered_from_the_warm_without_a_read(
+    runtime: Any,
+) -> None:
+    rt = runtime()
+    outcome = await rt.dips.answer(ani(number(7)))
+    assert (outcome.answer.source, outcome.answer.customer_id) == ("cache", "W-7")
+    assert rt.dips.store.reads == 0
+
+
+async def test_an_unknown_caller_is_no_customer_without_a_read_after_a_complete_warm(
+    runtime: Any,
+) -> None:
+    rt = runtime()
+    outcome = await rt.dips.answer(ani(STRANGER))
+    assert outcome.answer.customer_found is False and outcome.answer.source == "cache"
+    assert outcome.log.reason == "absent_from_read_model"
+    assert rt.dips.store.reads == 0
+
+
+async def test_with_authoritative_misses_off_an_unknown_caller_reads_the_database(
+    runtime: Any,
+) -> None:
+    rt = runtime(READ_MODEL_AUTHORITATIVE="false")
+    outcome = await rt.dips.answer(ani(STRANGER))
+    assert outcome.answer.source == "database" and not outcome.answer.customer_found
+    assert rt.dips.store.reads == 1
+
+
+async def test_a_stale_marker_makes_misses_read_the_database(
+    runtime: Any, own_redis: RedisServer
+) -> None:
+    async with aioredis.Redis.from_url(own_redis.url) as client:
+        marker = await read_marker(client)
+        assert marker is not None
+        old = Marker(marker.generation, time.time() - 7200, marker.entities, marker.bloom_bits)
+        await client.set(MARKER_KEY, old.to_json())
+    rt = runtime(READ_MODEL_MAX_AGE_SECONDS="3600")
+    assert (await rt.dips.answer(ani(STRANGER))).answer.source == "database"
+    assert rt.dips.store.reads == 1
+
+
+async def test_with_no_marker_misses_read_the_database(
+    runtime: Any, own_redis: RedisServer
+) -> None:
+    async with aioredis.Redis.from_url(own_redis.url) as client:
+        await client.delete(MARKER_KEY)
+    rt = runtime()
+    assert (await rt.dips.answer(ani(STRANGER))).answer.source == "database"
+
+
+async def test_every_warmed_key_passes_the_filter(runtime: Any) -> None:
+    # A Bloom filter never says "absent" for a key it holds: no customer is ever denied.
+    rt = runtime()
+    for person in customers(100):
+        for key in keys_of(person):
+            assert not await rt.read_model.absent(key, 1.0)
+
+
+async def test_an_evicted_answer_becomes_a_database_read_through_the_valve(
+    runtime: Any, own_redis: RedisServer
+) -> None:
+    async with aioredis.Redis.from_url(own_redis.url) as client:
+        await client.delete(f"dipguard:answer:p|{number(9)}")  # as eviction would
+        before = await client.llen(VALVE_KEY)
+        rt = runtime()
+        outcome = await rt.dips.answer(ani(number(9)))
+        assert (outcome.answer.source, outcome.answer.customer_id) == ("database", "W-9")
+        assert await client.llen(VALVE_KEY) == before + 1  # the read was admitted
+
+
+async def test_health_reports_the_read_models_age_size_and_memory(runtime: Any) -> None:
+    status = await runtime().read_model.status()
+    assert status["readModel"] == "fresh" and status["readModelEntities"] == 200
+    assert 0 <= status["readModelAgeSeconds"] < 60 and status["redisUsedMemoryBytes"] > 0
+
+
+async def test_redis_down_on_a_miss_falls_back_to_the_database(
+    warmed: dict[str, str],
+) -> None:
+    rt = Runtime(load_settings({**warmed, "REDIS_URL": "redis://127.0.0.1:1/0"}))
+    try:
+        outcome = await rt.dips.answer(ani(number(3)))
+        assert outcome.answer.customer_id == "W-3"
+        assert outcome.answer.source == "database"
+    finally:
+        await rt.dips.drain()
+        await rt.close()
+
+
+# --- memory pressure -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_redis() -> Iterator[RedisServer]:
+    """A Redis that must evict: 6 MB (the filters take 4), volatile-lru as on Azure Redis."""
+    server = RedisServer(extra_args=["--maxmemory", "6mb", "--maxmemory-policy", "volatile-lru"])
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_under_memory_pressure_answers_go_first_and_the_budget_stays(
+    small_redis: RedisServer, azurite: Azurite, table_name: str
+) -> None:
+    env = {
+        "REDIS_URL": small_redis.url,
+        "CustomerStorage": azurite.connection_string,
+        "CUSTOMER_TABLE": table_name,
+        "MAX_DB_QPS": "400",
+        "LOCAL_DB_QPS": "20",
+    }
+    rt = Runtime(load_settings(env))
+    rt.dips.store = store = CountingStore(rt.dips.store)
+    try:
+        people = await load(rt.clients.table(table_name), 5000)
+        report = await rt.warm().run()
+        assert report.completed, report.reason
+        redis = rt.clients.redis
+        stats = await redis.info("stats")
+        assert int(stats["evicted_keys"]) > 0, "the warm did not fill a 6 MB Redis"
+        # What has no TTL was never taken: the valve's log, the filter, the marker.
+        assert await redis.exists(MARKER_KEY) == 1
+        marker = await read_marker(redis)
+        assert marker is not None
+        evicted = [
+            p for p in people[::25] if not await redis.exists(f"dipguard:answer:p|{p.phones[0]}")
+        ]
+        assert evicted, "no sampled answer was evicted"
+        for person in evicted[:10]:
+            outcome = await rt.dips.answer(ani(person.phones[0]))
+            # Not "no customer": the filter still knows the key, so the dip reads.
+            assert outcome.answer.customer_id == person.record.customer_id
+            assert outcome.answer.source == "database"
+        assert store.reads == len(evicted[:10])
+        assert await redis.pttl(VALVE_KEY) == -1 and await redis.llen(VALVE_KEY) >= 10
+        # And a stranger is still answered from the filter, without a read.
+        assert (await rt.dips.answer(ani(STRANGER))).log.reason == "absent_from_read_model"
+    finally:
+        await rt.dips.drain()
+        await rt.close()
+        async with TableClient.from_connection_string(azurite.connection_string, table_name) as t:
+            await t.delete_table()
+
+
+# --- the warm's share, counted at the database -------------------------------------------
+
+
+def _most_in_window(times: list[float], window: float = 1.0) -> int:
+    times = sorted(times)
+    return max((bisect.bisect_left(times, t + window) - i for i, t in enumerate(times)), default=0)
+
+
+async def test_the_warms_pages_and_the_dips_reads_stay_within_the_budget_at_the_database(
+    own_redis: RedisServer, azurite: Azurite, table_name: str, tmp_path: Path
+) -> None:
+    async with aioredis.Redis.from_url(own_redis.url) as client:
+        await client.flushall()
+    port = free_port()
+    proxy = ProxyProcess(port, azurite.port, slots=32, service_ms=5, log_path=tmp_path / "p")
+    proxy.start(port)
+    env = {
+        "REDIS_URL": own_redis.url,
+        "CustomerStorage": AZURITE_CONNECTION_STRING.format(port=port),
+        "CUSTOMER_TABLE": table_name,
+        "MAX_DB_QPS": "40",
+        "LOCAL_DB_QPS": "10",
+        "VALVE_GUARD_MS": "100",
+        "WARM_DB_QPS": "10",
+    }
+    rt = Runtime(load_settings(env))
+    try:
+        async with TableClient.from_connection_string(
+            azurite.connection_string, table_name
+        ) as direct:
+            people = await load(direct, 2000)
+        async with aiohttp.ClientSession() as session:
+            await proxy.reset(session)
+            warm = asyncio.ensure_future(rt.warm().run())
+            # Dips for callers nobody has cached, at twice the budget, for 6 seconds.
+            started = time.monotonic()
+            sent = []
+            for i, person in enumerate(people[:480]):
+                await asyncio.sleep(max(0.0, started + i / 80 - time.monotonic()))
+                sent.append(
+                    asyncio.ensure_future(
+                        rt.dips.answer(DipRequest(CONV, None, person.record.customer_id, None))
+                    )
+                )
+            await asyncio.gather(*sent)
+            dips_ended = time.monotonic()
+            report = await asyncio.wait_for(warm, 120)
+            stats = await proxy.stats(session)
+        assert report.completed
+        reads, pages = stats["reads"], stats["queries"]
+        points = sorted(set(reads) - set(pages))
+        # The database never saw more than MAX_DB_QPS requests in a second, pages included,
+        assert _most_in_window(reads) <= 40
+        # the warm never more than its share,
+        assert _most_in_window(pages) <= 10
+        # and while dips wanted more than the budget, they kept the rest of it.
+        during = [t for t in points if t < points[0] + (dips_ended - started)]
+        seconds = (dips_ended - started) - 1
+        assert len(during) / (dips_ended - started) >= 0.8 * 30, (len(during), seconds)
+    finally:
+        await rt.dips.drain()
+        await rt.close()
+        proxy.stop()
+        async with TableClient.from_connection_string(azurite.connection_string, table_name) as t:
+            await t.delete_table()
+
+
+def test_a_marker_survives_its_json() -> None:
+    marker = Marker("g1", 1_700_000_000.5, 12, 1024)
+    again = Marker.from_json(marker.to_json())
+    assert again == marker
+    assert Marker.from_json("{not json") is None
+    assert Marker.from_json(json.dumps({"generation": "g"})) is None

@@ -1,0 +1,39 @@
+"""Synthetic customers for the read-model tests, loaded through the real loader."""
+
+from __future__ import annotations
+
+from azure.data.tables.aio import TableClient
+
+from shared.dip.customers import CustomerRecord, LookupKey
+from shared.dip.loader import Customer, load_rows
+
+TIERS = ("Standard", "Silver", "Gold", "Platinum")
+
+
+def number(i: int) -> str:
+    """Customer i's phone number: valid NANP, distinct for every i below a million."""
+    return f"+1317{200 + i // 10_000:03d}{i % 10_000:04d}"
+
+
+def customers(count: int, prefix: str = "W") -> list[Customer]:
+    """``count`` customers, each findable by id and by one number."""
+    return [
+        Customer(
+            i + 2,
+            CustomerRecord(f"{prefix}-{i}", TIERS[i % len(TIERS)], i % 10 == 0, "en-US"),
+            (number(i),),
+        )
+        for i in range(count)
+    ]
+
+
+def keys_of(customer: Customer) -> list[LookupKey]:
+    return [LookupKey("customerId", customer.record.customer_id)] + [
+        LookupKey("ani", phone) for phone in customer.phones
+    ]
+
+
+async def load(table: TableClient, count: int, prefix: str = "W") -> list[Customer]:
+    people = customers(count, prefix)
+    await load_rows(table, people, progress=False)
+    return people
