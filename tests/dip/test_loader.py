@@ -1,4 +1,6 @@
-"""The CRM loader: good rows load, bad rows are reported by line and kept aside."""
+"""The CRM loader: good rows load, bad rows are reported by line and kept aside; loaded
+answers are written through to Redis, and a replacing load makes the table and Redis match
+the export without ever letting a truncated export wipe them."""
 
 from __future__ import annotations
 
@@ -9,11 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
-from devhost.services import ROOT, Azurite
+from devhost.services import ROOT, Azurite, RedisServer
+from shared.dip.contract import Answer, DipRequest
 from shared.dip.customers import LookupKey, table_keys
 from shared.dip.loader import Rejected, parse_rows
+from shared.runtime import Runtime
+from shared.settings import load_settings
 
 GOOD = """customerId,phone,tier,isVip,preferredLanguage
 C-1,+13175550116,Gold,true,en-US
@@ -32,10 +38,21 @@ C-8,+13175550124,Bronze,false
 """
 
 
-def run_loader(path: Path, azurite: Azurite, table: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CustomerStorage": azurite.connection_string, "CUSTOMER_TABLE": table}
+# Nothing listens on port 1: a loader given this URL cannot write through.
+NO_REDIS = "redis://127.0.0.1:1/0"
+
+
+def run_loader(
+    path: Path, azurite: Azurite, table: str, *args: str, redis_url: str = NO_REDIS
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "CustomerStorage": azurite.connection_string,
+        "CUSTOMER_TABLE": table,
+        "REDIS_URL": redis_url,
+    }
     return subprocess.run(
-        [sys.executable, "-m", "shared.dip.loader", str(path), "--no-progress"],
+        [sys.executable, "-m", "shared.dip.loader", str(path), "--no-progress", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -114,3 +131,128 @@ def test_loading_twice_is_idempotent_and_updates_in_place(
 def test_a_missing_file_exits_1(tmp_path: Path, azurite: Azurite, table_name: str) -> None:
     result = run_loader(tmp_path / "nope.csv", azurite, table_name)
     assert result.returncode == 1 and "does not exist" in result.stderr
+
+
+# --- write-through and replacing loads -----------------------------------------------------
+
+CONV = "43436e96-5c19-4c52-b951-4ea05d9a9af7"
+
+# Ids of their own, so the session's shared Redis holds nothing of other tests' customers.
+EXPORT = """customerId,phone,tier,isVip
+L-1,+13175550301,Gold,true
+L-2,+13175550302;+13175550303,Silver,false
+L-3,+13175550304,Bronze,false
+L-4,+13175550305,Bronze,false
+"""
+
+
+async def dip(
+    env: dict[str, str], ani: str | None = None, customer_id: str | None = None
+) -> Answer:
+    """One dip through a fresh runtime whose store fails the test if it is read."""
+
+    class NoReads:
+        async def get(self, key: LookupKey, timeout: float) -> None:
+            raise AssertionError(f"the dip read the table for {key}")
+
+    rt = Runtime(load_settings(env))
+    rt.dips.store = NoReads()
+    try:
+        return (await rt.dips.answer(DipRequest(CONV, ani, customer_id, None))).answer
+    finally:
+        await rt.dips.drain()
+        await rt.close()
+
+
+def table_has(azurite: Azurite, table: str, key: LookupKey) -> bool:
+    try:
+        entity(azurite, table, key)
+    except ResourceNotFoundError:
+        return False
+    return True
+
+
+async def test_a_load_writes_every_answer_through_to_redis(
+    tmp_path: Path, base_env: dict[str, str], azurite: Azurite, redis_server: RedisServer
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(EXPORT, encoding="utf-8")
+    result = run_loader(path, azurite, base_env["CUSTOMER_TABLE"], redis_url=redis_server.url)
+    assert result.returncode == 0, result.stderr
+    assert "wrote 9 answers through to Redis" in result.stderr
+    answer = await dip(base_env, ani="+13175550303")
+    assert (answer.customer_id, answer.customer_tier, answer.source) == ("L-2", "Silver", "cache")
+    assert (await dip(base_env, customer_id="L-1")).is_vip is True
+
+
+async def test_a_number_that_moves_to_another_customer_answers_with_the_new_one(
+    tmp_path: Path, base_env: dict[str, str], azurite: Azurite, redis_server: RedisServer
+) -> None:
+    table = base_env["CUSTOMER_TABLE"]
+    path = tmp_path / "crm.csv"
+    path.write_text(EXPORT, encoding="utf-8")
+    assert run_loader(path, azurite, table, redis_url=redis_server.url).returncode == 0
+    assert (await dip(base_env, ani="+13175550304")).customer_id == "L-3"
+    # The next export: L-3's number now belongs to L-4, and L-3 has none.
+    moved = EXPORT.replace("L-3,+13175550304", "L-3,").replace(
+        "L-4,+13175550305", "L-4,+13175550305;+13175550304"
+    )
+    path.write_text(moved, encoding="utf-8")
+    result = run_loader(path, azurite, table, "--replace", redis_url=redis_server.url)
+    assert result.returncode == 0, result.stderr
+    assert (await dip(base_env, ani="+13175550304")).customer_id == "L-4"
+    assert entity(azurite, table, LookupKey("ani", "+13175550304"))["CustomerId"] == "L-4"
+
+
+async def test_a_replacing_load_removes_what_the_export_dropped_from_table_and_redis(
+    tmp_path: Path, base_env: dict[str, str], azurite: Azurite, redis_server: RedisServer
+) -> None:
+    table = base_env["CUSTOMER_TABLE"]
+    path = tmp_path / "crm.csv"
+    path.write_text(EXPORT, encoding="utf-8")
+    assert run_loader(path, azurite, table, redis_url=redis_server.url).returncode == 0
+    assert (await dip(base_env, customer_id="L-4")).customer_found
+    path.write_text(EXPORT.replace("L-4,+13175550305,Bronze,false\n", ""), encoding="utf-8")
+    result = run_loader(
+        path, azurite, table, "--replace", "--max-delete", "0.5", redis_url=redis_server.url
+    )
+    assert result.returncode == 0, result.stderr
+    assert "removed 2 keys the export no longer has" in result.stderr
+    assert not table_has(azurite, table, LookupKey("customerId", "L-4"))
+    assert not table_has(azurite, table, LookupKey("ani", "+13175550305"))
+    # Redis no longer answers with the removed customer, and says so without a table read.
+    for answer in (
+        await dip(base_env, customer_id="L-4"),
+        await dip(base_env, ani="+13175550305"),
+    ):
+        assert answer.customer_found is False and answer.source == "cache"
+    assert (await dip(base_env, customer_id="L-3")).customer_found
+
+
+def test_a_replacing_load_refuses_a_truncated_export_and_changes_nothing(
+    tmp_path: Path, azurite: Azurite, table_name: str
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(EXPORT, encoding="utf-8")
+    assert run_loader(path, azurite, table_name).returncode == 0
+    path.write_text("\n".join(EXPORT.splitlines()[:2]) + "\n", encoding="utf-8")  # L-1 only
+    result = run_loader(path, azurite, table_name, "--replace")
+    assert result.returncode == 1
+    assert "refused" in result.stderr and "7 of the table's 9 keys" in result.stderr
+    with TableClient.from_connection_string(azurite.connection_string, table_name) as client:
+        assert len(list(client.list_entities())) == 9
+    forced = run_loader(path, azurite, table_name, "--replace", "--force")
+    assert forced.returncode == 0, forced.stderr
+    with TableClient.from_connection_string(azurite.connection_string, table_name) as client:
+        assert len(list(client.list_entities())) == 2
+
+
+def test_a_load_that_cannot_reach_redis_still_loads_and_says_the_warm_catches_up(
+    tmp_path: Path, azurite: Azurite, table_name: str
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(EXPORT, encoding="utf-8")
+    result = run_loader(path, azurite, table_name, redis_url=NO_REDIS)
+    assert result.returncode == 0, result.stderr
+    assert "Redis could not be reached" in result.stderr and "next warm" in result.stderr
+    assert entity(azurite, table_name, LookupKey("ani", "+13175550302"))["CustomerId"] == "L-2"
