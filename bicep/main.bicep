@@ -41,11 +41,6 @@ param planSku string = 'EP1'
 @maxValue(10)
 param workerProcessCount int = 0
 
-@description('Optional. Table reads each instance may have in flight; split between its worker processes (MAX_INFLIGHT_DB_READS is per process).')
-@minValue(1)
-@maxValue(10000)
-param maxInflightDbReadsPerInstance int = 16
-
 @description('Optional. Read budget of each instance while Redis is unreachable, about maxDbQps divided by the instances; split between its worker processes (LOCAL_DB_QPS is per process).')
 @minValue(1)
 @maxValue(100000)
@@ -100,7 +95,16 @@ param customerTableName string = 'customers'
 @description('Optional. Table of operator surges (SURGE_TABLE).')
 param surgeTableName string = 'surges'
 
-@description('Optional. Azure Managed Redis SKU.')
+// Total memory of each SKU, of which about 20% is reserved for replication and other
+// non-cache work: learn.microsoft.com/azure/redis/overview ("Size (GB)" by tier),
+// learn.microsoft.com/azure/redis/migrate/migrate-overview (SKU to size, e.g. C3 6 GB ->
+// Balanced B5, 0% more memory) and learn.microsoft.com/azure/redis/architecture#reserved-memory.
+// The per-key figures in the description are estimates: it is the one place to change them.
+@description('''Optional. Azure Managed Redis SKU, sized for the warm read model.
+Estimate: about 250 bytes per lookup key x about 2.45 lookup keys per customer (its id and one or two phone numbers) = about 600 bytes per customer; 100k customers take about 60 MB, 1M about 600 MB, 5M about 3 GB.
+Choose a SKU with at least twice the estimate (about 20% of a SKU's memory is reserved, and the table grows): 100k customers Balanced_B0, 1M Balanced_B3, 5M Balanced_B5.
+Memory per SKU: Balanced_B0 0.5 GB, Balanced_B1 1 GB, Balanced_B3 3 GB, Balanced_B5 6 GB, Balanced_B10 12 GB, Balanced_B20 24 GB, Balanced_B50 60 GB; MemoryOptimized_M10 12 GB, MemoryOptimized_M20 24 GB and MemoryOptimized_M50 60 GB cost less for the same memory, with half the vCPUs.
+Too small a SKU costs database reads, not wrong answers: under memory pressure Redis evicts cached answers and never the valve or the read model's proof of absence (see modules/redis.bicep).''')
 param redisSkuName string = 'Balanced_B1'
 
 @description('Optional. Redis high availability (replication). Off only for dev.')
@@ -202,6 +206,17 @@ param scaleDryRun bool = false
 @description('Optional. The scale timer also moves the plan minimum, sku.capacity (SCALE_SYNC_PLAN_MINIMUM).')
 param scaleSyncPlanMinimum bool = false
 
+@description('Optional. NCRONTAB schedule of the cache_warm timer (WARM_TIMER_SCHEDULE), which reads the whole customer table into Redis within warmDbQps (a run that does not finish resumes at the next). Choose an off-peak time: the schedule is in UTC unless the app has WEBSITE_TIME_ZONE (or TZ) set, which this deployment does not set (appTuning can). Warm at least daily, or raise READ_MODEL_MAX_AGE_SECONDS (appTuning) above the period between warms: a warm older than that no longer answers for absent callers.')
+param warmTimerSchedule string = '0 30 4 * * *'
+
+@description('Optional. The warm\'s share of maxDbQps (WARM_DB_QPS): table pages per second the cache_warm timer may read, and only while dips leave that much of the budget unused. 0: a quarter of maxDbQps. Must be below maxDbQps; the deployment fails early otherwise.')
+@minValue(0)
+@maxValue(100000)
+param warmDbQps int = 0
+
+@description('Optional. A caller absent from a fresh, complete warm is answered as no customer without a database read (READ_MODEL_AUTHORITATIVE), so unknown callers in a spike cost the database nothing. The trade-off: a customer written to the table by anything but the loader stays unknown until the next warm. Turn it off when other systems write the customer table; every absent caller then costs a database read, within the valve\'s budget.')
+param readModelAuthoritative bool = true
+
 @description('Optional. Overrides for the handler tuning settings below, as app setting name to value.')
 param appTuning object = {}
 
@@ -254,14 +269,20 @@ var vcpusOfSku = {
 }
 var workersPerInstance = (workerProcessCount == 0) ? vcpusOfSku[planSku] : workerProcessCount
 
+// The app refuses a WARM_DB_QPS that is not below MAX_DB_QPS and would not start, so a
+// deployment that sets one fails here instead.
+var warmDbQpsChecked = (warmDbQps >= maxDbQps) ? int('warmDbQps must be below maxDbQps: the warm takes a share of the read budget and dips keep the rest') : warmDbQps
+
 // Handler tuning: the defaults of shared/settings.py, stated here so a deployment never
 // depends on a code default changing underneath it.
 var tuningDefaults = {
   MAX_DB_QPS: string(maxDbQps)
   // Counted in each worker process, so an instance's share is split between its workers;
-  // otherwise more workers would quietly multiply both.
+  // otherwise more workers would quietly multiply it. MAX_INFLIGHT_DB_READS is not set: the
+  // app derives each process's cap from MAX_DB_QPS, DB_READ_LATENCY_MS and
+  // FUNCTIONS_WORKER_PROCESS_COUNT (appTuning can still set it).
   LOCAL_DB_QPS: string(max(1, localDbQpsPerInstance / workersPerInstance))
-  MAX_INFLIGHT_DB_READS: string(max(1, maxInflightDbReadsPerInstance / workersPerInstance))
+  DB_READ_LATENCY_MS: '40'
   VALVE_MODE: 'sliding'
   VALVE_GUARD_MS: '100'
   HANDLER_DEADLINE_MS: string(handlerDeadlineMs)
@@ -274,6 +295,11 @@ var tuningDefaults = {
   NEGATIVE_TTL_SECONDS: '30'
   DEGRADED_TIER: 'Standard'
   DEFAULT_REGION: 'US'
+  // The warm read model. Empty WARM_DB_QPS: the app takes a quarter of MAX_DB_QPS.
+  WARM_DB_QPS: (warmDbQpsChecked == 0) ? '' : string(warmDbQpsChecked)
+  READ_MODEL_AUTHORITATIVE: string(readModelAuthoritative)
+  READ_MODEL_MAX_AGE_SECONDS: '93600'
+  SURGE_WARM_AFTER_SECONDS: '3600'
 }
 
 // How API Management reaches the function app and Key Vault, by tier. Classic gateways
@@ -422,6 +448,7 @@ module functionApp 'modules/function-app.bicep' = {
     customerTableName: customerTableName
     surgeTableName: surgeTableName
     scaleTimerSchedule: scaleTimerSchedule
+    warmTimerSchedule: warmTimerSchedule
     scaleSchedule: string(effectiveScaleSchedule)
     scaleDryRun: scaleDryRun
     scaleSyncPlanMinimum: scaleSyncPlanMinimum

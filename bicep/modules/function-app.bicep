@@ -109,6 +109,9 @@ param surgeTableName string = 'surges'
 @description('Optional. NCRONTAB schedule of the scale_schedule timer (SCALE_TIMER_SCHEDULE).')
 param scaleTimerSchedule string = '0 */5 * * * *'
 
+@description('Optional. NCRONTAB schedule of the cache_warm timer (WARM_TIMER_SCHEDULE): off-peak, in UTC unless WEBSITE_TIME_ZONE (or TZ) is set.')
+param warmTimerSchedule string = '0 30 4 * * *'
+
 @description('Required. JSON day/night/high-risk schedule of always-ready and pre-warmed instances (SCALE_SCHEDULE), as shared/scale/schedule.py reads it.')
 param scaleSchedule string
 
@@ -149,6 +152,8 @@ var platformSettings = {
   CUSTOMER_TABLE: customerTableName
   SURGE_TABLE: surgeTableName
   SCALE_TIMER_SCHEDULE: scaleTimerSchedule
+  // The timers' schedules are bindings (%...%): the host needs both settings to exist.
+  WARM_TIMER_SCHEDULE: warmTimerSchedule
   SCALE_SCHEDULE: scaleSchedule
   SCALE_DRY_RUN: string(scaleDryRun)
   SCALE_SYNC_PLAN_MINIMUM: string(scaleSyncPlanMinimum)

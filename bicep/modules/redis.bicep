@@ -10,7 +10,7 @@ param location string = resourceGroup().location
 @description('Optional. Tags applied to every resource.')
 param tags object = {}
 
-@description('Optional. SKU of the cluster. Balanced_B0 is the cheapest; size up for throughput, not only memory.')
+@description('Optional. SKU of the cluster. Balanced_B0 is the cheapest; size up for throughput, not only memory. main.bicep\'s redisSkuName says how to size it for the read model.')
 param skuName string = 'Balanced_B1'
 
 @description('Optional. Replicate the data set inside the cluster. Disabling it halves the price and removes the SLA: dev only.')
@@ -46,6 +46,12 @@ resource redisCluster 'Microsoft.Cache/redisEnterprise@2025-07-01' = {
   }
 }
 
+// The eviction policy. The valve's log, the read model's Bloom filters, its marker and the
+// warm's lease have no TTL, and under a volatile-* policy (VolatileLRU here) Redis never
+// evicts a key without a TTL. So memory pressure takes the least recently used cached
+// answers, each of which costs at most a database read within the valve's budget, and never
+// the read budget or the proof that a caller is absent. An allkeys-* policy could evict a
+// Bloom filter or the valve's log; NoEviction would fail the warm's writes instead.
 resource redisCluster_database 'Microsoft.Cache/redisEnterprise/databases@2025-07-01' = {
   parent: redisCluster
   name: 'default'
@@ -53,7 +59,7 @@ resource redisCluster_database 'Microsoft.Cache/redisEnterprise/databases@2025-0
     clientProtocol: 'Encrypted'
     port: port
     clusteringPolicy: clusteringPolicy
-    // The cache and the valve keys all carry TTLs; evict the least recently used of those.
+    // Set explicitly, not left to the default: see the eviction policy note above.
     evictionPolicy: 'VolatileLRU'
     accessKeysAuthentication: 'Disabled'
   }

@@ -1,15 +1,21 @@
 """Storage, Redis, the identities' role grants, and the function key.
 
 Storage and Redis are TLS-only with keys off where the app does not need them, and the tables
-the app reads are created where it reads them. Each identity gets the roles it needs and
-nothing broad, and whatever needs a role waits for its grant. The function key is generated
-at deployment (or kept when given), written by the deployment, never read back from the app,
-and readable by API Management alone.
+the app reads are created where it reads them. Redis evicts only keys with a TTL, and its SKU
+is one Azure Managed Redis offers, described with how to size it for the read model. Each
+identity gets the roles it needs and nothing broad, and whatever needs a role waits for its
+grant. The function key is generated at deployment (or kept when given), written by the
+deployment, never read back from the app, and readable by API Management alone.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
+
+import pytest
+from azure.mgmt.redisenterprise.models import EvictionPolicy, SkuName
 
 from tests.support.bicep import (
     BICEP,
@@ -25,6 +31,7 @@ from tests.support.bicep import (
     WEBSITE_CONTRIBUTOR,
     Template,
     bicepparam_doc,
+    bicepparam_values,
     decorators,
     default_of,
     dotted,
@@ -107,6 +114,50 @@ def test_redis_is_tls_only_with_access_keys_off_and_entra_access_for_the_app() -
     }
     params = module_call(parsed(MAIN), "modules/app-access.bicep")["params"]
     assert dotted(params["principalId"]) == "functionApp.outputs.systemAssignedMIPrincipalId"
+
+
+def test_redis_evicts_only_keys_with_a_ttl() -> None:
+    # The valve's log, the read model's Bloom filters, its marker and the warm's lease have no
+    # TTL. Under a volatile-* policy Redis never evicts such a key, so memory pressure takes
+    # cached answers (a database read each) and never the read budget or the proof of absence.
+    (database,) = resources_of(module("redis"), "Microsoft.Cache/redisEnterprise/databases")
+    policy = database["properties"]["evictionPolicy"]
+    assert policy == "VolatileLRU"
+    assert policy in {e.value for e in EvictionPolicy}  # spelt as the API spells it
+
+
+def _sku_names() -> set[str]:
+    return {sku.value for sku in SkuName}
+
+
+@pytest.mark.parametrize("path", [MAIN, BICEP / "modules" / "redis.bicep"], ids=lambda p: p.name)
+def test_the_redis_sku_defaults_to_one_azure_managed_redis_offers(path: Path) -> None:
+    name = "redisSkuName" if path == MAIN else "skuName"
+    assert default_of(parsed(path), name) in _sku_names()
+
+
+def test_each_environment_deploys_a_redis_sku_azure_managed_redis_offers() -> None:
+    chosen = [bicepparam_values(path)["redisSkuName"] for path in PARAM_FILES]
+    azd = json.loads((BICEP / "main.parameters.json").read_text())["parameters"]
+    chosen.append(azd["redisSkuName"]["value"])
+    assert set(chosen) <= _sku_names()
+
+
+def test_the_redis_sku_says_how_to_size_it_for_the_read_model() -> None:
+    description = decorators(parsed(MAIN)["parameters"]["redisSkuName"])["description"]
+    assert description.startswith("Optional. ")
+    assert "per lookup key" in description and "per customer" in description
+    named = set(
+        re.findall(r"\b(?:Balanced|MemoryOptimized|ComputeOptimized)_[A-Z]\d+\b", description)
+    )
+    assert {"Balanced_B0", "Balanced_B1", "Balanced_B3", "Balanced_B5"} <= named
+    assert named <= _sku_names()
+    # Each SKU is named with its memory: "Balanced_B5 6 GB".
+    sized = dict(re.findall(r"\b(\w+_[A-Z]\d+) (\d+(?:\.\d+)?) GB", description))
+    assert set(sized) == named
+    # The module points at it rather than repeating the figures.
+    redis_description = decorators(module("redis")["parameters"]["skuName"])["description"]
+    assert "redisSkuName" in redis_description and "bytes" not in redis_description
 
 
 def test_the_scale_schedule_identity_can_change_the_site_and_the_plan() -> None:

@@ -176,19 +176,29 @@ def test_every_plan_size_has_a_vcpu_count() -> None:
 @pytest.mark.parametrize(
     ("overrides", "local_qps", "inflight"),
     [
-        ({}, "20", "16"),  # EP1: one worker has it all
-        ({"planSku": "EP2"}, "10", "8"),
-        ({"planSku": "EP3"}, "5", "4"),
-        ({"planSku": "EP2", "workerProcessCount": 3}, "6", "5"),
-        ({"planSku": "EP3", "localDbQpsPerInstance": 2}, "1", "4"),  # never below one
+        ({}, "20", 16),  # EP1: one worker has it all, 2 x 200 reads/s x 40 ms
+        ({"planSku": "EP2"}, "10", 8),
+        ({"planSku": "EP3"}, "5", 4),
+        ({"planSku": "EP2", "workerProcessCount": 3}, "6", 6),  # ceil(16 / 3)
+        ({"planSku": "EP3", "localDbQpsPerInstance": 2}, "1", 4),  # never below one
+        ({"planSku": "EP2", "maxDbQps": 400}, "10", 16),  # the cap follows the budget
     ],
 )
 def test_an_instances_read_budgets_are_split_between_its_worker_processes(
     overrides: dict[str, Any],
     local_qps: str,
-    inflight: str,
+    inflight: int,
 ) -> None:
-    # Both settings are counted in each process: unsplit, more workers would multiply them.
+    # Both are counted in each process: unsplit, more workers would multiply them. The
+    # deployment splits LOCAL_DB_QPS; the app derives its in-flight cap from the budget and
+    # the worker count the deployment sets, so MAX_INFLIGHT_DB_READS is left unset.
     settings = app_settings_for(overrides)
     assert settings["LOCAL_DB_QPS"] == local_qps
-    assert settings["MAX_INFLIGHT_DB_READS"] == inflight
+    assert "MAX_INFLIGHT_DB_READS" not in settings
+    assert load_settings(settings).inflight_cap == inflight
+
+
+def test_an_operator_can_still_cap_in_flight_reads_through_app_tuning() -> None:
+    settings = app_settings_for({"appTuning": {"MAX_INFLIGHT_DB_READS": "3"}})
+    assert load_settings(settings).inflight_cap == 3
+    assert "maxInflightDbReadsPerInstance" not in parsed(MAIN)["parameters"]

@@ -60,8 +60,8 @@ def test_policy_answers_a_rate_limited_call_429_with_its_retry_after_and_a_json_
     (when,) = [
         w
         for w in policy().findall("./on-error/choose/when")
-        if "RateLimitExceeded" in w.get("condition")
-    ]  # type: ignore[operator]
+        if "RateLimitExceeded" in (w.get("condition") or "")
+    ]
     headers, body = _throttle_answer(when)
     assert "retryAfterSeconds" in headers["Retry-After"]
     assert headers["Content-Type"] == "application/json"
@@ -75,8 +75,8 @@ def test_policy_answers_a_call_over_the_concurrency_cap_429_and_json_on_either_p
     (as_error,) = [
         w
         for w in policy().findall("./on-error/choose/when")
-        if "limit-concurrency" in w.get("condition")
-    ]  # type: ignore[operator]
+        if "limit-concurrency" in (w.get("condition") or "")
+    ]
     (as_response,) = policy().findall("./outbound/choose/when")
     assert "StatusCode == 429" in as_response.get("condition")  # type: ignore[operator]
     for when in (as_error, as_response):

@@ -1,9 +1,13 @@
 """Every setting the app reads is deployed, with values the app accepts.
 
-Every name in shared.settings.DEPLOYED_SETTINGS is set on the function app, the Functions
-host gets its runtime and identity-based storage, the values deployed (by default and by each
-environment) pass the app's own validation, the gateway waits longer than the handler
-deadline, and the tuning defaults main.bicep restates match the code's.
+Every name in shared.settings.DEPLOYED_SETTINGS is set on the function app and no setting the
+app derives for itself is, the Functions host gets its runtime and identity-based storage, the
+values deployed (by default and by each environment) pass the app's own validation and, left
+to their defaults, are the code's defaults, the gateway waits longer than the handler
+deadline, and the tuning defaults main.bicep restates match the code's. The warm read model's
+settings are parameters: its timer's schedule, its share of the read budget (a share the app
+would refuse fails the deployment early), and whether a fresh warm may answer for absent
+callers.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from tests.support.bicep import (
     MAIN,
     PARAM_FILES,
     ROOT,
+    DeploymentFailure,
     app_settings_for,
     bicepparam_values,
     decorators,
@@ -56,6 +61,17 @@ def test_every_setting_the_app_reads_is_set_by_the_bicep() -> None:
     assert not missing, f"add these app settings to bicep/: {sorted(missing)}"
 
 
+def test_settings_the_app_derives_or_finds_itself_are_not_deployed() -> None:
+    # MAX_INFLIGHT_DB_READS among them: set, it would override the app's own derivation from
+    # MAX_DB_QPS, DB_READ_LATENCY_MS and FUNCTIONS_WORKER_PROCESS_COUNT.
+    from shared.settings import SETTINGS
+
+    undeployed = {spec.name for spec in SETTINGS if not spec.deployed}
+    assert "MAX_INFLIGHT_DB_READS" in undeployed
+    deployed = _deployed_setting_names()
+    assert not undeployed & deployed, f"bicep/ sets: {sorted(undeployed & deployed)}"
+
+
 def test_the_functions_host_gets_its_runtime_and_identity_based_storage() -> None:
     names = _deployed_setting_names()
     assert {
@@ -85,6 +101,20 @@ def test_deployed_values_pass_the_apps_own_settings_validation() -> None:
     assert settings.customer_table == "customers"
     assert settings.surge_table == "surges"
     assert settings.storage_table_uri is not None
+
+
+def test_left_to_their_defaults_the_parameters_deploy_the_codes_defaults() -> None:
+    """Parameter defaults (warmTimerSchedule, maxDbQps...) as well as main.bicep's literals."""
+    from shared.settings import SETTINGS
+
+    # What only the deployment knows: where Redis is, and the schedule made of the parameters.
+    supplied = {"REDIS_URL", "SCALE_SCHEDULE"}
+    deployed = app_settings_for({})
+    for spec in SETTINGS:
+        if not spec.deployed or spec.name in supplied:
+            continue
+        assert spec.default is not None
+        assert spec.parse(deployed[spec.name]) == spec.parse(spec.default), spec.name
 
 
 @pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.name)
@@ -125,3 +155,62 @@ def test_tuning_defaults_in_main_bicep_match_the_code_defaults() -> None:
     assert literals, "no literal tuning values found"
     for name, value in literals.items():
         assert defaults[name] == value, f"{name}: main.bicep {value}, code {defaults[name]}"
+
+
+def test_the_warm_timer_schedule_is_an_off_peak_parameter_the_host_can_read() -> None:
+    from shared.settings import SETTINGS
+
+    (spec,) = [s for s in SETTINGS if s.name == "WARM_TIMER_SCHEDULE"]
+    main, app = parsed(MAIN), module("function-app")
+    for doc in (main, app):
+        assert default_of(doc, "warmTimerSchedule") == spec.default
+        description = decorators(doc["parameters"]["warmTimerSchedule"])["description"]
+        assert "off-peak" in description and "UTC" in description
+        assert "WEBSITE_TIME_ZONE" in description
+    # A binding (%WARM_TIMER_SCHEDULE%): the module sets it with the host's own settings,
+    # whatever appSettings holds.
+    assert app["variables"]["platformSettings"]["value"]["WARM_TIMER_SCHEDULE"] == (
+        "warmTimerSchedule"
+    )
+    params = module_call(main, "modules/function-app.bicep")["params"]
+    assert params["warmTimerSchedule"] == "warmTimerSchedule"
+    deployed = app_settings_for({"warmTimerSchedule": "0 15 2 * * *"})
+    assert load_settings(deployed).warm_timer_schedule == "0 15 2 * * *"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting", "share"),
+    [
+        ({}, "", 50),  # a quarter of the default 200
+        ({"maxDbQps": 400}, "", 100),
+        ({"warmDbQps": 30}, "30", 30),
+        ({"maxDbQps": 400, "warmDbQps": 399}, "399", 399),
+    ],
+)
+def test_the_warm_takes_an_optional_share_of_the_read_budget(
+    overrides: dict[str, int], setting: str, share: int
+) -> None:
+    deployed = app_settings_for(overrides)
+    assert deployed["WARM_DB_QPS"] == setting
+    assert load_settings(deployed).warm_share == share
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"warmDbQps": 200}, {"warmDbQps": 500}, {"maxDbQps": 50, "warmDbQps": 50}]
+)
+def test_a_warm_share_the_app_would_refuse_fails_the_deployment_early(
+    overrides: dict[str, int],
+) -> None:
+    # The app would refuse it at start-up (SettingsError), and so answer no dip at all.
+    with pytest.raises(DeploymentFailure, match="below maxDbQps"):
+        app_settings_for(overrides)
+
+
+def test_whether_a_fresh_warm_answers_for_absent_callers_is_a_parameter() -> None:
+    main = parsed(MAIN)
+    assert default_of(main, "readModelAuthoritative") is True
+    description = decorators(main["parameters"]["readModelAuthoritative"])["description"]
+    assert "Turn it off when other systems write the customer table" in description
+    assert load_settings(app_settings_for({})).read_model_authoritative is True
+    deployed = app_settings_for({"readModelAuthoritative": False})
+    assert load_settings(deployed).read_model_authoritative is False

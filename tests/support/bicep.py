@@ -305,7 +305,14 @@ def _resolve_operator(kind: str, operands: Mapping[str, Any], params: Mapping[st
         return resolve(operands["true_value" if condition else "false_value"], params)
     if kind == "equals":
         return None if first is None or second is None else first == second
-    if kind in {"and", "or", "less_than", "greater_than", "add"}:
+    if kind in {
+        "and",
+        "or",
+        "less_than",
+        "greater_than",
+        "greater_than_or_equals",
+        "add",
+    }:
         if first is None or second is None:
             return None
         return {
@@ -313,6 +320,7 @@ def _resolve_operator(kind: str, operands: Mapping[str, Any], params: Mapping[st
             "or": lambda: first or second,
             "less_than": lambda: first < second,
             "greater_than": lambda: first > second,
+            "greater_than_or_equals": lambda: first >= second,
             "add": lambda: first + second,
         }[kind]()
     if kind == "divide":
@@ -344,12 +352,10 @@ def app_settings_for(overrides: Mapping[str, Any]) -> dict[str, str]:
     """App settings as deployed with main.bicep's defaults plus ``overrides``."""
     main = parsed(MAIN)
     values = param_values(overrides)
-    # Variables of main.bicep the module call uses.
-    variables = dict(values)
+    # main.bicep's parameters and its variables, each resolved when the module call uses it,
+    # so a fail-early check (warmDbQpsChecked) raises DeploymentFailure as ARM would stop.
+    variables = Template(main, overrides)
     schedule = effective_schedule(values)
-    variables["effectiveScaleSchedule"] = schedule
-    for name in ("vcpusOfSku", "workersPerInstance"):
-        variables[name] = resolve(main["variables"][name]["value"], variables)
     module_params = {}
     for name, arg in module_call(main, "modules/function-app.bicep")["params"].items():
         module_params[name] = resolve(arg, variables)
