@@ -3,7 +3,7 @@
     fresh cache hit (a warmed answer, or one a dip cached) ─────────────▶ "cache"
     miss, and a fresh complete warm proves nobody has the key ──────────▶ "cache", not found
     miss ─▶ in-flight slot? ─▶ valve.admit() ─▶ Table point read ──▶ "database"
-               │ not in time      │ shed           │ timeout / error
+               │ no               │ shed           │ timeout / error
                └──────────────────┴────────────────┴──▶ stale copy ─▶ "stale"
                                                          └─ none ───▶ "degraded"
 
@@ -33,8 +33,6 @@ from shared.dip.valve import Valve
 
 __all__ = ["DipLog", "DipService", "Outcome", "Shed", "lookup_key"]
 
-# The longest a read waits for an in-flight slot before it is shed (see DipService._slot).
-_SLOT_WAIT_MAX_S = 0.5
 
 log = logging.getLogger("dipguard.dip")
 
@@ -130,12 +128,6 @@ class DipService:
         self._clock = clock
         self._wall_clock = wall_clock
         self._flight: SingleFlight[CustomerRecord | None] = SingleFlight()
-        # Reads beyond the cap wait their turn, within their deadline, rather than shed at
-        # once: a burst of misses on one worker must not turn into degraded answers while
-        # the database has room.
-        self._slots = (
-            asyncio.Semaphore(max_inflight_reads) if max_inflight_reads is not None else None
-        )
         self._inflight_reads = 0
         self._background: set[asyncio.Task[None]] = set()
 
@@ -217,28 +209,14 @@ class DipService:
         except RedisUnavailable:
             return False
 
-    async def _slot(self, dip: _Dip) -> None:
-        """Wait for an in-flight slot, within the deadline; Shed("inflight") if none comes.
-
-        The wait leaves one Redis timeout of the deadline unspent: a slot that comes later
-        leaves no time for the valve and the read anyway. It is also capped: slots turn over
-        every read (tens of milliseconds), so a longer wait means the database is slow or
-        stalled, and every waiting dip holds a request open in the worker.
-        """
-        if self._slots is None:
-            return
-        wait = min(self._remaining(dip) - self.redis_timeout_s, _SLOT_WAIT_MAX_S)
-        if wait <= 0:
-            raise Shed("inflight")
-        try:
-            async with asyncio.timeout(wait):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise Shed("inflight") from None
-
     async def _read(self, dip: _Dip) -> CustomerRecord | None:
         """The single-flight leader's read: slot, budget, point read, then cache it."""
-        await self._slot(dip)
+        # A full worker sheds at once rather than queue: a queued dip holds a request open
+        # for a read the valve may refuse anyway, and a slow or stalled database fills the
+        # slots for a whole DB_TIMEOUT_MS (measured: waiting for slots took the spike's p50
+        # from 5 ms to 280 ms). The cap is sized by Little's law to keep up with MAX_DB_QPS.
+        if self.max_inflight_reads is not None and self._inflight_reads >= self.max_inflight_reads:
+            raise Shed("inflight")
         self._inflight_reads += 1
         # A record the table does not hold is stamped with when the read began: a loader
         # that adds it afterwards writes a newer answer, which this one will not replace.
@@ -250,8 +228,6 @@ class DipService:
             record = await self.store.get(dip.key, self._step_timeout(dip, self.db_timeout_s))
         finally:
             self._inflight_reads -= 1
-            if self._slots is not None:
-                self._slots.release()
         # The caller is answered "database" whether or not Redis takes the copy.
         self._spawn(self._store_copy(dip.key, record, asked_at))
         return record

@@ -188,31 +188,18 @@ class SlowStore:
         return None
 
 
-async def test_reads_beyond_the_in_flight_cap_wait_their_turn_within_the_deadline(
+async def test_reads_beyond_the_in_flight_cap_are_shed_at_once_and_the_rest_answer(
     env: dict[str, str], make_runtime: object
 ) -> None:
     rt = make_runtime(env, MAX_INFLIGHT_DB_READS="2")  # type: ignore[operator]
     rt.dips.store = store = SlowStore(0.2)
     outcomes = await asyncio.gather(*(rt.dips.answer(dip(customer_id=f"C-{n}")) for n in range(6)))
-    # Three waves of two: all answered from the database, never more than two at once.
-    assert [o.answer.source for o in outcomes] == ["database"] * 6
-    assert store.most_in_flight == 2
-
-
-async def test_a_read_that_gets_no_slot_in_time_is_shed_before_the_deadline(
-    env: dict[str, str], make_runtime: object
-) -> None:
-    rt = make_runtime(  # type: ignore[operator]
-        env, MAX_INFLIGHT_DB_READS="1", HANDLER_DEADLINE_MS="500", DB_TIMEOUT_MS="400"
-    )
-    rt.dips.store = SlowStore(0.25)
-    outcomes = await asyncio.gather(*(rt.dips.answer(dip(customer_id=f"D-{n}")) for n in range(4)))
-    # One read gets the slot and answers; the next gets it too late to finish its read; the
-    # last two never get it and are shed while there is still time to answer.
     sources = sorted(o.answer.source for o in outcomes)
-    assert sources == ["database", "degraded", "degraded", "degraded"]
-    assert [o.log.reason for o in outcomes].count("inflight") >= 2
-    assert all(o.log.latency_ms < 500 for o in outcomes if o.log.reason == "inflight")
+    assert sources == ["database"] * 2 + ["degraded"] * 4
+    assert store.most_in_flight == 2
+    shed = [o for o in outcomes if o.log.reason == "inflight"]
+    # Shed without waiting for a slot: well before the first reads come back.
+    assert len(shed) == 4 and all(o.log.latency_ms < 150 for o in shed)
 
 
 def test_the_in_flight_cap_follows_littles_law_unless_set() -> None:
