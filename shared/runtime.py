@@ -83,6 +83,8 @@ class Runtime:
             db_timeout_ms=s.db_timeout_ms,
             redis_timeout_ms=s.redis_timeout_ms,
             max_inflight_reads=None if s.valve_mode == "off" else s.inflight_cap,
+            # Half the valve's guard: the rest covers the instance's own delays (see _slot).
+            slot_wait_ms=s.valve_guard_ms // 2,
             degraded_tier=s.degraded_tier,
             region=s.default_region,
             read_model=self.read_model,
@@ -101,7 +103,7 @@ class Runtime:
     def warm(self) -> Warm:
         """A warm of the read model over this worker's clients, within its share."""
         s = self.settings
-        redis = self.clients.redis
+        redis = self.clients.bulk_redis
         return Warm(
             redis,
             self.clients.table(s.customer_table),

@@ -2,8 +2,8 @@
 
     fresh cache hit (a warmed answer, or one a dip cached) ─────────────▶ "cache"
     miss, and a fresh complete warm proves nobody has the key ──────────▶ "cache", not found
-    miss ─▶ in-flight slot? ─▶ valve.admit() ─▶ Table point read ──▶ "database"
-               │ no               │ shed           │ timeout / error
+    miss ─▶ valve.admit() ─▶ in-flight slot? ─▶ Table point read ──▶ "database"
+               │ shed             │ not soon       │ timeout / error
                └──────────────────┴────────────────┴──▶ stale copy ─▶ "stale"
                                                          └─ none ───▶ "degraded"
 
@@ -108,6 +108,7 @@ class DipService:
         db_timeout_ms: int,
         redis_timeout_ms: int,
         max_inflight_reads: int | None,
+        slot_wait_ms: int = 0,
         degraded_tier: str,
         region: str,
         read_model: ReadModel | None = None,
@@ -123,6 +124,10 @@ class DipService:
         self.db_timeout_s = db_timeout_ms / 1000
         self.redis_timeout_s = redis_timeout_ms / 1000
         self.max_inflight_reads = max_inflight_reads
+        self.slot_wait_s = slot_wait_ms / 1000
+        self._slots = (
+            asyncio.Semaphore(max_inflight_reads) if max_inflight_reads is not None else None
+        )
         self.degraded_tier = degraded_tier
         self.region = region
         self._clock = clock
@@ -210,27 +215,44 @@ class DipService:
             return False
 
     async def _read(self, dip: _Dip) -> CustomerRecord | None:
-        """The single-flight leader's read: slot, budget, point read, then cache it."""
-        # A full worker sheds at once rather than queue: a queued dip holds a request open
-        # for a read the valve may refuse anyway, and a slow or stalled database fills the
-        # slots for a whole DB_TIMEOUT_MS (measured: waiting for slots took the spike's p50
-        # from 5 ms to 280 ms). The cap is sized by Little's law to keep up with MAX_DB_QPS.
-        if self.max_inflight_reads is not None and self._inflight_reads >= self.max_inflight_reads:
-            raise Shed("inflight")
-        self._inflight_reads += 1
+        """The single-flight leader's read: budget, slot, point read, then cache it."""
         # A record the table does not hold is stamped with when the read began: a loader
         # that adds it afterwards writes a newer answer, which this one will not replace.
         asked_at = self._wall_clock()
+        admitted = await self.valve.admit(self._step_timeout(dip, self.redis_timeout_s))
+        if not admitted:
+            raise Shed("budget")
+        await self._slot(dip)
+        self._inflight_reads += 1
         try:
-            admitted = await self.valve.admit(self._step_timeout(dip, self.redis_timeout_s))
-            if not admitted:
-                raise Shed("budget")
             record = await self.store.get(dip.key, self._step_timeout(dip, self.db_timeout_s))
         finally:
             self._inflight_reads -= 1
+            if self._slots is not None:
+                self._slots.release()
         # The caller is answered "database" whether or not Redis takes the copy.
         self._spawn(self._store_copy(dip.key, record, asked_at))
         return record
+
+    async def _slot(self, dip: _Dip) -> None:
+        """An in-flight slot for an admitted read, or Shed("inflight").
+
+        Only reads the valve admitted wait, so a spike's excess is shed by the valve at once
+        and never queues here. The wait is short (SLOT_WAIT, half the valve's guard): the
+        valve's window is widened by the guard so that a read admitted at one moment and
+        sent a little later still reaches the database inside the budget, and a slot that
+        takes longer means the database is slow, when queueing only holds requests open.
+        """
+        if self._slots is None:
+            return
+        wait = min(self.slot_wait_s, self._remaining(dip) - self.redis_timeout_s)
+        if wait <= 0 and self._slots.locked():
+            raise Shed("inflight")
+        try:
+            async with asyncio.timeout(max(wait, 0.0)):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise Shed("inflight") from None
 
     async def _store_copy(
         self, key: LookupKey, record: CustomerRecord | None, asked_at: float

@@ -188,18 +188,44 @@ class SlowStore:
         return None
 
 
-async def test_reads_beyond_the_in_flight_cap_are_shed_at_once_and_the_rest_answer(
+async def test_a_burst_beyond_the_in_flight_cap_waits_briefly_for_slots_and_is_answered(
     env: dict[str, str], make_runtime: object
 ) -> None:
+    # A burst of misses at a quiet moment: the valve admits them all, and each waits a few
+    # milliseconds for a slot rather than answer the default.
     rt = make_runtime(env, MAX_INFLIGHT_DB_READS="2")  # type: ignore[operator]
-    rt.dips.store = store = SlowStore(0.2)
+    rt.dips.store = store = SlowStore(0.01)
+    outcomes = await asyncio.gather(*(rt.dips.answer(dip(customer_id=f"C-{n}")) for n in range(6)))
+    assert [o.answer.source for o in outcomes] == ["database"] * 6
+    assert store.most_in_flight == 2
+
+
+async def test_reads_that_get_no_slot_within_the_wait_are_shed_well_before_the_deadline(
+    env: dict[str, str], make_runtime: object
+) -> None:
+    # A slow database holds the slots: waiting longer would only hold requests open.
+    rt = make_runtime(env, MAX_INFLIGHT_DB_READS="2")  # type: ignore[operator]
+    assert rt.dips.slot_wait_s == 0.05  # half the valve's 100 ms guard
+    rt.dips.store = store = SlowStore(0.4)
     outcomes = await asyncio.gather(*(rt.dips.answer(dip(customer_id=f"C-{n}")) for n in range(6)))
     sources = sorted(o.answer.source for o in outcomes)
     assert sources == ["database"] * 2 + ["degraded"] * 4
     assert store.most_in_flight == 2
     shed = [o for o in outcomes if o.log.reason == "inflight"]
-    # Shed without waiting for a slot: well before the first reads come back.
-    assert len(shed) == 4 and all(o.log.latency_ms < 150 for o in shed)
+    assert len(shed) == 4 and all(o.log.latency_ms < 300 for o in shed)
+
+
+async def test_only_reads_the_valve_admits_wait_for_a_slot(
+    env: dict[str, str], make_runtime: object
+) -> None:
+    # Over the budget, a dip is shed by the valve at once, without touching a slot.
+    rt = make_runtime(  # type: ignore[operator]
+        env, MAX_INFLIGHT_DB_READS="1", MAX_DB_QPS="1", LOCAL_DB_QPS="1"
+    )
+    rt.dips.store = SlowStore(0.3)
+    outcomes = await asyncio.gather(*(rt.dips.answer(dip(customer_id=f"E-{n}")) for n in range(3)))
+    reasons = sorted(str(o.log.reason) for o in outcomes)
+    assert reasons == ["None", "budget", "budget"]
 
 
 def test_the_in_flight_cap_follows_littles_law_unless_set() -> None:
