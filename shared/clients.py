@@ -21,6 +21,7 @@ from redis.exceptions import RedisClusterException
 from shared.settings import Settings
 
 __all__ = [
+    "BULK_REDIS_TIMEOUT_S",
     "REDIS_ERRORS",
     "Clients",
     "RedisClient",
@@ -63,19 +64,27 @@ TABLE_CLIENT_OPTIONS: dict[str, Any] = {
 REDIS_ENTRA_SCOPE = "https://redis.azure.com/.default"
 
 
-def make_redis(settings: Settings) -> RedisClient:
+# Bulk writers (the warm, the loader's write-through) send pipelines of a thousand entries,
+# which a busy Redis can take far longer than a dip's REDIS_TIMEOUT_MS to answer; they have
+# no caller waiting, so they get a client of their own with a longer timeout and a small pool.
+BULK_REDIS_TIMEOUT_S = 10.0
+_BULK_CONNECTIONS = 8
+
+
+def make_redis(settings: Settings, *, bulk: bool = False) -> RedisClient:
     """A pooled async Redis client with short timeouts; Entra ID when rediss:// has no password.
 
     The single-node pool blocks (briefly) when every connection is busy instead of raising:
     at 10x a burst of dips can outnumber the pool, and "too many connections" would
-    otherwise count as a Redis failure and open the breaker on a healthy Redis.
+    otherwise count as a Redis failure and open the breaker on a healthy Redis. ``bulk``
+    gives the bulk writers' client (BULK_REDIS_TIMEOUT_S).
     """
-    timeout = settings.redis_timeout_ms / 1000
+    timeout = BULK_REDIS_TIMEOUT_S if bulk else settings.redis_timeout_ms / 1000
     options: dict[str, Any] = {
         "socket_timeout": timeout,
-        "socket_connect_timeout": max(timeout, 0.5),
+        "socket_connect_timeout": max(settings.redis_timeout_ms / 1000, 0.5),
         "health_check_interval": 30,
-        "max_connections": 128,
+        "max_connections": _BULK_CONNECTIONS if bulk else 128,
     }
     parts = urlsplit(settings.redis_url)
     if parts.scheme == "rediss" and not parts.password:
@@ -132,6 +141,7 @@ class Clients:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._redis: RedisClient | None = None
+        self._bulk_redis: RedisClient | None = None
         self._tables: dict[str, TableClient] = {}
 
     @property
@@ -139,6 +149,13 @@ class Clients:
         if self._redis is None:
             self._redis = make_redis(self.settings)
         return self._redis
+
+    @property
+    def bulk_redis(self) -> RedisClient:
+        """The warm's client: the same Redis, with a bulk writer's timeout."""
+        if self._bulk_redis is None:
+            self._bulk_redis = make_redis(self.settings, bulk=True)
+        return self._bulk_redis
 
     def table(self, name: str) -> TableClient:
         client = self._tables.get(name)
@@ -177,9 +194,10 @@ class Clients:
         return "ok"
 
     async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
+        for redis in (self._redis, self._bulk_redis):
+            if redis is not None:
+                await redis.aclose()
+        self._redis = self._bulk_redis = None
         for client in self._tables.values():
             await client.close()
         self._tables.clear()

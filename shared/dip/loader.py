@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     async def run() -> LoadReport:
-        redis = None if args.no_write_through else make_redis(settings)
+        redis = None if args.no_write_through else make_redis(settings, bulk=True)
         writer = (
             None
             if redis is None

@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(with_local_settings())
 
     async def run() -> WarmReport:
-        redis = make_redis(settings)
+        redis = make_redis(settings, bulk=True)
         bar = tqdm(total=PARTITIONS, unit="partition", disable=args.no_progress, file=sys.stderr)
 
         def progress(done: int, total: int) -> None:
