@@ -5,14 +5,14 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bench.driver import CAP_REJECTED, CONN_ERROR, TIMEOUT, Driven
 from bench.stats import peak_in_window, percentile
 from bench.traffic import Arrival, Profile
 
-__all__ = ["peak_in_window", "percentile", "recovery", "summarise", "timeline"]
+__all__ = ["known_callers", "peak_in_window", "percentile", "recovery", "summarise", "timeline"]
 
 SOURCES = ("database", "cache", "stale", "degraded", "none")
 
@@ -28,6 +28,23 @@ def latency_stats(latencies: Sequence[float]) -> dict[str, Any]:
         "p95Ms": _ms(percentile(latencies, 95)),
         "p99Ms": _ms(percentile(latencies, 99)),
         "maxMs": _ms(max(latencies) if latencies else None),
+    }
+
+
+# Answers that carry the caller's own record; "degraded" and "none" do not.
+REAL_SOURCES = ("cache", "database", "stale")
+
+
+def known_callers(run: Driven, schedule: Sequence[Arrival], calls: Iterable[int]) -> dict[str, Any]:
+    """Of the calls from customers the table holds, how many got their own record back.
+
+    A call the app did not answer 200 (or a Genesys cap rejected) counts as not real."""
+    known = [i for i in calls if schedule[i].kind != "stranger"]
+    real = sum(1 for i in known if run.status[i] == 200 and run.source[i] in REAL_SOURCES)
+    return {
+        "calls": len(known),
+        "realAnswers": real,
+        "realPct": round(100 * real / len(known), 3) if known else None,
     }
 
 
@@ -57,6 +74,9 @@ def summarise(
             by_source.setdefault(run.source[i], []).append(run.latency[i])
     spike_mean = sum(spike_lat) / len(spike_lat) if spike_lat else None
     spike_calls = [i for i in range(n) if spike_lo <= schedule[i].t < spike_hi]
+    # Before the spike: the same app at the baseline rate, the latency a spike is held to.
+    base_lo, base_hi = profile.span("baseline")
+    base_lat = [run.latency[i] for i in sent if base_lo <= schedule[i].t < base_hi]
     spike_ok = sum(1 for i in spike_calls if run.status[i] == 200)
     return {
         "calls": n,
@@ -75,6 +95,9 @@ def summarise(
         "latency": latency_stats(lat),
         "spikeLatency": latency_stats(spike_lat),
         "spikeLatencyBySource": {k: latency_stats(v) for k, v in sorted(by_source.items())},
+        "baselineLatency": latency_stats(base_lat),
+        "knownCallers": known_callers(run, schedule, range(n)),
+        "knownCallersAtSpike": known_callers(run, schedule, spike_calls),
         "sources": {s: sources.get(s, 0) for s in SOURCES},
         "sourcesByCaller": by_kind,
         # Offered and answered (HTTP 200) at the peak; with a Genesys concurrency cap, the

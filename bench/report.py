@@ -54,6 +54,37 @@ def _cpu(r: dict[str, Any]) -> str:
     )
 
 
+def markdown_known_callers(result: dict[str, Any]) -> str:
+    """Known callers who got their own record, by run, and what each warm took."""
+    lines = [
+        "Known callers (customers the table holds, not strangers) answered with their own "
+        "record (cache, database or stale) rather than the degraded default; baseline p99 is "
+        "the same run before the spike, the latency a spike is held to.",
+        "",
+        "| run | known callers real, whole run | at the peak | baseline p99 / spike p99 (ms) "
+        "| warm: when, entities, pages, seconds, completed |",
+        "|---|---|---|---|---|",
+    ]
+    for r in result["variants"]:
+        whole, peak = r.get("knownCallers"), r.get("knownCallersAtSpike")
+        if whole is None or peak is None:
+            continue
+        warm = r.get("warm")
+        warm_cell = (
+            f"{warm['when']}, {warm.get('entities', '?')}, {warm.get('pages', '?')}, "
+            f"{warm.get('seconds', '?')} s, {warm.get('completed', '?')}"
+            if warm
+            else "-"
+        )
+        lines.append(
+            f"| {r['name']} | {_fmt(whole['realPct'], '%')} of {whole['calls']:,} "
+            f"| {_fmt(peak['realPct'], '%')} of {peak['calls']:,} "
+            f"| {_fmt(r['baselineLatency']['p99Ms'])} / {_fmt(r['spikeLatency']['p99Ms'])} "
+            f"| {warm_cell} |"
+        )
+    return "\n".join(lines)
+
+
 def markdown_cpu_per_dip(result: dict[str, Any]) -> str:
     """The app's CPU per dip answered, next to the committed full run's figure."""
     m = result["machine"]
@@ -117,9 +148,14 @@ def markdown(result: dict[str, Any], chart: str | None) -> str:
         f"spike x{cfg['factor']:g} ({cfg['baselineDipsPerS'] * cfg['factor']:g} dips/s); "
         f"{cfg['calls']:,} calls per run ({cfg['drillCalls']:,} in a drill), open loop. "
         f"App: the dev host with {cfg.get('appWorkers', 1)} worker process(es) "
-        f"(FUNCTIONS_WORKER_PROCESS_COUNT), MAX_INFLIGHT_DB_READS "
-        f"{cfg['projectEnv'].get('MAX_INFLIGHT_DB_READS', '16')} each. "
-        f"Database: {cfg['dbSlots']} slots x {cfg['dbServiceMs']:g} ms "
+        f"(FUNCTIONS_WORKER_PROCESS_COUNT), "
+        + (
+            f"MAX_INFLIGHT_DB_READS {cfg['projectEnv']['MAX_INFLIGHT_DB_READS']} each. "
+            if "MAX_INFLIGHT_DB_READS" in cfg["projectEnv"]
+            else "each deriving its in-flight cap from MAX_DB_QPS and DB_READ_LATENCY_MS "
+            f"{cfg['projectEnv'].get('DB_READ_LATENCY_MS', '40')}. "
+        )
+        + f"Database: {cfg['dbSlots']} slots x {cfg['dbServiceMs']:g} ms "
         f"= {cfg['dbCapacityPerS']} reads/s; MAX_DB_QPS {cfg['maxDbQps']}. "
         f"Drill faults start {cfg['faultAfterSpikeStartS']:g} s into the spike and last "
         f"{cfg['faultSeconds']:g} s.",
@@ -179,7 +215,7 @@ def markdown(result: dict[str, Any], chart: str | None) -> str:
             f"{_fmt(r['genesys30SlotDipsPerS'], ' dips/s')} | {_cpu(r)} | "
             f"{r.get('listenOverflows', '-')} | {_fmt(r['driverLagP99Ms'], ' ms')} |"
         )
-    lines += ["", markdown_cpu_per_dip(result)]
+    lines += ["", markdown_known_callers(result), "", markdown_cpu_per_dip(result)]
     if cfg["genesysConcurrency"]:
         lines += [
             "",

@@ -112,7 +112,7 @@ def build_schedule(
     *,
     seed: int = 11,
     repeat_share: float = 0.15,
-    stranger_share: float = 0.04,
+    stranger_share: float = 0.07,
     customer_id_share: float = 0.1,
 ) -> list[Arrival]:
     rng = random.Random(seed)

@@ -58,6 +58,8 @@ def test_spike_quick_keeps_dipguards_guarantees(azurite: Azurite, tmp_path: Path
     runs = {r["name"]: r for r in result["variants"]}
     assert set(runs) == {
         "dipguard",
+        "warmed",
+        "warm-at-onset",
         "seed",
         "no-valve",
         "drill-redis-kill",
@@ -91,7 +93,15 @@ def test_spike_quick_keeps_dipguards_guarantees(azurite: Azurite, tmp_path: Path
     ours = runs["dipguard"]["verdict"]
     assert set(ours["checks"]) == {"zero5xx", "allWithinDeadline", "dbNeverAboveCap"}
     assert set(ours["performance"]) == {"spikeP99Within50ms"}
-    for name in ("dipguard", "drill-redis-kill", "drill-db-stall", "drill-db-down"):
+    # Warmed first, known callers keep their own record; a warm started at the onset
+    # completes and the database still never sees more than the cap, its pages included.
+    warmed = runs["warmed"]
+    assert {"warmCompleted", "knownCallersReal99Pct"} <= set(warmed["verdict"]["checks"])
+    assert warmed["warm"]["completed"] is True and warmed["warm"]["entities"] > 8_000
+    assert "warmCompleted" in runs["warm-at-onset"]["verdict"]["checks"]
+    assert "| run | known callers real, whole run |" in summary
+    names = ("dipguard", "warmed", "warm-at-onset", "drill-redis-kill", "drill-db-stall")
+    for name in (*names, "drill-db-down"):
         verdict = runs[name]["verdict"]
         assert verdict["met"], (name, verdict, runs[name]["db"], runs[name].get("recovery"))
     for name in ("drill-redis-kill", "drill-db-stall", "drill-db-down"):
