@@ -99,10 +99,12 @@ param surgeTableName string = 'surges'
 // non-cache work: learn.microsoft.com/azure/redis/overview ("Size (GB)" by tier),
 // learn.microsoft.com/azure/redis/migrate/migrate-overview (SKU to size, e.g. C3 6 GB ->
 // Balanced B5, 0% more memory) and learn.microsoft.com/azure/redis/architecture#reserved-memory.
-// The per-key figures in the description are estimates: it is the one place to change them.
+// The per-key figures in the description are measured with python -m bench.memory on
+// redis-server 7.0 (docs/readmodel.md): this description is the one place in bicep/ that
+// quotes them.
 @description('''Optional. Azure Managed Redis SKU, sized for the warm read model.
-Estimate: about 250 bytes per lookup key x about 2.45 lookup keys per customer (its id and one or two phone numbers) = about 600 bytes per customer; 100k customers take about 60 MB, 1M about 600 MB, 5M about 3 GB.
-Choose a SKU with at least twice the estimate (about 20% of a SKU's memory is reserved, and the table grows): 100k customers Balanced_B0, 1M Balanced_B3, 5M Balanced_B5.
+Measured: about 300 bytes per lookup key x 2.45 lookup keys per customer (its id and one or two phone numbers) = about 750 bytes per customer, plus the Bloom filters (4 MB up to 400k customers, then 10 to 20 bytes per customer); 100k customers take about 80 MB, 1M about 760 MB, 5M about 3.8 GB.
+Choose a SKU with at least twice that (about 20% of a SKU's memory is reserved, and the table grows): 100k customers Balanced_B0, 1M Balanced_B3, 5M Balanced_B10.
 Memory per SKU: Balanced_B0 0.5 GB, Balanced_B1 1 GB, Balanced_B3 3 GB, Balanced_B5 6 GB, Balanced_B10 12 GB, Balanced_B20 24 GB, Balanced_B50 60 GB; MemoryOptimized_M10 12 GB, MemoryOptimized_M20 24 GB and MemoryOptimized_M50 60 GB cost less for the same memory, with half the vCPUs.
 Too small a SKU costs database reads, not wrong answers: under memory pressure Redis evicts cached answers and never the valve or the read model's proof of absence (see modules/redis.bicep).''')
 param redisSkuName string = 'Balanced_B1'

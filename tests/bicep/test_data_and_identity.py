@@ -275,3 +275,16 @@ def test_every_resource_that_needs_a_role_waits_for_its_grant() -> None:
     vault = module("key-vault")
     (grant,) = role_assignments(vault)
     assert grant["role"] == KEY_VAULT_SECRETS_USER
+
+
+def test_the_redis_skus_named_for_each_size_are_what_the_memory_benchmark_picks() -> None:
+    # The description quotes "about 300 bytes per lookup key" from python -m bench.memory;
+    # its SKU per size must be the one bench.memory's sizing rule picks at that rate.
+    from bench.memory import sizing
+
+    description = decorators(parsed(MAIN)["parameters"]["redisSkuName"])["description"]
+    per_key = int(re.search(r"about (\d+) bytes per lookup key", description)[1])  # type: ignore[index]
+    named = dict(re.findall(r"(\d+[kM])(?: customers)? (\w+_[A-Z]\d+)", description))
+    picked = {f"{row['customers'] // 1000}k": row["sku"] for row in sizing(per_key)}
+    picked = {k.replace("1000k", "1M").replace("5000k", "5M"): v for k, v in picked.items()}
+    assert named == picked
