@@ -45,7 +45,7 @@ def test_spike_quick_keeps_dipguards_guarantees(azurite: Azurite, tmp_path: Path
             "--port",
             str(free_port()),
         ],
-        timeout=300,
+        timeout=480,  # eight variants and two warms: about 200 s on two cores
     )
     report = tmp_path / "spike.json"
     assert report.exists(), done.stderr[-3000:]
@@ -124,6 +124,36 @@ def test_valve_benchmark_keeps_the_budget_in_one_round_trip(tmp_path: Path) -> N
     assert ours["peakAdmittedIn1s"] <= result["limit"]
     assert seed["roundTripsPerDecision"] == 2.0
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+
+
+def test_memory_benchmark_measures_the_read_model_and_prints_the_sizing_table(
+    azurite: Azurite, tmp_path: Path
+) -> None:
+    out = tmp_path / "memory.json"
+    table = "mem" + tmp_path.name.replace("_", "")[-20:]
+    done = _run(
+        [
+            "-m",
+            "bench.memory",
+            "--customers",
+            "2000",
+            "--azurite-port",
+            str(azurite.port),
+            "--table",
+            table,
+            "--json",
+            str(out),
+        ],
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["warmCompleted"] and result["filterKeys"] == 256
+    # One answer per lookup key: 2,000 customers with one or two numbers, and the ids.
+    assert 2 * 2000 < result["answerKeys"] < 3 * 2000
+    assert result["bytesPerLookupKey"] > 0
+    assert [row["customers"] for row in result["sizing"]] == [100_000, 1_000_000, 5_000_000]
+    assert "| 5,000,000 |" in done.stdout
 
 
 def test_the_cpu_baseline_is_the_committed_runs_dipguard_figure(tmp_path: Path) -> None:
