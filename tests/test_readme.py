@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import re
+import subprocess
+import sys
 
 from devhost.services import ROOT
+from shared.dip.contract import parse_dip_request
+from shared.runtime import Runtime
+from shared.settings import load_settings
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 LINKS = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README)
@@ -35,3 +43,31 @@ def test_every_relative_link_in_readme_and_docs_resolves() -> None:
             if not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(ROOT)} -> {target}")
     assert broken == []
+
+
+async def test_readmes_curl_answers_as_documented_after_the_demo_load(
+    base_env: dict[str, str],
+) -> None:
+    """What scripts/run does, then README's request: the answer README shows, source included."""
+    request = re.search(r"-d '(\{.*?\})'", README)
+    answer = re.search(r"```json\n(\{.*?\})\n```", README)
+    assert request and answer, "README lost its curl example or its answer"
+    # A Redis database of its own: the demo's answers must not reach other tests' dips.
+    base_env = {**base_env, "REDIS_URL": base_env["REDIS_URL"].rsplit("/", 1)[0] + "/15"}
+    loaded = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "shared.dip.loader", "demo/customers.csv", "--no-progress"],
+        cwd=ROOT,
+        env={**os.environ, **base_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    rt = Runtime(load_settings(base_env))
+    try:
+        outcome = await rt.dips.answer(parse_dip_request(request[1].encode(), "application/json"))
+    finally:
+        await rt.dips.drain()
+        await rt.close()
+    assert outcome.answer.body() == json.loads(answer[1])
