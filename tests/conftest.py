@@ -28,6 +28,16 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server for one test module: a warm leaves a marker that makes misses
+    authoritative, and that must not reach the session's Redis and other modules' dips."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def table_name() -> str:
     """A fresh table name per test, so tests never see each other's rows."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,15 +16,6 @@ from shared.dip.readmodel import MARKER_KEY, Marker, read_marker
 from shared.runtime import Runtime
 from shared.settings import load_settings
 from tests.support.customers import load
-
-
-@pytest.fixture(scope="module")
-def own_redis() -> Iterator[RedisServer]:
-    # A warm leaves a marker that makes misses authoritative: keep it off the session's Redis.
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -46,14 +46,6 @@ class CountingStore:
         return await self.inner.get(key, timeout)
 
 
-@pytest.fixture(scope="module")
-def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 async def warmed(
     own_redis: RedisServer, azurite: Azurite, table_name: str

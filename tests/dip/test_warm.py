@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,14 +24,6 @@ from shared.dip.readmodel import CURSOR_KEY, LEASE_KEY, MARKER_KEY, read_marker
 from shared.dip.valve import VALVE_KEY, RedisValve, Share
 from shared.dip.warm import WARM_VALVE_KEY, Warm
 from tests.support.customers import keys_of, load
-
-
-@pytest.fixture(scope="module")
-def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
