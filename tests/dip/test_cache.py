@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 
@@ -54,6 +55,40 @@ async def test_a_stored_answer_is_fresh_then_stale_then_gone(redis: aioredis.Red
     hit = await cache.get(k, 1.0)
     assert hit is not None and not hit.fresh and hit.record == GOLD
     assert 3500 < await redis.ttl("dipguard:answer:" + k) <= 3600
+
+
+async def test_an_older_answer_never_replaces_a_newer_one(redis: aioredis.Redis) -> None:
+    # A dip that read a number's old owner lands after the loader moved the number.
+    clock = Clock()
+    cache = make_cache(redis, clock)
+    k = key()
+    moved = CustomerRecord("C-2", "Silver", False, "en-US")
+    await cache.put(k, moved, 1.0, as_of=200.0)
+    await cache.put(k, GOLD, 1.0, as_of=100.0)
+    await cache.put(k, None, 1.0, as_of=150.0)
+    hit = await cache.get(k, 1.0)
+    assert hit is not None and hit.record == moved
+
+
+async def test_an_older_write_of_the_same_answer_extends_it_and_keeps_the_newer_as_of(
+    redis: aioredis.Redis,
+) -> None:
+    # The loader stamps its own clock; the next warm stamps the table's earlier timestamp.
+    clock = Clock()
+    cache = make_cache(redis, clock)
+    k = key()
+    await cache.put(k, GOLD, 1.0, as_of=200.0)
+    clock.now += 61  # stale now
+    await cache.put(k, GOLD, 1.0, as_of=100.0)
+    hit = await cache.get(k, 1.0)
+    assert hit is not None and hit.fresh and hit.record == GOLD
+    raw = await redis.get("dipguard:answer:" + k)
+    assert raw is not None
+    stored = json.loads(raw)
+    assert stored["asOf"] == 200.0
+    # A different answer from the same older read still loses.
+    await cache.put(k, None, 1.0, as_of=100.0)
+    assert (await cache.get(k, 1.0)).record == GOLD  # type: ignore[union-attr]
 
 
 async def test_an_unknown_caller_is_cached_negatively_for_a_short_time(
