@@ -206,9 +206,19 @@ class ReadModel:
         args: list[Any] = []
         for offset in offsets:
             args += ["GET", "u1", offset]
-        bits: Sequence[int] = await self.breaker.call(
-            lambda: self.redis.execute_command("BITFIELD", name, *args), timeout
-        )
+
+        async def probe() -> list[Any]:
+            # One round trip. A filter that no longer exists proves nothing: this process
+            # may hold the marker of a warm a newer one has replaced (and deleted the
+            # filters of) in the last few seconds, or Redis may have lost the key.
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.exists(name)
+            pipe.execute_command("BITFIELD", name, *args)
+            return list(await pipe.execute())
+
+        exists, bits = await self.breaker.call(probe, timeout)
+        if not int(exists):
+            return False
         return any(int(bit) == 0 for bit in bits)
 
     async def status(self, timeout: float = 1.0) -> dict[str, Any]:
@@ -241,6 +251,10 @@ def used_memory(info: Any) -> int | None:
     return None
 
 
+# Keys per pipeline of the loader's write-through: about a warm page's worth.
+WRITE_CHUNK = 1000
+
+
 class ReadModelWriter:
     """Keeps the read model current outside a warm: the loader's write-through.
 
@@ -266,13 +280,15 @@ class ReadModelWriter:
 
     async def _blooms(self) -> list[Bloom]:
         blooms: list[Bloom] = []
-        marker = await read_marker(self.redis)
-        if marker is not None:
-            blooms.append(marker.bloom)
+        # The warm in progress first, then the marker: a warm that completes in between
+        # is then found as the marker, never missed by both reads.
         building = await self.redis.hmget(CURSOR_KEY, ["generation", "bloomBits"])
         if building[0] is not None and building[1] is not None:
             generation = building[0].decode() if isinstance(building[0], bytes) else building[0]
             blooms.append(Bloom(str(generation), int(building[1])))
+        marker = await read_marker(self.redis)
+        if marker is not None and all(b.generation != marker.generation for b in blooms):
+            blooms.append(marker.bloom)
         return blooms
 
     def _entry(self, key: LookupKey, record: CustomerRecord | None, now: float) -> Entry:
@@ -281,19 +297,30 @@ class ReadModelWriter:
         )
 
     async def write(self, answers: Sequence[tuple[LookupKey, CustomerRecord]]) -> int:
-        """Cache these answers (as of now, since the table has just been written)."""
+        """Cache these answers (as of now, since the table has just been written).
+
+        In chunks of WRITE_CHUNK keys, each one pipeline of answers and one of filter bits,
+        so a load of millions never builds one pipeline of millions of commands.
+        """
         now = self._clock()
-        written = await self._entries.put_many([self._entry(k, r, now) for k, r in answers])
         blooms = await self._blooms()
-        if blooms:
-            pipe = self.redis.pipeline(transaction=False)
-            for bloom in blooms:
-                for name, args in bloom.add_commands(k for k, _ in answers):
-                    pipe.execute_command("BITFIELD", name, *args)
-            await pipe.execute()
+        written = 0
+        for start in range(0, len(answers), WRITE_CHUNK):
+            chunk = answers[start : start + WRITE_CHUNK]
+            written += await self._entries.put_many([self._entry(k, r, now) for k, r in chunk])
+            if blooms:
+                pipe = self.redis.pipeline(transaction=False)
+                for bloom in blooms:
+                    for name, args in bloom.add_commands(k for k, _ in chunk):
+                        pipe.execute_command("BITFIELD", name, *args)
+                await pipe.execute()
         return written
 
     async def remove(self, keys: Sequence[LookupKey]) -> int:
         """Cache "no customer" for keys just deleted from the table."""
         now = self._clock()
-        return await self._entries.put_many([self._entry(k, None, now) for k in keys])
+        removed = 0
+        for start in range(0, len(keys), WRITE_CHUNK):
+            chunk = keys[start : start + WRITE_CHUNK]
+            removed += await self._entries.put_many([self._entry(k, None, now) for k in chunk])
+        return removed

@@ -156,6 +156,21 @@ async def test_an_evicted_answer_becomes_a_database_read_through_the_valve(
         assert await client.llen(VALVE_KEY) == before + 1  # the read was admitted
 
 
+async def test_a_replaced_warms_filters_never_deny_a_customer(
+    runtime: Any, own_redis: RedisServer
+) -> None:
+    # This process still holds the marker of a warm whose filters a newer warm has just
+    # deleted; the customer's answer has been evicted. The dip must read, not deny.
+    rt = runtime()
+    assert (await rt.dips.answer(ani(STRANGER))).log.reason == "absent_from_read_model"
+    async with aioredis.Redis.from_url(own_redis.url) as client:
+        filters = [k async for k in client.scan_iter(match="dipguard:readmodel:bloom:*")]
+        await client.delete(*filters)
+        await client.delete(f"dipguard:answer:p|{number(11)}")
+    outcome = await rt.dips.answer(ani(number(11)))
+    assert (outcome.answer.source, outcome.answer.customer_id) == ("database", "W-11")
+
+
 async def test_health_reports_the_read_models_age_size_and_memory(runtime: Any) -> None:
     status = await runtime().read_model.status()
     assert status["readModel"] == "fresh" and status["readModelEntities"] == 200
