@@ -202,11 +202,16 @@ class Warm:
         Never raises: a warm that cannot go on says why in its report and log line.
         """
         report = WarmReport()
+        budget = asyncio.timeout(budget_s)
         try:
-            async with asyncio.timeout(budget_s):
+            async with budget:
                 await self._run(report)
-        except TimeoutError:
-            report.reason = f"stopped after {budget_s:g} s; the next warm resumes"
+        except TimeoutError as exc:
+            # The budget's own expiry, or a page or Redis call that timed out on its own.
+            if budget.expired() and budget_s is not None:
+                report.reason = f"stopped after {budget_s:g} s; the next warm resumes"
+            else:
+                report.reason = f"TimeoutError: {exc}; the next warm resumes"
         except _Stop as exc:
             report.reason = str(exc)
         except _FAILURES as exc:
@@ -230,6 +235,10 @@ class Warm:
         if holder is not None:
             raise _Stop(f"another warm holds the lease ({holder})")
         cursor = await self._cursor()
+        if cursor and not {"generation", "bloomBits"} <= set(cursor):
+            # Pages' places without the warm they belong to: start afresh.
+            await self.redis.delete(CURSOR_KEY)
+            cursor = {}
         if cursor:
             report.resumed = True
             generation = cursor["generation"]
@@ -289,6 +298,8 @@ class Warm:
     async def _admit(self, report: WarmReport) -> None:
         """One page's admission from the fleet valve, waiting while dips need the budget."""
         while not await self.valve.admit(self.redis_timeout_s):
+            # A spike can keep the warm waiting here longer than its lease lasts.
+            await self._renew_lease()
             report.backoffs += 1
             # Until the valve says a slot can free, with jitter so the warm's tasks do not
             # ask again in step; at least 50 ms, so a busy second costs few round trips.
@@ -350,9 +361,16 @@ class Warm:
                 return
 
     async def _complete(self, report: WarmReport, bloom: Bloom) -> None:
+        # Only the lease's holder completes: a warm that lost it must not end another's.
+        holder = await self._take_lease()
+        if holder is not None:
+            raise _Stop(f"lost the lease to {holder}")
         cursor = await self._cursor()
         previous = await read_marker(self.redis)
-        marker = Marker(bloom.generation, self._clock(), int(cursor.get("entities", 0)), bloom.bits)
+        # The model is as old as the warm's first page: a warm resumed over days must not
+        # make its earliest pages look fresh.
+        started = float(cursor.get("startedAt", self._clock()))
+        marker = Marker(bloom.generation, started, int(cursor.get("entities", 0)), bloom.bits)
         await self.redis.set(MARKER_KEY, marker.to_json())
         await self.redis.delete(CURSOR_KEY)
         report.completed = True
