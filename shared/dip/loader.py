@@ -273,6 +273,14 @@ async def load_file(
                 good.append(item)
     report.customers = len(good)
     removed: list[LookupKey] = []
+    if replace and report.rejected:
+        # A rejected row's customer is missing from ``good``: replacing would delete them.
+        raise ReplaceRefused(
+            f"{len(report.rejected)} rows were rejected (first: line "
+            f"{report.rejected[0].line}, {report.rejected[0].reason}), and --replace would "
+            "remove their customers from the table. Nothing was changed; fix the rows, or "
+            "load without --replace"
+        )
     if replace:
         report.entities, removed = await replace_rows(
             table, good, max_delete=max_delete, force=force, progress=progress
@@ -326,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-write-through",
         action="store_true",
-        help="leave Redis alone; the next warm picks the changes up",
+        help="leave Redis alone; the next warm picks the changes up (until then, while a "
+        "fresh warm answers for absent callers, a new customer is answered as unknown)",
     )
     args = parser.parse_args(argv)
     if not 0 <= args.max_delete <= 1:
@@ -382,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     if report.redis_error is not None:
         print(
             f"loader: Redis could not be reached ({report.redis_error}): the table is "
-            "loaded, and the next warm brings the read model up to date",
+            "loaded, and the next warm brings the read model up to date; until then new "
+            "customers may be answered as unknown, so run python -m shared.dip.warm once "
+            "Redis is back",
             file=sys.stderr,
         )
     elif not args.no_write_through:
