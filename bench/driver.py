@@ -30,6 +30,7 @@ CONN_ERROR = -2
 CAP_REJECTED = -3
 
 _SOURCE_MARK = b'"source":"'
+_FOUND_MARK = b'"customerFound":true'
 _HEADERS = {"Content-Type": "application/json"}
 
 
@@ -42,6 +43,8 @@ class Driven:
     latency: list[float] = field(default_factory=list)  # seconds; the timeout if none
     status: list[int] = field(default_factory=list)
     source: list[str] = field(default_factory=list)
+    # Whether the answer named a customer ("customerFound": true).
+    found: list[bool] = field(default_factory=list)
     lag: list[float] = field(default_factory=list)  # how late the driver fired it
     peak_inflight: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
@@ -74,6 +77,7 @@ async def drive(
         latency=[timeout_s] * n,
         status=[0] * n,
         source=[""] * n,
+        found=[False] * n,
         lag=[0.0] * n,
     )
     inflight = 0
@@ -95,6 +99,7 @@ async def drive(
             run.latency[i] = loop.time() - begin
             run.status[i] = status
             run.source[i] = _source(payload) if status == 200 else ""
+            run.found[i] = status == 200 and _FOUND_MARK in payload
             if status >= 500:
                 counts["5xx"] += 1
             elif status >= 400:

@@ -38,9 +38,12 @@ REAL_SOURCES = ("cache", "database", "stale")
 def known_callers(run: Driven, schedule: Sequence[Arrival], calls: Iterable[int]) -> dict[str, Any]:
     """Of the calls from customers the table holds, how many got their own record back.
 
-    A call the app did not answer 200 (or a Genesys cap rejected) counts as not real."""
+    A call the app did not answer 200 (or a Genesys cap rejected), or answered "no
+    customer", counts as not real: a known caller told "no customer" was denied."""
     known = [i for i in calls if schedule[i].kind != "stranger"]
-    real = sum(1 for i in known if run.status[i] == 200 and run.source[i] in REAL_SOURCES)
+    real = sum(
+        1 for i in known if run.status[i] == 200 and run.source[i] in REAL_SOURCES and run.found[i]
+    )
     return {
         "calls": len(known),
         "realAnswers": real,

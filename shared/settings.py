@@ -169,8 +169,9 @@ SETTINGS: tuple[SettingSpec[object], ...] = (
         "MAX_INFLIGHT_DB_READS",
         "",
         _optional_int(1, 10_000),
-        "Cap on Table reads in flight in each worker process; a read beyond it is shed "
-        "at once (stale copy or degraded). Empty: derived by Little's law with twofold "
+        "Cap on Table reads in flight in each worker process; a read the valve admitted "
+        "beyond it waits up to half of VALVE_GUARD_MS for a slot, then is shed (stale copy "
+        "or degraded). Empty: derived by Little's law with twofold "
         "headroom, 2 x MAX_DB_QPS x DB_READ_LATENCY_MS / FUNCTIONS_WORKER_PROCESS_COUNT, "
         "so a healthy database never meets it and a slowing one is held back.",
         deployed=False,

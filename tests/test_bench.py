@@ -45,7 +45,7 @@ def test_spike_quick_keeps_dipguards_guarantees(azurite: Azurite, tmp_path: Path
             "--port",
             str(free_port()),
         ],
-        timeout=480,  # eight variants and two warms: about 200 s on two cores
+        timeout=480,  # eight variants, two of them with a warm
     )
     report = tmp_path / "spike.json"
     assert report.exists(), done.stderr[-3000:]

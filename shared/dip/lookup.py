@@ -238,7 +238,8 @@ class DipService:
         """An in-flight slot for an admitted read, or Shed("inflight").
 
         Only reads the valve admitted wait, so a spike's excess is shed by the valve at once
-        and never queues here. The wait is short (SLOT_WAIT, half the valve's guard): the
+        and never queues here. The wait is short (slot_wait_ms: the Runtime passes half of
+        VALVE_GUARD_MS): the
         valve's window is widened by the guard so that a read admitted at one moment and
         sent a little later still reaches the database inside the budget, and a slot that
         takes longer means the database is slow, when queueing only holds requests open.
