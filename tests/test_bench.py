@@ -115,7 +115,13 @@ def test_spike_quick_keeps_dipguards_guarantees(azurite: Azurite, tmp_path: Path
 
 def test_valve_benchmark_keeps_the_budget_in_one_round_trip(tmp_path: Path) -> None:
     out = tmp_path / "valve.json"
-    done = _run(["-m", "bench.valve", "--duration", "2", "--json", str(out)], timeout=120)
+    # The app's default VALVE_GUARD_MS (100): admissions are exact in Redis's time, but this
+    # counts them when each reply arrives, and a busy machine delays some replies by more
+    # than the benchmark's stricter 20 ms default.
+    done = _run(
+        ["-m", "bench.valve", "--duration", "2", "--guard-ms", "100", "--json", str(out)],
+        timeout=120,
+    )
     assert out.exists(), done.stderr[-3000:]
     result = json.loads(out.read_text())
     ours, seed = result["runs"]
