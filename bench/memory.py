@@ -31,6 +31,7 @@ from azure.data.tables.aio import TableClient
 from bench.population import Population, ensure_loaded
 from bench.procs import Azurite, RedisServer, port_open, table_connection_string
 from shared.dip.cache import ANSWER_PREFIX
+from shared.dip.customers import PARTITIONS
 from shared.dip.readmodel import bloom_bits_for
 from shared.runtime import Runtime
 from shared.settings import load_settings
@@ -50,7 +51,6 @@ SKUS = (
 )
 HEADROOM = 2.0  # SKU memory over the estimate: the reserved 20% and growth
 KEYS_PER_CUSTOMER = 2.45  # the population's mean: 55% one number, 45% two, plus the id
-PARTITIONS = 256
 
 
 def sku_for(estimate_bytes: float) -> str:

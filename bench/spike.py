@@ -302,9 +302,9 @@ async def _reset_redis(port: int) -> None:
     client = aioredis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
     try:
         await client.flushall()
-        await client.config_resetstat()
     finally:
         await client.aclose()
+    await _reset_stats(port)
 
 
 def _add(total: dict[str, int], more: dict[str, int]) -> None:

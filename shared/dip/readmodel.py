@@ -106,6 +106,11 @@ class Bloom:
                 args += ["SET", "u1", offset, 1]
         return list(ops.items())
 
+    def queue_adds(self, pipe: Any, keys: Iterable[LookupKey]) -> None:
+        """Queue the BITFIELDs that add ``keys`` on a pipeline the caller executes."""
+        for name, args in self.add_commands(keys):
+            pipe.execute_command("BITFIELD", name, *args)
+
 
 @dataclass(frozen=True)
 class Marker:
@@ -311,8 +316,7 @@ class ReadModelWriter:
             if blooms:
                 pipe = self.redis.pipeline(transaction=False)
                 for bloom in blooms:
-                    for name, args in bloom.add_commands(k for k, _ in chunk):
-                        pipe.execute_command("BITFIELD", name, *args)
+                    bloom.queue_adds(pipe, (k for k, _ in chunk))
                 await pipe.execute()
         return written
 

@@ -346,8 +346,7 @@ class Warm:
             if entries:
                 await self._writer.put_many(entries)
             pipe = self.redis.pipeline(transaction=False)
-            for name, args in bloom.add_commands(keys):
-                pipe.execute_command("BITFIELD", name, *args)
+            bloom.queue_adds(pipe, keys)
             # The place is saved only once the page's answers and bits are written, so a
             # warm killed in between reads that page again, never skips it.
             pipe.hset(CURSOR_KEY, f"p:{partition}", json.dumps(token) if token else "done")
