@@ -172,6 +172,7 @@ def recovery(
     fault: tuple[float, float],
     *,
     spike_start: float,
+    spike_end: float,
     share: float = 0.8,
     horizon: float = 20.0,
 ) -> dict[str, Any]:
@@ -180,6 +181,8 @@ def recovery(
     Recovered: the first 1-second window, sliding in 0.1 s steps from the moment the fault
     cleared, whose database + cache answers reach ``share`` of their rate in the 5 seconds
     before the fault (at the peak). The clock runs from the fault clearing to that window's start.
+    ``goodPerSAfter`` is their rate from then to the end of the peak: one good window is not
+    a recovery if the rate falls back after it.
     """
     start, end = fault
     good = sorted(
@@ -217,6 +220,7 @@ def recovery(
         "firstDatabaseAfterS": None if first_db is None else round(first_db, 2),
         "firstCacheAfterS": None if first_cache is None else round(first_cache, 2),
         "recoverySeconds": None,
+        "goodPerSAfter": None,
     }
     steps = round(horizon / 0.1)
     for k in range(steps):
@@ -224,5 +228,9 @@ def recovery(
         count = bisect.bisect_left(good, lo + 1.0) - bisect.bisect_left(good, lo)
         if count >= target and baseline > 0:
             result["recoverySeconds"] = round(k * 0.1, 1)
+            after = [t for t in good if lo <= t < spike_end]
+            result["goodPerSAfter"] = (
+                round(len(after) / (spike_end - lo), 1) if spike_end - lo >= 1.0 else None
+            )
             break
     return result

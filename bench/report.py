@@ -235,7 +235,7 @@ def markdown(result: dict[str, Any], chart: str | None) -> str:
     if drills:
         lines += [
             "",
-            "| drill | fault (s from start) | good answers/s before / during |"
+            "| drill | fault (s from start) | good answers/s before / during / after recovery |"
             " first database answer after | first cache answer after | recovery |",
             "|---|---|---|---|---|---|",
         ]
@@ -243,7 +243,8 @@ def markdown(result: dict[str, Any], chart: str | None) -> str:
             rec = r["recovery"]
             lines.append(
                 f"| {r['name']} | {rec['faultStartS']}-{rec['faultEndS']} | "
-                f"{rec['goodPerSBefore']} / {rec['goodPerSDuring']} | "
+                f"{rec['goodPerSBefore']} / {rec['goodPerSDuring']} / "
+                f"{_fmt(rec.get('goodPerSAfter'), '')} | "
                 f"{_fmt(rec['firstDatabaseAfterS'], ' s')} | {_fmt(rec['firstCacheAfterS'], ' s')}"
                 f" | {_fmt(rec['recoverySeconds'], ' s')} |"
             )

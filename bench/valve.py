@@ -31,7 +31,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bench.stats import peak_in_window, percentile
-from shared.dip.valve import VALVE_KEY, RedisValve
+from shared.dip.valve import PACE_SLICES, VALVE_KEY, RedisValve
 
 _SCRIPT = resources.files("shared.dip").joinpath("valve.lua").read_text(encoding="utf-8")
 
@@ -61,7 +61,7 @@ async def _seed_admit(client: aioredis.Redis, limit: int) -> bool:
 
 async def _client(job: Job, ready: Any, go: Any, start_at: Any) -> list[tuple[float, float, bool]]:
     client = aioredis.Redis.from_url(job.url, socket_timeout=5, max_connections=1024)
-    valve = RedisValve(client, job.limit, job.window_s)
+    valve = RedisValve(client, job.limit, job.window_s, slices=PACE_SLICES)
     rng = random.Random(job.seed)
     loop = asyncio.get_running_loop()
     out: list[tuple[float, float, bool]] = []

@@ -6,17 +6,24 @@
 --          warm), on the same hash tag.
 -- ARGV[1]  the budget: most reads admitted in any window, whoever asks
 -- ARGV[2]  the window length in microseconds
--- ARGV[3]  optional: admit only while the fleet's log holds fewer than this many admissions
+-- ARGV[3]  the pace: most reads admitted in any slice of the window (the budget when unpaced)
+-- ARGV[4]  the slice length in microseconds
+-- ARGV[5]  optional: admit only while the fleet's log holds fewer than this many admissions
 --          in the window (the budget less the headroom a sharing caller leaves to dips)
--- ARGV[4]  optional: the sharing caller's own limit per window
+-- ARGV[6]  optional: the sharing caller's own limit per window
 --
 -- Returns {1, 0} when admitted, {0, wait_us} when shed (wait_us: until a slot can free).
 --
 -- Time comes from the server (TIME), never from the instance, so skewed clocks across
 -- Function instances cannot split or stretch the window. Redis 5+ replicates a script's
 -- effects rather than the script, so TIME before a write is allowed on Redis 6 and 7.
+--
+-- The pace is a finer limit stacked on the window's: without it a log that starts empty (a
+-- restarted or flushed Redis) admits the whole budget in one burst, and because a sliding log
+-- frees each admission exactly one window after it, the burst would recur every window.
+--
 -- Only admitted reads are logged, and a log never holds more than its limit, so memory is
--- bounded and a shed storm costs nothing but the read of one element.
+-- bounded and a shed storm costs nothing but a few LINDEX reads.
 --
 -- The logs have no TTL. Under a volatile-* eviction policy (Azure Managed Redis defaults
 -- to volatile-lru, and dipguard's Bicep sets it) a key without a TTL is never evicted, so
@@ -25,33 +32,41 @@
 
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-local threshold = tonumber(ARGV[3] or ARGV[1])
-local own_limit = tonumber(ARGV[4] or 0)
+local pace = tonumber(ARGV[3])
+local slice = tonumber(ARGV[4])
+local threshold = tonumber(ARGV[5] or ARGV[1])
+local own_limit = tonumber(ARGV[6] or 0)
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
--- How long until the n-th newest admission in a log leaves the window; false if it has.
-local function wait_for(key, n)
+-- How long until the n-th newest admission in a log is older than span; false if it is.
+local function wait_for(key, n, span)
   if n < 1 then
-    return window
+    return span
   end
   local nth = redis.call('LINDEX', key, n - 1)
   if nth then
     local age = now - tonumber(nth)
-    if age < window then
-      return window - age
+    if age < span then
+      return span - age
     end
   end
   return false
 end
 
-local wait = wait_for(KEYS[1], threshold)
-if KEYS[2] then
-  local own = wait_for(KEYS[2], own_limit)
-  if own and (not wait or own > wait) then
-    wait = own
+-- The longest of the waits that apply: every limit must have room.
+local function longer(a, b)
+  if b and (not a or b > a) then
+    return b
   end
+  return a
+end
+
+local wait = wait_for(KEYS[1], threshold, window)
+wait = longer(wait, wait_for(KEYS[1], pace, slice))
+if KEYS[2] then
+  wait = longer(wait, wait_for(KEYS[2], own_limit, window))
 end
 if wait then
   return {0, wait}

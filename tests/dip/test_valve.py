@@ -89,6 +89,32 @@ async def test_no_sliding_window_ever_holds_more_than_the_budget(redis: aioredis
     assert len(admitted) >= limit * 3
 
 
+async def test_a_paced_valve_spreads_an_empty_logs_budget_across_the_window(
+    redis: aioredis.Redis,
+) -> None:
+    """Budget 20 per 1 s in 10 slices: an empty log admits 2 at once, not 20, and the next
+    2 once the first slice has passed, while the window's budget still holds."""
+    valve = RedisValve(redis, limit=20, window_s=1.0, key=fresh_key(), slices=10)
+    assert sum(await asyncio.gather(*(valve.admit(1.0) for _ in range(50)))) == 2
+    # The shed reply says when the slice frees, so the valve waits that long before asking.
+    assert 0 < valve.closed_for <= 0.1
+    await asyncio.sleep(0.11)
+    assert sum(await asyncio.gather(*(valve.admit(1.0) for _ in range(50)))) == 2
+
+
+async def test_a_paced_valve_still_admits_its_whole_budget_over_the_window(
+    redis: aioredis.Redis,
+) -> None:
+    valve = RedisValve(redis, limit=20, window_s=0.5, key=fresh_key(), slices=5)
+    admitted = 0
+    end = time.monotonic() + 0.45
+    while time.monotonic() < end:
+        admitted += sum(await asyncio.gather(*(valve.admit(1.0) for _ in range(10))))
+        await asyncio.sleep(0.01)
+    # 4 per 0.1 s slice: the whole 20 inside one 0.5 s window, and never more.
+    assert admitted == 20
+
+
 async def test_the_key_carries_a_hash_tag_never_expires_and_stays_bounded(
     redis: aioredis.Redis,
 ) -> None:
@@ -161,6 +187,22 @@ def test_local_valve_is_an_exact_sliding_log() -> None:
     assert not valve.try_admit()
     now[0] += 0.001
     assert valve.try_admit()
+
+
+def test_a_paced_local_valve_admits_a_slices_share_at_a_time() -> None:
+    # Steps of 1/8 s, exact in binary floating point.
+    now = [100.0]
+    valve = LocalValve(8, window_s=1.0, clock=lambda: now[0], slices=4)
+    assert [valve.try_admit() for _ in range(3)] == [True, True, False]
+    now[0] += 0.125
+    assert not valve.try_admit()
+    now[0] += 0.125
+    assert [valve.try_admit() for _ in range(3)] == [True, True, False]
+    for _ in range(2):
+        now[0] += 0.25
+        assert [valve.try_admit() for _ in range(3)] == [True, True, False]
+    now[0] += 0.25  # the first two have left the window: 6 in it, room for 2 more
+    assert [valve.try_admit() for _ in range(3)] == [True, True, False]
 
 
 def test_breaker_opens_after_consecutive_failures_and_allows_one_trial() -> None:
