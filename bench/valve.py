@@ -31,7 +31,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bench.stats import peak_in_window, percentile
-from shared.dip.valve import PACE_SLICES, VALVE_KEY, RedisValve
+from shared.dip.valve import VALVE_KEY, RedisValve
 
 _SCRIPT = resources.files("shared.dip").joinpath("valve.lua").read_text(encoding="utf-8")
 
@@ -50,6 +50,7 @@ class Job:
     limit: int
     window_s: float
     seed: int
+    slices: int = 1
 
 
 async def _seed_admit(client: aioredis.Redis, limit: int) -> bool:
@@ -61,7 +62,7 @@ async def _seed_admit(client: aioredis.Redis, limit: int) -> bool:
 
 async def _client(job: Job, ready: Any, go: Any, start_at: Any) -> list[tuple[float, float, bool]]:
     client = aioredis.Redis.from_url(job.url, socket_timeout=5, max_connections=1024)
-    valve = RedisValve(client, job.limit, job.window_s, slices=PACE_SLICES)
+    valve = RedisValve(client, job.limit, job.window_s, slices=job.slices)
     rng = random.Random(job.seed)
     loop = asyncio.get_running_loop()
     out: list[tuple[float, float, bool]] = []
@@ -137,6 +138,7 @@ def run_algorithm(
     duration: float,
     limit: int,
     window_s: float,
+    slices: int = 1,
 ) -> dict[str, Any]:
     asyncio.run(_reset(url))
     ctx = multiprocessing.get_context("spawn")
@@ -147,7 +149,9 @@ def run_algorithm(
             target=_worker,
             daemon=True,
             args=(
-                Job(algorithm, url, duration, rate / clients, limit, window_s, seed=i),
+                Job(
+                    algorithm, url, duration, rate / clients, limit, window_s, seed=i, slices=slices
+                ),
                 ready,
                 go,
                 start_at,
@@ -220,6 +224,7 @@ def run(
     factor: float = 5.0,
     limit: int = 200,
     guard_ms: int = 20,
+    pace_slices: int = 10,
     redis_url: str | None = None,
 ) -> dict[str, Any]:
     from bench.procs import RedisServer, free_port
@@ -241,6 +246,7 @@ def run(
                 duration=duration,
                 limit=limit,
                 window_s=window_s,
+                slices=pace_slices,
             )
             for name in ("dipguard", "seed")
         ]
@@ -310,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         help="VALVE_GUARD_MS: added to the 1 s window, as the app does",
     )
     parser.add_argument(
+        "--pace-slices",
+        type=int,
+        default=10,
+        help="VALVE_PACE_SLICES: each slice of the window admits its share of the budget",
+    )
+    parser.add_argument(
         "--redis-url", help="use this Redis instead of starting one (it is flushed)"
     )
     parser.add_argument("--json", type=Path, help="also write the result here")
@@ -320,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         factor=args.factor,
         limit=args.max_db_qps,
         guard_ms=args.guard_ms,
+        pace_slices=args.pace_slices,
         redis_url=args.redis_url,
     )
     _print(result)

@@ -287,6 +287,7 @@ var tuningDefaults = {
   DB_READ_LATENCY_MS: '40'
   VALVE_MODE: 'sliding'
   VALVE_GUARD_MS: '100'
+  VALVE_PACE_SLICES: '10'
   HANDLER_DEADLINE_MS: string(handlerDeadlineMs)
   DB_TIMEOUT_MS: '1500'
   REDIS_TIMEOUT_MS: '100'

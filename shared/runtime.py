@@ -23,14 +23,7 @@ from shared.dip.cache import RedisCache
 from shared.dip.customers import TableCustomerStore
 from shared.dip.lookup import DipService
 from shared.dip.readmodel import ReadModel, read_marker
-from shared.dip.valve import (
-    PACE_SLICES,
-    FleetValve,
-    LocalValve,
-    OpenValve,
-    RedisValve,
-    Valve,
-)
+from shared.dip.valve import FleetValve, LocalValve, OpenValve, RedisValve, Valve
 from shared.dip.warm import Warm, warm_valve
 from shared.scale.arm import AzureArmGateway, GatewayFactory
 from shared.scale.surge_api import SurgeApi
@@ -68,8 +61,8 @@ class Runtime:
             return OpenValve()
         window_s = 1.0 + s.valve_guard_ms / 1000
         return FleetValve(
-            RedisValve(self.clients.redis, s.max_db_qps, window_s, slices=PACE_SLICES),
-            LocalValve(s.local_db_qps, window_s, slices=PACE_SLICES),
+            RedisValve(self.clients.redis, s.max_db_qps, window_s, slices=s.valve_pace_slices),
+            LocalValve(s.local_db_qps, window_s, slices=s.valve_pace_slices),
             self.redis_breaker,
         )
 

@@ -199,6 +199,13 @@ SETTINGS: tuple[SettingSpec[object], ...] = (
         "between admitting a read and sending it. Costs about 9% of the read budget.",
     ),
     SettingSpec(
+        "VALVE_PACE_SLICES",
+        "10",
+        _int(1, 100),
+        "Slices of the valve window; each admits at most its share of the budget, so a "
+        "log that starts empty (a restarted Redis) cannot admit it all at once. 1: unpaced.",
+    ),
+    SettingSpec(
         "CACHE_TTL_SECONDS",
         "60",
         _int(1, 86_400),
@@ -386,6 +393,7 @@ class Settings:
     db_read_latency_ms: int
     functions_worker_process_count: int
     valve_guard_ms: int
+    valve_pace_slices: int
     cache_ttl_seconds: int
     stale_ttl_seconds: int
     negative_ttl_seconds: int

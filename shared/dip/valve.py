@@ -26,9 +26,9 @@ from typing import Protocol
 
 from shared.clients import RedisClient
 from shared.dip.breaker import Breaker, RedisUnavailable
+from shared.dip.metrics import DipMetrics
 
 __all__ = [
-    "PACE_SLICES",
     "VALVE_KEY",
     "FleetValve",
     "LocalValve",
@@ -41,13 +41,13 @@ __all__ = [
 # One key for the whole fleet; the {hash tag} pins it to one slot on clustered Redis.
 VALVE_KEY = "dipguard:{valve}:reads"
 
-# The app's valves also admit at most 1/PACE_SLICES of the budget in any tenth of the window.
-# A sliding log alone admits its whole budget at once whenever it starts empty (a restarted
-# or flushed Redis, the local log when the breaker opens), more reads than the in-flight
-# slots can start, so most are shed. And since each admission frees its place exactly one
-# window later, the burst recurs every window: the benchmark's Redis-kill drill read about
-# half the budget for the rest of the spike. Paced, the log evens itself out in one window.
-PACE_SLICES = 10
+# The app's valves also admit at most 1/slices of the budget in any slice of the window
+# (VALVE_PACE_SLICES, 10 by default). A sliding log alone admits its whole budget at once
+# whenever it starts empty (a restarted or flushed Redis, the local log when the breaker
+# opens): more reads than the in-flight slots can start, so most are shed. And since each
+# admission frees its place exactly one window later, the burst recurs every window: the
+# benchmark's Redis-kill drill read about half the budget for the rest of the spike.
+# Paced, the log evens itself out within one window.
 
 
 def _pace(limit: int, slices: int) -> int:
@@ -172,15 +172,30 @@ class RedisValve:
 
 
 class FleetValve:
-    """The fleet-wide valve while Redis answers, the local budget while it does not."""
+    """The fleet-wide valve while Redis answers, the local budget while it does not.
 
-    def __init__(self, fleet: Valve, local: LocalValve, breaker: Breaker) -> None:
+    Each decision is counted (dipguard.valve.decisions) by outcome and by which of the two
+    made it.
+    """
+
+    def __init__(
+        self,
+        fleet: Valve,
+        local: LocalValve,
+        breaker: Breaker,
+        metrics: DipMetrics | None = None,
+    ) -> None:
         self.fleet = fleet
         self.local = local
         self.breaker = breaker
+        self.metrics = metrics if metrics is not None else DipMetrics()
 
     async def admit(self, timeout: float) -> bool:
         try:
-            return await self.breaker.call(lambda: self.fleet.admit(timeout), timeout)
+            admitted = await self.breaker.call(lambda: self.fleet.admit(timeout), timeout)
         except RedisUnavailable:
-            return self.local.try_admit()
+            admitted = self.local.try_admit()
+            self.metrics.valve_decision(admitted, local=True)
+        else:
+            self.metrics.valve_decision(admitted, local=False)
+        return admitted

@@ -55,7 +55,7 @@ from shared.dip.readmodel import (
     read_marker,
     used_memory,
 )
-from shared.dip.valve import PACE_SLICES, VALVE_KEY, RedisValve, Share
+from shared.dip.valve import VALVE_KEY, RedisValve, Share
 from shared.settings import Settings
 
 __all__ = ["WARM_VALVE_KEY", "Warm", "WarmReport", "main", "warm_valve"]
@@ -88,7 +88,7 @@ def warm_valve(redis: RedisClient, settings: Settings) -> RedisValve:
         1.0 + settings.valve_guard_ms / 1000,
         key=VALVE_KEY,
         share=Share(WARM_VALVE_KEY, limit=share, headroom=share),
-        slices=PACE_SLICES,
+        slices=settings.valve_pace_slices,
     )
 
 

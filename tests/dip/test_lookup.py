@@ -138,7 +138,8 @@ async def test_concurrent_misses_for_one_caller_share_one_table_read(
 async def test_over_budget_reads_are_shed_to_the_degraded_default(
     env: dict[str, str], make_runtime: object
 ) -> None:
-    rt = make_runtime(env, MAX_DB_QPS="3", LOCAL_DB_QPS="1")  # type: ignore[operator]
+    # Unpaced, so the whole budget of 3 is there for 8 dips in a row.
+    rt = make_runtime(env, MAX_DB_QPS="3", LOCAL_DB_QPS="1", VALVE_PACE_SLICES="1")  # type: ignore[operator]
     store = CountingStore(rt.dips.store)
     rt.dips.store = store
     outcomes = [await rt.dips.answer(dip(customer_id=f"C-new-{n}")) for n in range(8)]
@@ -149,6 +150,19 @@ async def test_over_budget_reads_are_shed_to_the_degraded_default(
     shed = [o for o in outcomes if o.answer.source == "degraded"]
     assert all(o.log.shed and o.log.reason == "budget" for o in shed)
     assert all(o.answer.customer_tier == "Standard" for o in shed)
+
+
+async def test_a_burst_gets_one_slice_of_the_budget_when_the_valve_is_paced(
+    env: dict[str, str], make_runtime: object
+) -> None:
+    # A 1.5 s window in two slices of 0.75 s: 3 of the budget of 6 per slice.
+    rt = make_runtime(  # type: ignore[operator]
+        env, MAX_DB_QPS="6", LOCAL_DB_QPS="1", VALVE_GUARD_MS="500", VALVE_PACE_SLICES="2"
+    )
+    outcomes = [await rt.dips.answer(dip(customer_id=f"C-new-{n}")) for n in range(8)]
+    sources = [o.answer.source for o in outcomes]
+    assert sources.count("database") == 3
+    assert all(o.log.reason == "budget" for o in outcomes if o.answer.source == "degraded")
 
 
 async def test_a_shed_caller_with_a_stale_copy_gets_the_stale_copy(
@@ -264,6 +278,7 @@ async def test_redis_stopped_mid_test_answers_within_the_deadline_on_the_local_b
         REDIS_URL=own_redis.url,
         LOCAL_DB_QPS="3",  # type: ignore[operator]
         REDIS_BREAKER_FAILURES="2",
+        VALVE_PACE_SLICES="1",  # the local budget of 3, all at once
     )
     assert (await rt.dips.answer(dip(customer_id="C-1001"))).answer.source == "database"
     own_redis.stop()
