@@ -34,30 +34,10 @@ from shared.dip.cache import ANSWER_PREFIX
 from shared.dip.customers import PARTITIONS
 from shared.dip.readmodel import bloom_bits_for
 from shared.runtime import Runtime
+from shared.scale.capacity import KEYS_PER_CUSTOMER, redis_sku
 from shared.settings import load_settings
 
-__all__ = ["SKUS", "main", "measure", "sizing"]
-
-# Azure Managed Redis Balanced SKUs and their memory in GB (learn.microsoft.com/azure/redis/
-# overview, "Size (GB)"). bicep/main.bicep's redisSkuName description quotes the same list.
-SKUS = (
-    ("Balanced_B0", 0.5),
-    ("Balanced_B1", 1),
-    ("Balanced_B3", 3),
-    ("Balanced_B5", 6),
-    ("Balanced_B10", 12),
-    ("Balanced_B20", 24),
-    ("Balanced_B50", 60),
-)
-HEADROOM = 2.0  # SKU memory over the estimate: the reserved 20% and growth
-KEYS_PER_CUSTOMER = 2.45  # the population's mean: 55% one number, 45% two, plus the id
-
-
-def sku_for(estimate_bytes: float) -> str:
-    for name, gb in SKUS:
-        if gb * 1e9 >= HEADROOM * estimate_bytes:
-            return name
-    return "more than Balanced_B50: use MemoryOptimized or clustering"
+__all__ = ["main", "measure", "sizing"]
 
 
 def sizing(
@@ -76,7 +56,7 @@ def sizing(
                 "answersMB": round(keys * bytes_per_key / 1e6, 1),
                 "filtersMB": round(filters / 1e6, 1),
                 "totalMB": round(total / 1e6, 1),
-                "sku": sku_for(total),
+                "sku": redis_sku(total),
             }
         )
     return rows

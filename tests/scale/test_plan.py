@@ -1,0 +1,157 @@
+"""The planner command and the weekly profile: read, check a schedule, suggest one, chart."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from shared.scale.plan import main
+from shared.scale.profile import (
+    ProfileError,
+    check,
+    needed_always_ready,
+    parse_profile,
+    scheduled,
+    suggest,
+)
+from shared.scale.schedule import parse_schedule
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "docs" / "examples"
+
+
+def _profile(levels: list[float], start: str = "2026-11-30T00:00") -> str:
+    """Hourly rows from ``start`` (a Monday) with these calls per hour."""
+    first = datetime.fromisoformat(start)
+    rows = ["start,calls"]
+    rows += [f"{first + timedelta(hours=i):%Y-%m-%dT%H:%M},{c:g}" for i, c in enumerate(levels)]
+    return "\n".join(rows) + "\n"
+
+
+def test_a_bad_profile_row_is_reported_by_line_and_the_good_rows_still_load() -> None:
+    text = _profile([3600, 7200, 3600]) + "2026-11-30T03:00,lots\nnot-a-date,5\n"
+    profile = parse_profile(text)
+    assert len(profile.intervals) == 3
+    assert profile.step == timedelta(hours=1)
+    assert profile.rejected == (
+        "line 5: calls 'lots' is not a number",
+        "line 6: start 'not-a-date' is not a date and time",
+    )
+    # 7,200 calls in an hour: 2 calls/s, 120 a minute.
+    assert profile.peak_calls_per_minute == 120.0
+
+
+def test_a_profile_without_two_good_rows_is_refused() -> None:
+    with pytest.raises(ProfileError, match="at least two rows"):
+        parse_profile("start,calls\n2026-11-30T00:00,10\n")
+
+
+def test_check_lists_each_stretch_where_the_schedule_is_short_of_a_spike() -> None:
+    # 36,000 calls/h = 10 dips/s, x 10 = 100 dips/s; one instance runs 50 dips/s planned.
+    levels = [3600.0] * 9 + [36000.0] * 3 + [3600.0] * 12
+    schedule = parse_schedule(
+        json.dumps(
+            {
+                "timezone": "UTC",
+                "default": {"alwaysReady": 1, "preWarmed": 0},
+                "windows": [{"start": "10:00", "end": "11:00", "alwaysReady": 2}],
+            }
+        )
+    )
+    shorts = check(
+        parse_profile(_profile(levels)),
+        schedule,
+        planned=50.0,
+        dips_per_call=1.0,
+        spike_factor=10.0,
+    )
+    # 09:00-10:00 and 11:00-12:00 have 1 instance for 100 dips/s; 10:00 has the 2 it needs.
+    assert [(s.start.hour, s.end.hour, s.needed) for s in shorts] == [(9, 10, 2), (11, 12, 2)]
+    assert shorts[0].demand == pytest.approx(100.0) and shorts[0].capacity == 50.0
+
+
+def test_the_suggested_schedule_covers_the_profile_at_its_minimum_and_parses() -> None:
+    profile = parse_profile((EXAMPLES / "weekly-calls.csv").read_text(encoding="utf-8"))
+    doc = suggest(
+        profile, timezone="America/New_York", planned=284.0, dips_per_call=1.0, spike_factor=10.0
+    )
+    schedule = parse_schedule(json.dumps(doc))
+    assert not check(profile, schedule, planned=284.0, dips_per_call=1.0, spike_factor=10.0)
+    # Each interval gets exactly what its spike needs: one instance-hour less anywhere and
+    # that hour would be short, so the total is the sum of the per-hour minimums.
+    minimums = [
+        needed_always_ready(profile.dips_per_s(i, 1.0) * 10.0, 284.0, 1) for i in profile.intervals
+    ]
+    assert [ready for _, ready, _, _ in scheduled(profile, schedule, 284.0)] == minimums
+    assert doc["default"] == {"alwaysReady": 1, "preWarmed": 1}
+    assert {w["alwaysReady"] for w in doc["windows"]} == {2, 3}
+    assert all(w["days"] for w in doc["windows"])
+
+
+def test_the_readme_example_prints_the_plan_and_writes_the_chart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chart = tmp_path / "plan.png"
+    code = main(
+        [
+            "--inputs",
+            str(EXAMPLES / "plan-inputs.json"),
+            "--profile",
+            str(EXAMPLES / "weekly-calls.csv"),
+            "--schedule",
+            str(EXAMPLES / "scale-schedule.json"),
+            "--check",
+            "--chart",
+            str(chart),
+        ]
+    )
+    out = capsys.readouterr().out
+    # The example schedule keeps 2 always-ready in business hours; the spike needs 3 at
+    # the morning peak, so --check finds the gaps and exits 1.
+    assert code == 1
+    assert "instances the peak needs: 4" in out
+    assert "= ceil(peak dips/s / dips/s per instance)" in out
+    assert "CPU per dip from the spike benchmark, full run of" in out
+    assert "Mon 2026-11-30 10:00 to Mon 12:00" in out
+    assert "(alwaysReady 2; needs 3)" in out
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_suggest_writes_a_schedule_the_app_accepts(tmp_path: Path) -> None:
+    out = tmp_path / "schedule.json"
+    code = main(
+        [
+            "--inputs",
+            str(EXAMPLES / "plan-inputs.json"),
+            "--profile",
+            str(EXAMPLES / "weekly-calls.csv"),
+            "--suggest",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    assert parse_schedule(out.read_text(encoding="utf-8")).windows
+
+
+def test_benchmark_mode_prints_the_comparison_and_passes_on_the_committed_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--benchmark"]) == 0
+    out = capsys.readouterr().out
+    assert "| dipguard | dbReadsPerS |" in out and "| warmed | degradedShare |" in out
+    assert "NO" not in out
+
+
+def test_bad_inputs_exit_2_with_a_message_naming_the_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "inputs.json"
+    path.write_text(json.dumps({"calls-per-minut": 100}))
+    assert main(["--inputs", str(path)]) == 2
+    assert "unknown input 'calls-per-minut'" in capsys.readouterr().err
+    assert main(["--calls-per-minute", "100", "--check"]) == 2
+    assert "--check and --suggest need a --profile" in capsys.readouterr().err
