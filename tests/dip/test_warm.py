@@ -198,8 +198,6 @@ async def test_the_warm_waits_while_dips_use_the_budget_less_its_share(
     assert report.backoffs > 0
     # 256 pages at no more than 50 a second, after the dips' second had passed.
     assert time.monotonic() - started > 256 / 50 * 0.9
-    own = [int(t) for t in await redis.lrange(WARM_VALVE_KEY, 0, -1)]
-    assert len(own) == 50  # the warm's log holds its last window: never more than its share
 
 
 async def test_a_warm_that_cannot_reach_the_table_stops_and_keeps_its_place(
