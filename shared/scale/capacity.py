@@ -291,18 +291,21 @@ def plan(inputs: Inputs) -> Plan:
         "",
         "ceil(peak dips/s / dips/s per instance)",
     )
-    always_ready = min(needed, ALWAYS_READY_MAX)
+    # A pre-warmed instance serves as soon as the always-ready ones are busy.
+    always_ready = min(max(1, needed - inputs.pre_warmed), ALWAYS_READY_MAX)
     put(
         "alwaysReady",
         "always-ready for the spike window",
         always_ready,
         "",
-        f"instances the peak needs, at most {ALWAYS_READY_MAX} per app",
+        f"instances the peak needs - {inputs.pre_warmed} pre-warmed (it serves at once), "
+        f"at most {ALWAYS_READY_MAX} per app",
     )
-    if needed > ALWAYS_READY_MAX:
+    if always_ready + inputs.pre_warmed < needed:
         out.warnings.append(
             f"the peak needs {needed} instances; always-ready stops at {ALWAYS_READY_MAX}, so "
-            f"{needed - ALWAYS_READY_MAX} must come from scale-out even in a scheduled window"
+            f"{needed - always_ready - inputs.pre_warmed} must come from scale-out even in a "
+            "scheduled window"
         )
     max_burst = min(inputs.max_burst_limit, max(needed + inputs.pre_warmed, always_ready))
     put(

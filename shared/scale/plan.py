@@ -344,7 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = json.loads(Path(args.benchmark).read_text(encoding="utf-8"))
             comparisons = compare_with_benchmark(result)
             commit = result.get("machine", {}).get("commit", "?")
-            print(render_comparison(comparisons, f"{args.benchmark} (run of {commit})"))
+            shown = Path(args.benchmark).resolve()
+            where = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown
+            print(render_comparison(comparisons, f"{where} (run of {commit})"))
             return 0 if all(c.holds for c in comparisons) else 1
 
         profile = None

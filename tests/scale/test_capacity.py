@@ -50,8 +50,8 @@ def test_peak_dips_and_instances_follow_the_calls_and_the_cpu_per_dip() -> None:
     assert p.value("peakDips") == 200.0
     assert p.value("perInstance") == 100.0
     assert p.value("instances") == 2
-    assert p.value("alwaysReady") == 2
-    assert p.value("maxBurst") == 3  # plus the pre-warmed one
+    assert p.value("alwaysReady") == 1  # and the pre-warmed one
+    assert p.value("maxBurst") == 3  # room for a new pre-warmed one once it serves
     assert "2 vCPU x 1000 / 10.0 ms" in p.figures["perInstance"].formula
 
 
