@@ -17,8 +17,14 @@ from shared.dip.health import health_report
 from shared.http import ApiResponse
 from shared.runtime import WARM_BUDGET_SECONDS, runtime
 from shared.scale.tick import ScaleTickFailed, check_schedule, run_tick
+from shared.telemetry import configure_telemetry
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+# Metrics to Application Insights when APPLICATIONINSIGHTS_CONNECTION_STRING is set (in
+# Azure), once per worker process and before the Runtime, whose metrics record into the
+# provider this installs. Nothing locally or in tests.
+configure_telemetry()
 
 # Settings are parsed when the host loads this file, so a bad value stops start-up with
 # an error naming the setting instead of failing the first dip of a spike.

@@ -288,6 +288,9 @@ var tuningDefaults = {
   VALVE_MODE: 'sliding'
   VALVE_GUARD_MS: '100'
   VALVE_PACE_SLICES: '10'
+  // The per-dip log line (sampled by Application Insights); counts and latencies come from
+  // the dipguard.* metrics. DEBUG or OFF saves its CPU and ingestion.
+  DIP_LOG_LEVEL: 'INFO'
   HANDLER_DEADLINE_MS: string(handlerDeadlineMs)
   DB_TIMEOUT_MS: '1500'
   REDIS_TIMEOUT_MS: '100'

@@ -16,12 +16,14 @@ from functools import cached_property
 from typing import Any
 
 from azure.data.tables.aio import TableClient
+from opentelemetry.metrics import MeterProvider, get_meter_provider
 
 from shared.clients import REDIS_ERRORS, Clients
 from shared.dip.breaker import Breaker
 from shared.dip.cache import RedisCache
 from shared.dip.customers import TableCustomerStore
 from shared.dip.lookup import DipService
+from shared.dip.metrics import DipMetrics
 from shared.dip.readmodel import ReadModel, read_marker
 from shared.dip.valve import FleetValve, LocalValve, OpenValve, RedisValve, Valve
 from shared.dip.warm import Warm, warm_valve
@@ -41,6 +43,10 @@ class Runtime:
     settings: Settings
     # How a scale tick reaches ARM: azure-mgmt-web with the app's managed identity.
     gateway_factory: GatewayFactory = AzureArmGateway.from_settings
+    # Where the dip's metrics go: the global provider, which shared.telemetry points at
+    # Application Insights in Azure (a no-op without it); tests pass an SDK provider with
+    # an in-memory reader.
+    meter_provider: MeterProvider = field(default_factory=get_meter_provider)
     clients: Clients = field(init=False)
     # Warms started by a surge, which run on after the request that started them.
     _warms: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
@@ -55,6 +61,11 @@ class Runtime:
         return Breaker(s.redis_breaker_failures, s.redis_breaker_reset_seconds)
 
     @cached_property
+    def metrics(self) -> DipMetrics:
+        """The dip's instruments (shared.dip.metrics), once per Runtime."""
+        return DipMetrics(self.meter_provider)
+
+    @cached_property
     def valve(self) -> Valve:
         s = self.settings
         if s.valve_mode == "off":
@@ -64,6 +75,7 @@ class Runtime:
             RedisValve(self.clients.redis, s.max_db_qps, window_s, slices=s.valve_pace_slices),
             LocalValve(s.local_db_qps, window_s, slices=s.valve_pace_slices),
             self.redis_breaker,
+            self.metrics,
         )
 
     @cached_property
@@ -88,6 +100,8 @@ class Runtime:
             degraded_tier=s.degraded_tier,
             region=s.default_region,
             read_model=self.read_model,
+            metrics=self.metrics,
+            log_level=s.dip_log_level,
         )
 
     @cached_property
@@ -98,6 +112,7 @@ class Runtime:
             self.redis_breaker,
             max_age_s=s.read_model_max_age_seconds,
             authoritative=s.read_model_authoritative,
+            metrics=self.metrics,
         )
 
     def warm(self) -> Warm:

@@ -7,6 +7,7 @@ because a typo found at 03:00 during a recall spike is a typo found too late.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -75,6 +76,22 @@ def _choice(*choices: str) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+# DIP_LOG_LEVEL: the logging level of the per-dip line, None for no line.
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "off": None,
+}
+
+
+def _log_level(raw: str) -> int | None:
+    value = raw.strip().lower()
+    if value not in _LOG_LEVELS:
+        raise ValueError(f"expected one of DEBUG, INFO, WARNING, OFF, got {raw!r}")
+    return _LOG_LEVELS[value]
 
 
 def _region(raw: str) -> str:
@@ -251,6 +268,15 @@ SETTINGS: tuple[SettingSpec[object], ...] = (
         "sliding: the fleet-wide valve; off: no valve and no in-flight cap (benchmarks only).",
     ),
     SettingSpec(
+        "DIP_LOG_LEVEL",
+        "INFO",
+        _log_level,
+        "Level of the one log line per dip: DEBUG, INFO, WARNING or OFF. Application "
+        "Insights samples log lines, so charts and alerts count the dipguard.* metrics "
+        "instead. DEBUG (below what the worker and host.json pass on) or OFF keeps the "
+        "line out of Application Insights and saves its CPU.",
+    ),
+    SettingSpec(
         "SCALE_TIMER_SCHEDULE", "0 */5 * * * *", _text, "NCRONTAB for the scale_schedule timer."
     ),
     SettingSpec(
@@ -402,6 +428,7 @@ class Settings:
     degraded_tier: str
     default_region: str
     valve_mode: str
+    dip_log_level: int | None
     scale_timer_schedule: str
     scale_schedule: str
     scale_dry_run: bool

@@ -125,6 +125,22 @@ param scaleSyncPlanMinimum bool = false
 param appSettings object = {}
 
 var armEndpoint = environment().resourceManager
+// Telemetry. The app sends its dipguard.* metrics itself, through the Azure Monitor
+// OpenTelemetry distro configured for metrics only (shared/telemetry.py), and leaves the rest
+// to the host. "Use OpenTelemetry with Azure Functions" (learn.microsoft.com/azure/
+// azure-functions/opentelemetry-howto) would instead turn on "telemetryMode": "OpenTelemetry"
+// in host.json and PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY. Neither is wanted here:
+// - telemetryMode stays the default, so the host keeps writing the requests and traces the
+//   alert rules query, and keeps host.json's logging.applicationInsights sampling, which the
+//   doc says does not apply in OpenTelemetry mode (nor does portal log streaming);
+// - with PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY true, the Python worker
+//   (azure-functions-runtime) itself calls configure_azure_monitor() with its defaults when it
+//   starts: a log handler on the root logger exporting every line unsampled (the per-dip line
+//   at 500/s in a spike), tracing and every instrumentation on the dip path, live metrics and
+//   performance counters the host already sends. It is false by default; platformSettings
+//   sets it so that nobody turns it on beside the app's own configuration.
+// PYTHON_ENABLE_OPENTELEMETRY (the worker hands the host's trace context to OpenTelemetry) is
+// left unset: the app records no spans.
 var platformSettings = {
   // Functions runtime
   FUNCTIONS_EXTENSION_VERSION: '~4'
@@ -133,6 +149,8 @@ var platformSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
   // Application Insights accepts Entra ID tokens only; the host uses the system identity.
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
+  // The app sends its own metrics and the host everything else: see above platformSettings.
+  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'false'
   // Identity-based host storage (blobs for keys and timer locks): no connection string.
   AzureWebJobsStorage__accountName: hostStorageAccountName
   AzureWebJobsStorage__credential: 'managedidentity'

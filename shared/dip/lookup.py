@@ -27,6 +27,7 @@ from shared.dip.breaker import RedisUnavailable
 from shared.dip.cache import Cache, Cached, CacheUnavailable, SingleFlight
 from shared.dip.contract import Answer, DipRequest, Source
 from shared.dip.customers import CustomerRecord, CustomerStore, DatabaseUnavailable, LookupKey
+from shared.dip.metrics import DipMetrics, db_outcome
 from shared.dip.phone import normalize_number
 from shared.dip.readmodel import ReadModel
 from shared.dip.valve import Valve
@@ -112,6 +113,8 @@ class DipService:
         degraded_tier: str,
         region: str,
         read_model: ReadModel | None = None,
+        metrics: DipMetrics | None = None,
+        log_level: int | None = logging.INFO,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -135,6 +138,11 @@ class DipService:
         self._flight: SingleFlight[CustomerRecord | None] = SingleFlight()
         self._inflight_reads = 0
         self._background: set[asyncio.Task[None]] = set()
+        # The per-dip log line's level (DIP_LOG_LEVEL), None for none: Application Insights
+        # samples log lines, so counts and latencies come from the metrics instead.
+        self.log_level = log_level
+        self.metrics = metrics if metrics is not None else DipMetrics()
+        self.metrics.watch_inflight(lambda: self._inflight_reads)
 
     @property
     def inflight_reads(self) -> int:
@@ -225,7 +233,7 @@ class DipService:
         await self._slot(dip)
         self._inflight_reads += 1
         try:
-            record = await self.store.get(dip.key, self._step_timeout(dip, self.db_timeout_s))
+            record = await self._point_read(dip.key, self._step_timeout(dip, self.db_timeout_s))
         finally:
             self._inflight_reads -= 1
             if self._slots is not None:
@@ -233,6 +241,21 @@ class DipService:
         # The caller is answered "database" whether or not Redis takes the copy.
         self._spawn(self._store_copy(dip.key, record, asked_at))
         return record
+
+    async def _point_read(self, key: LookupKey, timeout: float) -> CustomerRecord | None:
+        """One Table point read, counted and timed by its outcome."""
+        started = self._clock()
+        outcome = "error"
+        try:
+            record = await self.store.get(key, timeout)
+        except (DatabaseUnavailable, TimeoutError) as exc:
+            outcome = db_outcome(exc)
+            raise
+        else:
+            outcome = "ok" if record is not None else "not_found"
+            return record
+        finally:
+            self.metrics.db_read(outcome, (self._clock() - started) * 1000)
 
     async def _slot(self, dip: _Dip) -> None:
         """An in-flight slot for an admitted read, or Shed("inflight").
@@ -303,13 +326,11 @@ class DipService:
     def _finish(
         self, key_kind: str, answer: Answer, started: float, dip: _Dip | None = None
     ) -> Outcome:
-        entry = DipLog(
-            key_kind,
-            answer.source,
-            (self._clock() - started) * 1000,
-            dip.shed if dip else False,
-            dip.reason if dip else None,
-        )
-        if log.isEnabledFor(logging.INFO):  # skip the JSON work when nobody reads it
-            log.info(entry.line())
+        latency_ms = (self._clock() - started) * 1000
+        reason = dip.reason if dip else None
+        entry = DipLog(key_kind, answer.source, latency_ms, dip.shed if dip else False, reason)
+        self.metrics.dip(answer.source, key_kind, latency_ms, reason)
+        level = self.log_level
+        if level is not None and log.isEnabledFor(level):  # no JSON work when nobody reads it
+            log.log(level, entry.line())
         return Outcome(answer, entry)

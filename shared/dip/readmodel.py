@@ -36,6 +36,7 @@ from shared.clients import RedisClient
 from shared.dip.breaker import Breaker, RedisUnavailable
 from shared.dip.cache import Entry, EntryWriter
 from shared.dip.customers import PARTITIONS, CustomerRecord, LookupKey, table_keys
+from shared.dip.metrics import DipMetrics
 
 __all__ = [
     "BLOOM_HASHES",
@@ -169,6 +170,7 @@ class ReadModel:
         authoritative: bool,
         clock: Callable[[], float] = time.time,
         marker_refresh_s: float = 5.0,
+        metrics: DipMetrics | None = None,
     ) -> None:
         self.redis = redis
         self.breaker = breaker
@@ -178,6 +180,8 @@ class ReadModel:
         self._refresh_s = marker_refresh_s
         self._marker: Marker | None = None
         self._marker_read_at = -math.inf
+        if metrics is not None:
+            metrics.watch_readmodel_age(self.last_known_age)
 
     async def marker(self, timeout: float) -> Marker | None:
         """The latest complete warm, read again at most every few seconds per process."""
@@ -186,6 +190,13 @@ class ReadModel:
             self._marker = await self.breaker.call(lambda: read_marker(self.redis), timeout)
             self._marker_read_at = now
         return self._marker
+
+    def last_known_age(self) -> float | None:
+        """Seconds since the last complete warm, from the marker this process last read
+        (a dip's miss or a health check); None when it has read none. No Redis call: the
+        metrics gauge asks from the SDK's collection thread."""
+        marker = self._marker
+        return None if marker is None else marker.age(self._clock())
 
     def fresh(self, marker: Marker | None) -> bool:
         return marker is not None and marker.age(self._clock()) < self.max_age_s
@@ -230,6 +241,8 @@ class ReadModel:
         """For health and warmup: the last complete warm's age and size, Redis memory."""
         try:
             marker = await self.breaker.call(lambda: read_marker(self.redis), timeout)
+            # What health and warmup read is as current as what a dip reads: keep it.
+            self._marker, self._marker_read_at = marker, self._clock()
             memory = await self.breaker.call(lambda: self.redis.info("memory"), timeout)
         except RedisUnavailable as exc:
             return {"readModel": f"unavailable: {exc}"}
