@@ -1,5 +1,5 @@
 metadata name = 'dipguard'
-metadata description = 'Genesys Cloud IVR data dips on Azure Functions Elastic Premium: API Management in front (rate and concurrency limits), Azure Managed Redis for the shed valve and cache, Table Storage for customers, Key Vault for the function key, Application Insights and alerts.'
+metadata description = 'Genesys Cloud IVR data dips on Azure Functions Elastic Premium: API Management in front (rate and concurrency limits), Azure Managed Redis for the shed valve and cache, Table Storage for customers, Key Vault for the function key, Application Insights with a workbook and alerts.'
 
 targetScope = 'resourceGroup'
 
@@ -243,6 +243,15 @@ param degradedPercentThreshold int = 5
 @minValue(100)
 param p95LatencyThresholdMs int = 1000
 
+@description('Optional. Percentage of dips shed to a stale or degraded answer over 5 minutes that fires an alert.')
+@minValue(1)
+@maxValue(100)
+param shedPercentThreshold int = 10
+
+@description('Optional. Age in seconds of the read model\'s last complete warm that fires an alert. 0: the app\'s READ_MODEL_MAX_AGE_SECONDS (26 hours unless appTuning sets it), the age past which the read model stops answering absent callers, so a daily warm that misses one run alerts within two hours of it.')
+@minValue(0)
+param readModelAgeAlertSeconds int = 0
+
 // ---------------------------------------------------------------------------------------------
 
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
@@ -307,6 +316,10 @@ var tuningDefaults = {
   READ_MODEL_MAX_AGE_SECONDS: '93600'
   SURGE_WARM_AFTER_SECONDS: '3600'
 }
+
+// The stale read model alert and the workbook's age chart follow the app's own limit, as
+// deployed (appTuning can change it), unless readModelAgeAlertSeconds sets another.
+var readModelMaxAgeSeconds = (readModelAgeAlertSeconds == 0) ? int(union(tuningDefaults, appTuning).READ_MODEL_MAX_AGE_SECONDS) : readModelAgeAlertSeconds
 
 // How API Management reaches the function app and Key Vault, by tier. Classic gateways
 // call from static public addresses (api-management-howto-ip-addresses), so those are
@@ -516,7 +529,26 @@ module alerts 'modules/alerts.bicep' = {
     appInsightsResourceId: monitoring.outputs.resourceId
     alertEmails: alertEmails
     degradedPercentThreshold: degradedPercentThreshold
+    shedPercentThreshold: shedPercentThreshold
+    readModelMaxAgeSeconds: readModelMaxAgeSeconds
     p95LatencyThresholdMs: p95LatencyThresholdMs
+  }
+}
+
+// A shared workbook on Application Insights: dips, shedding, the valve, database reads
+// against MAX_DB_QPS, instances against the schedule, surges and the read model
+// (docs/img/workbook-layout.png shows its layout).
+module workbook 'modules/workbook.bicep' = {
+  name: 'dipguard-workbook'
+  params: {
+    displayName: 'dipguard (${environmentName})'
+    location: location
+    tags: allTags
+    appInsightsResourceId: monitoring.outputs.resourceId
+    maxDbQps: maxDbQps
+    readModelMaxAgeSeconds: readModelMaxAgeSeconds
+    degradedPercentThreshold: degradedPercentThreshold
+    shedPercentThreshold: shedPercentThreshold
   }
 }
 
@@ -534,3 +566,6 @@ output APIM_NAME string = apim.outputs.name
 
 @description('Name of the Application Insights component.')
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.name
+
+@description('Resource ID of the dipguard workbook; it opens from the Application Insights component\'s Workbooks.')
+output WORKBOOK_ID string = workbook.outputs.resourceId

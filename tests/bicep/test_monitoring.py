@@ -1,8 +1,9 @@
 """Workspace-based Application Insights and the alert rules.
 
-Each alert reads what it claims to (degraded answers, p95 latency, 5xx, scale schedule
-failures) with its threshold and window, and the alert queries read the log lines the app
-actually writes.
+Each alert reads what it claims to (degraded and shed dips, the local valve, a stale read
+model, p95 latency, 5xx, scale schedule failures) with its threshold and window. The rules
+on the dip's metrics query customMetrics, never the sampled traces; tests/bicep/
+test_workbook.py holds every alert query to the names the app emits.
 """
 
 from __future__ import annotations
@@ -11,8 +12,20 @@ import json
 import re
 from typing import Any
 
+from tests.bicep import telemetry_names as tn
 from tests.support import bicep_model_check as mc
-from tests.support.bicep import default_of, dotted, function, module, resources_of
+from tests.support.bicep import (
+    MAIN,
+    app_settings_for,
+    default_of,
+    dotted,
+    function,
+    module,
+    module_call,
+    param_values,
+    parsed,
+    resources_of,
+)
 
 
 def test_monitoring_is_workspace_based_application_insights_with_entra_ingestion() -> None:
@@ -23,7 +36,9 @@ def test_monitoring_is_workspace_based_application_insights_with_entra_ingestion
     (_workspace,) = resources_of(monitoring, "Microsoft.OperationalInsights/workspaces")
 
 
-def _alert_rules() -> dict[str, dict[str, Any]]:
+def alert_rules() -> dict[str, dict[str, Any]]:
+    """Each scheduled query rule's criterion, its query text (placeholders left in) and
+    its properties, by symbol."""
     alerts = module("alerts")
     rules = {}
     for symbol, res in alerts["resources"].items():
@@ -40,18 +55,114 @@ def _alert_rules() -> dict[str, dict[str, Any]]:
     return rules
 
 
+def test_alert_rules_on_the_dips_read_metrics_not_sampled_traces() -> None:
+    rules = alert_rules()
+    on_metrics = {"degradedAlert", "shedAlert", "localValveAlert", "readModelAgeAlert"}
+    for symbol in on_metrics:
+        assert rules[symbol]["query"].lstrip().startswith("customMetrics"), symbol
+        assert "traces" not in rules[symbol]["query"], symbol
+    # Requests and scale ticks have no metric; those rules stay where they were.
+    assert set(rules) - on_metrics == {"latencyAlert", "serverErrorAlert", "scaleFailureAlert"}
+
+
 def test_alert_on_degraded_answers_over_a_threshold_for_five_minutes() -> None:
-    rule = _alert_rules()["degradedAlert"]
-    assert 'startswith "dip "' in rule["query"]
-    assert 'dip.source) == "degraded"' in rule["query"]
+    from shared.dip import metrics as m
+
+    rule = alert_rules()["degradedAlert"]
+    assert f'where name == "{m.DIPS}"' in rule["query"]
+    assert f'tostring(customDimensions["{m.ATTR_SOURCE}"])' in rule["query"]
+    assert 'sumif(value, source == "degraded")' in rule["query"]
+    assert "where dips >= __MIN_DIPS__" in rule["query"]
     assert rule["metricMeasureColumn"] == "degradedPercent"
     assert rule["threshold"] == "degradedPercentThreshold"
     assert rule["properties"]["windowSize"] == "PT5M"
     assert default_of(module("alerts"), "degradedPercentThreshold") == 5
 
 
+def test_alert_on_shed_dips_over_a_threshold_with_the_same_floor() -> None:
+    from shared.dip import metrics as m
+
+    rule = alert_rules()["shedAlert"]
+    assert f'sumif(value, name == "{m.SHEDS}")' in rule["query"]
+    assert f'sumif(value, name == "{m.DIPS}")' in rule["query"]
+    assert "where dips >= __MIN_DIPS__" in rule["query"]
+    body = mc._unwrap_resource_body(module("alerts")["resources"]["shedAlert"]["config"])
+    (criterion,) = body["properties"]["criteria"]["allOf"]
+    replaced = function(criterion["query"], "replace")
+    assert replaced is not None and replaced["new_string"] == {
+        "function": {"type": "string", "parameters": {"value_to_convert": "degradedMinimumDips"}}
+    }
+    assert (rule["metricMeasureColumn"], rule["threshold"]) == (
+        "shedPercent",
+        "shedPercentThreshold",
+    )
+    assert rule["properties"]["windowSize"] == "PT5M"
+    assert default_of(module("alerts"), "shedPercentThreshold") == 10
+    assert default_of(parsed(MAIN), "shedPercentThreshold") == 10
+
+
+def test_alert_on_any_decision_of_the_local_valve() -> None:
+    from shared.dip import metrics as m
+
+    rule = alert_rules()["localValveAlert"]
+    assert f'where name == "{m.VALVE_DECISIONS}"' in rule["query"]
+    assert f'tostring(customDimensions["{m.ATTR_VALVE}"]) == "local"' in rule["query"]
+    assert "local" in m.VALVES
+    assert (rule["operator"], rule["threshold"]) == ("GreaterThan", 0)
+    assert rule["properties"]["severity"] == 1
+
+
+def test_alert_on_a_read_model_older_than_the_app_trusts() -> None:
+    from shared.dip import metrics as m
+
+    rule = alert_rules()["readModelAgeAlert"]
+    assert f'where name == "{m.READMODEL_AGE}"' in rule["query"]
+    assert "max(value)" in rule["query"]
+    assert (rule["metricMeasureColumn"], rule["threshold"]) == (
+        "readModelAgeSeconds",
+        "readModelMaxAgeSeconds",
+    )
+    assert rule["properties"]["windowSize"] == "PT15M"
+
+
+def _read_model_alert_seconds(overrides: dict[str, Any]) -> int:
+    """main.bicep's readModelMaxAgeSeconds for these parameters: readModelAgeAlertSeconds,
+    or when it is 0 the READ_MODEL_MAX_AGE_SECONDS the app is deployed with."""
+    chosen = parsed(MAIN)["variables"]["readModelMaxAgeSeconds"]["value"]["operator"]
+    assert chosen["type"] == "conditional"
+    condition = chosen["operands"]["condition"]["operator"]
+    assert condition == {
+        "type": "equals",
+        "operands": {"operand_1": "readModelAgeAlertSeconds", "operand_2": 0},
+    }
+    values = param_values(overrides)
+    if values["readModelAgeAlertSeconds"] != 0:
+        assert chosen["operands"]["false_value"] == "readModelAgeAlertSeconds"
+        return int(values["readModelAgeAlertSeconds"])
+    as_int = function(chosen["operands"]["true_value"], "int")
+    assert as_int is not None
+    accessor = as_int["value_to_convert"]["operator"]
+    assert accessor["type"] == "property_accessor"
+    assert function(accessor["operands"]["operand_1"], "union") == {
+        "arg_1": "tuningDefaults",
+        "arg_2": "appTuning",
+    }
+    return int(app_settings_for(overrides)[accessor["operands"]["operand_2"]])
+
+
+def test_the_read_model_alert_follows_the_apps_own_age_limit() -> None:
+    main = parsed(MAIN)
+    for path in ("modules/alerts.bicep", "modules/workbook.bicep"):
+        call = module_call(main, path)["params"]
+        assert call["readModelMaxAgeSeconds"] == "readModelMaxAgeSeconds"
+    assert _read_model_alert_seconds({}) == 93600  # 26 h: a daily warm plus two hours
+    tuned = {"appTuning": {"READ_MODEL_MAX_AGE_SECONDS": "7200"}}
+    assert _read_model_alert_seconds(tuned) == 7200
+    assert _read_model_alert_seconds({**tuned, "readModelAgeAlertSeconds": 50000}) == 50000
+
+
 def test_alert_on_p95_dip_latency_over_one_second() -> None:
-    rule = _alert_rules()["latencyAlert"]
+    rule = alert_rules()["latencyAlert"]
     assert '"ivr_lookup"' in rule["query"]
     assert "percentile(duration, 95)" in rule["query"]
     assert rule["metricMeasureColumn"] == "p95DurationMs"
@@ -60,14 +171,14 @@ def test_alert_on_p95_dip_latency_over_one_second() -> None:
 
 
 def test_alert_on_any_5xx_from_the_function() -> None:
-    rule = _alert_rules()["serverErrorAlert"]
+    rule = alert_rules()["serverErrorAlert"]
     assert '"ivr_lookup"' in rule["query"]
     assert "toint(resultCode) >= 500" in rule["query"]
     assert (rule["operator"], rule["threshold"]) == ("GreaterThan", 0)
 
 
 def test_alert_on_scale_schedule_failures() -> None:
-    rule = _alert_rules()["scaleFailureAlert"]
+    rule = alert_rules()["scaleFailureAlert"]
     assert 'startswith "scale_tick "' in rule["query"]
     for outcome in ("failed", "partial", "invalid_schedule"):
         assert f'"{outcome}"' in rule["query"]
@@ -82,23 +193,16 @@ def _kql_cut(query: str, message: str) -> dict[str, Any] | None:
     assert prefix and offset
     if not message.startswith(prefix.group(1)):
         return None
-    return json.loads(message[int(offset.group(1)) :])
+    parsed_line: dict[str, Any] = json.loads(message[int(offset.group(1)) :])
+    return parsed_line
 
 
-def test_alert_queries_read_the_log_lines_the_app_writes() -> None:
-    from shared.dip.lookup import DipLog
+def test_the_scale_alert_reads_the_tick_line_the_app_writes() -> None:
     from shared.scale.tick import TickReport
 
-    rules = _alert_rules()
-    dip = DipLog("ani", "degraded", 2400.0, True, "deadline").line()
-    assert _kql_cut(rules["degradedAlert"]["query"], dip) == {
-        "event": "dip",
-        "keyKind": "ani",
-        "source": "degraded",
-        "latencyMs": 2400.0,
-        "shed": True,
-        "reason": "deadline",
-    }
-    tick = _kql_cut(rules["scaleFailureAlert"]["query"], TickReport(outcome="failed").log_line())
+    query = alert_rules()["scaleFailureAlert"]["query"]
+    tick = _kql_cut(query, TickReport(outcome="failed").log_line())
     assert tick is not None and (tick["event"], tick["outcome"]) == ("scale_tick", "failed")
-    assert _kql_cut(rules["degradedAlert"]["query"], TickReport().log_line()) is None
+    for line in tn.real_log_lines().by_prefix["scale_tick "]:
+        assert _kql_cut(query, line) is not None
+    assert _kql_cut(query, tn.real_log_lines().by_prefix["dip "][0]) is None

@@ -27,6 +27,7 @@ def test_the_deployment_has_a_main_template_and_local_modules() -> None:
         "monitoring.bicep",
         "alerts.bicep",
         "app-access.bicep",
+        "workbook.bicep",
     } <= names
 
 

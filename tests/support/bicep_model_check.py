@@ -354,6 +354,11 @@ RESOURCE_MODELS: dict[str, tuple[str, str] | UnderProperties | dict[str, tuple[s
     "microsoft.apimanagement/service/apis/diagnostics": (_APIM, "DiagnosticContract"),
     "microsoft.authorization/roleassignments": (_AUTH, "RoleAssignmentCreateParameters"),
     "microsoft.insights/components": (_INSIGHTS, "ApplicationInsightsComponent"),
+    # The workbook's own API version (2023-06-01); _INSIGHTS is the components' version.
+    "microsoft.insights/workbooks": (
+        "azure.mgmt.applicationinsights.v2023_06_01.models",
+        "Workbook",
+    ),
     "microsoft.insights/scheduledqueryrules": (_MONITOR, "ScheduledQueryRuleResource"),
     "microsoft.insights/actiongroups": (_MONITOR, "ActionGroupResource"),
     "microsoft.operationalinsights/workspaces": (_LOGS, "Workspace"),
