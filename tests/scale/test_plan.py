@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -155,3 +156,29 @@ def test_bad_inputs_exit_2_with_a_message_naming_the_input(
     assert "unknown input 'calls-per-minut'" in capsys.readouterr().err
     assert main(["--calls-per-minute", "100", "--check"]) == 2
     assert "--check and --suggest need a --profile" in capsys.readouterr().err
+
+
+def test_the_operating_page_shows_what_the_planner_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    page = (ROOT / "docs" / "operating.md").read_text(encoding="utf-8")
+    command = re.search(r"```bash\n\.venv/bin/python -m shared\.scale\.plan (.*?)\n```", page, re.S)
+    example = re.search(r"```text\n(.*?)\n```", page, re.S)
+    assert command and example, "docs/operating.md lost its example"
+    args = command.group(1).replace("\\\n", " ").split()
+    at = args.index("--chart")
+    del args[at : at + 2]  # the page's chart is docs/img/plan-example.png
+    main([str(ROOT / a) if a.startswith("docs/") else a for a in args])
+    printed = capsys.readouterr().out.splitlines()
+    for line in example.group(1).splitlines():
+        if line.strip() and line.strip() != "...":
+            assert line in printed, (
+                f"docs/operating.md shows a line the planner no longer prints: {line!r}"
+            )
+    main(["--benchmark"])
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    for line in table:
+        assert line in page, f"docs/operating.md lacks the comparison row {line!r}"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for line in table[2:]:
+        assert line in readme, f"README lacks the comparison row {line!r}"
