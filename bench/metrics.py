@@ -195,22 +195,18 @@ def recovery(
     before = [t for t in good if ref_from <= t < start]
     baseline = len(before) / max(start - ref_from, 1e-6)
     target = share * baseline
-    first_db = next(
-        (
-            schedule[i].t - end
-            for i in range(len(schedule))
-            if schedule[i].t >= end and run.status[i] == 200 and run.source[i] == "database"
-        ),
-        None,
-    )
-    first_cache = next(
-        (
-            schedule[i].t - end
-            for i in range(len(schedule))
-            if schedule[i].t >= end and run.status[i] == 200 and run.source[i] == "cache"
-        ),
-        None,
-    )
+
+    def first_after(source: str) -> float | None:
+        return next(
+            (
+                schedule[i].t - end
+                for i in range(len(schedule))
+                if schedule[i].t >= end and run.status[i] == 200 and run.source[i] == source
+            ),
+            None,
+        )
+
+    first_db, first_cache = first_after("database"), first_after("cache")
     during = [t for t in good if start <= t < end]
     result: dict[str, Any] = {
         "faultStartS": round(start, 2),

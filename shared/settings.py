@@ -19,6 +19,7 @@ __all__ = [
     "SettingSpec",
     "Settings",
     "SettingsError",
+    "inflight_cap_for",
     "load_settings",
     "with_local_settings",
 ]
@@ -405,6 +406,12 @@ DEPLOYED_SETTINGS: tuple[str, ...] = (
 )
 
 
+def inflight_cap_for(max_db_qps: float, read_latency_ms: float, workers: int) -> int:
+    """Each worker process's share of the reads in flight at MAX_DB_QPS, doubled (Little's
+    law; see Settings.inflight_cap). The capacity planner prints the same figure."""
+    return max(1, math.ceil(2 * max_db_qps * read_latency_ms / 1000 / workers))
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str
@@ -461,8 +468,9 @@ class Settings:
         """
         if self.max_inflight_db_reads is not None:
             return self.max_inflight_db_reads
-        in_flight = 2 * self.max_db_qps * self.db_read_latency_ms / 1000
-        return max(1, math.ceil(in_flight / self.functions_worker_process_count))
+        return inflight_cap_for(
+            self.max_db_qps, self.db_read_latency_ms, self.functions_worker_process_count
+        )
 
     @property
     def warm_share(self) -> int:

@@ -34,6 +34,10 @@ param shedPercentThreshold int = 10
 @minValue(60)
 param readModelMaxAgeSeconds int
 
+@description('Optional. Decisions by a worker\'s local budget in 5 minutes above which the local valve alert fires. One failed Redis call makes one such decision; the breaker opens after REDIS_BREAKER_FAILURES (5) in a row, and then every read decides locally until Redis answers.')
+@minValue(0)
+param localValveDecisionsThreshold int = 20
+
 @description('Optional. p95 duration of ivr_lookup, in milliseconds, that fires the latency alert.')
 @minValue(100)
 param p95LatencyThresholdMs int = 1000
@@ -79,8 +83,9 @@ customMetrics
 | extend shedPercent = 100.0 * sheds / dips
 '''
 
-// The local valve decides only while the Redis breaker is open (or Redis failed that call):
-// the fleet-wide budget is not enforced and the cache is not read.
+// The local valve decides while the Redis breaker is open, and for a single call Redis
+// failed: the fleet-wide budget is not enforced and the cache is not read. A threshold above
+// a few stray failures separates a Redis that is down from one slow call.
 var localValveQuery = '''
 customMetrics
 | where name == "dipguard.valve.decisions"
@@ -232,8 +237,8 @@ resource localValveAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   tags: tags
   kind: 'LogAlert'
   properties: {
-    displayName: 'dipguard: Redis breaker open, the local valve is deciding'
-    description: 'The local valve decided at least one database read in 5 minutes (dipguard.valve.decisions, valve local): a worker could not reach Redis, so its dips ran without the cache and the fleet-wide database budget, each worker process within LOCAL_DB_QPS.'
+    displayName: 'dipguard: Redis failing, the local valve is deciding'
+    description: 'The local valve decided more than ${localValveDecisionsThreshold} database reads in 5 minutes (dipguard.valve.decisions, valve local): workers could not reach Redis, so their dips ran without the cache and the fleet-wide database budget, each worker process within LOCAL_DB_QPS.'
     severity: 1
     enabled: true
     scopes: [
@@ -248,7 +253,7 @@ resource localValveAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
           timeAggregation: 'Total'
           metricMeasureColumn: 'localDecisions'
           operator: 'GreaterThan'
-          threshold: 0
+          threshold: localValveDecisionsThreshold
           failingPeriods: {
             numberOfEvaluationPeriods: 1
             minFailingPeriodsToAlert: 1

@@ -39,6 +39,7 @@ from shared.dip.customers import PARTITIONS, CustomerRecord, LookupKey, table_ke
 from shared.dip.metrics import DipMetrics
 
 __all__ = [
+    "AGE_REPORT_S",
     "BLOOM_HASHES",
     "CURSOR_KEY",
     "LEASE_KEY",
@@ -57,6 +58,10 @@ MARKER_KEY = "dipguard:readmodel:marker"
 CURSOR_KEY = "dipguard:readmodel:cursor"
 LEASE_KEY = "dipguard:readmodel:lease"
 _BLOOM_PREFIX = "dipguard:readmodel:bloom:"
+
+# The read model's age is reported (dipguard.readmodel.age) only from a marker read this
+# recently; the stale read model alert takes the largest age any worker reports.
+AGE_REPORT_S = 15 * 60
 
 # 7 bits per key; at 16 filter bits per key a Bloom filter answers "maybe" for about 0.05%
 # of the keys it never saw (each such caller costs one database read, nothing worse).
@@ -193,10 +198,14 @@ class ReadModel:
 
     def last_known_age(self) -> float | None:
         """Seconds since the last complete warm, from the marker this process last read
-        (a dip's miss or a health check); None when it has read none. No Redis call: the
+        (a dip's miss or a health check); None when it has read none, or read it more than
+        AGE_REPORT_S ago: a worker that only answers cache hits would otherwise report an
+        age that grows past every newer warm it has not looked at. No Redis call: the
         metrics gauge asks from the SDK's collection thread."""
-        marker = self._marker
-        return None if marker is None else marker.age(self._clock())
+        marker, now = self._marker, self._clock()
+        if marker is None or now - self._marker_read_at > AGE_REPORT_S:
+            return None
+        return marker.age(now)
 
     def fresh(self, marker: Marker | None) -> bool:
         return marker is not None and marker.age(self._clock()) < self.max_age_s

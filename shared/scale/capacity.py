@@ -24,6 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.scale.schedule import ALWAYS_READY_MAX, MAX_BURST_LIMIT_DEFAULT
+from shared.settings import inflight_cap_for
+
 __all__ = [
     "BENCHMARK_VARIANTS",
     "BYTES_PER_LOOKUP_KEY",
@@ -38,6 +41,7 @@ __all__ = [
     "Plan",
     "RampStep",
     "Tolerance",
+    "always_ready_for",
     "benchmark_inputs",
     "compare_with_benchmark",
     "instances_for",
@@ -81,8 +85,6 @@ KEYS_PER_CUSTOMER = 2.45
 # double, for at least a million keys, in power-of-two partitions: at most 8 bytes per key.
 _FILTER_BYTES_PER_KEY = 8.0
 _FILTER_MIN_KEYS = 1_000_000
-
-ALWAYS_READY_MAX = 20  # per app (functions-premium-plan)
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,7 @@ class Inputs:
     pre_warmed: int = 1
     warmup_s: float = 30.0
     ramp_s: float = 150.0  # an unannounced spike reaches its peak in this long
-    max_burst_limit: int = 20
+    max_burst_limit: int = MAX_BURST_LIMIT_DEFAULT
 
     def __post_init__(self) -> None:
         if self.size not in INSTANCE_SIZES:
@@ -212,6 +214,12 @@ def per_instance_dips(inputs: Inputs, utilization: float | None = None) -> float
 
 def instances_for(dips_per_s: float, per_instance: float) -> int:
     return max(1, math.ceil(dips_per_s / per_instance - 1e-9))
+
+
+def always_ready_for(instances: int, pre_warmed: int) -> int:
+    """Always-ready that, with the pre-warmed buffer (it serves as soon as the always-ready
+    instances are busy), makes ``instances``: at least 1, at most Azure's 20 per app."""
+    return min(max(1, instances - pre_warmed), ALWAYS_READY_MAX)
 
 
 def redis_bytes(customers: int, keys_per_customer: float = KEYS_PER_CUSTOMER) -> float:
@@ -291,8 +299,7 @@ def plan(inputs: Inputs) -> Plan:
         "",
         "ceil(peak dips/s / dips/s per instance)",
     )
-    # A pre-warmed instance serves as soon as the always-ready ones are busy.
-    always_ready = min(max(1, needed - inputs.pre_warmed), ALWAYS_READY_MAX)
+    always_ready = always_ready_for(needed, inputs.pre_warmed)
     put(
         "alwaysReady",
         "always-ready for the spike window",
@@ -356,13 +363,14 @@ def plan(inputs: Inputs) -> Plan:
 
     # Genesys: Little's law on the org's data action concurrency.
     round_trip_s = (m.latency_ms + inputs.network_ms) / 1000
-    concurrency = peak * round_trip_s
+    concurrency = math.ceil(peak * round_trip_s - 1e-9)  # slots are whole
     put(
         "genesysConcurrency",
         "Genesys data actions in flight at the peak",
         concurrency,
         "",
-        f"peak dips/s x (app p95 {m.latency_ms} ms + network {inputs.network_ms:.0f} ms)",
+        f"peak dips/s x (app p95 {m.latency_ms} ms + network {inputs.network_ms:.0f} ms), "
+        "rounded up",
     )
     genesys_ceiling = inputs.genesys_concurrency / round_trip_s
     put(
@@ -374,7 +382,7 @@ def plan(inputs: Inputs) -> Plan:
     )
     if concurrency > inputs.genesys_concurrency:
         out.warnings.append(
-            f"the peak needs {math.ceil(concurrency)} concurrent data actions, above the org's "
+            f"the peak needs {concurrency} concurrent data actions, above the org's "
             f"limit of {inputs.genesys_concurrency}: ask Genesys to raise "
             "actions.concurrent.executions.max, or Genesys rejects the excess"
         )
@@ -416,7 +424,7 @@ def plan(inputs: Inputs) -> Plan:
         f"MAX_DB_QPS / (1 s + VALVE_GUARD_MS {inputs.valve_guard_ms} ms)",
     )
     workers = inputs.vcpus
-    inflight = max(1, math.ceil(2 * inputs.db_safe_qps * inputs.db_latency_ms / 1000 / workers))
+    inflight = inflight_cap_for(inputs.db_safe_qps, inputs.db_latency_ms, workers)
     put(
         "inflightPerWorker",
         "MAX_INFLIGHT_DB_READS per worker process",
@@ -545,11 +553,11 @@ def measured_at_peak(result: Mapping[str, Any], variant: str) -> dict[str, float
     start = 0.0
     hold: tuple[float, float] | None = None
     for phase in cfg["mainProfile"]:
-        if phase["startRate"] == phase["endRate"] and phase["startRate"] > cfg["baselineDipsPerS"]:
+        if phase["name"] == "spike":  # bench.spike's name for the hold at the peak
             hold = (start, start + phase["seconds"])
         start += phase["seconds"]
     if hold is None:
-        raise ValueError("the benchmark's profile has no peak")
+        raise ValueError("the benchmark's profile has no spike phase")
     timeline = {r["name"]: r for r in result["variants"]}[variant]["timeline"]
     seconds = [i for i, t in enumerate(timeline["t"]) if hold[0] <= t < hold[1]]
     offered = sum(timeline["offered"][i] for i in seconds)

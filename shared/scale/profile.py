@@ -15,14 +15,16 @@ import csv
 import io
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from shared.scale.capacity import always_ready_for, instances_for
 from shared.scale.schedule import (
-    ALWAYS_READY_MAX,
     DAYS,
     Schedule,
     desired_at,
@@ -70,54 +72,77 @@ class Profile:
 
 
 def parse_profile(text: str) -> Profile:
-    """Read ``start,calls`` rows; a bad row is reported by line number and skipped."""
+    """Read ``start,calls`` rows; a bad row is reported by line number and skipped.
+
+    The interval is the commonest gap between two starts, so a missing interval is a gap
+    (no calls), never a longer interval that would spread its calls thinner, and one stray
+    row cannot make it shorter. A start seen twice, or one off that grid, is rejected by
+    line like any other bad row.
+    """
     reader = csv.reader(io.StringIO(text))
-    rows: list[Interval] = []
-    rejected: list[str] = []
+    rows: list[tuple[int, Interval]] = []
+    rejected: list[tuple[int, str]] = []
     header_seen = False
-    for line_no, row in enumerate(reader, start=1):
-        if not row or all(not cell.strip() for cell in row) or row[0].lstrip().startswith("#"):
-            continue
-        if not header_seen:
-            header_seen = True
-            if [c.strip().lower() for c in row[:2]] == ["start", "calls"]:
+    try:
+        for row in reader:
+            line_no = reader.line_num
+            if not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#"):
                 continue
-        if len(row) < 2:
-            rejected.append(f"line {line_no}: expected start,calls, got {','.join(row)!r}")
-            continue
-        try:
-            start = datetime.fromisoformat(row[0].strip())
-        except ValueError:
-            rejected.append(f"line {line_no}: start {row[0].strip()!r} is not a date and time")
-            continue
-        if start.tzinfo is not None:
-            rejected.append(f"line {line_no}: give local time without an offset")
-            continue
-        try:
-            calls = float(row[1].strip())
-        except ValueError:
-            rejected.append(f"line {line_no}: calls {row[1].strip()!r} is not a number")
-            continue
-        if not math.isfinite(calls) or calls < 0:
-            rejected.append(f"line {line_no}: calls must be 0 or more, got {row[1].strip()}")
-            continue
-        rows.append(Interval(start, calls))
-    rows.sort(key=lambda i: i.start)
-    if len(rows) < 2:
-        raise ProfileError(
-            "a profile needs at least two rows of start,calls"
-            + (f" ({len(rejected)} rejected: {rejected[0]})" if rejected else "")
-        )
-    step = rows[1].start - rows[0].start
-    if step <= timedelta(0):
-        raise ProfileError("two rows have the same start")
-    kept = [rows[0]]
-    for interval in rows[1:]:
-        if (interval.start - rows[0].start) % step:
-            rejected.append(f"{interval.start.isoformat()}: not on the profile's {step} grid")
+            if not header_seen:
+                header_seen = True
+                if [c.strip().lower() for c in row[:2]] == ["start", "calls"]:
+                    continue
+            parsed = _row(row)
+            if isinstance(parsed, str):
+                rejected.append((line_no, parsed))
+            else:
+                rows.append((line_no, parsed))
+    except csv.Error as exc:
+        rejected.append((reader.line_num, f"unreadable CSV ({exc}); the rest was not read"))
+    rows.sort(key=lambda r: (r[1].start, r[0]))
+    kept: list[tuple[int, Interval]] = []
+    for line_no, interval in rows:
+        if kept and kept[-1][1].start == interval.start:
+            rejected.append(
+                (line_no, f"start {interval.start.isoformat()} is already on line {kept[-1][0]}")
+            )
         else:
-            kept.append(interval)
-    return Profile(tuple(kept), step, tuple(rejected))
+            kept.append((line_no, interval))
+    if len(kept) < 2:
+        first = f" (line {rejected[0][0]}: {rejected[0][1]})" if rejected else ""
+        raise ProfileError(f"a profile needs at least two rows of start,calls{first}")
+    gaps = Counter(b[1].start - a[1].start for a, b in pairwise(kept))
+    step = min(gaps, key=lambda gap: (-gaps[gap], gap))  # the commonest, then the shortest
+    origin = kept[0][1].start
+    on_grid = []
+    for line_no, interval in kept:
+        if (interval.start - origin) % step:
+            rejected.append(
+                (line_no, f"start {interval.start.isoformat()} is off the profile's {step} grid")
+            )
+        else:
+            on_grid.append(interval)
+    messages = tuple(f"line {n}: {m}" for n, m in sorted(rejected))
+    return Profile(tuple(on_grid), step, messages)
+
+
+def _row(row: Sequence[str]) -> Interval | str:
+    """One row as an interval, or what is wrong with it."""
+    if len(row) < 2:
+        return f"expected start,calls, got {','.join(row)!r}"
+    try:
+        start = datetime.fromisoformat(row[0].strip())
+    except ValueError:
+        return f"start {row[0].strip()!r} is not a date and time"
+    if start.tzinfo is not None:
+        return "give local time without an offset"
+    try:
+        calls = float(row[1].strip())
+    except ValueError:
+        return f"calls {row[1].strip()!r} is not a number"
+    if not math.isfinite(calls) or calls < 0:
+        return f"calls must be 0 or more, got {row[1].strip()}"
+    return Interval(start, calls)
 
 
 @dataclass(frozen=True)
@@ -144,8 +169,7 @@ class Short:
 
 def needed_always_ready(demand: float, planned: float, pre_warmed: int) -> int:
     """Always-ready that, with the pre-warmed buffer, runs ``demand`` dips/s at once."""
-    total = max(1, math.ceil(demand / planned - 1e-9))
-    return min(ALWAYS_READY_MAX, max(1, total - pre_warmed))
+    return always_ready_for(instances_for(demand, planned), pre_warmed)
 
 
 def scheduled(

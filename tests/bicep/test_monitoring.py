@@ -16,6 +16,7 @@ from tests.bicep import telemetry_names as tn
 from tests.support import bicep_model_check as mc
 from tests.support.bicep import (
     MAIN,
+    ROOT,
     app_settings_for,
     default_of,
     dotted,
@@ -101,14 +102,18 @@ def test_alert_on_shed_dips_over_a_threshold_with_the_same_floor() -> None:
     assert default_of(parsed(MAIN), "shedPercentThreshold") == 10
 
 
-def test_alert_on_any_decision_of_the_local_valve() -> None:
+def test_alert_on_local_valve_decisions_above_a_few_stray_redis_failures() -> None:
     from shared.dip import metrics as m
 
     rule = alert_rules()["localValveAlert"]
     assert f'where name == "{m.VALVE_DECISIONS}"' in rule["query"]
     assert f'tostring(customDimensions["{m.ATTR_VALVE}"]) == "local"' in rule["query"]
     assert "local" in m.VALVES
-    assert (rule["operator"], rule["threshold"]) == ("GreaterThan", 0)
+    # The threshold is the module's parameter (20 by default), not 0: one failed Redis call
+    # makes one local decision and must not page anyone.
+    assert (rule["operator"], rule["threshold"]) == ("GreaterThan", "localValveDecisionsThreshold")
+    text = (ROOT / "bicep" / "modules" / "alerts.bicep").read_text(encoding="utf-8")
+    assert "param localValveDecisionsThreshold int = 20" in text
     assert rule["properties"]["severity"] == 1
 
 

@@ -18,6 +18,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from devhost.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer
+from shared.dip.breaker import Breaker
 from shared.dip.contract import DipRequest, Source
 from shared.dip.customers import CustomerRecord, KeyKind, LookupKey, entities_for
 from shared.dip.metrics import (
@@ -40,7 +41,7 @@ from shared.dip.metrics import (
     latency_le,
     shed_reason,
 )
-from shared.dip.readmodel import MARKER_KEY, Marker
+from shared.dip.readmodel import AGE_REPORT_S, MARKER_KEY, Marker, ReadModel
 from shared.runtime import Runtime
 from shared.settings import SettingsError, load_settings
 from tests.support.proxies import LatencyProxy
@@ -433,6 +434,28 @@ async def test_a_health_check_also_refreshes_the_read_model_age(
     assert (await rt.read_model.status())["readModelAgeSeconds"] >= 600
     ((age,),) = [list(Readings(reader).gauge(READMODEL_AGE).values())]
     assert 600 <= age < 660
+
+
+async def test_a_worker_stops_reporting_an_age_it_has_not_looked_at_for_a_while(
+    own_redis: RedisServer,
+) -> None:
+    """A worker that only answers cache hits must not report an age that grows past newer
+    warms: after AGE_REPORT_S without reading the marker it reports nothing."""
+    now = [time.time()]
+    async with aioredis.Redis.from_url(own_redis.url) as client:
+        await client.set(MARKER_KEY, Marker("g1", now[0] - 60, 100, 1024).to_json())
+        model = ReadModel(
+            client, Breaker(5, 5), max_age_s=3600, authoritative=True, clock=lambda: now[0]
+        )
+        assert model.last_known_age() is None
+        await model.marker(1.0)
+        assert model.last_known_age() == pytest.approx(60)
+        now[0] += AGE_REPORT_S
+        assert model.last_known_age() == pytest.approx(60 + AGE_REPORT_S)
+        now[0] += 1
+        assert model.last_known_age() is None
+        await model.marker(1.0)  # looked at again: reported again
+        assert model.last_known_age() == pytest.approx(61 + AGE_REPORT_S)
 
 
 # --- metrics never break a dip ---

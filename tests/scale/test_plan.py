@@ -45,6 +45,33 @@ def test_a_bad_profile_row_is_reported_by_line_and_the_good_rows_still_load() ->
     assert profile.peak_calls_per_minute == 120.0
 
 
+def test_a_missing_interval_is_a_gap_not_a_longer_interval() -> None:
+    # The second hour is missing: the step stays an hour, so the hours keep their rate.
+    text = "start,calls\n2026-11-30T00:00,3600\n2026-11-30T02:00,3600\n2026-11-30T03:00,7200\n"
+    profile = parse_profile(text)
+    assert profile.step == timedelta(hours=1)
+    assert [profile.dips_per_s(i, 1.0) for i in profile.intervals] == [1.0, 1.0, 2.0]
+    assert profile.rejected == ()
+
+
+def test_a_repeated_or_off_grid_start_is_rejected_by_line() -> None:
+    text = _profile([3600] * 6) + "2026-11-30T01:00,10\n2026-11-30T01:30,10\n"
+    profile = parse_profile(text)
+    assert len(profile.intervals) == 6
+    assert profile.step == timedelta(hours=1)
+    assert profile.rejected == (
+        "line 8: start 2026-11-30T01:00:00 is already on line 3",
+        "line 9: start 2026-11-30T01:30:00 is off the profile's 1:00:00 grid",
+    )
+
+
+def test_an_unreadable_csv_is_reported_and_the_rows_before_it_still_load() -> None:
+    text = _profile([3600, 3600]) + '2026-11-30T02:00,"' + "x" * 200_000 + "\n"
+    profile = parse_profile(text)
+    assert len(profile.intervals) == 2
+    assert len(profile.rejected) == 1 and "unreadable CSV" in profile.rejected[0]
+
+
 def test_a_profile_without_two_good_rows_is_refused() -> None:
     with pytest.raises(ProfileError, match="at least two rows"):
         parse_profile("start,calls\n2026-11-30T00:00,10\n")
@@ -168,7 +195,8 @@ def test_the_operating_page_shows_what_the_planner_prints(
     args = command.group(1).replace("\\\n", " ").split()
     at = args.index("--chart")
     del args[at : at + 2]  # the page's chart is docs/img/plan-example.png
-    main([str(ROOT / a) if a.startswith("docs/") else a for a in args])
+    # The page's schedule leaves gaps, so --check exits 1.
+    assert main([str(ROOT / a) if a.startswith("docs/") else a for a in args]) == 1
     printed = capsys.readouterr().out.splitlines()
     for line in example.group(1).splitlines():
         if line.strip() and line.strip() != "...":
