@@ -24,7 +24,7 @@ from shared.dip.cache import RedisCache
 from shared.dip.customers import TableCustomerStore
 from shared.dip.lookup import DipService
 from shared.dip.metrics import DipMetrics
-from shared.dip.readmodel import ReadModel, read_marker
+from shared.dip.readmodel import LEASE_KEY, ReadModel, read_marker
 from shared.dip.valve import FleetValve, LocalValve, OpenValve, RedisValve, Valve
 from shared.dip.warm import Warm, warm_valve
 from shared.scale.arm import AzureArmGateway, GatewayFactory
@@ -133,8 +133,11 @@ class Runtime:
         """Start a warm in the background when the last complete one is older than
         SURGE_WARM_AFTER_SECONDS; say what was done. Never raises: a surge must not fail
         because the read model cannot be looked at."""
+        redis = self.clients.redis
         try:
-            marker = await asyncio.wait_for(read_marker(self.clients.redis), 2.0)
+            async with asyncio.timeout(2.0):
+                marker = await read_marker(redis)
+                running = bool(await redis.exists(LEASE_KEY))
         except REDIS_ERRORS as exc:
             return {"started": False, "reason": f"redis unavailable: {type(exc).__name__}"}
         age = None if marker is None else round(marker.age(time.time()))
@@ -143,6 +146,14 @@ class Runtime:
                 "started": False,
                 "lastCompleteAgeSeconds": age,
                 "reason": "the last complete warm is recent enough",
+            }
+        if running:
+            # Another warm (the timer's, or an earlier surge's) holds the lease; a second
+            # would only wait for it and stop.
+            return {
+                "started": False,
+                "lastCompleteAgeSeconds": age,
+                "reason": "a warm is already running",
             }
         task = asyncio.ensure_future(self.warm().run(budget_s=WARM_BUDGET_SECONDS))
         self._warms.add(task)

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from azure.data.tables.aio import TableClient
 
 from devhost.services import Azurite, RedisServer
-from shared.dip.readmodel import MARKER_KEY, Marker, read_marker
+from shared.dip.readmodel import LEASE_KEY, MARKER_KEY, Marker, read_marker
 from shared.runtime import Runtime
 from shared.settings import load_settings
 from tests.support.customers import load
@@ -86,6 +86,22 @@ async def test_a_surge_after_a_recent_warm_starts_nothing(env: dict[str, str]) -
         said = await rt.warm_for_surge()
         assert said["started"] is False and said["lastCompleteAgeSeconds"] < 60
         assert "recent" in said["reason"]
+    finally:
+        await rt.close()
+
+
+async def test_a_surge_while_another_warm_holds_the_lease_says_so(env: dict[str, str]) -> None:
+    rt = Runtime(load_settings(env))
+    try:
+        async with aioredis.Redis.from_url(env["REDIS_URL"]) as client:
+            await client.set(LEASE_KEY, "the timer's warm", px=30_000)
+        said = await rt.warm_for_surge()
+        assert said == {
+            "started": False,
+            "lastCompleteAgeSeconds": None,
+            "reason": "a warm is already running",
+        }
+        assert not rt._warms  # nothing was started in the background
     finally:
         await rt.close()
 
