@@ -281,6 +281,13 @@ async def load_file(
             "remove their customers from the table. Nothing was changed; fix the rows, or "
             "load without --replace"
         )
+    answers = answers_of(good)
+    if read_model is not None:
+        # Filters first, then the table: a new customer is never "absent" meanwhile.
+        try:
+            await read_model.announce([key for key, _ in answers])
+        except REDIS_ERRORS as exc:
+            report.redis_error = f"{type(exc).__name__}: {exc}"
     if replace:
         report.entities, removed = await replace_rows(
             table, good, max_delete=max_delete, force=force, progress=progress
@@ -290,7 +297,8 @@ async def load_file(
         report.entities = await load_rows(table, good, progress=progress)
     if read_model is not None:
         try:
-            report.written_through = await read_model.write(answers_of(good))
+            report.written_through = await read_model.write(answers)
+            report.redis_error = None  # the filters have the keys now, whatever announce did
             if removed:
                 await read_model.remove(removed)
         except REDIS_ERRORS as exc:

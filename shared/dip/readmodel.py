@@ -323,6 +323,20 @@ class ReadModelWriter:
             key.cache_key, record, now, now + self.max_age_s, self.max_age_s + self.stale_ttl_s
         )
 
+    async def announce(self, keys: Sequence[LookupKey]) -> None:
+        """Add keys to the filters before the table has them, so that from now on they read
+        as "maybe" and a dip for a new customer reads the table rather than being told
+        "no customer" while a long load runs. ``write`` adds them again afterwards, for a
+        warm that started in between."""
+        blooms = await self._blooms()
+        if not blooms:
+            return
+        for start in range(0, len(keys), WRITE_CHUNK):
+            pipe = self.redis.pipeline(transaction=False)
+            for bloom in blooms:
+                bloom.queue_adds(pipe, keys[start : start + WRITE_CHUNK])
+            await pipe.execute()
+
     async def write(self, answers: Sequence[tuple[LookupKey, CustomerRecord]]) -> int:
         """Cache these answers (as of now, since the table has just been written).
 

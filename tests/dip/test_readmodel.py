@@ -20,7 +20,8 @@ from bench.procs import ProxyProcess
 from devhost.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer, free_port
 from shared.dip.contract import DipRequest
 from shared.dip.customers import CustomerRecord, LookupKey
-from shared.dip.readmodel import MARKER_KEY, Marker, read_marker
+from shared.dip.loader import load_file
+from shared.dip.readmodel import MARKER_KEY, Marker, ReadModelWriter, read_marker
 from shared.dip.valve import VALVE_KEY
 from shared.runtime import Runtime
 from shared.settings import load_settings
@@ -169,6 +170,44 @@ async def test_a_replaced_warms_filters_never_deny_a_customer(
         await client.delete(f"dipguard:answer:p|{number(11)}")
     outcome = await rt.dips.answer(ani(number(11)))
     assert (outcome.answer.source, outcome.answer.customer_id) == ("database", "W-11")
+
+
+class DipDuringWrite:
+    """The table, answering a dip for ``phone`` while the loader writes it, before the
+    write: the moment a new customer is in neither the table nor the read model's answers."""
+
+    def __init__(self, inner: TableClient, rt: Runtime, phone: str) -> None:
+        self.inner, self.rt, self.phone = inner, rt, phone
+        self.answers: list[Any] = []
+        self.asked = False
+
+    async def submit_transaction(self, batch: Any) -> Any:
+        if not self.asked:  # the first batch only (the loader sends batches concurrently)
+            self.asked = True
+            self.answers.append((await self.rt.dips.answer(ani(self.phone))).answer)
+        return await self.inner.submit_transaction(batch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_new_customer_is_never_no_customer_while_a_load_writes_the_table(
+    runtime: Any, tmp_path: Path
+) -> None:
+    rt = runtime()
+    assert (await rt.dips.answer(ani("+13175550999"))).answer.source == "cache"  # absent now
+    path = tmp_path / "crm.csv"
+    path.write_text("customerId,phone,tier,isVip\nN-1,+13175550999,Gold,false\n")
+    table = DipDuringWrite(rt.clients.table(rt.settings.customer_table), rt, "+13175550999")
+    writer = ReadModelWriter(rt.clients.redis, max_age_s=3600, stale_ttl_s=3600)
+    report = await load_file(path, table, "US", progress=False, read_model=writer)  # type: ignore[arg-type]
+    assert report.entities == 2 and report.written_through == 2
+    # Mid-load the read model said "maybe": the dip read the table (not written yet) and
+    # answered from it, rather than telling the new customer "no customer" from Redis.
+    (during,) = table.answers
+    assert during.source == "database"
+    after = (await rt.dips.answer(ani("+13175550999"))).answer
+    assert (after.customer_id, after.source) == ("N-1", "cache")
 
 
 async def test_health_reports_the_read_models_age_size_and_memory(runtime: Any) -> None:
