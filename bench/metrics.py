@@ -181,8 +181,9 @@ def recovery(
     Recovered: the first 1-second window, sliding in 0.1 s steps from the moment the fault
     cleared, whose database + cache answers reach ``share`` of their rate in the 5 seconds
     before the fault (at the peak). The clock runs from the fault clearing to that window's start.
-    ``goodPerSAfter`` is their rate from then to the end of the peak: one good window is not
-    a recovery if the rate falls back after it.
+    ``goodPerSAfter`` is their rate from the end of that window to the end of the peak (None
+    when less than a second of the peak is left): one good window is not a recovery if the
+    rate falls back after it.
     """
     start, end = fault
     good = sorted(
@@ -224,9 +225,13 @@ def recovery(
         count = bisect.bisect_left(good, lo + 1.0) - bisect.bisect_left(good, lo)
         if count >= target and baseline > 0:
             result["recoverySeconds"] = round(k * 0.1, 1)
-            after = [t for t in good if lo <= t < spike_end]
+            # From the end of that window: what follows it, not the climb into it.
+            held_from = lo + 1.0
+            after = [t for t in good if held_from <= t < spike_end]
             result["goodPerSAfter"] = (
-                round(len(after) / (spike_end - lo), 1) if spike_end - lo >= 1.0 else None
+                round(len(after) / (spike_end - held_from), 1)
+                if spike_end - held_from >= 1.0
+                else None
             )
             break
     return result

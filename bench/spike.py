@@ -915,8 +915,9 @@ def parse_args(argv: list[str] | None) -> Config:
         fall=0.5 if quick else 3.0,
         tail=0.5 if quick else 6.0,
         # A drill holds the peak before the fault, through it, and long enough after it
-        # to see the recovery (the Redis breaker waits 5 s before it tries again).
-        drill_hold=(2.0 + fault_s + 4.0) if quick else (10.0 + fault_s + 20.0),
+        # to see the recovery (the Redis breaker waits 5 s before it tries again) and a
+        # second or more of the rate after it.
+        drill_hold=(2.0 + fault_s + 5.0) if quick else (10.0 + fault_s + 20.0),
         fault_after=2.0 if quick else 10.0,
         fault_seconds=fault_s,
         max_db_qps=args.max_db_qps,

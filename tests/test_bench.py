@@ -103,7 +103,13 @@ def test_spike_quick_keeps_dipguards_guarantees(azurite: Azurite, tmp_path: Path
     names = ("dipguard", "warmed", "warm-at-onset", "drill-redis-kill", "drill-db-stall")
     for name in (*names, "drill-db-down"):
         verdict = runs[name]["verdict"]
-        assert verdict["met"], (name, verdict, runs[name]["db"], runs[name].get("recovery"))
+        # A string, so pytest prints all of it rather than a truncated repr.
+        detail = {
+            "verdict": verdict,
+            "db": runs[name]["db"],
+            "recovery": runs[name].get("recovery"),
+        }
+        assert verdict["met"], f"{name}: {json.dumps(detail)}"
     for name in ("drill-redis-kill", "drill-db-stall", "drill-db-down"):
         assert {"recoveredWithin10s", "recoveryHeld"} <= set(runs[name]["verdict"]["checks"])
     # The baselines are measured, not judged.
