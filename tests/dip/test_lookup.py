@@ -4,48 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-import redis.asyncio as aioredis
-from azure.data.tables.aio import TableClient
 
 from devhost.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer
-from shared.dip.contract import DipRequest
-from shared.dip.customers import CustomerRecord, LookupKey, entities_for
+from shared.dip.customers import CustomerRecord, LookupKey
 from shared.dip.lookup import DipService, lookup_key
 from shared.runtime import Runtime
 from shared.settings import load_settings
+from tests.support.dips import GOLD_PHONE, dip
 from tests.support.proxies import LatencyProxy
-
-GOLD = CustomerRecord("C-1001", "Gold", True, "en-US")
-GOLD_PHONE = "+13175550116"
-
-
-def dip(ani: str | None = None, customer_id: str | None = None) -> DipRequest:
-    return DipRequest(str(uuid.uuid4()), ani, customer_id, None)
-
-
-async def seed(env: dict[str, str]) -> None:
-    async with TableClient.from_connection_string(
-        env["CustomerStorage"], env["CUSTOMER_TABLE"]
-    ) as table:
-        await table.create_table()
-        for entity in entities_for(GOLD, [GOLD_PHONE]):
-            await table.upsert_entity(entity)
-        for entity in entities_for(CustomerRecord("C-2002", "Silver", False), []):
-            await table.upsert_entity(entity)
-
-
-@pytest.fixture
-async def env(base_env: dict[str, str]) -> dict[str, str]:
-    """A seeded table and an empty Redis: cached answers from other tests must not leak in."""
-    await seed(base_env)
-    client = aioredis.Redis.from_url(base_env["REDIS_URL"])
-    await client.flushdb()
-    await client.aclose()
-    return base_env
 
 
 @pytest.fixture

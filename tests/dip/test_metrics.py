@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, get_args
 
@@ -19,8 +18,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from devhost.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer
 from shared.dip.breaker import Breaker
-from shared.dip.contract import DipRequest, Source
-from shared.dip.customers import CustomerRecord, KeyKind, LookupKey, entities_for
+from shared.dip.contract import Source
+from shared.dip.customers import CustomerRecord, KeyKind, LookupKey
 from shared.dip.metrics import (
     DB_INFLIGHT,
     DB_OUTCOMES,
@@ -44,10 +43,8 @@ from shared.dip.metrics import (
 from shared.dip.readmodel import AGE_REPORT_S, MARKER_KEY, Marker, ReadModel
 from shared.runtime import Runtime
 from shared.settings import SettingsError, load_settings
+from tests.support.dips import dip
 from tests.support.proxies import LatencyProxy
-
-GOLD = CustomerRecord("C-1001", "Gold", True, "en-US")
-GOLD_PHONE = "+13175550116"
 
 type Key = tuple[tuple[str, str], ...]
 
@@ -83,32 +80,6 @@ class Readings:
 
     def histogram(self, name: str) -> dict[Key, tuple[int, float]]:
         return self._by_key(name, lambda point: (point.count, point.sum))
-
-
-def dip(ani: str | None = None, customer_id: str | None = None) -> DipRequest:
-    return DipRequest(str(uuid.uuid4()), ani, customer_id, None)
-
-
-async def seed(env: dict[str, str]) -> None:
-    from azure.data.tables.aio import TableClient
-
-    async with TableClient.from_connection_string(
-        env["CustomerStorage"], env["CUSTOMER_TABLE"]
-    ) as table:
-        await table.create_table()
-        for entity in entities_for(GOLD, [GOLD_PHONE]):
-            await table.upsert_entity(entity)
-        for entity in entities_for(CustomerRecord("C-2002", "Silver", False), []):
-            await table.upsert_entity(entity)
-
-
-@pytest.fixture
-async def env(base_env: dict[str, str]) -> dict[str, str]:
-    """A seeded table and an empty Redis (the valve's log included)."""
-    await seed(base_env)
-    async with aioredis.Redis.from_url(base_env["REDIS_URL"]) as client:
-        await client.flushdb()
-    return base_env
 
 
 @pytest.fixture
