@@ -90,28 +90,17 @@ class Variant:
 
 
 def variants(project_env: dict[str, str], script: str = "function_app.py") -> list[Variant]:
+    def dipguard(name: str, title: str, **kwargs: Any) -> Variant:
+        """The app as built, judged against the targets."""
+        env = {"VALVE_MODE": "sliding", **project_env}
+        return Variant(name, title, script, env, targets=True, **kwargs)
+
     return [
-        Variant(
-            "dipguard",
-            "(a) dipguard: sliding-log valve",
-            script,
-            {"VALVE_MODE": "sliding", **project_env},
-            targets=True,
-        ),
-        Variant(
-            "warmed",
-            "(a) with the read model warmed before the spike",
-            script,
-            {"VALVE_MODE": "sliding", **project_env},
-            targets=True,
-            warm="before",
-        ),
-        Variant(
+        dipguard("dipguard", "(a) dipguard: sliding-log valve"),
+        dipguard("warmed", "(a) with the read model warmed before the spike", warm="before"),
+        dipguard(
             "warm-at-onset",
             "(a) with a cold cache and a warm started as the spike begins",
-            script,
-            {"VALVE_MODE": "sliding", **project_env},
-            targets=True,
             warm="onset",
         ),
         Variant(
@@ -120,30 +109,11 @@ def variants(project_env: dict[str, str], script: str = "function_app.py") -> li
             "bench/seed_app.py",
         ),
         Variant("no-valve", "(c) no valve (VALVE_MODE=off)", script, {"VALVE_MODE": "off"}),
-        Variant(
-            "drill-redis-kill",
-            "(a) + Redis killed mid-spike, then restarted",
-            script,
-            {"VALVE_MODE": "sliding", **project_env},
-            "redis-kill",
-            True,
+        dipguard(
+            "drill-redis-kill", "(a) + Redis killed mid-spike, then restarted", fault="redis-kill"
         ),
-        Variant(
-            "drill-db-stall",
-            "(a) + database stalls",
-            script,
-            {"VALVE_MODE": "sliding", **project_env},
-            "db-stall",
-            True,
-        ),
-        Variant(
-            "drill-db-down",
-            "(a) + database down (connections reset)",
-            script,
-            {"VALVE_MODE": "sliding", **project_env},
-            "db-down",
-            True,
-        ),
+        dipguard("drill-db-stall", "(a) + database stalls", fault="db-stall"),
+        dipguard("drill-db-down", "(a) + database down (connections reset)", fault="db-down"),
     ]
 
 
