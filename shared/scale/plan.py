@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BENCHMARK = ROOT / "docs" / "bench" / "spike.json"
 
 # Flag name, Inputs field, type, help. The file's keys are the same flag names.
-_NUMBERS: Sequence[tuple[str, str, type, str]] = (
+_NUMBERS: Sequence[tuple[str, str | None, type, str]] = (
     ("calls-per-minute", "calls_per_minute", float, "busy-hour calls per minute before a spike"),
     ("spike-factor", "spike_factor", float, "the spike's multiple of that (default 10)"),
     ("dips-per-call", "dips_per_call", float, "data dips each call makes (default 1)"),
@@ -85,11 +85,11 @@ _NUMBERS: Sequence[tuple[str, str, type, str]] = (
         int,
         f"the region's maximum burst ({MAX_BURST_LIMIT_DEFAULT})",
     ),
-    ("cpu-ms-per-dip", "cpu_ms_per_dip", float, "app CPU per dip (default: the benchmark's)"),
-    ("latency-ms", "latency_ms", float, "a dip's p95 in the app (default: the benchmark's)"),
-    ("price-per-instance-hour", "price", float, "your price of one instance-hour, for cost"),
+    # Not fields of Inputs (None): the measured figures and the price are read on their own.
+    ("cpu-ms-per-dip", None, float, "app CPU per dip (default: the benchmark's)"),
+    ("latency-ms", None, float, "a dip's p95 in the app (default: the benchmark's)"),
+    ("price-per-instance-hour", None, float, "your price of one instance-hour, for cost"),
 )
-_CHOICES = {"size": tuple(INSTANCE_SIZES)}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--inputs", type=Path, help="JSON file of inputs (keys: flag names)")
     for flag, _, kind, text in _NUMBERS:
         parser.add_argument(f"--{flag}", type=kind, help=text)
-    parser.add_argument("--size", choices=_CHOICES["size"], help="Elastic Premium size (EP1)")
+    parser.add_argument("--size", choices=tuple(INSTANCE_SIZES), help="Elastic Premium size (EP1)")
     parser.add_argument(
         "--cold", action="store_true", help="plan for a cold read model (no warm before)"
     )
@@ -164,9 +164,8 @@ def _measured(args: argparse.Namespace, values: Mapping[str, Any]) -> Measured:
     )
 
 
-def _inputs(
-    args: argparse.Namespace, profile: Profile | None
-) -> tuple[Inputs, float | None, dict[str, Any]]:
+def _inputs(args: argparse.Namespace, profile: Profile | None) -> tuple[Inputs, float | None]:
+    """The planner's inputs from the file, then the flags over them; and the price."""
     values = _file_values(args.inputs)
     for flag, *_ in _NUMBERS:
         given = getattr(args, flag.replace("-", "_"))
@@ -174,25 +173,25 @@ def _inputs(
             values[flag] = given
     if args.size is not None:
         values["size"] = args.size
-    if args.cold:
-        values["cold"] = True
     if "calls-per-minute" not in values:
         if profile is None:
             raise ValueError("give --calls-per-minute, or a --profile to take its busiest interval")
         values["calls-per-minute"] = profile.peak_calls_per_minute
-    fields: dict[str, Any] = {}
-    for flag, field_name, kind, _ in _NUMBERS:
-        if flag in values and field_name not in {"cpu_ms_per_dip", "latency_ms", "price"}:
+    numbers: dict[str, Any] = {}
+    for flag, _, kind, _ in _NUMBERS:
+        if flag in values:
             try:
-                fields[field_name] = kind(values[flag])
+                numbers[flag] = kind(values[flag])
             except (TypeError, ValueError):
                 raise ValueError(f"{flag}: expected a number, got {values[flag]!r}") from None
+    fields: dict[str, Any] = {
+        field: numbers[flag] for flag, field, _, _ in _NUMBERS if field and flag in numbers
+    }
     if "size" in values:
         fields["size"] = str(values["size"])
-    fields["warm"] = not bool(values.get("cold", False))
-    price = values.get("price-per-instance-hour")
-    inputs = Inputs(measured=_measured(args, values), **fields)
-    return inputs, None if price is None else float(price), values
+    fields["warm"] = not (args.cold or bool(values.get("cold", False)))
+    inputs = Inputs(measured=_measured(args, numbers), **fields)
+    return inputs, numbers.get("price-per-instance-hour")
 
 
 def _fmt(value: float | str, unit: str) -> str:
@@ -354,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             profile = parse_profile(Path(args.profile).read_text(encoding="utf-8"))
             for message in profile.rejected:
                 print(f"profile: {message}", file=sys.stderr)
-        inputs, price, _ = _inputs(args, profile)
+        inputs, price = _inputs(args, profile)
         result = plan(inputs)
         print(render_plan(result))
 

@@ -24,6 +24,12 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"
 
 
+def plan_example(*more: str) -> int:
+    """The planner on the docs' example inputs and weekly profile, plus ``more``."""
+    inputs = ["--inputs", str(EXAMPLES / "plan-inputs.json")]
+    return main([*inputs, "--profile", str(EXAMPLES / "weekly-calls.csv"), *more])
+
+
 def _profile(levels: list[float], start: str = "2026-11-30T00:00") -> str:
     """Hourly rows from ``start`` (a Monday) with these calls per hour."""
     first = datetime.fromisoformat(start)
@@ -123,18 +129,8 @@ def test_the_readme_example_prints_the_plan_and_writes_the_chart(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     chart = tmp_path / "plan.png"
-    code = main(
-        [
-            "--inputs",
-            str(EXAMPLES / "plan-inputs.json"),
-            "--profile",
-            str(EXAMPLES / "weekly-calls.csv"),
-            "--schedule",
-            str(EXAMPLES / "scale-schedule.json"),
-            "--check",
-            "--chart",
-            str(chart),
-        ]
+    code = plan_example(
+        "--schedule", str(EXAMPLES / "scale-schedule.json"), "--check", "--chart", str(chart)
     )
     out = capsys.readouterr().out
     # The example schedule keeps 2 always-ready in business hours; the spike needs 3 at
@@ -150,17 +146,7 @@ def test_the_readme_example_prints_the_plan_and_writes_the_chart(
 
 def test_suggest_writes_a_schedule_the_app_accepts(tmp_path: Path) -> None:
     out = tmp_path / "schedule.json"
-    code = main(
-        [
-            "--inputs",
-            str(EXAMPLES / "plan-inputs.json"),
-            "--profile",
-            str(EXAMPLES / "weekly-calls.csv"),
-            "--suggest",
-            "--out",
-            str(out),
-        ]
-    )
+    code = plan_example("--suggest", "--out", str(out))
     assert code == 0
     assert parse_schedule(out.read_text(encoding="utf-8")).windows
 
