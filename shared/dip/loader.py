@@ -282,10 +282,11 @@ async def load_file(
             "load without --replace"
         )
     answers = answers_of(good)
+    announced: frozenset[str] = frozenset()
     if read_model is not None:
         # Filters first, then the table: a new customer is never "absent" meanwhile.
         try:
-            await read_model.announce([key for key, _ in answers])
+            announced = await read_model.announce([key for key, _ in answers])
         except REDIS_ERRORS as exc:
             report.redis_error = f"{type(exc).__name__}: {exc}"
     if replace:
@@ -297,7 +298,7 @@ async def load_file(
         report.entities = await load_rows(table, good, progress=progress)
     if read_model is not None:
         try:
-            report.written_through = await read_model.write(answers)
+            report.written_through = await read_model.write(answers, announced)
             report.redis_error = None  # the filters have the keys now, whatever announce did
             if removed:
                 await read_model.remove(removed)

@@ -323,12 +323,16 @@ class ReadModelWriter:
             key.cache_key, record, now, now + self.max_age_s, self.max_age_s + self.stale_ttl_s
         )
 
-    async def announce(self, keys: Sequence[LookupKey]) -> None:
+    async def announce(self, keys: Sequence[LookupKey]) -> frozenset[str]:
         """Add keys to the filters before the table has them, so that from now on they read
         as "maybe" and a dip for a new customer reads the table rather than being told
-        "no customer" while a long load runs. ``write`` adds them again afterwards, for a
-        warm that started in between."""
+        "no customer" while a long load runs. Returns the generations whose filters now
+        hold the keys, for ``write`` to skip."""
         blooms = await self._blooms()
+        await self._add(blooms, keys)
+        return frozenset(b.generation for b in blooms)
+
+    async def _add(self, blooms: Sequence[Bloom], keys: Sequence[LookupKey]) -> None:
         if not blooms:
             return
         for start in range(0, len(keys), WRITE_CHUNK):
@@ -337,23 +341,24 @@ class ReadModelWriter:
                 bloom.queue_adds(pipe, keys[start : start + WRITE_CHUNK])
             await pipe.execute()
 
-    async def write(self, answers: Sequence[tuple[LookupKey, CustomerRecord]]) -> int:
-        """Cache these answers (as of now, since the table has just been written).
+    async def write(
+        self,
+        answers: Sequence[tuple[LookupKey, CustomerRecord]],
+        announced: frozenset[str] = frozenset(),
+    ) -> int:
+        """Cache these answers (as of now, since the table has just been written), and add
+        their keys to the filters ``announce`` has not (a warm that started in between).
 
-        In chunks of WRITE_CHUNK keys, each one pipeline of answers and one of filter bits,
-        so a load of millions never builds one pipeline of millions of commands.
+        In chunks of WRITE_CHUNK keys, so a load of millions never builds one pipeline of
+        millions of commands.
         """
         now = self._clock()
-        blooms = await self._blooms()
         written = 0
         for start in range(0, len(answers), WRITE_CHUNK):
             chunk = answers[start : start + WRITE_CHUNK]
             written += await self._entries.put_many([self._entry(k, r, now) for k, r in chunk])
-            if blooms:
-                pipe = self.redis.pipeline(transaction=False)
-                for bloom in blooms:
-                    bloom.queue_adds(pipe, (k for k, _ in chunk))
-                await pipe.execute()
+        blooms = [b for b in await self._blooms() if b.generation not in announced]
+        await self._add(blooms, [key for key, _ in answers])
         return written
 
     async def remove(self, keys: Sequence[LookupKey]) -> int:
