@@ -61,6 +61,13 @@ def run_loader(
     )
 
 
+def export(tmp_path: Path, text: str) -> Path:
+    """A CRM export file holding ``text``."""
+    path = tmp_path / "crm.csv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def entity(azurite: Azurite, table: str, key: LookupKey) -> dict[str, object]:
     with TableClient.from_connection_string(azurite.connection_string, table) as client:
         pk, rk = table_keys(key)
@@ -86,8 +93,7 @@ def test_a_header_without_required_columns_is_an_error() -> None:
 def test_a_clean_file_loads_every_key_and_exits_0(
     tmp_path: Path, azurite: Azurite, table_name: str
 ) -> None:
-    path = tmp_path / "crm.csv"
-    path.write_text(GOOD, encoding="utf-8")
+    path = export(tmp_path, GOOD)
     result = run_loader(path, azurite, table_name)
     assert result.returncode == 0, result.stderr
     assert "loaded 3 customers (6 entities)" in result.stderr
@@ -99,8 +105,7 @@ def test_a_clean_file_loads_every_key_and_exits_0(
 def test_bad_rows_are_reported_and_set_aside_while_good_rows_load(
     tmp_path: Path, azurite: Azurite, table_name: str
 ) -> None:
-    path = tmp_path / "crm.csv"
-    path.write_text(MIXED, encoding="utf-8")
+    path = export(tmp_path, MIXED)
     result = run_loader(path, azurite, table_name)
     assert result.returncode == 2
     for line in (3, 4, 5, 6, 7):
@@ -116,8 +121,7 @@ def test_bad_rows_are_reported_and_set_aside_while_good_rows_load(
 def test_loading_twice_is_idempotent_and_updates_in_place(
     tmp_path: Path, azurite: Azurite, table_name: str
 ) -> None:
-    path = tmp_path / "crm.csv"
-    path.write_text(GOOD, encoding="utf-8")
+    path = export(tmp_path, GOOD)
     assert run_loader(path, azurite, table_name).returncode == 0
     path.write_text(
         GOOD.replace("C-1,+13175550116,Gold", "C-1,+13175550116,Diamond"), encoding="utf-8"
@@ -180,8 +184,7 @@ def table_has(azurite: Azurite, table: str, key: LookupKey) -> bool:
 async def test_a_load_writes_every_answer_through_to_redis(
     tmp_path: Path, base_env: dict[str, str], azurite: Azurite, redis_server: RedisServer
 ) -> None:
-    path = tmp_path / "crm.csv"
-    path.write_text(EXPORT, encoding="utf-8")
+    path = export(tmp_path, EXPORT)
     result = run_loader(path, azurite, base_env["CUSTOMER_TABLE"], redis_url=redis_server.url)
     assert result.returncode == 0, result.stderr
     assert "wrote 9 answers through to Redis" in result.stderr
@@ -194,8 +197,7 @@ async def test_a_number_that_moves_to_another_customer_answers_with_the_new_one(
     tmp_path: Path, base_env: dict[str, str], azurite: Azurite, redis_server: RedisServer
 ) -> None:
     table = base_env["CUSTOMER_TABLE"]
-    path = tmp_path / "crm.csv"
-    path.write_text(EXPORT, encoding="utf-8")
+    path = export(tmp_path, EXPORT)
     assert run_loader(path, azurite, table, redis_url=redis_server.url).returncode == 0
     assert (await dip(base_env, ani="+13175550304")).customer_id == "L-3"
     # The next export: L-3's number now belongs to L-4, and L-3 has none.
@@ -213,8 +215,7 @@ async def test_a_replacing_load_removes_what_the_export_dropped_from_table_and_r
     tmp_path: Path, base_env: dict[str, str], azurite: Azurite, redis_server: RedisServer
 ) -> None:
     table = base_env["CUSTOMER_TABLE"]
-    path = tmp_path / "crm.csv"
-    path.write_text(EXPORT, encoding="utf-8")
+    path = export(tmp_path, EXPORT)
     assert run_loader(path, azurite, table, redis_url=redis_server.url).returncode == 0
     assert (await dip(base_env, customer_id="L-4")).customer_found
     path.write_text(EXPORT.replace("L-4,+13175550305,Bronze,false\n", ""), encoding="utf-8")
@@ -237,8 +238,7 @@ async def test_a_replacing_load_removes_what_the_export_dropped_from_table_and_r
 def test_a_replacing_load_refuses_a_truncated_export_and_changes_nothing(
     tmp_path: Path, azurite: Azurite, table_name: str
 ) -> None:
-    path = tmp_path / "crm.csv"
-    path.write_text(EXPORT, encoding="utf-8")
+    path = export(tmp_path, EXPORT)
     assert run_loader(path, azurite, table_name).returncode == 0
     path.write_text("\n".join(EXPORT.splitlines()[:2]) + "\n", encoding="utf-8")  # L-1 only
     result = run_loader(path, azurite, table_name, "--replace")
@@ -255,8 +255,7 @@ def test_a_replacing_load_refuses_a_truncated_export_and_changes_nothing(
 def test_a_load_that_cannot_reach_redis_still_loads_and_says_the_warm_catches_up(
     tmp_path: Path, azurite: Azurite, table_name: str
 ) -> None:
-    path = tmp_path / "crm.csv"
-    path.write_text(EXPORT, encoding="utf-8")
+    path = export(tmp_path, EXPORT)
     result = run_loader(path, azurite, table_name, redis_url=NO_REDIS)
     assert result.returncode == 0, result.stderr
     assert "Redis could not be reached" in result.stderr and "next warm" in result.stderr
@@ -267,8 +266,7 @@ def test_a_replacing_load_with_rejected_rows_changes_nothing(
     tmp_path: Path, azurite: Azurite, table_name: str
 ) -> None:
     # L-2's row is rejected: replacing would delete L-2, who is still a customer.
-    path = tmp_path / "crm.csv"
-    path.write_text(EXPORT, encoding="utf-8")
+    path = export(tmp_path, EXPORT)
     assert run_loader(path, azurite, table_name).returncode == 0
     path.write_text(EXPORT.replace("L-2,+13175550302;", "L-2,not-a-phone;"), encoding="utf-8")
     result = run_loader(path, azurite, table_name, "--replace", "--force")
