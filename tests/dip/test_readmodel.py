@@ -306,9 +306,13 @@ async def test_the_warms_pages_and_the_dips_reads_stay_within_the_budget_at_the_
         "CUSTOMER_TABLE": table_name,
         "MAX_DB_QPS": "40",
         "LOCAL_DB_QPS": "10",
-        "VALVE_GUARD_MS": "100",
+        # The guard absorbs the time between a read's admission (in Redis's clock) and its
+        # arrival at the proxy; on a loaded machine 100 ms was once not enough (11 pages in
+        # a second at the proxy, 10 per 1.1 s admitted).
+        "VALVE_GUARD_MS": "200",
         "WARM_DB_QPS": "10",
     }
+    window_s = 1.0 + int(env["VALVE_GUARD_MS"]) / 1000
     rt = Runtime(load_settings(env))
     try:
         async with TableClient.from_connection_string(
@@ -342,7 +346,8 @@ async def test_the_warms_pages_and_the_dips_reads_stay_within_the_budget_at_the_
         # and while dips wanted more than the budget, they kept the rest of it.
         during = [t for t in points if t < points[0] + (dips_ended - started)]
         seconds = (dips_ended - started) - 1
-        assert len(during) / (dips_ended - started) >= 0.8 * 30, (len(during), seconds)
+        dips_share = (40 - 10) / window_s  # the budget less the warm's share, per second
+        assert len(during) / (dips_ended - started) >= 0.8 * dips_share, (len(during), seconds)
     finally:
         await rt.dips.drain()
         await rt.close()
