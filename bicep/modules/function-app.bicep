@@ -51,9 +51,9 @@ param zoneRedundant bool = false
 @maxValue(20)
 param alwaysReadyInstanceCount int = 1
 
-@description('Optional. Pre-warmed buffer instances (site config preWarmedInstanceCount) kept ready ahead of each scale-out step.')
+@description('Optional. Pre-warmed buffer instances (site config preWarmedInstanceCount) kept ready ahead of each scale-out step: 0 to 10, the bounds of Azure\'s published types for Microsoft.Web/sites/config (API 2024-11-01).')
 @minValue(0)
-@maxValue(20)
+@maxValue(10)
 param preWarmedInstanceCount int = 1
 
 @description('Optional. Per-app scale-out limit (site config functionAppScaleLimit); 0 means up to the plan maximum burst.')

@@ -56,8 +56,11 @@ ZONE_REDUNDANT_MIN = 3
 # figure comes from SCALE_MAX_BURST_LIMIT; these bound it and give its default.
 MAX_BURST_MAX = 100
 MAX_BURST_LIMIT_DEFAULT = 20
-# No documented cap; 20 keeps a typo ("200") from buying a fleet of idle buffers.
-PRE_WARMED_MAX = 20
+# ARM's own bounds for the site config's preWarmedInstanceCount: 0 to 10 (Azure's published
+# types for Microsoft.Web/sites/config, API 2024-11-01, in Azure/bicep-types-az
+# generated/web/microsoft.web/2024-11-01/types.json; a copy is kept in tests/bicep/types/).
+# ARM refuses a larger value, so a schedule that asks for one is refused here, at start-up.
+PRE_WARMED_MAX = 10
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^(\d{2}):(\d{2})$")

@@ -612,3 +612,15 @@ async def test_a_schedule_above_the_burst_limit_keeps_the_current_state(
     assert report.outcome == "invalid_schedule"
     assert "windows[1].maxBurst" in report.errors[0]
     assert writes(fake) == []
+
+
+async def test_fake_arm_refuses_pre_warmed_above_ten_as_arm_does(
+    fake: FakeArm, gateway: AzureArmGateway
+) -> None:
+    # The stand-in holds ARM's published bounds, so a gateway that sent 11 would see the 400
+    # ARM gives, and nothing would change.
+    with pytest.raises(ArmError):
+        await gateway.patch_site_config(always_ready=None, pre_warmed=11)
+    assert fake.state.pre_warmed == 1
+    await gateway.patch_site_config(always_ready=None, pre_warmed=10)
+    assert fake.state.pre_warmed == 10

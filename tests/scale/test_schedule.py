@@ -416,3 +416,16 @@ def test_the_burst_limit_is_bounded_like_its_setting() -> None:
 def test_comments_are_allowed_where_operators_write_notes() -> None:
     s = parse_schedule(doc_with(comment="owner: IVR team", windows__0__comment="weekdays"))
     assert len(s.windows) == 3
+
+
+def test_pre_warmed_above_arms_bound_of_ten_is_refused_by_name() -> None:
+    # ARM refuses preWarmedInstanceCount above 10, so a window asking for 11 would fail every
+    # tick; the schedule refuses it at start-up instead, naming the field.
+    window = {"name": "w", "start": "08:00", "end": "09:00", "alwaysReady": 2}
+    assert sched([{**window, "preWarmed": 10}])
+    with pytest.raises(ScheduleError) as caught:
+        sched([{**window, "preWarmed": 11}])
+    assert caught.value.field == "windows[0].preWarmed"
+    with pytest.raises(ScheduleError) as caught:
+        sched(default={"alwaysReady": 1, "preWarmed": 20})
+    assert caught.value.field == "default.preWarmed"

@@ -28,6 +28,9 @@ import trustme
 from azure.core.credentials import AccessToken
 
 SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
+# The bounds Azure's published types give the site config's instance counts
+# (Microsoft.Web/sites/config, API 2024-11-01; tests/bicep/types/ holds the copy).
+SITE_CONFIG_BOUNDS = {"minimumElasticInstanceCount": 20, "preWarmedInstanceCount": 10}
 
 _SITE = re.compile(
     r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.Web/"
@@ -243,6 +246,14 @@ class FakeArm:
                     return 200, self._site_config()
                 if method == "PATCH":
                     props = (body or {}).get("properties", {})
+                    # ARM validates the bounds of Azure's published types for sites/config
+                    # (API 2024-11-01): minimumElasticInstanceCount 0-20, preWarmedInstanceCount
+                    # 0-10. A value outside them is a 400 and changes nothing.
+                    for key, hi in SITE_CONFIG_BOUNDS.items():
+                        if key in props and not 0 <= props[key] <= hi:
+                            return 400, _error(
+                                "BadRequest", f"{key} {props[key]} is outside 0 to {hi}"
+                            )
                     new_ar = props.get("minimumElasticInstanceCount", s.always_ready)
                     if new_ar > s.max_burst:
                         return 400, _error(
