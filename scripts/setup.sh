@@ -52,6 +52,8 @@ find_python() {
 }
 
 ensure_python() {
+  # The venv is rebuilt whenever a lock changes: requirements.txt is what Azure installs,
+  # requirements-dev.txt is that plus the dev tools, each version pinned and hashed.
   local stamp="$ROOT/.venv/.requirements.sha"
   local want python
   want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -c1-16)"
@@ -74,7 +76,7 @@ MSG
   rm -rf "$ROOT/.venv"
   "$python" -m venv "$ROOT/.venv"
   quietly "$ROOT/.venv/bin/pip" install --upgrade pip
-  quietly "$ROOT/.venv/bin/pip" install -r "$ROOT/requirements-dev.txt"
+  quietly "$ROOT/.venv/bin/pip" install --require-hashes -r "$ROOT/requirements-dev.txt"
   echo "$want" > "$stamp"
 }
 
