@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -429,3 +430,24 @@ def test_pre_warmed_above_arms_bound_of_ten_is_refused_by_name() -> None:
     with pytest.raises(ScheduleError) as caught:
         sched(default={"alwaysReady": 1, "preWarmed": 20})
     assert caught.value.field == "default.preWarmed"
+
+
+def test_the_schedules_instance_bounds_are_arms_published_ones() -> None:
+    # Azure's published types for Microsoft.Web/sites/config (kept in tests/bicep/types/) are
+    # the source of PRE_WARMED_MAX and ALWAYS_READY_MAX; this reads them, not a copy.
+    from shared.scale.schedule import ALWAYS_READY_MAX, PRE_WARMED_MAX
+
+    types_file = Path(__file__).resolve().parents[1] / "bicep" / "types" / "web"
+    types = json.loads((types_file / "microsoft.web" / "2024-11-01" / "types.json").read_text())
+
+    def bounds(name: str) -> tuple[int, int]:
+        (prop,) = [
+            t["properties"][name]
+            for t in types
+            if t.get("$type") == "ObjectType" and name in t.get("properties", {})
+        ]
+        found = types[int(prop["type"]["$ref"].removeprefix("#/"))]
+        return found["minValue"], found["maxValue"]
+
+    assert bounds("preWarmedInstanceCount") == (0, PRE_WARMED_MAX)
+    assert bounds("minimumElasticInstanceCount")[1] == ALWAYS_READY_MAX
