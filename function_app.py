@@ -42,8 +42,11 @@ def http_response(answer: ApiResponse) -> func.HttpResponse:
 # --- the data dip ---
 
 
+# No runtime key: in Azure, App Service Authentication admits only API Management's managed
+# identity to this route (bicep/modules/function-app.bicep), and the network rules only its
+# gateway, so no key has to be written to the runtime at deployment.
 @app.function_name("ivr_lookup")
-@app.route(route="lookup", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@app.route(route="lookup", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 async def ivr_lookup(req: func.HttpRequest) -> func.HttpResponse:
     try:
         request = parse_dip_request(req.get_body(), req.headers.get("content-type"))

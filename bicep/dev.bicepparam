@@ -8,9 +8,6 @@ using 'main.bicep'
 
 param environmentName = 'dev'
 param publisherEmail = readEnvironmentVariable('APIM_PUBLISHER_EMAIL', 'dipguard-dev@example.com')
-// The current function key, to keep it on a redeploy; unset, the deployment generates a
-// new one (a rotation). See README, Deploy to Azure.
-param functionKeyValue = readEnvironmentVariable('DIPGUARD_FUNCTION_KEY', '')
 
 param planSku = 'EP1'
 param maximumElasticWorkerCount = 10
@@ -21,7 +18,6 @@ param preWarmedInstanceCount = 1
 param storageSkuName = 'Standard_LRS'
 param redisSkuName = 'Balanced_B0'
 param redisHighAvailability = false
-param keyVaultSoftDeleteRetentionInDays = 7
 
 param apimSkuName = 'Developer'
 param apimSkuCapacity = 1

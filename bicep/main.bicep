@@ -1,5 +1,5 @@
 metadata name = 'dipguard'
-metadata description = 'Genesys Cloud IVR data dips on Azure Functions Elastic Premium: API Management in front (rate and concurrency limits), Azure Managed Redis for the shed valve and cache, Table Storage for customers, Key Vault for the function key, Application Insights with a workbook and alerts.'
+metadata description = 'Genesys Cloud IVR data dips on Azure Functions Elastic Premium: API Management in front (rate and concurrency limits), Azure Managed Redis for the shed valve and cache, Table Storage for customers, an Entra app registration through which only API Management\'s identity reaches the app, Application Insights with a workbook and alerts.'
 
 targetScope = 'resourceGroup'
 
@@ -119,11 +119,6 @@ param redisHighAvailability bool = true
 ])
 param redisClusteringPolicy string = 'EnterpriseCluster'
 
-@description('Optional. Days a deleted key vault stays recoverable (purge protection is always on). Dev can use 7.')
-@minValue(7)
-@maxValue(90)
-param keyVaultSoftDeleteRetentionInDays int = 90
-
 // ---------------------------------------------------------------------------------------------
 // API Management
 // ---------------------------------------------------------------------------------------------
@@ -161,24 +156,11 @@ param maxConcurrentCalls int = 200
 @description('Optional. CIDR ranges of operators allowed to call the function app directly (the admin-level surge endpoint). Everything but API Management is denied otherwise.')
 param operatorIpRanges array = []
 
-@description('Optional. StandardV2 only: address range of the virtual network and subnet the gateway calls the function app and Key Vault from. At least a /27; /24 lets the gateway scale.')
+@description('Optional. StandardV2 only: address range of the virtual network and subnet the gateway calls the function app from. At least a /27; /24 lets the gateway scale.')
 param apimSubnetAddressPrefix string = '10.90.0.0/24'
 
-// The function key API Management sends: the app's host key "apim", the Key Vault secret
-// and API Management's named value all take this value in one deployment. Empty means a new
-// random value (generatedFunctionKeyValue), so a deployment that is not given the current
-// key rotates it; during the seconds between the app taking the new key and the gateway
-// sending it, a dip can get a 401. The parameter files read DIPGUARD_FUNCTION_KEY, and
-// main.parameters.json maps it for azd, so a redeploy keeps the key when that variable
-// holds the current one (README, Deploy to Azure).
-@description('Optional. Value of the host key API Management sends the function app, at least 32 characters. Empty: a new random value, which rotates the key.')
-@secure()
-param functionKeyValue string = ''
-
-// checkov:skip=CKV_AZURE_131: The default is not a hardcoded secret: newGuid() makes a new random value at each deployment, and a parameter default is the only place Bicep allows it.
-@description('Optional. Leave unset. The random value used when functionKeyValue is empty: two GUIDs without hyphens, 64 hex digits.')
-@secure()
-param generatedFunctionKeyValue string = '${replace(newGuid(), '-', '')}${replace(newGuid(), '-', '')}'
+@description('Optional. Application (client) ID of an existing Entra app registration that stands for the function app (a registration with a service principal and v2 access tokens; docs/deploy.md, "Identity and keys"). Empty: the deployment creates and keeps one through the Microsoft Graph Bicep extension, which needs the deployer to be allowed to register applications.')
+param entraAppClientId string = ''
 
 // ---------------------------------------------------------------------------------------------
 // The app's own settings
@@ -319,9 +301,10 @@ var tuningDefaults = {
 
 // The stale read model alert and the workbook's age chart follow the app's own limit, as
 // deployed (appTuning can change it), unless readModelAgeAlertSeconds sets another.
-var readModelMaxAgeSeconds = (readModelAgeAlertSeconds == 0) ? int(union(tuningDefaults, appTuning).READ_MODEL_MAX_AGE_SECONDS) : readModelAgeAlertSeconds
+// The alert and the workbook take at least 60 s, so 1 to 59 fails here rather than in them.
+var readModelMaxAgeSeconds = (readModelAgeAlertSeconds == 0) ? int(union(tuningDefaults, appTuning).READ_MODEL_MAX_AGE_SECONDS) : ((readModelAgeAlertSeconds < 60) ? int('readModelAgeAlertSeconds must be 0 (the app\'s READ_MODEL_MAX_AGE_SECONDS) or at least 60') : readModelAgeAlertSeconds)
 
-// How API Management reaches the function app and Key Vault, by tier. Classic gateways
+// How API Management reaches the function app, by tier. Classic gateways
 // call from static public addresses (api-management-howto-ip-addresses), so those are
 // admitted. StandardV2 gateways call from addresses that are not documented as static, and
 // the ApiManagement service tag covers the control plane only, so the gateway integrates
@@ -420,24 +403,16 @@ module apim 'modules/apim.bicep' = {
   ]
 }
 
-module keyVault 'modules/key-vault.bicep' = {
-  name: 'dipguard-key-vault'
+// The registration that stands for the app: API Management's tokens name it as their
+// audience. Created here unless the deployer brings one (entraAppClientId).
+module entraApp 'modules/entra-app.bicep' = if (empty(entraAppClientId)) {
+  name: 'dipguard-entra-app'
   params: {
-    name: take('kv-dip-${environmentName}-${resourceToken}', 24)
-    location: location
-    tags: allTags
-    softDeleteRetentionInDays: keyVaultSoftDeleteRetentionInDays
-    secretsUserPrincipalIds: [
-      apim.outputs.systemAssignedMIPrincipalId
-    ]
-    // API Management fetches the named value over the network, so the firewall admits the
-    // gateway by the same path the function app does.
-    allowedIpAddresses: apim.outputs.publicIpAddresses
-    allowedSubnetResourceIds: apimUsesVnetIntegration ? [
-      apimSubnetResourceId
-    ] : []
+    uniqueName: 'dipguard-${environmentName}-${resourceToken}'
+    displayName: 'dipguard (${environmentName})'
   }
 }
+var appClientId = empty(entraAppClientId) ? entraApp!.outputs.clientId : entraAppClientId
 
 module functionApp 'modules/function-app.bicep' = {
   name: 'dipguard-function-app'
@@ -464,6 +439,10 @@ module functionApp 'modules/function-app.bicep' = {
     apimPublicIpAddresses: apim.outputs.publicIpAddresses
     apimSubnetResourceId: apimSubnetResourceId
     operatorIpRanges: operatorIpRanges
+    authClientId: appClientId
+    authAllowedPrincipalIds: [
+      apim.outputs.systemAssignedMIPrincipalId
+    ]
     customerTableName: customerTableName
     surgeTableName: surgeTableName
     scaleTimerSchedule: scaleTimerSchedule
@@ -487,37 +466,19 @@ module appAccess 'modules/app-access.bicep' = {
   }
 }
 
-// The function key is written, never read back from the app (see modules/function-key.bicep).
-// The host stores keys in its storage account with the app's identity, so the key waits
-// for that identity's storage roles.
-module functionKey 'modules/function-key.bicep' = {
-  name: 'dipguard-function-key'
-  params: {
-    functionAppName: functionApp.outputs.name
-    keyVaultName: keyVault.outputs.name
-    keyValue: empty(functionKeyValue) ? generatedFunctionKeyValue : functionKeyValue
-  }
-  dependsOn: [
-    appAccess
-  ]
-}
-
-// API Management fetches the named value from Key Vault with its own identity as it creates
-// it, so the API waits for that identity's Key Vault Secrets User grant (in the keyVault
-// module) and for the key itself.
+// API Management calls the app with a token from its own identity: no key is written to the
+// app or read from Key Vault, so no step here waits on the Functions runtime or on a role
+// assignment taking effect (docs/deploy.md, "First deployment").
 module lookupApi 'modules/apim-api.bicep' = {
   name: 'dipguard-lookup-api'
   params: {
     apimName: apim.outputs.name
     functionAppName: functionApp.outputs.name
-    functionKeySecretUri: functionKey.outputs.secretUriWithVersion
+    backendAudience: appClientId
     apiPath: apiPath
     rateLimitCallsPerSecond: rateLimitCallsPerSecond
     maxConcurrentCalls: maxConcurrentCalls
   }
-  dependsOn: [
-    keyVault
-  ]
 }
 
 module alerts 'modules/alerts.bicep' = {

@@ -9,9 +9,6 @@ using 'main.bicep'
 
 param environmentName = 'prod'
 param publisherEmail = readEnvironmentVariable('APIM_PUBLISHER_EMAIL')
-// The current function key, to keep it on a redeploy; unset, the deployment generates a
-// new one (a rotation). See README, Deploy to Azure.
-param functionKeyValue = readEnvironmentVariable('DIPGUARD_FUNCTION_KEY', '')
 
 param planSku = 'EP2'
 // Linux Elastic Premium allows a maximum burst of 20 in most regions and 100 in some
@@ -28,9 +25,8 @@ param preWarmedInstanceCount = 2
 param storageSkuName = 'Standard_ZRS'
 param redisSkuName = 'Balanced_B5'
 param redisHighAvailability = true
-param keyVaultSoftDeleteRetentionInDays = 90
 
-// Standard v2 calls the function app and Key Vault from a subnet of its own, which the
+// Standard v2 calls the function app from a subnet of its own, which the
 // deployment creates (apimSubnetAddressPrefix, 10.90.0.0/24 unless set here).
 param apimSkuName = 'StandardV2'
 param apimSkuCapacity = 1

@@ -85,7 +85,7 @@ def test_the_worker_reports_the_routes_and_auth_levels_the_host_serves(
         http["ivr_lookup"]["route"],
         http["ivr_lookup"]["methods"],
         http["ivr_lookup"]["authLevel"],
-    ) == ("lookup", ["POST"], "FUNCTION")
+    ) == ("lookup", ["POST"], "ANONYMOUS")
     assert (http["health"]["route"], http["health"]["methods"]) == ("health", ["GET"])
     assert (
         http["surge"]["route"],
@@ -152,16 +152,19 @@ async def test_malformed_requests_get_a_4xx_json_error(
     assert body["error"] == code and body["message"] and "field" in body
 
 
-async def test_the_function_key_is_required_and_the_master_key_also_works(
+async def test_the_lookup_needs_no_runtime_key_while_health_still_does(
     client: TestClient[Any, Any],
 ) -> None:
+    # In Azure, App Service Authentication admits only API Management's identity to the
+    # lookup (bicep/modules/function-app.bicep); the runtime itself asks no key of it.
     data = json.dumps({"conversationId": CONV, "ani": "anonymous"}).encode()
     headers = {"Content-Type": "application/json"}
-    assert (await client.post("/api/lookup", data=data, headers=headers)).status == 401
-    bad = {**headers, "x-functions-key": "wrong"}
-    assert (await client.post("/api/lookup", data=data, headers=bad)).status == 401
-    ok = await client.post(f"/api/lookup?code={MASTER_KEY}", data=data, headers=headers)
+    ok = await client.post("/api/lookup", data=data, headers=headers)
     assert ok.status == 200 and (await ok.json())["source"] == "none"
+    assert (await client.get("/api/health")).status == 401
+    bad = {"x-functions-key": "wrong"}
+    assert (await client.get("/api/health", headers=bad)).status == 401
+    assert (await client.get(f"/api/health?code={MASTER_KEY}")).status == 200
 
 
 async def test_only_post_is_routed_to_lookup(client: TestClient[Any, Any]) -> None:

@@ -1,5 +1,5 @@
 metadata name = 'dipguard lookup API'
-metadata description = 'Publishes POST /lookup on API Management from the repository\'s openapi.json: the function key from Key Vault in a named value, backend, rate and concurrency limits, and a Genesys Cloud product and subscription. The surge admin endpoints are deliberately not published.'
+metadata description = 'Publishes POST /lookup on API Management from the repository\'s openapi.json: a backend reached with a token from API Management\'s managed identity, rate and concurrency limits, and a Genesys Cloud product and subscription. The surge admin endpoints are deliberately not published.'
 
 @description('Required. Name of the existing API Management service.')
 param apimName string
@@ -7,8 +7,8 @@ param apimName string
 @description('Required. Name of the existing function app.')
 param functionAppName string
 
-@description('Required. Versioned URI of the Key Vault secret that holds the function key (function-key.bicep). API Management\'s identity must already hold Key Vault Secrets User there, and the gateway a network path to the vault.')
-param functionKeySecretUri string
+@description('Required. Application (client) ID of the function app\'s Entra app registration: API Management asks Entra ID for a token with this audience (authentication-managed-identity) and App Service Authentication on the app checks it.')
+param backendAudience string
 
 @description('Optional. Name of the API.')
 param name string = 'dipguard-lookup'
@@ -27,7 +27,6 @@ param maxConcurrentCalls int = 200
 @description('Optional. Display name of the product Genesys Cloud subscribes to.')
 param productDisplayName string = 'Genesys Cloud data actions'
 
-var functionKeyName = 'dipguard-function-key'
 var backendName = 'dipguard-functions'
 var policyXml = loadTextContent('../policies/lookup-api.xml')
 
@@ -39,20 +38,6 @@ resource functionApp 'Microsoft.Web/sites@2024-11-01' existing = {
   name: functionAppName
 }
 
-resource apiManagement_functionKey 'Microsoft.ApiManagement/service/namedValues@2024-05-01' = {
-  parent: apiManagement
-  name: functionKeyName
-  properties: {
-    displayName: functionKeyName
-    secret: true
-    keyVault: {
-      // The exact version: a redeploy after a key rotation takes effect at once rather than
-      // after API Management's periodic Key Vault refresh.
-      secretIdentifier: functionKeySecretUri
-    }
-  }
-}
-
 resource apiManagement_backend 'Microsoft.ApiManagement/service/backends@2024-05-01' = {
   parent: apiManagement
   name: backendName
@@ -60,21 +45,11 @@ resource apiManagement_backend 'Microsoft.ApiManagement/service/backends@2024-05
     description: 'dipguard function app'
     protocol: 'http'
     url: 'https://${functionApp.properties.defaultHostName}/api'
-    credentials: {
-      header: {
-        'x-functions-key': [
-          '{{${functionKeyName}}}'
-        ]
-      }
-    }
     tls: {
       validateCertificateChain: true
       validateCertificateName: true
     }
   }
-  dependsOn: [
-    apiManagement_functionKey
-  ]
 }
 
 resource apiManagement_api 'Microsoft.ApiManagement/service/apis@2024-05-01' = {
@@ -103,7 +78,7 @@ resource apiManagement_api_policy 'Microsoft.ApiManagement/service/apis/policies
   name: 'policy'
   properties: {
     format: 'xml'
-    value: replace(replace(replace(policyXml, '__RATE_LIMIT_CALLS__', string(rateLimitCallsPerSecond)), '__MAX_CONCURRENCY__', string(maxConcurrentCalls)), '__BACKEND_ID__', apiManagement_backend.name)
+    value: replace(replace(replace(replace(policyXml, '__RATE_LIMIT_CALLS__', string(rateLimitCallsPerSecond)), '__MAX_CONCURRENCY__', string(maxConcurrentCalls)), '__BACKEND_ID__', apiManagement_backend.name), '__BACKEND_AUDIENCE__', backendAudience)
   }
 }
 

@@ -1,5 +1,5 @@
 metadata name = 'dipguard function app'
-metadata description = 'A Linux Elastic Premium plan and the Python 3.13 function app that answers IVR data dips, with always-ready and pre-warmed instances, inbound traffic limited to API Management, and the roles its scale_schedule timer needs.'
+metadata description = 'A Linux Elastic Premium plan and the Python 3.13 function app that answers IVR data dips, with always-ready and pre-warmed instances, inbound traffic limited to API Management by network rules and by App Service Authentication, and the roles its scale_schedule timer needs.'
 
 @description('Required. Name of the function app.')
 param name string
@@ -97,6 +97,13 @@ param apimSubnetResourceId string = ''
 
 @description('Optional. Extra CIDR ranges allowed to reach the app directly, for operators calling the admin-level surge endpoint.')
 param operatorIpRanges array = []
+
+@description('Required. Application (client) ID of the Entra app registration that stands for this app (entra-app.bicep): the audience of the tokens App Service Authentication accepts.')
+param authClientId string
+
+@description('Required. Object IDs of the only identities whose tokens App Service Authentication admits: API Management\'s system-assigned identity.')
+@minLength(1)
+param authAllowedPrincipalIds array
 
 // --- app settings the code reads ---
 
@@ -252,7 +259,7 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
     'azd-service-name': azdServiceName
   })
   kind: 'functionapp,linux'
-  // checkov:skip=CKV_AZURE_17: No client certificates: API Management authenticates with a function key over TLS, and inbound traffic is limited to API Management's addresses.
+  // checkov:skip=CKV_AZURE_17: No client certificates: API Management authenticates with an Entra ID token from its managed identity (site_authSettings below) over TLS, and inbound traffic is limited to API Management's addresses.
   // checkov:skip=CKV_AZURE_222: The public endpoint is what API Management calls; ipSecurityRestrictions below deny everything except API Management's addresses or integration subnet (and listed operator ranges). A private endpoint would need a network for the classic tiers too.
   // checkov:skip=CKV_AZURE_213: No App Service health check: it probes without a function key, so the FUNCTION-level /api/health would answer 401 and healthy instances would be taken out of rotation. The Functions scale controller and the alerts watch health instead.
   // checkov:skip=CKV_AZURE_212: Instance count is not App Service's numberOfWorkers here: always-ready instances (minimumElasticInstanceCount) are a parameter, at least 3 when zone redundant.
@@ -293,6 +300,70 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
           value: string(setting.value)
         }
       ]
+    }
+  }
+}
+
+// App Service Authentication stands in front of the Functions runtime and admits only a
+// token for this app's registration (authClientId) carrying the object ID of an identity in
+// authAllowedPrincipalIds: API Management's, which gets one with authentication-managed-
+// identity (policies/lookup-api.xml). The built-in authorization policy matches the token's
+// oid claim against allowedPrincipals.identities and answers 403 to anyone else; a request
+// without a token gets 401 (configure-authentication-provider-aad.md, "Use a built-in
+// authorization policy"). This is an ARM write of the site's configuration: it needs neither
+// the Functions runtime to be up nor any role assignment to have propagated, so the first
+// deployment has no step that waits on either (docs/deploy.md, "First deployment").
+// /api/health and /api/surge keep the runtime's own function and master keys for operators,
+// so they are excluded here; /admin stays behind this check. The warmup request Elastic
+// Premium sends an instance passes only while httpsOnly is on (set above;
+// functions-bindings-warmup.md).
+resource site_authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
+  parent: site
+  // checkov reads every sites/config resource as the site's web config; the skips here
+  // are its site-config checks, which do not apply to an authsettingsV2 body.
+  // checkov:skip=CKV_AZURE_13: This resource is App Service Authentication itself (platform.enabled, requireAuthentication); the check looks for the legacy siteAuthEnabled field.
+  // checkov:skip=CKV_AZURE_63: HTTP logging is a web-config setting, not an authentication one; request telemetry goes to Application Insights.
+  name: 'authsettingsV2'
+  // checkov:skip=CKV_AZURE_65: Detailed error messages are a web-config setting, not an authentication one.
+  // checkov:skip=CKV_AZURE_66: Failed request tracing is a web-config setting, not an authentication one.
+  // checkov:skip=CKV_AZURE_80: .NET Framework version is a web-config setting; this is a Python app.
+  // checkov:skip=CKV_AZURE_88: Azure Files is a web-config/storage setting, not an authentication one; the content share is set in the site's app settings.
+  properties: {
+    platform: {
+      enabled: true
+    }
+    // checkov:skip=CKV_AZURE_222: Public network access is the site's property (see the skip on the site); this resource holds none.
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: [
+        '/api/health'
+        '/api/surge'
+        '/api/surge/*'
+      ]
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authClientId
+          // v2.0 issuer: the registration asks for v2 access tokens (entra-app.bicep).
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            authClientId
+          ]
+          defaultAuthorizationPolicy: {
+            allowedPrincipals: {
+              identities: authAllowedPrincipalIds
+            }
+          }
+        }
+      }
     }
   }
 }

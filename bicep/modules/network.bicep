@@ -1,12 +1,12 @@
 metadata name = 'dipguard API Management outbound network'
-metadata description = 'The virtual network through which a v2-tier API Management gateway calls the function app and reads Key Vault: one subnet, delegated to Microsoft.Web/serverFarms for outbound virtual network integration, with its network security group and service endpoints for App Service and Key Vault.'
+metadata description = 'The virtual network through which a v2-tier API Management gateway calls the function app: one subnet, delegated to Microsoft.Web/serverFarms for outbound virtual network integration, with its network security group and a service endpoint for App Service.'
 
 // Standard v2 gateways call backends from addresses that are not documented as static, and
 // the ApiManagement service tag covers the control plane, not the gateway's calls
 // (learn.microsoft.com/azure/api-management/api-management-howto-ip-addresses). Outbound
 // virtual network integration puts those calls in a subnet of this network instead
 // (learn.microsoft.com/azure/api-management/integrate-vnet-outbound), and the service
-// endpoints let the function app and Key Vault admit that subnet, and nothing else, by rule.
+// endpoint lets the function app admit that subnet, and nothing else, by rule.
 
 @description('Required. Name of the virtual network.')
 param name string
@@ -28,7 +28,7 @@ param subnetName string = 'apim-outbound'
 
 // integrate-vnet-outbound: "A network security group must be associated with the subnet.
 // No specific rules are required." The default rules already allow outbound traffic to
-// the function app and Key Vault.
+// the function app.
 resource networkSecurityGroup 'Microsoft.Network/networkSecurityGroups@2024-05-01' = {
   name: networkSecurityGroupName
   location: location
@@ -69,15 +69,10 @@ resource virtualNetwork 'Microsoft.Network/virtualNetworks@2024-05-01' = {
             }
           ]
           // Microsoft.Web: the function app's access restriction can name this subnet
-          // (App Service access restrictions by service endpoint). Microsoft.KeyVault: the
-          // vault's firewall can admit it, since API Management may no longer pass as a
-          // trusted service (trusted-service-connectivity-retirement-march-2026).
+          // (App Service access restrictions by service endpoint).
           serviceEndpoints: [
             {
               service: 'Microsoft.Web'
-            }
-            {
-              service: 'Microsoft.KeyVault'
             }
           ]
         }

@@ -2,8 +2,9 @@
 
 The tier is a parameter without Consumption; the API is imported from the repository's
 openapi.json; the policy is loaded from its XML file with every placeholder filled; rate and
-concurrency limits have their documented defaults; the backend sends the function key from a
-Key Vault-backed named value; Genesys gets a product and a subscription to it.
+concurrency limits have their documented defaults; the backend holds no credential, and the
+policy's token is for the same app registration the function app checks; Genesys gets a
+product and a subscription to it.
 """
 
 from __future__ import annotations
@@ -80,20 +81,20 @@ def test_rate_and_concurrency_limits_default_to_1000_per_second_and_200() -> Non
     assert params["maxConcurrentCalls"] == "maxConcurrentCalls"
 
 
-def test_backend_sends_the_function_key_from_a_key_vault_backed_named_value() -> None:
+def test_the_backend_holds_no_credential_and_the_token_audience_is_the_apps_registration() -> None:
     api_module = module("apim-api")
-    (named,) = resources_of(api_module, "Microsoft.ApiManagement/service/namedValues")
-    assert named["properties"]["secret"] is True
-    assert named["properties"]["keyVault"]["secretIdentifier"] == "functionKeySecretUri"
-    params = module_call(parsed(MAIN), "modules/apim-api.bicep")["params"]
-    assert dotted(params["functionKeySecretUri"]) == "functionKey.outputs.secretUriWithVersion"
-    assert dotted(module("function-key")["outputs"]["secretUriWithVersion"]["value"]) == (
-        "keyVault_functionKey.properties.secretUriWithVersion"
-    )
+    assert resources_of(api_module, "Microsoft.ApiManagement/service/namedValues") == []
     (backend,) = resources_of(api_module, "Microsoft.ApiManagement/service/backends")
-    header = unquoted(backend["properties"]["credentials"]["header"])
-    assert header == {"x-functions-key": ["{{${functionKeyName}}}"]}
+    assert "credentials" not in backend["properties"]
     assert backend["properties"]["url"].endswith("/api")
+    (policy,) = resources_of(api_module, "Microsoft.ApiManagement/service/apis/policies")
+    assert '"__BACKEND_AUDIENCE__"' in json.dumps(policy["properties"]["value"])
+    assert '"backendAudience"' in json.dumps(policy["properties"]["value"])
+    # main.bicep gives the policy's audience and the app's authentication the same client ID.
+    main = parsed(MAIN)
+    api_call = module_call(main, "modules/apim-api.bicep")["params"]
+    app_call = module_call(main, "modules/function-app.bicep")["params"]
+    assert api_call["backendAudience"] == app_call["authClientId"] == "appClientId"
 
 
 def test_genesys_gets_a_product_and_a_subscription_to_it() -> None:

@@ -1,11 +1,12 @@
-"""Storage, Redis, the identities' role grants, and the function key.
+"""Storage, Redis, the identities' role grants, and how API Management reaches the app.
 
 Storage and Redis are TLS-only with keys off where the app does not need them, and the tables
 the app reads are created where it reads them. Redis evicts only keys with a TTL, and its SKU
 is one Azure Managed Redis offers, described with how to size it for the read model. Each
 identity gets the roles it needs and nothing broad, and whatever needs a role waits for its
-grant. The function key is generated at deployment (or kept when given), written by the
-deployment, never read back from the app, and readable by API Management alone.
+grant. API Management reaches the app with a token from its own identity, which App Service
+Authentication alone admits: no key is written to the app or kept anywhere, and no step of the
+first deployment waits on the Functions runtime or on a role assignment taking effect.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from azure.mgmt.redisenterprise.models import EvictionPolicy, SkuName
 from tests.support.bicep import (
     BICEP,
     BICEP_FILES,
-    KEY_VAULT_SECRETS_USER,
     MAIN,
     MONITORING_METRICS_PUBLISHER,
     PARAM_FILES,
@@ -30,7 +30,6 @@ from tests.support.bicep import (
     WEB_PLAN_CONTRIBUTOR,
     WEBSITE_CONTRIBUTOR,
     Template,
-    bicepparam_doc,
     bicepparam_values,
     decorators,
     default_of,
@@ -38,6 +37,7 @@ from tests.support.bicep import (
     function,
     module,
     module_call,
+    module_condition,
     parsed,
     resolve,
     resources_of,
@@ -191,90 +191,93 @@ def test_the_app_identity_gets_data_access_and_nothing_broad() -> None:
     }
 
 
-def test_api_management_can_read_the_function_key_and_nothing_else() -> None:
-    vault = module("key-vault")
-    (grant,) = role_assignments(vault)
-    assert grant["role"] == KEY_VAULT_SECRETS_USER
-    assert grant["scope"] == "keyVault"
-    (kv,) = resources_of(vault, "Microsoft.KeyVault/vaults")
-    assert kv["properties"]["enableRbacAuthorization"] is True
-    assert kv["properties"]["enablePurgeProtection"] is True
-    acls = kv["properties"]["networkAcls"]
-    # No trusted-service bypass: API Management may no longer use it; it is admitted by
-    # address or subnet instead (see test_each_tier_reaches_the_app_and_key_vault_...).
-    assert (acls["defaultAction"], acls["bypass"]) == ("Deny", "None")
-    assert acls["ipRules"]["loop_type"]["detail"]["array_name"] == "allowedIpAddresses"
-    assert acls["virtualNetworkRules"]["loop_type"]["detail"]["array_name"] == (
-        "allowedSubnetResourceIds"
+def test_app_service_authentication_admits_only_api_managements_identity() -> None:
+    app = module("function-app")
+    (auth,) = (
+        r for r in resources_of(app, "Microsoft.Web/sites/config") if r["name"] == "authsettingsV2"
     )
-    params = module_call(parsed(MAIN), "modules/key-vault.bicep")["params"]
-    (principal,) = params["secretsUserPrincipalIds"]
+    props = auth["properties"]
+    assert props["platform"]["enabled"] is True
+    glob = props["globalValidation"]
+    assert (glob["requireAuthentication"], glob["unauthenticatedClientAction"]) == (
+        True,
+        "Return401",
+    )
+    # Only the operator endpoints that keep the runtime's own keys are left out; the dip and
+    # the runtime's /admin API stay behind the token check.
+    assert glob["excludedPaths"] == ["/api/health", "/api/surge", "/api/surge/*"]
+    assert not any(p.startswith(("/api/lookup", "/admin")) for p in glob["excludedPaths"])
+    aad = props["identityProviders"]["azureActiveDirectory"]
+    assert aad["enabled"] is True
+    assert aad["registration"]["clientId"] == "authClientId"
+    assert aad["registration"]["openIdIssuer"].endswith("/v2.0")
+    assert aad["validation"]["allowedAudiences"] == ["authClientId"]
+    policy = aad["validation"]["defaultAuthorizationPolicy"]
+    assert policy == {"allowedPrincipals": {"identities": "authAllowedPrincipalIds"}}
+    assert props["httpSettings"]["requireHttps"] is True
+    # The warmup request Elastic Premium sends passes Easy Auth only over HTTPS.
+    (site,) = resources_of(app, "Microsoft.Web/sites")
+    assert site["properties"]["httpsOnly"] is True
+    # main.bicep admits API Management's system-assigned identity and nothing else.
+    call = module_call(parsed(MAIN), "modules/function-app.bicep")["params"]
+    (principal,) = call["authAllowedPrincipalIds"]
     assert dotted(principal) == "apim.outputs.systemAssignedMIPrincipalId"
+    assert decorators(app["parameters"]["authAllowedPrincipalIds"])["min_length"] == 1
 
 
-def test_the_function_key_is_written_by_the_deployment_and_never_read_from_the_app() -> None:
-    # listKeys on host/default of an app with no code yet fails intermittently
-    # (Azure/azure-functions-host#5722, Azure/bicep-types-az#1356): nothing may call it.
+def test_the_lookup_function_leaves_its_door_to_app_service_authentication() -> None:
+    # The runtime would want a key for a FUNCTION-level route; in Azure the token check in
+    # front of it is the door, so the route itself is anonymous and the others keep keys.
+    text = (BICEP.parent / "function_app.py").read_text()
+    assert 'route="lookup", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS' in text
+    assert 'route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION' in text
+    assert "auth_level=func.AuthLevel.ADMIN" in text
+
+
+def test_the_app_registration_issues_v2_tokens_and_a_given_one_is_used_instead() -> None:
+    entra = module("entra-app")
+    assert "microsoftGraphV1" in entra["extensions"]
+    (application,) = resources_of(entra, "Microsoft.Graph/applications")
+    assert application["signInAudience"] == "AzureADMyOrg"
+    assert application["api"] == {"requestedAccessTokenVersion": 2}
+    assert application["uniqueName"] == "uniqueName"
+    (principal,) = resources_of(entra, "Microsoft.Graph/servicePrincipals")
+    assert dotted(principal["appId"]) == "application.appId"
+    config = json.loads((BICEP / "bicepconfig.json").read_text())
+    assert config["extensions"]["microsoftGraphV1"].startswith(
+        "br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:"
+    )
+    main = parsed(MAIN)
+    client_id = main["variables"]["appClientId"]["value"]
+    created = {"entraApp.outputs.clientId": "created-id"}
+    assert resolve(client_id, Template(main, created)) == "created-id"
+    given = {**created, "entraAppClientId": "given-id"}
+    assert resolve(client_id, Template(main, given)) == "given-id"
+    assert (
+        resolve(module_condition(main, "modules/entra-app.bicep"), Template(main, given)) is False
+    )
+
+
+def test_no_first_deployment_step_waits_on_the_runtime_or_a_role_grant() -> None:
+    # Host keys (sites/host/*) and listKeys go through ARM to the Functions runtime, which
+    # answers ServiceUnavailable while a new app starts (Azure/azure-functions-host#5722);
+    # a Key Vault read right after its role assignment meets RBAC propagation. Neither is
+    # in the deployment.
     for path in BICEP_FILES:
-        for value in walk(parsed(path)):
+        doc = parsed(path)
+        for res in doc["resources"].values():
+            kind = res["type"].lower()
+            assert not kind.startswith("microsoft.web/sites/host"), path.name
+            assert not kind.startswith("microsoft.keyvault/"), path.name
+            assert kind != "microsoft.apimanagement/service/namedvalues", path.name
+        for value in walk(doc):
             listed = function(value, "list_func")
             if listed is not None:
                 assert "host" not in json.dumps(listed).lower(), path.name
-    keys = module("function-key")
-    (key,) = resources_of(keys, "Microsoft.Web/sites/host/functionKeys")
-    # A named host key (FUNCTION-level triggers open, ADMIN-level surge endpoints not) with
-    # the value the deployment supplies.
-    assert key["parent"] == "functionAppHost"
-    assert key["properties"] == {"name": "keyName", "value": "keyValue"}
-    host = keys["resources"]["functionAppHost"]
-    assert (host["type"], host["existing"]) == ("Microsoft.Web/sites/host", True)
-    assert host["config"]["name"] == "default" and host["config"]["parent"] == "functionApp"
-    # The same value in Key Vault, written once the host has the key.
-    (secret,) = resources_of(keys, "Microsoft.KeyVault/vaults/secrets")
-    assert secret["properties"]["value"] == "keyValue"
-    assert secret["dependsOn"] == ["functionAppHost_apimKey"]
-    value = keys["parameters"]["keyValue"]
-    assert decorators(value)["secure"] is True and decorators(value)["min_length"] >= 32
-
-
-def test_the_key_value_is_generated_at_deployment_and_kept_out_of_deployment_history() -> None:
-    main = parsed(MAIN)
-    given, generated = (
-        main["parameters"][n] for n in ("functionKeyValue", "generatedFunctionKeyValue")
-    )
-    # @secure(): the values never reach deployment history.
-    assert decorators(given)["secure"] is True and decorators(generated)["secure"] is True
-    assert given["default"] == ""
-    # newGuid() twice, hyphens dropped: 64 hex digits, 244 random bits, new each deployment.
-    assert generated["default"].count("newGuid()") == 2 and "replace(" in generated["default"]
-    key_value = module_call(main, "modules/function-key.bicep")["params"]["keyValue"]
-    env = Template(main, {"generatedFunctionKeyValue": "g" * 64})
-    assert resolve(key_value, env) == "g" * 64  # nothing given: a new key
-    env = Template(main, {"generatedFunctionKeyValue": "g" * 64, "functionKeyValue": "k" * 40})
-    assert resolve(key_value, env) == "k" * 40  # the current key given: kept
-
-
-def test_each_way_of_deploying_can_pass_the_current_key() -> None:
-    # Unset, the variable gives '' and so a new key; set, it keeps the one it holds.
-    for path in PARAM_FILES:
-        _, assignments = bicepparam_doc(path)
-        read = function(assignments["functionKeyValue"]["value"], "readEnvironmentVariable")
-        assert read is not None and list(read.values()) == ["DIPGUARD_FUNCTION_KEY", ""]
-    azd = json.loads((BICEP / "main.parameters.json").read_text())["parameters"]
-    assert azd["functionKeyValue"] == {"value": "${DIPGUARD_FUNCTION_KEY}"}
-
-
-def test_every_resource_that_needs_a_role_waits_for_its_grant() -> None:
-    main = parsed(MAIN)
-    # The host stores its keys in host storage with the app's identity: the key waits for
-    # that identity's storage roles (app-access.bicep, Storage Blob Data Owner among them).
-    assert module_call(main, "modules/function-key.bicep")["dependsOn"] == ["appAccess"]
-    # API Management reads the named value with its identity: the API waits for its Key
-    # Vault Secrets User grant, which the keyVault module holds.
-    assert module_call(main, "modules/apim-api.bicep")["dependsOn"] == ["keyVault"]
-    vault = module("key-vault")
-    (grant,) = role_assignments(vault)
-    assert grant["role"] == KEY_VAULT_SECRETS_USER
+    # Nothing in main.bicep waits on a role assignment module, since nothing needs one to
+    # have taken effect: the app's data roles are used at run time, when it first reads.
+    for symbol, call in parsed(MAIN)["modules"].items():
+        assert '"appAccess"' not in json.dumps(call), symbol
 
 
 def test_the_redis_skus_named_for_each_size_are_what_the_memory_benchmark_picks() -> None:

@@ -12,11 +12,15 @@ import json
 import re
 from typing import Any
 
+import pytest
+
 from tests.bicep import telemetry_names as tn
 from tests.support import bicep_model_check as mc
 from tests.support.bicep import (
     MAIN,
     ROOT,
+    DeploymentFailure,
+    Template,
     app_settings_for,
     default_of,
     dotted,
@@ -25,6 +29,7 @@ from tests.support.bicep import (
     module_call,
     param_values,
     parsed,
+    resolve,
     resources_of,
 )
 
@@ -133,7 +138,8 @@ def test_alert_on_a_read_model_older_than_the_app_trusts() -> None:
 def _read_model_alert_seconds(overrides: dict[str, Any]) -> int:
     """main.bicep's readModelMaxAgeSeconds for these parameters: readModelAgeAlertSeconds,
     or when it is 0 the READ_MODEL_MAX_AGE_SECONDS the app is deployed with."""
-    chosen = parsed(MAIN)["variables"]["readModelMaxAgeSeconds"]["value"]["operator"]
+    main = parsed(MAIN)
+    chosen = main["variables"]["readModelMaxAgeSeconds"]["value"]["operator"]
     assert chosen["type"] == "conditional"
     condition = chosen["operands"]["condition"]["operator"]
     assert condition == {
@@ -142,8 +148,8 @@ def _read_model_alert_seconds(overrides: dict[str, Any]) -> int:
     }
     values = param_values(overrides)
     if values["readModelAgeAlertSeconds"] != 0:
-        assert chosen["operands"]["false_value"] == "readModelAgeAlertSeconds"
-        return int(values["readModelAgeAlertSeconds"])
+        # The parameter itself, or a fail-early stop for a value the alert would refuse.
+        return int(resolve(chosen["operands"]["false_value"], Template(main, values)))
     as_int = function(chosen["operands"]["true_value"], "int")
     assert as_int is not None
     accessor = as_int["value_to_convert"]["operator"]
@@ -164,6 +170,15 @@ def test_the_read_model_alert_follows_the_apps_own_age_limit() -> None:
     tuned = {"appTuning": {"READ_MODEL_MAX_AGE_SECONDS": "7200"}}
     assert _read_model_alert_seconds(tuned) == 7200
     assert _read_model_alert_seconds({**tuned, "readModelAgeAlertSeconds": 50000}) == 50000
+    assert _read_model_alert_seconds({"readModelAgeAlertSeconds": 60}) == 60
+
+
+@pytest.mark.parametrize("seconds", [1, 59])
+def test_a_read_model_alert_age_below_a_minute_fails_the_deployment_early(seconds: int) -> None:
+    # The alert rule and the workbook take at least 60 s; a value they would refuse stops the
+    # deployment in main.bicep, with the parameter's name.
+    with pytest.raises(DeploymentFailure, match="readModelAgeAlertSeconds"):
+        _read_model_alert_seconds({"readModelAgeAlertSeconds": seconds})
 
 
 def test_alert_on_p95_dip_latency_over_one_second() -> None:

@@ -1,4 +1,4 @@
-"""How API Management reaches the function app and Key Vault, tier by tier.
+"""How API Management reaches the function app, tier by tier.
 
 Each tier offered takes the path Microsoft documents for it: the classic tiers from static
 public addresses, Standard v2 through a delegated, guarded subnet with service endpoints. A
@@ -94,6 +94,8 @@ def _deployment_for_tier(tier: str) -> dict[str, Any]:
             "apim.outputs.publicIpAddresses": resolve(
                 apim["outputs"]["publicIpAddresses"]["value"], apim_env
             ),
+            "apim.outputs.systemAssignedMIPrincipalId": "apim-principal",
+            "entraApp.outputs.clientId": "app-client-id",
         },
     )
     # The function app's inbound rules.
@@ -104,12 +106,6 @@ def _deployment_for_tier(tier: str) -> dict[str, Any]:
     config = site["properties"]["siteConfig"]
     out["app_rules"] = resolve(config["ipSecurityRestrictions"], app_env)
     out["app_default"] = resolve(config["ipSecurityRestrictionsDefaultAction"], app_env)
-    # The key vault's firewall.
-    vault = module("key-vault")
-    call = module_call(main, "modules/key-vault.bicep")["params"]
-    vault_env = Template(vault, {k: resolve(v, env) for k, v in call.items()})
-    (kv,) = resources_of(vault, "Microsoft.KeyVault/vaults")
-    out["vault_acls"] = resolve(kv["properties"]["networkAcls"], vault_env)
     return out
 
 
@@ -121,9 +117,9 @@ def test_every_tier_offered_has_a_documented_path_to_the_app() -> None:
 
 
 @pytest.mark.parametrize("tier", list(DOCUMENTED_APIM_PATHS))
-def test_each_tier_reaches_the_app_and_key_vault_by_its_documented_path(tier: str) -> None:
+def test_each_tier_reaches_the_app_by_its_documented_path(tier: str) -> None:
     built = _deployment_for_tier(tier)
-    gateway, acls = built["gateway"], built["vault_acls"]
+    gateway = built["gateway"]
     if DOCUMENTED_APIM_PATHS[tier] == "staticPublicIp":
         assert built["network"] is False and built["subnet"] == ""
         assert gateway["virtualNetworkType"] == "None"
@@ -138,7 +134,6 @@ def test_each_tier_reaches_the_app_and_key_vault_by_its_documented_path(tier: st
             },
             OPERATOR_RULE,
         ]
-        assert (acls["ipRules"], acls["virtualNetworkRules"]) == ([{"value": GATEWAY_IP}], [])
     else:
         subnet = built["subnet"]
         assert built["network"] is True
@@ -155,14 +150,8 @@ def test_each_tier_reaches_the_app_and_key_vault_by_its_documented_path(tier: st
             },
             OPERATOR_RULE,
         ]
-        assert acls["ipRules"] == []
-        assert acls["virtualNetworkRules"] == [
-            {"id": subnet, "ignoreMissingVnetServiceEndpoint": False}
-        ]
-    # Nothing else: everything unmatched is denied, and the vault has no trusted-service
-    # bypass, which API Management may no longer use.
+    # Nothing else: everything unmatched is denied.
     assert built["app_default"] == "Deny"
-    assert (acls["defaultAction"], acls["bypass"]) == ("Deny", "None")
 
 
 def test_nothing_admits_the_api_management_service_tag() -> None:
@@ -213,11 +202,8 @@ def test_the_integration_subnet_is_delegated_guarded_and_has_the_service_endpoin
     ]
     assert dotted(props["networkSecurityGroup"]["id"]) == "networkSecurityGroup.id"
     (_nsg,) = resources_of(network, "Microsoft.Network/networkSecurityGroups")
-    # Service endpoints, so the app's access restriction and the vault's firewall can name it.
-    assert [e["service"] for e in props["serviceEndpoints"]] == [
-        "Microsoft.Web",
-        "Microsoft.KeyVault",
-    ]
+    # A service endpoint, so the app's access restriction can name it.
+    assert [e["service"] for e in props["serviceEndpoints"]] == ["Microsoft.Web"]
     # main.bicep computes the subnet's ID from the same names it gives the module.
     main = parsed(MAIN)
     call = module_call(main, "modules/network.bicep")["params"]

@@ -23,7 +23,7 @@ def test_the_deployment_has_a_main_template_and_local_modules() -> None:
         "redis.bicep",
         "apim.bicep",
         "apim-api.bicep",
-        "key-vault.bicep",
+        "entra-app.bicep",
         "monitoring.bicep",
         "alerts.bicep",
         "app-access.bicep",

@@ -2,7 +2,8 @@
 
 Per-subscription rate limit, a cap on concurrent backend calls, a forward timeout between the
 app's deadline and Genesys's budget, 429s and 413s with Retry-After and the app's JSON error
-shape, and routing to the backend that holds the function key.
+shape, routing to the app's backend with a token from the gateway's managed identity, and
+no subscription key passed on.
 """
 
 from __future__ import annotations
@@ -116,9 +117,27 @@ def test_policy_limits_the_request_body_to_8_kib_with_a_413() -> None:
     assert MAX_BODY_BYTES == 8192
 
 
-def test_policy_routes_to_the_backend_that_holds_the_function_key() -> None:
+def test_policy_routes_to_the_apps_backend() -> None:
     (backend,) = policy().findall("./inbound/set-backend-service")
     assert backend.get("backend-id") == "__BACKEND_ID__"
+
+
+def test_policy_calls_the_app_with_a_token_for_its_registration_and_no_caller_key() -> None:
+    inbound = policy().find("./inbound")
+    assert inbound is not None
+    # The system-assigned identity (no client-id), for the app registration's audience; a
+    # failure to get a token is an error, never a call without one (no ignore-error).
+    (auth,) = inbound.findall("authentication-managed-identity")
+    assert auth.attrib == {"resource": "__BACKEND_AUDIENCE__"}
+    removed = [
+        h.get("name", "").lower()
+        for h in inbound.findall("set-header")
+        if h.get("exists-action") == "delete"
+    ]
+    assert "ocp-apim-subscription-key" in removed
+    # No key of any kind is set towards the backend.
+    text = ET.tostring(policy(), encoding="unicode").lower()
+    assert "x-functions-key" not in text and "{{" not in text
 
 
 def test_every_gateway_error_body_has_the_apps_error_shape() -> None:
