@@ -56,10 +56,11 @@ ZONE_REDUNDANT_MIN = 3
 # figure comes from SCALE_MAX_BURST_LIMIT; these bound it and give its default.
 MAX_BURST_MAX = 100
 MAX_BURST_LIMIT_DEFAULT = 20
-# ARM's own bounds for the site config's preWarmedInstanceCount: 0 to 10 (Azure's published
-# types for Microsoft.Web/sites/config, API 2024-11-01, in Azure/bicep-types-az
-# generated/web/microsoft.web/2024-11-01/types.json; a copy is kept in tests/bicep/types/).
-# ARM refuses a larger value, so a schedule that asks for one is refused here, at start-up.
+# The API's published bounds for the site config's preWarmedInstanceCount: 0 to 10 (Azure's
+# types for Microsoft.Web/sites/config, API 2024-11-01, generated from the REST spec in
+# Azure/bicep-types-az web/microsoft.web/2024-11-01/types.json; a copy is in tests/bicep/types/).
+# A schedule that asks for more than the API's spec allows is refused here, at start-up,
+# rather than sent to ARM on every tick.
 PRE_WARMED_MAX = 10
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
