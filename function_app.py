@@ -82,7 +82,7 @@ async def cache_warm(timer: func.TimerRequest) -> None:
 
 # --- the scale schedule and the operators' surge switch ---
 
-# A bad SCALE_SCHEDULE is logged now, naming the field; it must not stop the data dip,
+# A bad SCALE_SCHEDULE is logged at start-up, naming the field; it must not stop the data dip,
 # and the timer keeps the current state until it is fixed.
 check_schedule(runtime().settings)
 

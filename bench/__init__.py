@@ -1,1 +1,3 @@
-"""Benchmarks: ``python -m bench.spike`` (a 10x call spike) and ``python -m bench.valve``."""
+"""Benchmarks: ``python -m bench.spike`` (a 10x call spike), ``python -m bench.valve`` (the
+valve alone), ``python -m bench.memory`` (the read model's Redis memory); docs/benchmarks.md.
+"""

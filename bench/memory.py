@@ -9,9 +9,9 @@ redis-server of its own with the app's own warm (shared/dip/warm.py), and reads 
   filters   the 256 Bloom filters that prove a caller absent, sized by
             ``bloom_bits_for`` and measured with MEMORY USAGE.
 
-From the measured bytes per lookup key it prints the sizing table README quotes: 100k, 1M
-and 5M customers -> Redis memory -> the smallest Azure Managed Redis Balanced SKU with at
-least twice that memory (a SKU reserves about 20% of its memory for replication and other
+From the measured bytes per lookup key it prints the sizing table docs/readmodel.md quotes:
+100k, 1M and 5M customers -> Redis memory -> the smallest Azure Managed Redis Balanced SKU
+with at least twice that memory (a SKU reserves about 20% of its memory for replication and other
 work, and the table grows). Exit code 0, or 2 when the warm does not complete.
 """
 

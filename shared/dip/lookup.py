@@ -155,10 +155,8 @@ class DipService:
             return self._finish("none", Answer.unknown(self.degraded_tier, "none"), started)
         dip = _Dip(key, started)
         try:
-            # asyncio.timeout rather than wait_for, here and on every wait of a dip: wait_for
-            # (3.11) runs what it awaits as a task of its own, which should cost two more
-            # turns of an event loop that a spike keeps busy (too little to measure through
-            # the benchmark machine's noise, see README).
+            # One deadline over the whole dip: when the budget is spent, whichever step is
+            # running (Redis, the valve, the table) is cancelled and the fallback answers.
             async with asyncio.timeout(self.budget_s):
                 answer = await self._resolve(dip)
         except TimeoutError:
