@@ -78,7 +78,7 @@ class ArmState:
     extra_site_config: dict[str, Any] = field(
         default_factory=lambda: {
             "numberOfWorkers": 1,
-            "linuxFxVersion": "Python|3.11",
+            "linuxFxVersion": "Python|3.13",
             "functionAppScaleLimit": 0,
         }
     )
