@@ -34,8 +34,8 @@ from shared.dip.cache import ANSWER_PREFIX
 from shared.dip.customers import PARTITIONS
 from shared.dip.readmodel import bloom_bits_for
 from shared.runtime import Runtime
-from shared.scale.capacity import KEYS_PER_CUSTOMER, redis_sku
 from shared.settings import load_settings
+from tools.capacity import KEYS_PER_CUSTOMER, redis_sku
 
 __all__ = ["main", "measure", "sizing"]
 

@@ -1,5 +1,6 @@
 """The house rules, read from the code: two wings that never import each other, one
-module-level state, and nothing outside tests/ importing tests."""
+module-level state, no operator tool imported by what the app runs, and nothing outside
+tests/ importing tests."""
 
 from __future__ import annotations
 
@@ -86,6 +87,23 @@ def test_the_check_sees_a_crossing_when_there_is_one() -> None:
         GRAPH["shared.http"] = GRAPH["shared.http"] - {"shared.scale.tick"}
 
 
+def _tool_imports(path: Path) -> list[str]:
+    """The operator tools (tools/, never deployed) a file imports, at any level."""
+    return sorted(m for m in _imports(path) if m == "tools" or m.startswith("tools."))
+
+
+def test_nothing_the_app_runs_imports_an_operator_tool() -> None:
+    app = [ROOT / "function_app.py", *SHARED.rglob("*.py")]
+    offenders = {str(p.relative_to(ROOT)): found for p in app if (found := _tool_imports(p))}
+    assert offenders == {}
+
+
+def test_the_tools_check_sees_an_import_inside_a_function(tmp_path: Path) -> None:
+    planted = tmp_path / "planted.py"
+    planted.write_text("def main() -> None:\n    from tools import plan\n", encoding="utf-8")
+    assert _tool_imports(planted) == ["tools", "tools.plan"]
+
+
 def _module_state(path: Path) -> list[str]:
     """Module-level mutable state: ``global`` statements, and lower-case names bound to a
     mutable container (upper-case names are constants by convention)."""
@@ -124,7 +142,7 @@ def test_the_runtime_is_the_only_module_level_state_in_shared() -> None:
 def test_nothing_outside_tests_imports_tests() -> None:
     offenders = sorted(
         str(path.relative_to(ROOT))
-        for folder in ("shared", "devhost", "bench")
+        for folder in ("shared", "tools", "devhost", "bench")
         for path in (ROOT / folder).rglob("*.py")
         if any(m == "tests" or m.startswith("tests.") for m in _imports(path))
     ) + (

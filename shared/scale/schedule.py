@@ -1,7 +1,7 @@
 """The scale schedule: parse and check SCALE_SCHEDULE, and say what "now" asks for.
 
 Pure: time in, desired state out. ARM lives in shared/scale/arm.py and tick.py, surges in
-shared/scale/surge.py, and the preview command in shared/scale/preview.py.
+shared/scale/surge.py; the operators' preview command is tools/preview.py.
 
 Time semantics (DST):
 - Everything is computed on real instants (UTC). Window boundaries are local wall-clock

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from bench.memory import sizing
-from shared.scale import capacity
-from shared.scale.capacity import (
+from shared.settings import load_settings
+from tools import capacity
+from tools.capacity import (
     BYTES_PER_LOOKUP_KEY,
     TOLERANCES,
     Inputs,
@@ -23,7 +24,6 @@ from shared.scale.capacity import (
     redis_sku,
     unannounced_ramp,
 )
-from shared.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHMARK = ROOT / "docs" / "bench" / "spike.json"

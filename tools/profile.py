@@ -23,13 +23,13 @@ from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from shared.scale.capacity import always_ready_for, instances_for
 from shared.scale.schedule import (
     DAYS,
     Schedule,
     desired_at,
     local_instant,
 )
+from tools.capacity import always_ready_for, instances_for
 
 __all__ = [
     "Interval",
@@ -276,7 +276,7 @@ def suggest(
     ]
     return {
         "timezone": timezone,
-        "comment": "written by python -m shared.scale.plan --suggest",
+        "comment": "written by python -m tools.plan --suggest",
         "default": {"alwaysReady": floor, "preWarmed": pre_warmed},
         "windows": windows,
     }

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.scale.preview import main
 from tests.support.schedules import example_schedule
+from tools.preview import main
 
 EXAMPLE = example_schedule(
     "America/New_York",

@@ -1,4 +1,4 @@
-"""Preview a scale schedule: ``python -m shared.scale.preview [--days 7]``.
+"""Preview a scale schedule: ``python -m tools.preview [--days 7]``.
 
 Prints the coming transitions and the always-ready instance-hours against a flat schedule,
 reading SCALE_SCHEDULE as the app would (environment, then local.settings.json), or a file.
@@ -145,7 +145,7 @@ def _parse_start(text: str | None, tz: ZoneInfo) -> datetime:
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m shared.scale.preview",
+        prog="python -m tools.preview",
         description="Check a scale schedule and print its coming transitions and instance-hours.",
     )
     parser.add_argument("--days", type=float, default=7.0, help="span to preview (default 7)")

@@ -1,4 +1,4 @@
-"""The capacity model behind ``python -m shared.scale.plan``: pure arithmetic, no I/O.
+"""The capacity model behind ``python -m tools.plan``: pure arithmetic, no I/O.
 
 Every figure is a formula over a few inputs, and each result keeps its formula as text, so
 the plan can print why it says what it says. The inputs that are measured rather than

@@ -1,4 +1,4 @@
-"""Plan capacity for a spike: ``python -m shared.scale.plan``.
+"""Plan capacity for a spike: ``python -m tools.plan``.
 
 Prints every figure with the formula behind it (always-ready, maximum burst, how an
 unannounced spike ramps, Genesys concurrency, API Management limits, MAX_DB_QPS and the
@@ -22,7 +22,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.scale.capacity import (
+from shared.scale.schedule import (
+    MAX_BURST_LIMIT_DEFAULT,
+    Schedule,
+    ScheduleError,
+    parse_schedule,
+)
+from shared.settings import with_local_settings
+from tools.capacity import (
     INSTANCE_SIZES,
     Comparison,
     Inputs,
@@ -32,7 +39,7 @@ from shared.scale.capacity import (
     per_instance_dips,
     plan,
 )
-from shared.scale.profile import (
+from tools.profile import (
     Profile,
     ProfileError,
     Short,
@@ -43,17 +50,10 @@ from shared.scale.profile import (
     scheduled,
     suggest,
 )
-from shared.scale.schedule import (
-    MAX_BURST_LIMIT_DEFAULT,
-    Schedule,
-    ScheduleError,
-    parse_schedule,
-)
-from shared.settings import with_local_settings
 
 __all__ = ["main", "render_comparison", "render_plan"]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BENCHMARK = ROOT / "docs" / "bench" / "spike.json"
 
 # Flag name, Inputs field, type, help. The file's keys are the same flag names.
@@ -94,7 +94,7 @@ _NUMBERS: Sequence[tuple[str, str | None, type, str]] = (
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m shared.scale.plan",
+        prog="python -m tools.plan",
         description="Plan capacity for a call spike, with the formula behind each figure.",
     )
     parser.add_argument("--inputs", type=Path, help="JSON file of inputs (keys: flag names)")
