@@ -10,9 +10,19 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from shared.clients import REDIS_ERRORS
 
-__all__ = ["Breaker", "RedisUnavailable"]
+__all__ = ["LATE_S", "Breaker", "RedisUnavailable"]
+
+# A timeout noticed later than this after it was due was the worker's delay, not Redis's:
+# a timer fires within a millisecond or two of its time unless the event loop is busy.
+LATE_S = 0.02
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, (TimeoutError, RedisTimeoutError))
 
 
 class RedisUnavailable(Exception):
@@ -51,19 +61,31 @@ class Breaker:
 
     async def call[T](self, fn: Callable[[], Awaitable[T]], timeout: float) -> T:
         """Run one Redis call under the breaker: RedisUnavailable if it is open or the call
-        fails or times out. A cancelled call (the dip's deadline ran out while Redis was
-        silent) counts as a failure too, so a trial call never stays "in flight"."""
+        fails or times out.
+
+        Two ends say nothing about Redis and are not counted: a call cancelled from outside
+        (the dip's deadline, a caller gone, shutdown), and a timeout this worker noticed
+        more than LATE_S after it was due, when its own event loop was too busy to run the
+        timer, and as busy to read a reply that may well have come. A trial that ends
+        either way frees the way for the next one, so a trial never stays "in flight"."""
         if not self.allow():
             raise RedisUnavailable("redis breaker is open")
+        trial = self._opened_at is not None
+        started = self._clock()
         try:
             async with asyncio.timeout(timeout):
                 result = await fn()
+        except asyncio.CancelledError:
+            if trial:
+                self._trial_in_flight = False
+            raise
         except REDIS_ERRORS as exc:
+            if _is_timeout(exc) and self._clock() - started > timeout + LATE_S:
+                if trial:
+                    self._trial_in_flight = False
+                raise RedisUnavailable("timed out while this worker was busy") from exc
             self.failure()
             raise RedisUnavailable(type(exc).__name__) from exc
-        except asyncio.CancelledError:
-            self.failure()
-            raise
         self.success()
         return result
 

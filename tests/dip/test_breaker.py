@@ -1,0 +1,104 @@
+"""The Redis breaker counts what Redis did, never what the worker's own deadline or load did."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from devhost.services import RedisServer
+from shared.dip.breaker import Breaker, RedisUnavailable
+from shared.dip.cache import CacheUnavailable, RedisCache
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=5)
+    yield client
+    await client.aclose()
+
+
+async def _silent() -> None:
+    """A Redis that never answers."""
+    await asyncio.Event().wait()
+
+
+async def test_a_dip_deadline_that_cuts_redis_calls_leaves_the_breaker_closed(
+    redis: aioredis.Redis,
+) -> None:
+    """A dip whose deadline runs out cancels its Redis call: that says nothing about Redis."""
+    breaker = Breaker(failures=1, reset_s=60)
+    cache = RedisCache(redis, breaker, fresh_ttl_s=60, stale_ttl_s=600, negative_ttl_s=30)
+    for _ in range(3):
+        with pytest.raises(TimeoutError):
+            # The dip's deadline is already spent: the GET is cancelled before Redis answers.
+            async with asyncio.timeout(0):
+                await cache.get(f"c|{uuid.uuid4().hex}", 10.0)
+    assert not breaker.is_open
+    assert await cache.get(f"c|{uuid.uuid4().hex}", 1.0) is None  # Redis is asked, and answers
+
+
+async def test_a_healthy_answer_this_worker_was_too_busy_to_read_is_not_a_redis_failure() -> None:
+    """Redis answers in 10 ms, but the event loop is blocked for 200 ms meanwhile: when it
+    runs again, the 50 ms timeout fires before the answer is read. A CPU-starved worker
+    would otherwise open the breaker on a healthy Redis and answer its known callers
+    without the cache."""
+    breaker = Breaker(failures=1, reset_s=60)
+
+    async def healthy() -> str:
+        await asyncio.sleep(0.01)
+        return "answer"
+
+    for _ in range(3):
+        call = asyncio.ensure_future(breaker.call(healthy, 0.05))
+        await asyncio.sleep(0)  # the call is under way
+        time.sleep(0.2)  # noqa: ASYNC251 - the worker's loop is busy, on purpose
+        with pytest.raises(RedisUnavailable, match="busy"):
+            await call
+    assert not breaker.is_open
+    assert await breaker.call(healthy, 0.05) == "answer"
+
+
+async def test_a_timeout_noticed_on_time_counts_and_opens_the_breaker() -> None:
+    """The control: a silent Redis still opens the breaker (here the clock never moves, so
+    every timeout is noticed when due)."""
+    breaker = Breaker(failures=2, reset_s=60, clock=lambda: 0.0)
+    for _ in range(2):
+        with pytest.raises(RedisUnavailable, match="TimeoutError"):
+            await breaker.call(_silent, 0.01)
+    assert breaker.is_open
+    with pytest.raises(RedisUnavailable, match="open"):
+        await breaker.call(_silent, 0.01)
+
+
+async def test_a_trial_cut_by_its_dip_frees_the_way_for_the_next_trial() -> None:
+    now = [0.0]
+    breaker = Breaker(failures=1, reset_s=5.0, clock=lambda: now[0])
+    with pytest.raises(RedisUnavailable):
+        await breaker.call(_silent, 0.01)
+    assert breaker.is_open
+    now[0] = 5.0
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await breaker.call(_silent, 10.0)  # the trial, cancelled by its dip's deadline
+    assert breaker.is_open and breaker.allow()  # not stuck "in flight": another trial may go
+
+
+async def test_cut_calls_neither_count_nor_reset_the_run_of_failures(
+    redis: aioredis.Redis,
+) -> None:
+    """Cut calls neither count nor reset: consecutive real failures still open it."""
+    breaker = Breaker(failures=2, reset_s=60)
+    breaker.failure()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0):
+            await breaker.call(lambda: redis.get("k"), 10.0)
+    breaker.failure()
+    assert breaker.is_open
+    cache = RedisCache(redis, breaker, fresh_ttl_s=60, stale_ttl_s=600, negative_ttl_s=30)
+    with pytest.raises(CacheUnavailable):
+        await cache.get("c|x", 1.0)
