@@ -19,6 +19,7 @@ from azure.data.tables.aio import TableClient
 
 from shared.dip.customers import CustomerRecord, LookupKey, entities_for, table_keys
 from shared.dip.loader import load_file
+from tools.load import entity_bar
 
 __all__ = ["Customer", "Population", "ensure_loaded"]
 
@@ -164,7 +165,7 @@ async def ensure_loaded(
         return {"loaded": False, "seconds": 0.0, "customers": population.size, "tableHolds": marker}
     path = workdir / f"population-{population.size}-{population.seed}.csv"
     population.write_csv(path)
-    report = await load_file(path, table, "US", progress=progress)
+    report = await load_file(path, table, "US", progress=entity_bar if progress else None)
     if report.rejected:
         raise RuntimeError(
             f"the loader rejected {len(report.rejected)} synthetic rows, "

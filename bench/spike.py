@@ -3,7 +3,7 @@
 One invocation runs, against the same schedule of calls and a cold cache each time:
 
   dipguard          the app as built: sliding-log valve, in-flight cap, stale copies
-  warmed            dipguard with the read model warmed (python -m shared.dip.warm) first
+  warmed            dipguard with the read model warmed (python -m tools.warm) first
   warm-at-onset     dipguard from a cold cache, with that warm started as the spike begins
   seed              the seed's algorithm (bench/seed_app.py): INCR+EXPIRE per second,
                     cache keyed by conversation id
@@ -85,7 +85,7 @@ class Variant:
     fault: str | None = None
     targets: bool = False
     # The read model: warmed before the spike ("before"), or a warm started at its onset
-    # ("onset"), with the app's own command (python -m shared.dip.warm).
+    # ("onset"), with the operators' warm command (python -m tools.warm).
     warm: str | None = None
 
 
@@ -421,13 +421,13 @@ async def run_variant(
 
 
 async def _run_warm(env: dict[str, str], log: Path) -> dict[str, Any]:
-    """The app's own warm command over the app's settings, as an operator runs it: its
+    """The operators' warm command (tools.warm) over the app's settings, as they run it: its
     table pages go through the same database proxy and the same fleet valve as the dips."""
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.dip.warm",
+        "tools.warm",
         "--no-progress",
         cwd=ROOT,
         env=env,

@@ -56,7 +56,7 @@ async def test_readmes_curl_answers_as_documented_after_the_demo_load(
     base_env = {**base_env, "REDIS_URL": base_env["REDIS_URL"].rsplit("/", 1)[0] + "/15"}
     loaded = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "shared.dip.loader", "demo/customers.csv", "--no-progress"],
+        [sys.executable, "-m", "tools.load", "demo/customers.csv", "--no-progress"],
         cwd=ROOT,
         env={**os.environ, **base_env},
         capture_output=True,

@@ -1,4 +1,4 @@
-"""Load a CRM export into the customer table: ``python -m shared.dip.loader PATH.csv``.
+"""Load a CRM export into the customer table; operators run ``python -m tools.load``.
 
 Columns: ``customerId,phone,tier,isVip[,preferredLanguage]``. ``phone`` is optional and
 may hold several numbers separated by ``;``; they are normalised like ANIs. Each customer
@@ -11,34 +11,28 @@ Every loaded answer is also written through to the read model in Redis, so a cha
 or a number that moved to another customer answers right away, not after the next warm.
 When Redis cannot be reached the table still loads, and the next warm catches up.
 
-``--replace`` makes the table match the export, as a full CRM snapshot is meant to: keys
-no longer in it (a number that left a customer, a deleted customer) are removed from the
-table and answered "no customer" in Redis. It refuses, unless ``--force``, to remove more
-than ``--max-delete`` of the keys (10% by default), so a truncated export cannot wipe the
-table.
-
-Exit code: 0 when every row loaded, 2 when rows were rejected, 1 when loading failed or a
-replace was refused.
+A replacing load makes the table match the export, as a full CRM snapshot is meant to:
+keys no longer in it (a number that left a customer, a deleted customer) are removed from
+the table and answered "no customer" in Redis. Unless forced, it refuses to remove more
+than ``max_delete`` of the keys, so a truncated export cannot wipe the table.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import csv
 import re
-import sys
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from azure.data.tables import TransactionOperation
 from azure.data.tables.aio import TableClient
-from tqdm import tqdm
 
-from shared.clients import REDIS_ERRORS, ensure_table, make_redis, make_table_client
+from shared.clients import REDIS_ERRORS, ensure_table
 from shared.dip.customers import (
     PARTITIONS,
     CustomerRecord,
@@ -49,9 +43,16 @@ from shared.dip.customers import (
 )
 from shared.dip.phone import normalize_number
 from shared.dip.readmodel import ReadModelWriter
-from shared.settings import load_settings, with_local_settings
 
-__all__ = ["LoadReport", "Rejected", "load_rows", "main", "parse_rows"]
+__all__ = [
+    "LoadReport",
+    "Progress",
+    "Rejected",
+    "ReplaceRefused",
+    "load_file",
+    "load_rows",
+    "parse_rows",
+]
 
 REQUIRED_COLUMNS = ("customerId", "phone", "tier", "isVip")
 _CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -60,6 +61,10 @@ _FALSE = {"false", "0", "no", "n", ""}
 # A Table transaction holds at most 100 operations, all in one partition.
 _BATCH = 100
 _PARALLEL_BATCHES = 8
+
+# How a caller shows a load's progress: called with the number of entities a pass writes,
+# it gives a context whose value is called with each transaction's size as it completes.
+Progress = Callable[[int], AbstractContextManager[Callable[[int], object]]]
 
 
 @dataclass(frozen=True)
@@ -145,16 +150,26 @@ def _entities(customers: Sequence[Customer]) -> dict[str, dict[str, dict[str, An
     return by_partition
 
 
+def _unshown(done: int) -> None:
+    pass
+
+
 async def _submit(
-    table: TableClient, batches: list[list[tuple[Any, ...]]], count: int, progress: bool
+    table: TableClient,
+    batches: list[list[tuple[Any, ...]]],
+    count: int,
+    progress: Progress | None,
 ) -> None:
     gate = asyncio.Semaphore(_PARALLEL_BATCHES)
-    with tqdm(total=count, unit="entity", disable=not progress, file=sys.stderr) as bar:
+    shown: AbstractContextManager[Callable[[int], object]] = (
+        nullcontext(_unshown) if progress is None else progress(count)
+    )
+    with shown as advance:
 
         async def submit(batch: list[tuple[Any, ...]]) -> None:
             async with gate:
                 await table.submit_transaction(batch)
-            bar.update(len(batch))
+            advance(len(batch))
 
         await asyncio.gather(*(submit(b) for b in batches))
 
@@ -167,7 +182,7 @@ def _batches(by_partition: dict[str, list[tuple[Any, ...]]]) -> list[list[tuple[
 
 
 async def load_rows(
-    table: TableClient, customers: Sequence[Customer], *, progress: bool = True
+    table: TableClient, customers: Sequence[Customer], *, progress: Progress | None = None
 ) -> int:
     """Upsert every customer's entities in partition-sized transactions; return the count."""
     await ensure_table(table)
@@ -199,7 +214,7 @@ async def replace_rows(
     *,
     max_delete: float,
     force: bool = False,
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> tuple[int, list[LookupKey]]:
     """Make the table match the export: upsert it, then delete keys it no longer has.
 
@@ -255,7 +270,7 @@ async def load_file(
     table: TableClient,
     region: str,
     *,
-    progress: bool = True,
+    progress: Progress | None = None,
     read_model: ReadModelWriter | None = None,
     replace: bool = False,
     max_delete: float = 0.1,
@@ -311,110 +326,3 @@ async def load_file(
     elif rejects_path.exists():
         rejects_path.unlink()
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m shared.dip.loader",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("csv", type=Path, help="CRM export to load")
-    parser.add_argument("--table", help="table name (default: CUSTOMER_TABLE)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument(
-        "--replace",
-        action="store_true",
-        help="make the table match the export: remove keys it no longer has",
-    )
-    parser.add_argument(
-        "--max-delete",
-        type=float,
-        default=0.1,
-        metavar="SHARE",
-        help="with --replace, refuse to remove more than this share of the "
-        "table's keys (default 0.1)",
-    )
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help="with --replace, remove however many keys the export drops",
-    )
-    parser.add_argument(
-        "--no-write-through",
-        action="store_true",
-        help="leave Redis alone; the next warm picks the changes up (until then, while a "
-        "fresh warm answers for absent callers, a new customer is answered as unknown)",
-    )
-    args = parser.parse_args(argv)
-    if not 0 <= args.max_delete <= 1:
-        parser.error("--max-delete must be a share from 0 to 1")
-    settings = load_settings(with_local_settings())
-    if not args.csv.exists():
-        print(f"loader: {args.csv} does not exist", file=sys.stderr)
-        return 1
-
-    async def run() -> LoadReport:
-        redis = None if args.no_write_through else make_redis(settings, bulk=True)
-        writer = (
-            None
-            if redis is None
-            else ReadModelWriter(
-                redis,
-                max_age_s=settings.read_model_max_age_seconds,
-                stale_ttl_s=settings.stale_ttl_seconds,
-            )
-        )
-        try:
-            async with make_table_client(settings, args.table or settings.customer_table) as table:
-                return await load_file(
-                    args.csv,
-                    table,
-                    settings.default_region,
-                    progress=not args.no_progress,
-                    read_model=writer,
-                    replace=args.replace,
-                    max_delete=args.max_delete,
-                    force=args.force,
-                )
-        finally:
-            if redis is not None:
-                await redis.aclose()
-
-    try:
-        report = asyncio.run(run())
-    except ReplaceRefused as exc:
-        print(f"loader: {args.csv}: refused: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"loader: {args.csv}: {exc}", file=sys.stderr)
-        return 1
-    for r in report.rejected:
-        print(f"loader: {args.csv}:{r.line}: rejected: {r.reason}", file=sys.stderr)
-    removed = f"; removed {report.removed} keys the export no longer has" if args.replace else ""
-    print(
-        f"loader: loaded {report.customers} customers ({report.entities} entities); "
-        f"rejected {len(report.rejected)} rows{removed}",
-        file=sys.stderr,
-    )
-    if report.redis_error is not None:
-        print(
-            f"loader: Redis could not be reached ({report.redis_error}): the table is "
-            "loaded, and the next warm brings the read model up to date; until then new "
-            "customers may be answered as unknown, so run python -m shared.dip.warm once "
-            "Redis is back",
-            file=sys.stderr,
-        )
-    elif not args.no_write_through:
-        print(f"loader: wrote {report.written_through} answers through to Redis", file=sys.stderr)
-    if report.rejected:
-        print(
-            f"loader: rejected rows written to {args.csv.with_suffix('.rejects.csv')}",
-            file=sys.stderr,
-        )
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """The bulk warm: every customer's answers into Redis, off-peak, within a share of the budget.
 
-``python -m shared.dip.warm [--no-progress]``, and the ``cache_warm`` timer.
+Run by the ``cache_warm`` timer, by a surge, and by operators with ``python -m tools.warm``.
 
 A spike's callers are mostly people who have not called in the last minutes, so a cache
 filled only by dips cannot know them. The warm pages through the whole customer table and
@@ -22,7 +22,6 @@ filter that lets a dip answer an unknown number without a read (``readmodel.py``
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -30,7 +29,6 @@ import logging
 import os
 import random
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -58,7 +56,7 @@ from shared.dip.readmodel import (
 from shared.dip.valve import VALVE_KEY, RedisValve, Share
 from shared.settings import Settings
 
-__all__ = ["WARM_VALVE_KEY", "Warm", "WarmReport", "main", "warm_valve"]
+__all__ = ["WARM_VALVE_KEY", "Warm", "WarmReport", "warm_valve"]
 
 LOG = logging.getLogger("dipguard.warm")
 
@@ -383,60 +381,3 @@ class Warm:
             for partition in _PARTITION_NAMES:
                 pipe.delete(bloom_key(previous.generation, partition))
             await pipe.execute()
-
-
-def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
-
-    from shared.clients import make_redis, make_table_client
-    from shared.settings import load_settings, with_local_settings
-
-    parser = argparse.ArgumentParser(
-        prog="python -m shared.dip.warm",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--table", help="table name (default: CUSTOMER_TABLE)")
-    parser.add_argument(
-        "--lease-seconds",
-        type=float,
-        default=60.0,
-        help="how long a warm that is killed keeps others out (default 60)",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("azure").setLevel(logging.WARNING)
-    settings = load_settings(with_local_settings())
-
-    async def run() -> WarmReport:
-        redis = make_redis(settings, bulk=True)
-        bar = tqdm(total=PARTITIONS, unit="partition", disable=args.no_progress, file=sys.stderr)
-
-        def progress(done: int, total: int) -> None:
-            bar.n = done
-            bar.refresh()
-
-        try:
-            async with make_table_client(settings, args.table or settings.customer_table) as t:
-                warm = Warm(
-                    redis,
-                    t,
-                    warm_valve(redis, settings),
-                    max_age_s=settings.read_model_max_age_seconds,
-                    stale_ttl_s=settings.stale_ttl_seconds,
-                    share=settings.warm_share,
-                    lease_s=args.lease_seconds,
-                    progress=progress,
-                )
-                return await warm.run()
-        finally:
-            bar.close()
-            await redis.aclose()
-
-    report = asyncio.run(run())
-    return 0 if report.completed else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from azure.data.tables.aio import TableClient
 
-from devhost.services import ROOT, Azurite, RedisServer
+from devhost.services import Azurite, RedisServer
 from shared.dip.breaker import Breaker
 from shared.dip.cache import RedisCache
 from shared.dip.customers import PARTITIONS
@@ -132,57 +129,6 @@ async def test_a_lease_left_by_a_dead_warm_expires(
     assert (await make_warm(redis, table).run()).completed
     await redis.set(LEASE_KEY, f"live-host:1:abc|{now_ms + 60_000}")
     assert not (await make_warm(redis, table).run()).completed
-
-
-async def test_a_killed_warm_resumes_where_it_stopped(
-    redis: aioredis.Redis, table: TableClient, own_redis: RedisServer, azurite: Azurite
-) -> None:
-    people = await load(table, 300)
-    env = {
-        **os.environ,
-        "CustomerStorage": azurite.connection_string,
-        "CUSTOMER_TABLE": table.table_name,
-        "REDIS_URL": own_redis.url,
-        # A share of 10 pages a second: 256 pages take about 26 s, so the kill lands
-        # in the middle of the warm.
-        "MAX_DB_QPS": "40",
-        "LOCAL_DB_QPS": "10",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "shared.dip.warm",
-        "--no-progress",
-        "--lease-seconds",
-        "2",
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            pages = await redis.hget(CURSOR_KEY, "pages")
-            if pages is not None and int(pages) >= 20:
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        proc.kill()
-        await asyncio.wait_for(proc.wait(), 10)
-    done_before = int(await redis.hget(CURSOR_KEY, "pages") or 0)
-    assert 20 <= done_before < PARTITIONS
-    await asyncio.sleep(2.1)  # the killed warm's lease runs out
-    report = await make_warm(redis, table).run()
-    assert report.completed and report.resumed
-    # The pages read before the kill were not read again (a page in flight may be).
-    assert report.pages_this_run <= PARTITIONS - done_before + 4
-    assert report.pages >= PARTITIONS
-    assert report.entities == 600
-    reader = cache(redis)
-    for person in people:
-        cached = await reader.get(keys_of(person)[1].cache_key, 1.0)
-        assert cached is not None and cached.record == person.record
 
 
 async def test_the_warm_waits_while_dips_use_the_budget_less_its_share(

@@ -35,5 +35,5 @@ def keys_of(customer: Customer) -> list[LookupKey]:
 
 async def load(table: TableClient, count: int, prefix: str = "W") -> list[Customer]:
     people = customers(count, prefix)
-    await load_rows(table, people, progress=False)
+    await load_rows(table, people)
     return people

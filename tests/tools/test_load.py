@@ -1,0 +1,277 @@
+"""The load command: good rows load, bad rows are reported by line and kept aside; loaded
+answers are written through to Redis, and a replacing load makes the table and Redis match
+the export without ever letting a truncated export wipe them."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient
+
+from devhost.services import ROOT, Azurite, RedisServer
+from shared.dip.contract import Answer, DipRequest
+from shared.dip.customers import LookupKey, table_keys
+from shared.runtime import Runtime
+from shared.settings import load_settings
+
+GOOD = """customerId,phone,tier,isVip,preferredLanguage
+C-1,+13175550116,Gold,true,en-US
+C-2,tel:+1 317-555-0117;(317) 555-0118,Silver,no,
+C-3,,Platinum,1,fr-CA
+"""
+
+MIXED = """customerId,phone,tier,isVip
+C-1,+13175550116,Gold,true
+bad id,+13175550120,Gold,true
+C-4,not-a-phone,Gold,false
+C-5,+13175550121,,false
+C-6,+13175550122,Gold,perhaps
+C-7,+13175550123,Bronze,false,extra,fields
+C-8,+13175550124,Bronze,false
+"""
+
+
+# Nothing listens on port 1: a loader given this URL cannot write through.
+NO_REDIS = "redis://127.0.0.1:1/0"
+
+
+def run_loader(
+    path: Path,
+    azurite: Azurite,
+    table: str,
+    *args: str,
+    redis_url: str = NO_REDIS,
+    progress: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "CustomerStorage": azurite.connection_string,
+        "CUSTOMER_TABLE": table,
+        "REDIS_URL": redis_url,
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.load",
+            str(path),
+            *([] if progress else ["--no-progress"]),
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def export(tmp_path: Path, text: str) -> Path:
+    """A CRM export file holding ``text``."""
+    path = tmp_path / "crm.csv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def entity(azurite: Azurite, table: str, key: LookupKey) -> dict[str, object]:
+    with TableClient.from_connection_string(azurite.connection_string, table) as client:
+        pk, rk = table_keys(key)
+        return dict(client.get_entity(pk, rk))
+
+
+def test_a_clean_file_loads_every_key_and_exits_0(
+    tmp_path: Path, azurite: Azurite, table_name: str
+) -> None:
+    path = export(tmp_path, GOOD)
+    result = run_loader(path, azurite, table_name)
+    assert result.returncode == 0, result.stderr
+    assert "loaded 3 customers (6 entities)" in result.stderr
+    assert entity(azurite, table_name, LookupKey("ani", "+13175550118"))["CustomerId"] == "C-2"
+    assert entity(azurite, table_name, LookupKey("customerId", "C-3"))["Tier"] == "Platinum"
+    assert not path.with_suffix(".rejects.csv").exists()
+
+
+def test_the_progress_bar_counts_the_entities_as_they_are_written(
+    tmp_path: Path, azurite: Azurite, table_name: str
+) -> None:
+    result = run_loader(export(tmp_path, GOOD), azurite, table_name, progress=True)
+    assert result.returncode == 0, result.stderr
+    assert "6/6" in result.stderr and "entity/s" in result.stderr
+
+
+def test_bad_rows_are_reported_and_set_aside_while_good_rows_load(
+    tmp_path: Path, azurite: Azurite, table_name: str
+) -> None:
+    path = export(tmp_path, MIXED)
+    result = run_loader(path, azurite, table_name)
+    assert result.returncode == 2
+    for line in (3, 4, 5, 6, 7):
+        assert f"crm.csv:{line}: rejected" in result.stderr
+    with path.with_suffix(".rejects.csv").open(encoding="utf-8") as handle:
+        rejects = list(csv.DictReader(handle))
+    assert [r["line"] for r in rejects] == ["3", "4", "5", "6", "7"]
+    assert rejects[1]["phone"] == "not-a-phone"
+    assert entity(azurite, table_name, LookupKey("customerId", "C-8"))["Tier"] == "Bronze"
+    assert entity(azurite, table_name, LookupKey("ani", "+13175550116"))["CustomerId"] == "C-1"
+
+
+def test_loading_twice_is_idempotent_and_updates_in_place(
+    tmp_path: Path, azurite: Azurite, table_name: str
+) -> None:
+    path = export(tmp_path, GOOD)
+    assert run_loader(path, azurite, table_name).returncode == 0
+    path.write_text(
+        GOOD.replace("C-1,+13175550116,Gold", "C-1,+13175550116,Diamond"), encoding="utf-8"
+    )
+    assert run_loader(path, azurite, table_name).returncode == 0
+    with TableClient.from_connection_string(azurite.connection_string, table_name) as client:
+        assert len(list(client.list_entities())) == 6
+    assert entity(azurite, table_name, LookupKey("ani", "+13175550116"))["Tier"] == "Diamond"
+
+
+def test_a_missing_file_exits_1(tmp_path: Path, azurite: Azurite, table_name: str) -> None:
+    result = run_loader(tmp_path / "nope.csv", azurite, table_name)
+    assert result.returncode == 1 and "does not exist" in result.stderr
+
+
+# --- write-through and replacing loads -----------------------------------------------------
+
+CONV = "43436e96-5c19-4c52-b951-4ea05d9a9af7"
+
+# Ids of their own, so the session's shared Redis holds nothing of other tests' customers.
+EXPORT = """customerId,phone,tier,isVip
+L-1,+13175550301,Gold,true
+L-2,+13175550302;+13175550303,Silver,false
+L-3,+13175550304,Bronze,false
+L-4,+13175550305,Bronze,false
+"""
+
+
+async def dip(
+    env: dict[str, str], ani: str | None = None, customer_id: str | None = None
+) -> Answer:
+    """One dip through a fresh runtime, which must answer it without reading the table.
+
+    (The dip catches whatever its store raises, so the reads are counted, not raised.)"""
+    reads: list[LookupKey] = []
+
+    class NoReads:
+        async def get(self, key: LookupKey, timeout: float) -> None:
+            reads.append(key)
+
+    rt = Runtime(load_settings(env))
+    rt.dips.store = NoReads()
+    try:
+        answer = (await rt.dips.answer(DipRequest(CONV, ani, customer_id, None))).answer
+    finally:
+        await rt.dips.drain()
+        await rt.close()
+    assert reads == [], f"the dip read the table for {reads}"
+    return answer
+
+
+def table_has(azurite: Azurite, table: str, key: LookupKey) -> bool:
+    try:
+        entity(azurite, table, key)
+    except ResourceNotFoundError:
+        return False
+    return True
+
+
+async def test_a_load_writes_every_answer_through_to_redis(
+    tmp_path: Path, base_env: dict[str, str], azurite: Azurite, redis_server: RedisServer
+) -> None:
+    path = export(tmp_path, EXPORT)
+    result = run_loader(path, azurite, base_env["CUSTOMER_TABLE"], redis_url=redis_server.url)
+    assert result.returncode == 0, result.stderr
+    assert "wrote 9 answers through to Redis" in result.stderr
+    answer = await dip(base_env, ani="+13175550303")
+    assert (answer.customer_id, answer.customer_tier, answer.source) == ("L-2", "Silver", "cache")
+    assert (await dip(base_env, customer_id="L-1")).is_vip is True
+
+
+async def test_a_number_that_moves_to_another_customer_answers_with_the_new_one(
+    tmp_path: Path, base_env: dict[str, str], azurite: Azurite, redis_server: RedisServer
+) -> None:
+    table = base_env["CUSTOMER_TABLE"]
+    path = export(tmp_path, EXPORT)
+    assert run_loader(path, azurite, table, redis_url=redis_server.url).returncode == 0
+    assert (await dip(base_env, ani="+13175550304")).customer_id == "L-3"
+    # The next export: L-3's number now belongs to L-4, and L-3 has none.
+    moved = EXPORT.replace("L-3,+13175550304", "L-3,").replace(
+        "L-4,+13175550305", "L-4,+13175550305;+13175550304"
+    )
+    path.write_text(moved, encoding="utf-8")
+    result = run_loader(path, azurite, table, "--replace", redis_url=redis_server.url)
+    assert result.returncode == 0, result.stderr
+    assert (await dip(base_env, ani="+13175550304")).customer_id == "L-4"
+    assert entity(azurite, table, LookupKey("ani", "+13175550304"))["CustomerId"] == "L-4"
+
+
+async def test_a_replacing_load_removes_what_the_export_dropped_from_table_and_redis(
+    tmp_path: Path, base_env: dict[str, str], azurite: Azurite, redis_server: RedisServer
+) -> None:
+    table = base_env["CUSTOMER_TABLE"]
+    path = export(tmp_path, EXPORT)
+    assert run_loader(path, azurite, table, redis_url=redis_server.url).returncode == 0
+    assert (await dip(base_env, customer_id="L-4")).customer_found
+    path.write_text(EXPORT.replace("L-4,+13175550305,Bronze,false\n", ""), encoding="utf-8")
+    result = run_loader(
+        path, azurite, table, "--replace", "--max-delete", "0.5", redis_url=redis_server.url
+    )
+    assert result.returncode == 0, result.stderr
+    assert "removed 2 keys the export no longer has" in result.stderr
+    assert not table_has(azurite, table, LookupKey("customerId", "L-4"))
+    assert not table_has(azurite, table, LookupKey("ani", "+13175550305"))
+    # Redis no longer answers with the removed customer, and says so without a table read.
+    for answer in (
+        await dip(base_env, customer_id="L-4"),
+        await dip(base_env, ani="+13175550305"),
+    ):
+        assert answer.customer_found is False and answer.source == "cache"
+    assert (await dip(base_env, customer_id="L-3")).customer_found
+
+
+def test_a_replacing_load_refuses_a_truncated_export_and_changes_nothing(
+    tmp_path: Path, azurite: Azurite, table_name: str
+) -> None:
+    path = export(tmp_path, EXPORT)
+    assert run_loader(path, azurite, table_name).returncode == 0
+    path.write_text("\n".join(EXPORT.splitlines()[:2]) + "\n", encoding="utf-8")  # L-1 only
+    result = run_loader(path, azurite, table_name, "--replace")
+    assert result.returncode == 1
+    assert "refused" in result.stderr and "7 of the table's 9 keys" in result.stderr
+    with TableClient.from_connection_string(azurite.connection_string, table_name) as client:
+        assert len(list(client.list_entities())) == 9
+    forced = run_loader(path, azurite, table_name, "--replace", "--force")
+    assert forced.returncode == 0, forced.stderr
+    with TableClient.from_connection_string(azurite.connection_string, table_name) as client:
+        assert len(list(client.list_entities())) == 2
+
+
+def test_a_load_that_cannot_reach_redis_still_loads_and_says_the_warm_catches_up(
+    tmp_path: Path, azurite: Azurite, table_name: str
+) -> None:
+    path = export(tmp_path, EXPORT)
+    result = run_loader(path, azurite, table_name, redis_url=NO_REDIS)
+    assert result.returncode == 0, result.stderr
+    assert "Redis could not be reached" in result.stderr and "next warm" in result.stderr
+    assert entity(azurite, table_name, LookupKey("ani", "+13175550302"))["CustomerId"] == "L-2"
+
+
+def test_a_replacing_load_with_rejected_rows_changes_nothing(
+    tmp_path: Path, azurite: Azurite, table_name: str
+) -> None:
+    # L-2's row is rejected: replacing would delete L-2, who is still a customer.
+    path = export(tmp_path, EXPORT)
+    assert run_loader(path, azurite, table_name).returncode == 0
+    path.write_text(EXPORT.replace("L-2,+13175550302;", "L-2,not-a-phone;"), encoding="utf-8")
+    result = run_loader(path, azurite, table_name, "--replace", "--force")
+    assert result.returncode == 1
+    assert "1 rows were rejected" in result.stderr and "line 3" in result.stderr
+    assert entity(azurite, table_name, LookupKey("customerId", "L-2"))["Tier"] == "Silver"

@@ -1,0 +1,153 @@
+"""Load a CRM export into the customer table: ``python -m tools.load PATH.csv``.
+
+Columns: ``customerId,phone,tier,isVip[,preferredLanguage]``. ``phone`` is optional and
+may hold several numbers separated by ``;``; they are normalised like ANIs.
+
+Bad rows are reported with their line numbers and written to ``<input>.rejects.csv``
+while the good rows still load. Upserts are idempotent, so a re-run is safe.
+
+Every loaded answer is also written through to the read model in Redis, so a changed tier
+or a number that moved to another customer answers right away, not after the next warm.
+When Redis cannot be reached the table still loads, and the next warm catches up.
+
+``--replace`` makes the table match the export, as a full CRM snapshot is meant to: keys
+no longer in it (a number that left a customer, a deleted customer) are removed from the
+table and answered "no customer" in Redis. It refuses, unless ``--force``, to remove more
+than ``--max-delete`` of the keys (10% by default), so a truncated export cannot wipe the
+table.
+
+Exit code: 0 when every row loaded, 2 when rows were rejected, 1 when loading failed or a
+replace was refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from tqdm import tqdm
+
+from shared.clients import make_redis, make_table_client
+from shared.dip.loader import LoadReport, ReplaceRefused, load_file
+from shared.dip.readmodel import ReadModelWriter
+from shared.settings import load_settings, with_local_settings
+
+__all__ = ["entity_bar", "main"]
+
+
+@contextlib.contextmanager
+def entity_bar(total: int) -> Iterator[Callable[[int], object]]:
+    """A progress bar on stderr over one pass of ``total`` entities (a loader ``Progress``)."""
+    with tqdm(total=total, unit="entity", file=sys.stderr) as bar:
+        yield bar.update
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("csv", type=Path, help="CRM export to load")
+    parser.add_argument("--table", help="table name (default: CUSTOMER_TABLE)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="make the table match the export: remove keys it no longer has",
+    )
+    parser.add_argument(
+        "--max-delete",
+        type=float,
+        default=0.1,
+        metavar="SHARE",
+        help="with --replace, refuse to remove more than this share of the "
+        "table's keys (default 0.1)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="with --replace, remove however many keys the export drops",
+    )
+    parser.add_argument(
+        "--no-write-through",
+        action="store_true",
+        help="leave Redis alone; the next warm picks the changes up (until then, while a "
+        "fresh warm answers for absent callers, a new customer is answered as unknown)",
+    )
+    args = parser.parse_args(argv)
+    if not 0 <= args.max_delete <= 1:
+        parser.error("--max-delete must be a share from 0 to 1")
+    settings = load_settings(with_local_settings())
+    if not args.csv.exists():
+        print(f"loader: {args.csv} does not exist", file=sys.stderr)
+        return 1
+
+    async def run() -> LoadReport:
+        redis = None if args.no_write_through else make_redis(settings, bulk=True)
+        writer = (
+            None
+            if redis is None
+            else ReadModelWriter(
+                redis,
+                max_age_s=settings.read_model_max_age_seconds,
+                stale_ttl_s=settings.stale_ttl_seconds,
+            )
+        )
+        try:
+            async with make_table_client(settings, args.table or settings.customer_table) as table:
+                return await load_file(
+                    args.csv,
+                    table,
+                    settings.default_region,
+                    progress=None if args.no_progress else entity_bar,
+                    read_model=writer,
+                    replace=args.replace,
+                    max_delete=args.max_delete,
+                    force=args.force,
+                )
+        finally:
+            if redis is not None:
+                await redis.aclose()
+
+    try:
+        report = asyncio.run(run())
+    except ReplaceRefused as exc:
+        print(f"loader: {args.csv}: refused: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"loader: {args.csv}: {exc}", file=sys.stderr)
+        return 1
+    for r in report.rejected:
+        print(f"loader: {args.csv}:{r.line}: rejected: {r.reason}", file=sys.stderr)
+    removed = f"; removed {report.removed} keys the export no longer has" if args.replace else ""
+    print(
+        f"loader: loaded {report.customers} customers ({report.entities} entities); "
+        f"rejected {len(report.rejected)} rows{removed}",
+        file=sys.stderr,
+    )
+    if report.redis_error is not None:
+        print(
+            f"loader: Redis could not be reached ({report.redis_error}): the table is "
+            "loaded, and the next warm brings the read model up to date; until then new "
+            "customers may be answered as unknown, so run python -m tools.warm once "
+            "Redis is back",
+            file=sys.stderr,
+        )
+    elif not args.no_write_through:
+        print(f"loader: wrote {report.written_through} answers through to Redis", file=sys.stderr)
+    if report.rejected:
+        print(
+            f"loader: rejected rows written to {args.csv.with_suffix('.rejects.csv')}",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
