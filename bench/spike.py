@@ -609,7 +609,7 @@ def _verdict(cfg: Config, variant: Variant, r: dict[str, Any]) -> dict[str, Any]
             ),
         }
     # Guarantees: what dipguard promises whatever the machine. Performance: a latency
-    # target that also depends on how busy this machine is (reported, kept apart).
+    # target that also depends on how busy the machine is (reported, kept apart).
     checks: dict[str, bool] = {"zero5xx": no_failures, "allWithinDeadline": all_on_time}
     performance: dict[str, bool] = {}
     p99 = r["spikeLatency"]["p99Ms"]
@@ -792,7 +792,9 @@ def parse_args(argv: list[str] | None) -> Config:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--quick", action="store_true", help="short phases and 8k customers: under 2 minutes"
+        "--quick",
+        action="store_true",
+        help="short phases (83 s of traffic), 8k customers, a database budget of 50 reads/s",
     )
     parser.add_argument("--customers", type=int, help="population (default 100000; quick 8000)")
     parser.add_argument("--baseline", type=float, default=50.0, help="baseline dips/s")
