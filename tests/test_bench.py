@@ -83,6 +83,10 @@ def test_spike_quick_keeps_dipguards_guarantees(azurite: Azurite, tmp_path: Path
     # up to the database's slots. Its CPU is counted over the workers, not the supervisor.
     assert result["config"]["appWorkers"] == 2
     assert result["config"]["projectEnv"]["MAX_INFLIGHT_DB_READS"] == "4"
+    # A budget the peak reaches on a busy machine, so the drills' recovery compares rates the
+    # valve sets; while Redis is down the workers' local budgets add up to a fifth of it.
+    assert result["config"]["maxDbQps"] == 50
+    assert result["config"]["projectEnv"]["LOCAL_DB_QPS"] == "5"
     assert runs["dipguard"]["cpuSeconds"]["app"] > 0.5
     # The app ran inside Microsoft's worker, and the report puts its CPU per dip next to the
     # committed full run's.
