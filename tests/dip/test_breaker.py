@@ -1,9 +1,8 @@
-"""The Redis breaker counts what Redis did, never what the worker's own deadline or load did."""
+"""The Redis breaker counts Redis's failures and timeouts, never a call its own dip cut."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -42,30 +41,8 @@ async def test_a_dip_deadline_that_cuts_redis_calls_leaves_the_breaker_closed(
     assert await cache.get(f"c|{uuid.uuid4().hex}", 1.0) is None  # Redis is asked, and answers
 
 
-async def test_a_healthy_answer_this_worker_was_too_busy_to_read_is_not_a_redis_failure() -> None:
-    """Redis answers in 10 ms, but the event loop is blocked for 200 ms meanwhile: when it
-    runs again, the 50 ms timeout fires before the answer is read. A CPU-starved worker
-    would otherwise open the breaker on a healthy Redis and answer its known callers
-    without the cache."""
-    breaker = Breaker(failures=1, reset_s=60)
-
-    async def healthy() -> str:
-        await asyncio.sleep(0.01)
-        return "answer"
-
-    for _ in range(3):
-        call = asyncio.ensure_future(breaker.call(healthy, 0.05))
-        await asyncio.sleep(0)  # the call is under way
-        time.sleep(0.2)  # noqa: ASYNC251 - the worker's loop is busy, on purpose
-        with pytest.raises(RedisUnavailable, match="busy"):
-            await call
-    assert not breaker.is_open
-    assert await breaker.call(healthy, 0.05) == "answer"
-
-
-async def test_a_timeout_noticed_on_time_counts_and_opens_the_breaker() -> None:
-    """The control: a silent Redis still opens the breaker (here the clock never moves, so
-    every timeout is noticed when due)."""
+async def test_a_silent_redis_opens_the_breaker() -> None:
+    """The control: timeouts count, so a silent Redis opens the breaker."""
     breaker = Breaker(failures=2, reset_s=60, clock=lambda: 0.0)
     for _ in range(2):
         with pytest.raises(RedisUnavailable, match="TimeoutError"):
