@@ -1,6 +1,6 @@
 """The benchmark's processes: its own redis-server, Azurite, the database proxy, the app.
 
-Redis, Azurite and port helpers come from ``devhost.services``. Each process here is
+Redis, Azurite and port helpers come from ``tests.support.services``. Each process here is
 started by the benchmark and stopped by it, by its own handle, never by name.
 """
 
@@ -16,14 +16,14 @@ from typing import IO, Any
 import aiohttp
 
 from devhost.process import die_with_parent
-from devhost.services import (
+from tests.support.services import (
     AZURITE_CONNECTION_STRING,
     Azurite,
     free_port,
     port_open,
     wait_for_port,
 )
-from devhost.services import RedisServer as _RedisServer
+from tests.support.services import RedisServer as _RedisServer
 
 __all__ = [
     "ROOT",

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from devhost.services import ROOT, Azurite, RedisServer
 from devhost.worker import Worker
+from tests.support.services import ROOT, Azurite, RedisServer
 
 
 @pytest.fixture(scope="session")

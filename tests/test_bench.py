@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from devhost.services import ROOT, Azurite, free_port
+from tests.support.services import ROOT, Azurite, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -11,11 +11,11 @@ from azure.data.tables.aio import TableClient
 from redis.asyncio.connection import SSLConnection
 from redis_entraid.cred_provider import EntraIdCredentialsProvider
 
-from devhost.services import Azurite, RedisServer
 from shared import clients
 from shared.clients import TABLE_CLIENT_OPTIONS, Clients, make_redis, make_table_client
 from shared.dip.customers import DatabaseUnavailable, LookupKey, TableCustomerStore
 from shared.settings import load_settings
+from tests.support.services import Azurite, RedisServer
 
 BASE = {"CustomerStorage": "UseDevelopmentStorage=true"}
 

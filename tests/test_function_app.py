@@ -17,11 +17,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from azure.data.tables.aio import TableClient
 
 from devhost.host import DevHost, aiohttp_paths
-from devhost.services import ROOT, free_port, wait_for_port
 from devhost.worker import Worker
 from shared.dip.customers import CustomerRecord, entities_for
 from shared.runtime import Runtime, set_runtime
 from shared.settings import load_settings
+from tests.support.services import ROOT, free_port, wait_for_port
 
 CONV = "43436e96-5c19-4c52-b951-4ea05d9a9af7"
 FUNCTION_KEY = "test-function-key"

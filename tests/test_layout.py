@@ -1,13 +1,14 @@
 """The house rules, read from the code: two wings that never import each other, one
-module-level state, no operator tool imported by what the app runs, and nothing outside
-tests/ importing tests."""
+module-level state, no operator tool imported by what the app runs, and no test code
+imported by what is deployed, the operator tools or the dev host (the benchmarks, a test
+harness kept out of the package, may use the test services)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-from devhost.services import ROOT
+from tests.support.services import ROOT
 
 SHARED = ROOT / "shared"
 
@@ -139,15 +140,31 @@ def test_the_runtime_is_the_only_module_level_state_in_shared() -> None:
     }
 
 
-def test_nothing_outside_tests_imports_tests() -> None:
-    offenders = sorted(
-        str(path.relative_to(ROOT))
-        for folder in ("shared", "tools", "devhost", "bench")
-        for path in (ROOT / folder).rglob("*.py")
-        if any(m == "tests" or m.startswith("tests.") for m in _imports(path))
-    ) + (
-        ["function_app.py"]
-        if any(m.startswith("tests") for m in _imports(ROOT / "function_app.py"))
-        else []
+def _test_imports(path: Path) -> list[str]:
+    """The test modules (tests/) a file imports, at any level."""
+    return sorted(m for m in _imports(path) if m == "tests" or m.startswith("tests."))
+
+
+def test_nothing_deployed_nor_a_tool_nor_the_dev_host_imports_tests() -> None:
+    checked = [
+        ROOT / "function_app.py",
+        *(
+            path
+            for folder in ("shared", "tools", "devhost")
+            for path in (ROOT / folder).rglob("*.py")
+        ),
+    ]
+    offenders = {str(p.relative_to(ROOT)): found for p in checked if (found := _test_imports(p))}
+    assert offenders == {}
+
+
+def test_the_tests_check_sees_an_import_inside_a_function(tmp_path: Path) -> None:
+    planted = tmp_path / "planted.py"
+    planted.write_text(
+        "def main() -> None:\n    from tests.support.services import RedisServer\n",
+        encoding="utf-8",
     )
-    assert offenders == []
+    assert _test_imports(planted) == [
+        "tests.support.services",
+        "tests.support.services.RedisServer",
+    ]

@@ -9,10 +9,10 @@ import re
 import subprocess
 import sys
 
-from devhost.services import ROOT
 from shared.dip.contract import parse_dip_request
 from shared.runtime import Runtime
 from shared.settings import load_settings
+from tests.support.services import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 LINKS = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README)

@@ -11,11 +11,11 @@ import pytest
 import redis.asyncio as aioredis
 from azure.data.tables.aio import TableClient
 
-from devhost.services import Azurite, RedisServer
 from shared.dip.readmodel import LEASE_KEY, MARKER_KEY, Marker, read_marker
 from shared.runtime import Runtime
 from shared.settings import load_settings
 from tests.support.customers import load
+from tests.support.services import Azurite, RedisServer
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from devhost.services import ROOT
 from shared import settings
 from shared.settings import SETTINGS, settings_page
+from tests.support.services import ROOT
 
 PAGE = ROOT / "docs" / "settings.md"
 

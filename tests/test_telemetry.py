@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from devhost.services import ROOT
 from shared.telemetry import DISABLED_INSTRUMENTATIONS, configure_telemetry
+from tests.support.services import ROOT
 
 CONNECTION = "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint={url}"
 

@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 
 from devhost.rpc import protos
-from devhost.services import ROOT, free_port, wait_for_port
 from devhost.worker import FunctionSpec, http_answer, http_trigger
+from tests.support.services import ROOT, free_port, wait_for_port
 
 APPS = ROOT / "tests" / "support" / "apps"
 

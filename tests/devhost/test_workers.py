@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from bench.procs import children_of
-from devhost.services import ROOT, free_port, port_open, wait_for_port
+from tests.support.services import ROOT, free_port, port_open, wait_for_port
 
 
 def _start(port: int, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

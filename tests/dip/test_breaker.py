@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from devhost.services import RedisServer
 from shared.dip.breaker import Breaker, RedisUnavailable
 from shared.dip.cache import CacheUnavailable, RedisCache
+from tests.support.services import RedisServer
 
 
 @pytest.fixture

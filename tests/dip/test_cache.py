@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from devhost.services import RedisServer
 from shared.dip.breaker import Breaker
 from shared.dip.cache import CacheUnavailable, RedisCache, SingleFlight
 from shared.dip.customers import CustomerRecord
+from tests.support.services import RedisServer
 
 GOLD = CustomerRecord("C-1", "Gold", True, "en-US")
 

@@ -10,13 +10,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from devhost.services import RedisClusterServers
 from shared.clients import make_redis
 from shared.dip.breaker import Breaker
 from shared.dip.cache import RedisCache
 from shared.dip.customers import CustomerRecord
 from shared.dip.valve import VALVE_KEY, RedisValve
 from shared.settings import load_settings
+from tests.support.services import RedisClusterServers
 
 
 @pytest.fixture(scope="module")

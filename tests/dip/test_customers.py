@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import pytest
 from azure.data.tables.aio import TableClient
 
-from devhost.services import Azurite
 from shared.dip.customers import (
     PARTITIONS,
     CustomerRecord,
@@ -19,6 +18,7 @@ from shared.dip.customers import (
     entities_for,
     table_keys,
 )
+from tests.support.services import Azurite
 
 
 @pytest.fixture

@@ -39,10 +39,10 @@ from azure.data.tables.aio import TableClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devhost.services import ROOT, Azurite, RedisServer, free_port, port_open
 from shared.dip.contract import ContractError, parse_dip_request
 from shared.dip.customers import CustomerRecord, entities_for
 from tests.support.genesys import ACTION, TEMPLATE, GenesysEsc, render_request_body
+from tests.support.services import ROOT, Azurite, RedisServer, free_port, port_open
 
 CONTENT_TYPE = ACTION["config"]["request"]["headers"]["Content-Type"]
 OPTIONAL = ("ani", "customerId", "dnis")

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from devhost.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer
 from shared.dip.customers import CustomerRecord, LookupKey
 from shared.dip.lookup import DipService, lookup_key
 from shared.runtime import Runtime
 from shared.settings import load_settings
 from tests.support.dips import GOLD_PHONE, dip
 from tests.support.proxies import LatencyProxy
+from tests.support.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from opentelemetry.metrics import get_meter_provider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from devhost.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer
 from shared.dip.breaker import Breaker
 from shared.dip.contract import Source
 from shared.dip.customers import CustomerRecord, KeyKind, LookupKey
@@ -45,6 +44,7 @@ from shared.runtime import Runtime
 from shared.settings import SettingsError, load_settings
 from tests.support.dips import dip
 from tests.support.proxies import LatencyProxy
+from tests.support.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer
 
 type Key = tuple[tuple[str, str], ...]
 

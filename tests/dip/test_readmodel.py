@@ -17,7 +17,6 @@ import redis.asyncio as aioredis
 from azure.data.tables.aio import TableClient
 
 from bench.procs import ProxyProcess
-from devhost.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer, free_port
 from shared.dip.contract import DipRequest
 from shared.dip.customers import CustomerRecord, LookupKey
 from shared.dip.loader import load_file
@@ -26,6 +25,7 @@ from shared.dip.valve import VALVE_KEY
 from shared.runtime import Runtime
 from shared.settings import load_settings
 from tests.support.customers import customers, keys_of, load, number
+from tests.support.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer, free_port
 
 CONV = "43436e96-5c19-4c52-b951-4ea05d9a9af7"
 STRANGER = "+13179990001"

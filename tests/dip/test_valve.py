@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from devhost.services import RedisServer
 from shared.dip.breaker import Breaker
 from shared.dip.valve import VALVE_KEY, FleetValve, LocalValve, RedisValve, Share
+from tests.support.services import RedisServer
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import pytest
 import redis.asyncio as aioredis
 from azure.data.tables.aio import TableClient
 
-from devhost.services import Azurite, RedisServer
 from shared.dip.breaker import Breaker
 from shared.dip.cache import RedisCache
 from shared.dip.customers import PARTITIONS
@@ -21,6 +20,7 @@ from shared.dip.readmodel import CURSOR_KEY, LEASE_KEY, MARKER_KEY, read_marker
 from shared.dip.valve import VALVE_KEY, RedisValve, Share
 from shared.dip.warm import WARM_VALVE_KEY, Warm
 from tests.support.customers import keys_of, load
+from tests.support.services import Azurite, RedisServer
 
 
 @pytest.fixture

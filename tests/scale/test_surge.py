@@ -15,7 +15,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from azure.data.tables.aio import TableClient
 
 from devhost.host import DevHost
-from devhost.services import AZURITE_CONNECTION_STRING, Azurite, free_port
 from devhost.worker import Worker
 from shared.runtime import Runtime, set_runtime
 from shared.scale import surge as store
@@ -26,6 +25,7 @@ from shared.scale.target import Target
 from shared.scale.tick import run_tick
 from shared.settings import Settings, load_settings
 from tests.support.fake_arm import SUBSCRIPTION, FakeArm, StubCredential
+from tests.support.services import AZURITE_CONNECTION_STRING, Azurite, free_port
 
 NOON = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)  # Wednesday, business hours
 

@@ -12,7 +12,7 @@ import json
 
 import airspeed
 
-from devhost.services import ROOT
+from tests.support.services import ROOT
 
 ACTION = json.loads((ROOT / "genesys" / "ivr-lookup.data-action.json").read_text())
 TEMPLATE = ACTION["config"]["request"]["requestTemplate"]

@@ -13,11 +13,11 @@ from pathlib import Path
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
-from devhost.services import ROOT, Azurite, RedisServer
 from shared.dip.contract import Answer, DipRequest
 from shared.dip.customers import LookupKey, table_keys
 from shared.runtime import Runtime
 from shared.settings import load_settings
+from tests.support.services import ROOT, Azurite, RedisServer
 
 GOOD = """customerId,phone,tier,isVip,preferredLanguage
 C-1,+13175550116,Gold,true,en-US

@@ -17,12 +17,12 @@ import pytest
 import redis.asyncio as aioredis
 from azure.data.tables.aio import TableClient
 
-from devhost.services import ROOT, Azurite, RedisServer
 from shared.dip.breaker import Breaker
 from shared.dip.cache import RedisCache
 from shared.dip.customers import PARTITIONS
 from shared.dip.readmodel import CURSOR_KEY
 from tests.support.customers import keys_of, load
+from tests.support.services import ROOT, Azurite, RedisServer
 
 
 @pytest.fixture
