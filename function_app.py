@@ -12,10 +12,10 @@ import azure.functions as func
 # this class.
 from azure.functions.warmup import WarmUpContext
 
+from app.runtime import WARM_BUDGET_SECONDS, runtime
 from shared.dip.contract import ContractError, parse_dip_request
 from shared.dip.health import health_report
 from shared.http import ApiResponse
-from shared.runtime import WARM_BUDGET_SECONDS, runtime
 from shared.scale.tick import ScaleTickFailed, check_schedule, run_tick
 from shared.telemetry import configure_telemetry
 

@@ -2,8 +2,9 @@
 
 This is the one module-level state in dipguard, and the place both wings are wired: the
 dip (``shared.dip``) and the scale schedule (``shared.scale``) get everything they touch
-from here. function_app.py reaches it through ``runtime()``, so tests build a Runtime of
-their own (real services, or a gateway to a fake ARM) and never patch module globals.
+from here, and neither imports this module. function_app.py reaches it through
+``runtime()``, so tests build a Runtime of their own (real services, or a gateway to a
+fake ARM) and never patch module globals.
 """
 
 from __future__ import annotations
