@@ -13,8 +13,9 @@ import azure.functions as func
 from azure.functions.warmup import WarmUpContext
 
 from app.runtime import WARM_BUDGET_SECONDS, runtime
-from shared.dip.contract import ContractError, parse_dip_request
+from shared.dip.contract import parse_dip_request
 from shared.dip.health import health_report
+from shared.errors import CallerError
 from shared.http import ApiResponse
 from shared.scale.tick import ScaleTickFailed, check_schedule, run_tick
 from shared.telemetry import configure_telemetry
@@ -50,8 +51,8 @@ def http_response(answer: ApiResponse) -> func.HttpResponse:
 async def ivr_lookup(req: func.HttpRequest) -> func.HttpResponse:
     try:
         request = parse_dip_request(req.get_body(), req.headers.get("content-type"))
-    except ContractError as exc:
-        return http_response(ApiResponse(exc.status, exc.body()))
+    except CallerError as exc:
+        return http_response(exc.response())
     outcome = await runtime().dips.answer(request)
     return http_response(ApiResponse(200, outcome.answer.body()))
 

@@ -11,11 +11,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 from shared.clients import REDIS_ERRORS
+from shared.errors import DependencyUnavailable
 
 __all__ = ["Breaker", "RedisUnavailable"]
 
 
-class RedisUnavailable(Exception):
+class RedisUnavailable(DependencyUnavailable):
     """Redis did not answer in time, failed, or the breaker is open."""
 
 

@@ -29,6 +29,7 @@ from redis.exceptions import NoScriptError
 from shared.clients import RedisClient
 from shared.dip.breaker import Breaker, RedisUnavailable
 from shared.dip.customers import CustomerRecord
+from shared.errors import DependencyUnavailable
 
 __all__ = [
     "ANSWER_PREFIX",
@@ -47,7 +48,7 @@ _VERSION = 1
 _PUT_SCRIPT = resources.files(__package__).joinpath("put_entry.lua").read_text(encoding="utf-8")
 
 
-class CacheUnavailable(Exception):
+class CacheUnavailable(DependencyUnavailable):
     """Redis did not answer (or the breaker is open); the dip carries on without it."""
 
 

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shared.http import BodyError, decode_json, error_body
+from shared.errors import CallerError
+from shared.http import BodyError, decode_json
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -32,17 +33,8 @@ _MAX_ANI_CHARS = 256
 _MAX_DNIS_CHARS = 256
 
 
-@dataclass(frozen=True)
-class ContractError(Exception):
-    """A request the caller got wrong: a 4xx with ``{"error", "message", "field"}``."""
-
-    status: int
-    code: str
-    message: str
-    field: str | None = None
-
-    def body(self) -> dict[str, Any]:
-        return error_body(self.code, self.message, self.field)
+class ContractError(CallerError):
+    """A dip request the caller got wrong: a 4xx with ``{"error", "message", "field"}``."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
 from shared.clients import is_table_missing
+from shared.errors import DependencyUnavailable
 
 __all__ = [
     "PARTITIONS",
@@ -45,7 +46,7 @@ KeyKind = Literal["customerId", "ani"]
 _ROW_PREFIX: dict[KeyKind, str] = {"customerId": "c|", "ani": "p|"}
 
 
-class DatabaseUnavailable(Exception):
+class DatabaseUnavailable(DependencyUnavailable):
     """Table Storage did not answer in time or answered with an error."""
 
 

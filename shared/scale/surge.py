@@ -19,7 +19,8 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from shared.clients import ensure_table
-from shared.http import BodyError, decode_json, error_body
+from shared.errors import CallerError
+from shared.http import BodyError, decode_json
 from shared.scale.schedule import ALWAYS_READY_MAX, MAX_BURST_MAX, ZONE_REDUNDANT_MIN, Surge
 
 __all__ = [
@@ -46,20 +47,8 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 # request, answered 409 when it does); nothing is remembered between calls.
 
 
-class SurgeInputError(ValueError):
-    """A bad surge request; becomes a 400 with this code, message and field."""
-
-    def __init__(
-        self, code: str, message: str, field: str | None = None, status: int = 400
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
-        self.status = status
-
-    def as_json(self) -> dict[str, Any]:
-        return error_body(self.code, self.message, self.field)
+class SurgeInputError(CallerError):
+    """A surge request the operator got wrong: a 4xx with ``{"error", "message", "field"}``."""
 
 
 @dataclass(frozen=True)
@@ -71,13 +60,13 @@ class SurgeRequest:
 
 def _whole(body: dict[str, Any], name: str, lo: int, hi: int, unit: str) -> int:
     if name not in body:
-        raise SurgeInputError("missing_field", f"{name} is required", name)
+        raise SurgeInputError(400, "missing_field", f"{name} is required", name)
     value = body[name]
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SurgeInputError("invalid_type", f"{name} must be a whole number", name)
+        raise SurgeInputError(400, "invalid_type", f"{name} must be a whole number", name)
     if not lo <= value <= hi:
         raise SurgeInputError(
-            "out_of_range", f"{name} must be {lo} to {hi} {unit}, got {value}", name
+            400, "out_of_range", f"{name} must be {lo} to {hi} {unit}, got {value}", name
         )
     return value
 
@@ -92,20 +81,21 @@ def parse_surge_request(
     """
     data = raw.encode() if isinstance(raw, str) else raw
     if len(data) > MAX_BODY_BYTES:
-        raise SurgeInputError(
-            "body_too_large", f"the body is over {MAX_BODY_BYTES} bytes", status=413
-        )
+        raise SurgeInputError(413, "body_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
     try:
         body = decode_json(data)
     except BodyError as exc:
-        raise SurgeInputError("invalid_json", f"the body is not valid JSON: {exc}") from None
+        raise SurgeInputError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise SurgeInputError(
-            "invalid_body", "the body must be a JSON object with alwaysReady, minutes and reason"
+            400,
+            "invalid_body",
+            "the body must be a JSON object with alwaysReady, minutes and reason",
         )
     for key in body:
         if key not in {"alwaysReady", "minutes", "reason"}:
             raise SurgeInputError(
+                400,
                 "unknown_field",
                 f"unknown field {key!r} (expected alwaysReady, minutes, reason)",
                 key,
@@ -122,13 +112,16 @@ def parse_surge_request(
     reason = body.get("reason")
     if reason is None or (isinstance(reason, str) and not reason.strip()):
         raise SurgeInputError(
-            "missing_field", "reason is required: say why, for the next person on call", "reason"
+            400,
+            "missing_field",
+            "reason is required: say why, for the next person on call",
+            "reason",
         )
     if not isinstance(reason, str):
-        raise SurgeInputError("invalid_type", "reason must be a string", "reason")
+        raise SurgeInputError(400, "invalid_type", "reason must be a string", "reason")
     if len(reason) > MAX_REASON:
         raise SurgeInputError(
-            "out_of_range", f"reason must be at most {MAX_REASON} characters", "reason"
+            400, "out_of_range", f"reason must be at most {MAX_REASON} characters", "reason"
         )
     return SurgeRequest(always_ready, minutes, reason.strip())
 

@@ -121,7 +121,7 @@ class SurgeApi:
                 max_burst_limit=settings.scale_max_burst_limit,
             )
         except store.SurgeInputError as exc:
-            return ApiResponse(exc.status, exc.as_json())
+            return exc.response()
         created = await store.create_surge(self.table, request, now=now)
         LOG.warning(
             "surge %s started: alwaysReady %d for %d min: %s",
