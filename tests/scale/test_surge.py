@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from azure.data.tables.aio import TableClient
+from shared.runtime import Runtime, set_runtime
 
 from devhost.host import DevHost
 from devhost.worker import Worker
-from shared.runtime import Runtime, set_runtime
 from shared.scale import surge as store
 from shared.scale.arm import AzureArmGateway
 from shared.scale.retry import RetryPolicy
