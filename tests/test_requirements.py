@@ -191,7 +191,7 @@ def test_setup_installs_from_the_dev_lock_in_hash_checking_mode() -> None:
 
 def test_azure_mgmt_web_is_held_to_the_model_shape_arm_py_builds() -> None:
     # shared/scale/arm.py nests the PATCH fields under `properties`, as only the 11.x models
-    # do; 10.x models are flattened and drop the nested ones (tests/scale/test_arm_bodies.py).
+    # do; 10.x models are flattened and drop the nested ones (tests/scale/test_arm.py).
     (req,) = [r for r in read_direct(RUNTIME[0]) if canonicalize_name(r.name) == "azure-mgmt-web"]
     assert not req.specifier.contains("10.1.0")
     assert req.specifier.contains(locked_versions(RUNTIME[1])[canonicalize_name(req.name)])
