@@ -85,7 +85,7 @@ async def cache_warm(timer: func.TimerRequest) -> None:
 
 # A bad SCALE_SCHEDULE is logged at start-up, naming the field; it must not stop the data dip,
 # and the timer keeps the current state until it is fixed.
-check_schedule(runtime().settings)
+check_schedule(runtime().settings.scale)
 
 
 @app.function_name("scale_schedule")
@@ -97,7 +97,7 @@ async def scale_schedule(timer: func.TimerRequest) -> None:
         logging.getLogger("dipguard.scale").warning("scale_schedule is running late")
     rt = runtime()
     report = await run_tick(
-        rt.settings, surge_table=rt.surge_table, gateway_factory=rt.gateway_factory
+        rt.settings.scale, surge_table=rt.surge_table, gateway_factory=rt.gateway_factory
     )
     if report.broken:
         raise ScaleTickFailed(report)

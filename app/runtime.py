@@ -19,6 +19,7 @@ from typing import Any
 from azure.data.tables.aio import TableClient
 from opentelemetry.metrics import MeterProvider, get_meter_provider
 
+from app.settings import Settings, load_settings
 from shared.clients import REDIS_ERRORS, Clients
 from shared.dip.breaker import Breaker
 from shared.dip.cache import RedisCache
@@ -30,7 +31,6 @@ from shared.dip.valve import FleetValve, LocalValve, OpenValve, RedisValve, Valv
 from shared.dip.warm import Warm, warm_valve
 from shared.scale.arm import AzureArmGateway, GatewayFactory
 from shared.scale.surge_api import SurgeApi
-from shared.settings import Settings, load_settings
 
 __all__ = ["WARM_BUDGET_SECONDS", "Runtime", "runtime", "set_runtime"]
 
@@ -53,12 +53,12 @@ class Runtime:
     _warms: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
-        self.clients = Clients(self.settings)
+        self.clients = Clients(self.settings.core)
 
     @cached_property
     def redis_breaker(self) -> Breaker:
         """One breaker for every use of Redis: the cache and the valve fail together."""
-        s = self.settings
+        s = self.settings.dip
         return Breaker(s.redis_breaker_failures, s.redis_breaker_reset_seconds)
 
     @cached_property
@@ -68,7 +68,7 @@ class Runtime:
 
     @cached_property
     def valve(self) -> Valve:
-        s = self.settings
+        s = self.settings.dip
         if s.valve_mode == "off":
             return OpenValve()
         window_s = 1.0 + s.valve_guard_ms / 1000
@@ -81,7 +81,7 @@ class Runtime:
 
     @cached_property
     def dips(self) -> DipService:
-        s = self.settings
+        s, core = self.settings.dip, self.settings.core
         return DipService(
             cache=RedisCache(
                 self.clients.redis,
@@ -91,10 +91,10 @@ class Runtime:
                 negative_ttl_s=s.negative_ttl_seconds,
             ),
             valve=self.valve,
-            store=TableCustomerStore(self.clients.table(s.customer_table)),
+            store=TableCustomerStore(self.clients.table(core.customer_table)),
             deadline_ms=s.handler_deadline_ms,
             db_timeout_ms=s.db_timeout_ms,
-            redis_timeout_ms=s.redis_timeout_ms,
+            redis_timeout_ms=core.redis_timeout_ms,
             max_inflight_reads=None if s.valve_mode == "off" else s.inflight_cap,
             # Half the valve's guard: the rest covers the instance's own delays (see _slot).
             slot_wait_ms=s.valve_guard_ms // 2,
@@ -107,7 +107,7 @@ class Runtime:
 
     @cached_property
     def read_model(self) -> ReadModel:
-        s = self.settings
+        s = self.settings.dip
         return ReadModel(
             self.clients.redis,
             self.redis_breaker,
@@ -118,16 +118,16 @@ class Runtime:
 
     def warm(self) -> Warm:
         """A warm of the read model over this worker's clients, within its share."""
-        s = self.settings
+        s, core = self.settings.dip, self.settings.core
         redis = self.clients.bulk_redis
         return Warm(
             redis,
-            self.clients.table(s.customer_table),
+            self.clients.table(core.customer_table),
             warm_valve(redis, s),
             max_age_s=s.read_model_max_age_seconds,
             stale_ttl_s=s.stale_ttl_seconds,
             share=s.warm_share,
-            redis_timeout_s=max(s.redis_timeout_ms / 1000, 1.0),
+            redis_timeout_s=max(core.redis_timeout_ms / 1000, 1.0),
         )
 
     async def warm_for_surge(self) -> dict[str, Any]:
@@ -142,7 +142,7 @@ class Runtime:
         except REDIS_ERRORS as exc:
             return {"started": False, "reason": f"redis unavailable: {type(exc).__name__}"}
         age = None if marker is None else round(marker.age(time.time()))
-        if age is not None and age < self.settings.surge_warm_after_seconds:
+        if age is not None and age < self.settings.dip.surge_warm_after_seconds:
             return {
                 "started": False,
                 "lastCompleteAgeSeconds": age,
@@ -171,12 +171,12 @@ class Runtime:
 
     @property
     def surge_table(self) -> TableClient:
-        return self.clients.table(self.settings.surge_table)
+        return self.clients.table(self.settings.core.surge_table)
 
     @cached_property
     def surge_api(self) -> SurgeApi:
         return SurgeApi(
-            self.settings,
+            self.settings.scale,
             self.surge_table,
             gateway_factory=self.gateway_factory,
             on_start=self.warm_for_surge,

@@ -29,12 +29,12 @@ import redis.asyncio as aioredis
 from azure.data.tables.aio import TableClient
 
 from app.runtime import Runtime
+from app.settings import load_settings
 from bench.population import Population, ensure_loaded
 from bench.procs import Azurite, RedisServer, port_open, table_connection_string
 from shared.dip.cache import ANSWER_PREFIX
 from shared.dip.customers import PARTITIONS
 from shared.dip.readmodel import bloom_bits_for
-from shared.settings import load_settings
 from tools.capacity import KEYS_PER_CUSTOMER, redis_sku
 
 __all__ = ["main", "measure", "sizing"]

@@ -26,15 +26,16 @@ from typing import Any
 import azure.functions as func
 import redis.asyncio as aioredis
 
+from app.settings import load_settings
 from shared.clients import TABLE_CLIENT_OPTIONS, make_table_client
 from shared.dip.contract import Answer, ContractError, parse_dip_request
 from shared.dip.customers import DatabaseUnavailable, TableCustomerStore
 from shared.dip.lookup import lookup_key
-from shared.settings import load_settings
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 settings = load_settings()
+core, dip = settings.core, settings.dip
 # The seed had no deadline of its own: a read lasts as long as the client's timeouts.
 _READ_TIMEOUT_S = float(TABLE_CLIENT_OPTIONS["read_timeout"])
 _redis: aioredis.Redis | None = None
@@ -44,13 +45,13 @@ _store: TableCustomerStore | None = None
 def _clients() -> tuple[aioredis.Redis, TableCustomerStore]:
     global _redis, _store
     if _redis is None or _store is None:
-        _redis = aioredis.Redis.from_url(settings.redis_url)
-        _store = TableCustomerStore(make_table_client(settings, settings.customer_table))
+        _redis = aioredis.Redis.from_url(core.redis_url)
+        _store = TableCustomerStore(make_table_client(core, core.customer_table))
     return _redis, _store
 
 
 def _degraded() -> dict[str, Any]:
-    return Answer.unknown(settings.degraded_tier, "degraded").body()
+    return Answer.unknown(dip.degraded_tier, "degraded").body()
 
 
 async def seed_lookup(body: bytes, content_type: str | None) -> dict[str, Any]:
@@ -63,25 +64,25 @@ async def seed_lookup(body: bytes, content_type: str | None) -> dict[str, Any]:
         result: dict[str, Any] = ast.literal_eval(text)
         result["source"] = "cache"
         return result
-    key = lookup_key(request, settings.default_region)
+    key = lookup_key(request, dip.default_region)
     if key is None:
-        return Answer.unknown(settings.degraded_tier, "none").body()
+        return Answer.unknown(dip.degraded_tier, "none").body()
     bucket = f"db_qps:{int(time.time())}"
     count = await redis.incr(bucket)
     await redis.expire(bucket, 2)
-    if count > settings.max_db_qps:
+    if count > dip.max_db_qps:
         return _degraded()
     try:
         record = await store.get(key, _READ_TIMEOUT_S)
     except DatabaseUnavailable:
         return _degraded()
     if record is None:
-        result = Answer.unknown(settings.degraded_tier, "database").body()
+        result = Answer.unknown(dip.degraded_tier, "database").body()
     else:
         result = Answer(
             True,
             record.customer_id,
-            record.tier or settings.degraded_tier,
+            record.tier or dip.degraded_tier,
             record.is_vip,
             record.preferred_language,
             "database",

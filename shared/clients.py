@@ -18,7 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException
 
-from shared.settings import Settings
+from shared.settings import CoreSettings
 
 __all__ = [
     "BULK_REDIS_TIMEOUT_S",
@@ -71,7 +71,7 @@ BULK_REDIS_TIMEOUT_S = 10.0
 _BULK_CONNECTIONS = 8
 
 
-def make_redis(settings: Settings, *, bulk: bool = False) -> RedisClient:
+def make_redis(settings: CoreSettings, *, bulk: bool = False) -> RedisClient:
     """A pooled async Redis client with short timeouts; Entra ID when rediss:// has no password.
 
     The single-node pool blocks (briefly) when every connection is busy instead of raising:
@@ -100,7 +100,7 @@ def make_redis(settings: Settings, *, bulk: bool = False) -> RedisClient:
     return aioredis.Redis.from_pool(pool)
 
 
-def make_table_client(settings: Settings, table_name: str) -> TableClient:
+def make_table_client(settings: CoreSettings, table_name: str) -> TableClient:
     """An async TableClient: connection string locally, endpoint plus identity in Azure."""
     if settings.storage_connection_string is not None:
         return TableClient.from_connection_string(
@@ -138,7 +138,7 @@ async def ensure_table(table: TableClient) -> None:
 class Clients:
     """The worker's shared clients, created on first use and closed together."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: CoreSettings) -> None:
         self.settings = settings
         self._redis: RedisClient | None = None
         self._bulk_redis: RedisClient | None = None

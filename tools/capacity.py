@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.dip.settings import inflight_cap_for
 from shared.scale.schedule import ALWAYS_READY_MAX, MAX_BURST_LIMIT_DEFAULT
-from shared.settings import inflight_cap_for
 
 __all__ = [
     "BENCHMARK_VARIANTS",

@@ -31,10 +31,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from app.settings import load_settings
 from shared.clients import make_redis, make_table_client
 from shared.dip.loader import LoadReport, ReplaceRefused, load_file
 from shared.dip.readmodel import ReadModelWriter
-from shared.settings import load_settings, with_local_settings
+from shared.settings import with_local_settings
 
 __all__ = ["entity_bar", "main"]
 
@@ -88,22 +89,24 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     async def run() -> LoadReport:
-        redis = None if args.no_write_through else make_redis(settings, bulk=True)
+        redis = None if args.no_write_through else make_redis(settings.core, bulk=True)
         writer = (
             None
             if redis is None
             else ReadModelWriter(
                 redis,
-                max_age_s=settings.read_model_max_age_seconds,
-                stale_ttl_s=settings.stale_ttl_seconds,
+                max_age_s=settings.dip.read_model_max_age_seconds,
+                stale_ttl_s=settings.dip.stale_ttl_seconds,
             )
         )
         try:
-            async with make_table_client(settings, args.table or settings.customer_table) as table:
+            async with make_table_client(
+                settings.core, args.table or settings.core.customer_table
+            ) as table:
                 return await load_file(
                     args.csv,
                     table,
-                    settings.default_region,
+                    settings.dip.default_region,
                     progress=None if args.no_progress else entity_bar,
                     read_model=writer,
                     replace=args.replace,

@@ -18,10 +18,11 @@ import sys
 
 from tqdm import tqdm
 
+from app.settings import load_settings
 from shared.clients import make_redis, make_table_client
 from shared.dip.customers import PARTITIONS
 from shared.dip.warm import Warm, WarmReport, warm_valve
-from shared.settings import load_settings, with_local_settings
+from shared.settings import with_local_settings
 
 __all__ = ["main"]
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(with_local_settings())
 
     async def run() -> WarmReport:
-        redis = make_redis(settings, bulk=True)
+        redis = make_redis(settings.core, bulk=True)
         bar = tqdm(total=PARTITIONS, unit="partition", disable=args.no_progress, file=sys.stderr)
 
         def progress(done: int, total: int) -> None:
@@ -54,14 +55,16 @@ def main(argv: list[str] | None = None) -> int:
             bar.refresh()
 
         try:
-            async with make_table_client(settings, args.table or settings.customer_table) as t:
+            async with make_table_client(
+                settings.core, args.table or settings.core.customer_table
+            ) as t:
                 warm = Warm(
                     redis,
                     t,
-                    warm_valve(redis, settings),
-                    max_age_s=settings.read_model_max_age_seconds,
-                    stale_ttl_s=settings.stale_ttl_seconds,
-                    share=settings.warm_share,
+                    warm_valve(redis, settings.dip),
+                    max_age_s=settings.dip.read_model_max_age_seconds,
+                    stale_ttl_s=settings.dip.stale_ttl_seconds,
+                    share=settings.dip.warm_share,
                     lease_s=args.lease_seconds,
                     progress=progress,
                 )

@@ -53,8 +53,8 @@ from shared.dip.readmodel import (
     read_marker,
     used_memory,
 )
+from shared.dip.settings import DipSettings
 from shared.dip.valve import VALVE_KEY, RedisValve, Share
-from shared.settings import Settings
 
 __all__ = ["WARM_VALVE_KEY", "Warm", "WarmReport", "warm_valve"]
 
@@ -77,7 +77,7 @@ class Admission(Protocol):
     def closed_for(self) -> float: ...
 
 
-def warm_valve(redis: RedisClient, settings: Settings) -> RedisValve:
+def warm_valve(redis: RedisClient, settings: DipSettings) -> RedisValve:
     """The fleet valve, as the warm takes its share of it."""
     share = settings.warm_share
     return RedisValve(

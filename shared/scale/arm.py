@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol
 
+from shared.scale.settings import ScaleSettings
 from shared.scale.target import Target
-from shared.settings import Settings
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -144,7 +144,7 @@ class AzureArmGateway:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, target: Target) -> AzureArmGateway:
+    def from_settings(cls, settings: ScaleSettings, target: Target) -> AzureArmGateway:
         from azure.identity.aio import DefaultAzureCredential
 
         # The app's managed identity in Azure; developer credentials locally. One per tick:
@@ -275,4 +275,4 @@ class ClosableGateway(ArmGateway, Protocol):
     async def close(self) -> None: ...
 
 
-GatewayFactory = Callable[[Settings, Target], ClosableGateway]
+GatewayFactory = Callable[[ScaleSettings, Target], ClosableGateway]

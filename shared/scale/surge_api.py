@@ -19,8 +19,8 @@ from shared.http import ApiResponse, error_response
 from shared.scale import surge as store
 from shared.scale.arm import ArmGateway, GatewayFactory
 from shared.scale.retry import RetryPolicy
+from shared.scale.settings import ScaleSettings
 from shared.scale.tick import TickReport, run_tick
-from shared.settings import Settings
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -49,7 +49,7 @@ class SurgeApi:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: ScaleSettings,
         table: TableClient,
         *,
         gateway_factory: GatewayFactory | None = None,

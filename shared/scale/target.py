@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.settings import Settings
+from shared.scale.settings import ScaleSettings
 
 __all__ = ["Target", "TargetError", "resolve_target"]
 
@@ -36,7 +36,7 @@ class Target:
         }
 
 
-def resolve_target(settings: Settings, env: Mapping[str, str] | None = None) -> Target:
+def resolve_target(settings: ScaleSettings, env: Mapping[str, str] | None = None) -> Target:
     """The app to scale: the SCALE_* overrides, else the variables Azure sets in the app."""
     source = os.environ if env is None else env
     owner = source.get("WEBSITE_OWNER_NAME", "").strip()

@@ -43,8 +43,8 @@ from shared.scale.schedule import (
     desired_at,
     parse_schedule,
 )
+from shared.scale.settings import ScaleSettings
 from shared.scale.target import Target, TargetError, resolve_target
-from shared.settings import Settings
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -122,7 +122,7 @@ class ScaleTickFailed(RuntimeError):
         self.report = report
 
 
-def check_schedule(settings: Settings) -> ScheduleError | None:
+def check_schedule(settings: ScaleSettings) -> ScheduleError | None:
     """Validate SCALE_SCHEDULE now (start-up) and log a bad one; never raises."""
     try:
         parse_schedule(
@@ -156,7 +156,7 @@ def _role_hint(err: ArmError, kind: str, target: Target, plan: str) -> str:
 
 
 async def run_tick(
-    settings: Settings,
+    settings: ScaleSettings,
     *,
     surge_table: TableClient | None = None,
     surges: Sequence[Surge] | None = None,
@@ -234,7 +234,7 @@ class _Sources:
 
 async def _tick(
     report: TickReport,
-    settings: Settings,
+    settings: ScaleSettings,
     at: datetime,
     sources: _Sources,
     opened: list[ClosableGateway],
@@ -287,7 +287,7 @@ async def _tick(
 
 async def _converge(
     report: TickReport,
-    settings: Settings,
+    settings: ScaleSettings,
     at: datetime,
     gateway: ArmGateway,
     schedule: Schedule | None,
