@@ -1,4 +1,5 @@
-"""The Redis breaker counts Redis's failures and timeouts, never a call its own dip cut."""
+"""The Redis breaker: it opens after consecutive failures and lets one trial through each
+reset period; it counts Redis's failures and timeouts, never a call its own dip cut."""
 
 from __future__ import annotations
 
@@ -79,3 +80,33 @@ async def test_cut_calls_neither_count_nor_reset_the_run_of_failures(
     cache = RedisCache(redis, breaker, fresh_ttl_s=60, stale_ttl_s=600, negative_ttl_s=30)
     with pytest.raises(CacheUnavailable):
         await cache.get("c|x", 1.0)
+
+
+def test_breaker_opens_after_consecutive_failures_and_allows_one_trial() -> None:
+    now = [0.0]
+    breaker = Breaker(failures=3, reset_s=5.0, clock=lambda: now[0])
+    for _ in range(2):
+        breaker.failure()
+    assert breaker.allow() and not breaker.is_open
+    breaker.failure()
+    assert breaker.is_open and not breaker.allow()
+    now[0] += 5.0
+    assert breaker.allow()  # the one trial
+    assert not breaker.allow()  # no second trial while it runs
+    breaker.failure()
+    assert not breaker.allow()  # trial failed: open for another reset period
+    now[0] += 5.0
+    assert breaker.allow()
+    breaker.success()
+    assert not breaker.is_open and breaker.allow()
+
+
+def test_late_failures_of_calls_made_before_opening_do_not_delay_recovery() -> None:
+    now = [0.0]
+    breaker = Breaker(failures=2, reset_s=5.0, clock=lambda: now[0])
+    breaker.failure()
+    breaker.failure()  # opens at t=0
+    now[0] = 3.0
+    breaker.failure()  # a slow call from before t=0 times out now
+    now[0] = 5.0
+    assert breaker.allow()  # the trial is due at t=5, not t=8

@@ -203,25 +203,6 @@ def test_a_paced_local_valve_admits_a_slices_share_at_a_time() -> None:
     assert [valve.try_admit() for _ in range(3)] == [True, True, False]
 
 
-def test_breaker_opens_after_consecutive_failures_and_allows_one_trial() -> None:
-    now = [0.0]
-    breaker = Breaker(failures=3, reset_s=5.0, clock=lambda: now[0])
-    for _ in range(2):
-        breaker.failure()
-    assert breaker.allow() and not breaker.is_open
-    breaker.failure()
-    assert breaker.is_open and not breaker.allow()
-    now[0] += 5.0
-    assert breaker.allow()  # the one trial
-    assert not breaker.allow()  # no second trial while it runs
-    breaker.failure()
-    assert not breaker.allow()  # trial failed: open for another reset period
-    now[0] += 5.0
-    assert breaker.allow()
-    breaker.success()
-    assert not breaker.is_open and breaker.allow()
-
-
 async def test_fleet_valve_falls_back_to_the_local_budget_when_redis_is_down() -> None:
     dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
     try:
@@ -254,14 +235,3 @@ async def test_a_shed_instance_skips_redis_until_a_slot_can_free(redis: aioredis
     assert stats["cmdstat_evalsha"]["calls"] == 1
     await asyncio.sleep(0.32)
     assert await valve.admit(1.0)  # the window moved on: Redis is asked, and admits
-
-
-def test_late_failures_of_calls_made_before_opening_do_not_delay_recovery() -> None:
-    now = [0.0]
-    breaker = Breaker(failures=2, reset_s=5.0, clock=lambda: now[0])
-    breaker.failure()
-    breaker.failure()  # opens at t=0
-    now[0] = 3.0
-    breaker.failure()  # a slow call from before t=0 times out now
-    now[0] = 5.0
-    assert breaker.allow()  # the trial is due at t=5, not t=8
