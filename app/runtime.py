@@ -24,7 +24,7 @@ from shared.clients import REDIS_ERRORS, Clients
 from shared.dip.breaker import Breaker
 from shared.dip.cache import RedisCache
 from shared.dip.customers import TableCustomerStore
-from shared.dip.lookup import DipService
+from shared.dip.lookup import CallerDefaults, DipService, DipTimeouts, InflightCap
 from shared.dip.metrics import DipMetrics
 from shared.dip.readmodel import LEASE_KEY, ReadModel, read_marker
 from shared.dip.valve import FleetValve, LocalValve, OpenValve, RedisValve, Valve
@@ -92,14 +92,15 @@ class Runtime:
             ),
             valve=self.valve,
             store=TableCustomerStore(self.clients.table(core.customer_table)),
-            deadline_ms=s.handler_deadline_ms,
-            db_timeout_ms=s.db_timeout_ms,
-            redis_timeout_ms=core.redis_timeout_ms,
-            max_inflight_reads=None if s.valve_mode == "off" else s.inflight_cap,
-            # Half the valve's guard: the rest covers the instance's own delays (see _slot).
-            slot_wait_ms=s.valve_guard_ms // 2,
-            degraded_tier=s.degraded_tier,
-            region=s.default_region,
+            timeouts=DipTimeouts(s.handler_deadline_ms, s.db_timeout_ms, core.redis_timeout_ms),
+            defaults=CallerDefaults(region=s.default_region, degraded_tier=s.degraded_tier),
+            inflight=(
+                None
+                if s.valve_mode == "off"
+                # Half the valve's guard: the rest covers the instance's own delays (see
+                # DipService._slot).
+                else InflightCap(s.inflight_cap, slot_wait_ms=s.valve_guard_ms // 2)
+            ),
             read_model=self.read_model,
             metrics=self.metrics,
             log_level=s.dip_log_level,

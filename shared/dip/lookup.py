@@ -32,13 +32,60 @@ from shared.dip.phone import normalize_number
 from shared.dip.readmodel import ReadModel
 from shared.dip.valve import Valve
 
-__all__ = ["DipLog", "DipService", "Outcome", "Shed", "lookup_key"]
+__all__ = [
+    "CallerDefaults",
+    "Clocks",
+    "DipLog",
+    "DipService",
+    "DipTimeouts",
+    "InflightCap",
+    "Outcome",
+    "Shed",
+    "lookup_key",
+]
 
 
 log = logging.getLogger("dipguard.dip")
 
 # Kept back from the deadline for writing the answer after the last dependency gives up.
 _REPLY_RESERVE_S = 0.05
+
+
+@dataclass(frozen=True)
+class DipTimeouts:
+    """How long a dip may take (``deadline_ms``: HANDLER_DEADLINE_MS) and the longest a
+    single Table read (``db_timeout_ms``) or Redis call (``redis_timeout_ms``) may wait,
+    each further capped by what is left of the deadline."""
+
+    deadline_ms: int
+    db_timeout_ms: int
+    redis_timeout_ms: int
+
+
+@dataclass(frozen=True)
+class InflightCap:
+    """Table reads one worker process may have in flight, and how long a read the valve
+    admitted may wait for a slot before it is shed (see DipService._slot)."""
+
+    reads: int
+    slot_wait_ms: int = 0
+
+
+@dataclass(frozen=True)
+class CallerDefaults:
+    """How a dip reads a caller it is not told everything about: national-format numbers
+    are read in ``region``, and a caller nobody can name is answered ``degraded_tier``."""
+
+    region: str
+    degraded_tier: str
+
+
+@dataclass(frozen=True)
+class Clocks:
+    """The monotonic clock that times deadlines, and the wall clock that stamps answers."""
+
+    monotonic: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
 
 
 class Shed(Exception):
@@ -105,36 +152,29 @@ class DipService:
         cache: Cache,
         valve: Valve,
         store: CustomerStore,
-        deadline_ms: int,
-        db_timeout_ms: int,
-        redis_timeout_ms: int,
-        max_inflight_reads: int | None,
-        slot_wait_ms: int = 0,
-        degraded_tier: str,
-        region: str,
+        timeouts: DipTimeouts,
+        defaults: CallerDefaults,
+        inflight: InflightCap | None = None,
         read_model: ReadModel | None = None,
         metrics: DipMetrics | None = None,
         log_level: int | None = logging.INFO,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
+        clocks: Clocks = Clocks(),
     ) -> None:
+        """``inflight`` None: no cap on reads in flight (VALVE_MODE off)."""
         self.cache = cache
         self.valve = valve
         self.store = store
         self.read_model = read_model
         # What the dependencies may spend: the deadline less the time to write the answer.
-        self.budget_s = deadline_ms / 1000 - _REPLY_RESERVE_S
-        self.db_timeout_s = db_timeout_ms / 1000
-        self.redis_timeout_s = redis_timeout_ms / 1000
-        self.max_inflight_reads = max_inflight_reads
-        self.slot_wait_s = slot_wait_ms / 1000
-        self._slots = (
-            asyncio.Semaphore(max_inflight_reads) if max_inflight_reads is not None else None
-        )
-        self.degraded_tier = degraded_tier
-        self.region = region
-        self._clock = clock
-        self._wall_clock = wall_clock
+        self.budget_s = timeouts.deadline_ms / 1000 - _REPLY_RESERVE_S
+        self.db_timeout_s = timeouts.db_timeout_ms / 1000
+        self.redis_timeout_s = timeouts.redis_timeout_ms / 1000
+        self.slot_wait_s = inflight.slot_wait_ms / 1000 if inflight is not None else 0.0
+        self._slots = asyncio.Semaphore(inflight.reads) if inflight is not None else None
+        self.degraded_tier = defaults.degraded_tier
+        self.region = defaults.region
+        self._clock = clocks.monotonic
+        self._wall_clock = clocks.wall
         self._flight: SingleFlight[CustomerRecord | None] = SingleFlight()
         self._inflight_reads = 0
         self._background: set[asyncio.Task[None]] = set()
@@ -259,11 +299,11 @@ class DipService:
         """An in-flight slot for an admitted read, or Shed("inflight").
 
         Only reads the valve admitted wait, so a spike's excess is shed by the valve at once
-        and never queues here. The wait is short (slot_wait_ms: the Runtime passes half of
-        VALVE_GUARD_MS): the
-        valve's window is widened by the guard so that a read admitted at one moment and
-        sent a little later still reaches the database inside the budget, and a slot that
-        takes longer means the database is slow, when queueing only holds requests open.
+        and never queues here. The wait is short (InflightCap.slot_wait_ms: the Runtime
+        passes half of VALVE_GUARD_MS): the valve's window is widened by the guard so that
+        a read admitted at one moment and sent a little later still reaches the database
+        inside the budget, and a slot that takes longer means the database is slow, when
+        queueing only holds requests open.
         """
         if self._slots is None:
             return

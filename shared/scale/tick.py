@@ -232,6 +232,45 @@ class _Sources:
     env: Mapping[str, str] | None
 
 
+@dataclass(frozen=True)
+class _Wanted:
+    """What a tick aims for at ``at``: the schedule (None when SCALE_SCHEDULE is invalid)
+    and the active surges (``surges_known`` False when they could not be read)."""
+
+    at: datetime
+    schedule: Schedule | None
+    surges: Sequence[Surge]
+    surges_known: bool
+
+
+@dataclass(frozen=True)
+class _Arm:
+    """The app's ARM side for one tick: the gateway, the app it scales, the retrying call."""
+
+    gateway: ArmGateway
+    target: Target
+    call: Retrier
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What _decide read from ARM and decided: the errors met, the plan's name, the
+    current and desired state, and the writes to make in order. ``ended`` is the outcome
+    when the tick cannot go on to write (a read failed, or no desired state)."""
+
+    errors: tuple[str, ...] = ()
+    plan_name: str | None = None
+    current: dict[str, int | None] | None = None
+    desired: dict[str, int] | None = None
+    reasons: dict[str, list[str]] = field(default_factory=dict)
+    steps: tuple[_Step, ...] = ()
+    ended: str | None = None
+
+
+class _Undecidable(Exception):
+    """No desired state can be worked out; the message says why."""
+
+
 async def _tick(
     report: TickReport,
     settings: ScaleSettings,
@@ -282,59 +321,70 @@ async def _tick(
         built = sources.gateway_factory(settings, target)
         opened.append(built)
         gateway = built
-    await _converge(report, settings, at, gateway, schedule, surges, surges_known, target, call)
-
-
-async def _converge(
-    report: TickReport,
-    settings: ScaleSettings,
-    at: datetime,
-    gateway: ArmGateway,
-    schedule: Schedule | None,
-    surges: Sequence[Surge],
-    surges_known: bool,
-    target: Target,
-    call: Retrier,
-) -> None:
-    invalid = schedule is None
 
     def finish(outcome: str) -> None:
-        report.outcome = "invalid_schedule" if invalid else outcome
+        report.outcome = "invalid_schedule" if schedule is None else outcome
 
-    try:
-        site = await call(gateway.get_site_config)
-    except ArmError as err:
-        report.errors.append(
-            f"reading site config failed ({err.status}): {err}{_role_hint(err, 'site', target, '')}"
-        )
-        finish("failed")
+    arm = _Arm(gateway, target, call)
+    decision = await _decide(_Wanted(at, schedule, surges, surges_known), arm, settings)
+    report.errors.extend(decision.errors)
+    if decision.plan_name is not None:
+        report.target["plan"] = decision.plan_name
+    if decision.current is not None:
+        report.current = decision.current
+    if decision.desired is not None:
+        report.desired = decision.desired
+        report.reasons = decision.reasons
+    if decision.ended is not None:
+        finish(decision.ended)
         return
+    report.changed = [
+        {"field": step.field, "from": step.before, "to": step.after, "applied": False}
+        for step in decision.steps
+    ]
+    if settings.scale_dry_run:
+        finish("dry_run" if not report.errors else "partial")
+        return
+    finish(await _write(report, decision, arm))
 
+
+async def _decide(wanted: _Wanted, arm: _Arm, settings: ScaleSettings) -> _Decision:
+    """Read the site config and the plan, work out the desired state, and list the writes
+    that get there: plan maximum first, then the site, then the plan minimum."""
+    target, call = arm.target, arm.call
+    try:
+        site = await call(arm.gateway.get_site_config)
+    except ArmError as err:
+        hint = _role_hint(err, "site", target, "")
+        return _Decision(
+            errors=(f"reading site config failed ({err.status}): {err}{hint}",), ended="failed"
+        )
+
+    errors: list[str] = []
     plan: PlanState | None = None
     try:
-        plan = await call(gateway.get_plan)
-        if report.target is not None:
-            report.target["plan"] = plan.name
+        plan = await call(arm.gateway.get_plan)
     except ArmError as err:
-        report.errors.append(
+        errors.append(
             f"reading the plan failed ({err.status}): {err}"
             f"{_role_hint(err, 'plan', target, target.plan_name)}; "
             "plan limits were not checked"
         )
 
-    report.current = {
+    current: dict[str, int | None] = {
         "alwaysReady": site.always_ready,
         "preWarmed": site.pre_warmed,
         "maxBurst": plan.max_burst if plan else None,
         "planMinimum": plan.capacity if plan else None,
     }
-
-    desired = _desired(report, schedule, at, surges, surges_known, site)
-    if desired is None:
-        finish("failed")
-        return
-    report.desired = desired.as_json()
-    report.reasons = {k: list(v) for k, v in desired.reasons.items()}
+    plan_name = plan.name if plan else None
+    try:
+        desired = _desired(wanted, site)
+    except _Undecidable as exc:
+        return _Decision(
+            errors=(*errors, str(exc)), plan_name=plan_name, current=current, ended="failed"
+        )
+    desired_json = desired.as_json()
 
     steps: list[_Step] = []
     if plan is not None and (plan.max_burst or 0) < desired.max_burst:
@@ -344,29 +394,36 @@ async def _converge(
     if site.pre_warmed != desired.pre_warmed:
         steps.append(_Step("preWarmed", site.pre_warmed, desired.pre_warmed, "site"))
     if settings.scale_sync_plan_minimum and plan is not None:
-        report.desired["planMinimum"] = desired.always_ready
+        desired_json["planMinimum"] = desired.always_ready
         if plan.capacity != desired.always_ready:
             steps.append(_Step("planMinimum", plan.capacity, desired.always_ready, "plan_min"))
+    return _Decision(
+        errors=tuple(errors),
+        plan_name=plan_name,
+        current=current,
+        desired=desired_json,
+        reasons={k: list(v) for k, v in desired.reasons.items()},
+        steps=tuple(steps),
+    )
 
-    for step in steps:
-        report.changed.append(
-            {"field": step.field, "from": step.before, "to": step.after, "applied": False}
-        )
-    if settings.scale_dry_run:
-        finish("dry_run" if not report.errors else "partial")
-        return
 
+async def _write(report: TickReport, decision: _Decision, arm: _Arm) -> str:
+    """Make the decided writes in order and return the outcome. Each write marks its
+    fields applied in ``report.changed`` as it lands, so a tick cut off by its timeout
+    still reports what it changed."""
     wrote = failed = False
     for kind in ("plan_max", "site", "plan_min"):
-        group = {s.field: s.after for s in steps if s.kind == kind}
+        group = {s.field: s.after for s in decision.steps if s.kind == kind}
         if not group:
             continue
         try:
-            await call(_writer(gateway, kind, group))
+            await arm.call(_writer(arm.gateway, kind, group))
         except ArmError as err:
             failed = True
-            plan_name = plan.name if plan else target.plan_name
-            hint = _role_hint(err, "site" if kind == "site" else "plan", target, plan_name)
+            plan_name = (
+                decision.plan_name if decision.plan_name is not None else arm.target.plan_name
+            )
+            hint = _role_hint(err, "site" if kind == "site" else "plan", arm.target, plan_name)
             report.errors.append(
                 f"setting {', '.join(group)} failed ({err.status}): {err}{hint}; "
                 "later changes were not attempted, the next tick retries"
@@ -378,11 +435,10 @@ async def _converge(
                 entry["applied"] = True
 
     if failed:
-        finish("partial" if wrote else "failed")
-    elif report.errors:
-        finish("partial")
-    else:
-        finish("applied" if wrote else "unchanged")
+        return "partial" if wrote else "failed"
+    if report.errors:
+        return "partial"
+    return "applied" if wrote else "unchanged"
 
 
 def _writer(
@@ -397,21 +453,16 @@ def _writer(
     return lambda: gateway.put_plan(capacity=values["planMinimum"])
 
 
-def _desired(
-    report: TickReport,
-    schedule: Schedule | None,
-    at: datetime,
-    surges: Sequence[Surge],
-    surges_known: bool,
-    site: SiteState,
-) -> Desired | None:
+def _desired(wanted: _Wanted, site: SiteState) -> Desired:
+    """What the app should run now; _Undecidable when the schedule is invalid and the site
+    reports nothing to keep."""
+    at, surges = wanted.at, wanted.surges
     current_ar = site.always_ready
-    if schedule is None:
+    if wanted.schedule is None:
         # A bad schedule keeps the app as it is, except that an operator's surge still
         # raises always-ready: that is an explicit instruction, not a guess.
         if current_ar is None or site.pre_warmed is None:
-            report.errors.append("the site reports no always-ready/pre-warmed values to keep")
-            return None
+            raise _Undecidable("the site reports no always-ready/pre-warmed values to keep")
         live = [s for s in surges if s.starts_at <= at < s.expires_at]
         top = max(live, key=lambda s: s.always_ready, default=None)
         if top is not None and top.always_ready > current_ar:
@@ -424,8 +475,8 @@ def _desired(
             ar,
             {"alwaysReady": why, "preWarmed": ("current",), "maxBurst": why},
         )
-    desired = desired_at(schedule, at, surges)
-    if not surges_known and current_ar is not None and desired.always_ready < current_ar:
+    desired = desired_at(wanted.schedule, at, surges)
+    if not wanted.surges_known and current_ar is not None and desired.always_ready < current_ar:
         reasons = dict(desired.reasons)
         reasons["alwaysReady"] = ("current (surges unreadable)",)
         return Desired(current_ar, desired.pre_warmed, max(desired.max_burst, current_ar), reasons)
