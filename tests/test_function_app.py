@@ -1,5 +1,6 @@
 """function_app.py inside Microsoft's worker, served by the dev host over real HTTP: routes,
-auth levels, status codes."""
+auth levels, status codes; and the scale wing's timer and surge route against the HTTPS fake
+ARM."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,8 +22,11 @@ from devhost.host import DevHost, aiohttp_paths
 from devhost.worker import Worker
 from shared.dip.customers import CustomerRecord, entities_for
 from shared.runtime import Runtime, set_runtime
+from shared.scale.arm import AzureArmGateway
 from shared.settings import load_settings
+from tests.support.fake_arm import FakeArm, StubCredential
 from tests.support.services import ROOT, free_port, wait_for_port
+from tests.support.surges import body, scale_env
 
 CONV = "43436e96-5c19-4c52-b951-4ea05d9a9af7"
 FUNCTION_KEY = "test-function-key"
@@ -290,3 +295,130 @@ def test_local_settings_do_not_override_the_environment(
     assert os.environ["DIPGUARD_T2"] == "file"
     assert applied == {"DIPGUARD_T2": "file"}
     monkeypatch.delenv("DIPGUARD_T2")
+
+
+# --------------------------------------------------------------------------- the scale wing
+
+
+# Whatever the wall clock says when the timer runs, this asks for 7.
+ALL_DAY = {
+    "timezone": "UTC",
+    "default": {"alwaysReady": 1},
+    "windows": [{"name": "all-day", "start": "00:00", "end": "24:00", "alwaysReady": 7}],
+}
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[FakeArm]:
+    arm = FakeArm(tmp_path).start()
+    arm.state.always_ready = 5  # not yet the 7 the schedule asks for
+    yield arm
+    arm.stop()
+
+
+@pytest.fixture
+async def host(
+    base_env: dict[str, str], fake: FakeArm, monkeypatch: pytest.MonkeyPatch, app_worker: Worker
+) -> AsyncIterator[TestClient[Any, Any]]:
+    env = scale_env(base_env, ALL_DAY)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    rt = Runtime(
+        load_settings(env),
+        gateway_factory=lambda s, t: AzureArmGateway(
+            t, StubCredential(), endpoint=fake.endpoint, connection_verify=fake.ca_path, timeout=1.0
+        ),
+    )
+    set_runtime(rt)
+    dev = DevHost(
+        app_worker,
+        enforce_keys=True,
+        function_key=FUNCTION_KEY,
+        master_key=MASTER_KEY,
+        route_prefix="api",
+    )
+    try:
+        async with TestClient(TestServer(dev.build())) as client:
+            yield client
+    finally:
+        await rt.clients.close()
+        set_runtime(None)
+
+
+async def test_function_app_declares_the_timer_and_the_admin_surge_route(
+    app_worker: Worker,
+) -> None:
+    # As Microsoft's worker reports them to the Functions host.
+    specs = {f.name: f.trigger for f in app_worker.functions}
+    timer = specs["scale_schedule"]
+    assert (timer["type"], timer["schedule"], timer["runOnStartup"], timer["useMonitor"]) == (
+        "timerTrigger",
+        "%SCALE_TIMER_SCHEDULE%",
+        False,
+        True,
+    )
+    route = specs["surge"]
+    assert route["route"] == "surge/{id?}"
+    assert sorted(route["methods"]) == ["DELETE", "GET", "POST"]
+    assert route["authLevel"] == "ADMIN"
+
+
+async def test_one_run_of_scale_schedule_patches_once_and_a_second_run_not_at_all(
+    host: TestClient[Any, Any], fake: FakeArm
+) -> None:
+    fake.state.always_ready = 2  # M=2, the window asks 7
+    headers = {"x-functions-key": MASTER_KEY}
+    assert (await host.post("/admin/functions/scale_schedule", headers=headers)).status == 202
+    assert [r.body for r in fake.calls("PATCH")] == [
+        {"properties": {"minimumElasticInstanceCount": 7}}
+    ]
+    assert (await host.post("/admin/functions/scale_schedule", headers=headers)).status == 202
+    assert len(fake.calls("PATCH")) == 1
+    assert fake.state.always_ready == 7
+
+
+async def test_surge_route_takes_the_master_key_only(
+    host: TestClient[Any, Any], fake: FakeArm
+) -> None:
+    data = body(alwaysReady=12)
+    refused = await host.post("/api/surge", data=data, headers={"x-functions-key": FUNCTION_KEY})
+    assert refused.status == 401
+    assert fake.calls("PATCH") == []
+    accepted = await host.post("/api/surge", data=data, headers={"x-functions-key": MASTER_KEY})
+    assert accepted.status == 201
+    assert accepted.headers["Content-Type"].startswith("application/json")
+    payload = await accepted.json()
+    assert payload["applied"] is True and fake.state.always_ready == 12
+    listed = await host.get("/api/surge", headers={"x-functions-key": MASTER_KEY})
+    assert (await listed.json())["count"] == 1
+    gone = await host.delete(
+        f"/api/surge/{payload['surge']['id']}", headers={"x-functions-key": MASTER_KEY}
+    )
+    assert gone.status == 200 and fake.state.always_ready == 7
+
+
+@pytest.mark.parametrize("raw", [b"{oops", b'{"alwaysReady": ' + b"3" * 5000 + b"}"])
+async def test_surge_route_malformed_json_is_a_400_with_the_error_shape(
+    host: TestClient[Any, Any], raw: bytes
+) -> None:
+    response = await host.post("/api/surge", data=raw, headers={"x-functions-key": MASTER_KEY})
+    assert response.status == 400
+    payload = await response.json()
+    assert set(payload) == {"error", "message", "field"}
+    assert (payload["error"], payload["field"]) == ("invalid_json", None)
+    assert "not valid JSON" in payload["message"]
+
+
+async def test_a_broken_tick_fails_the_timer_invocation_so_the_alert_sees_it(
+    host: TestClient[Any, Any], fake: FakeArm, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Traces can be sampled away in Application Insights; failed invocations cannot."""
+    fake.state.always_ready = 2
+    fake.fail(403, method="PATCH", times=10)
+    headers = {"x-functions-key": MASTER_KEY}
+    with caplog.at_level("INFO", logger="dipguard.scale"):
+        resp = await host.post("/admin/functions/scale_schedule", headers=headers)
+    assert resp.status == 500
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("scale_tick ")]
+    assert len(lines) == 1 and '"outcome":"failed"' in lines[0]
+    assert "Website Contributor" in lines[0]

@@ -1,4 +1,5 @@
-"""Fixtures the scale tests share: the HTTPS fake ARM and a gateway to it."""
+"""Fixtures the scale tests share: the HTTPS fake ARM, a gateway to it, and the surge table
+in a real Azurite."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from azure.data.tables.aio import TableClient
 
 from shared.scale.arm import AzureArmGateway
 from shared.scale.target import Target
 from tests.support.fake_arm import SUBSCRIPTION, FakeArm, StubCredential
+from tests.support.services import Azurite
 
 
 @pytest.fixture
@@ -35,3 +38,11 @@ async def gateway(fake: FakeArm, credential: StubCredential) -> AsyncIterator[Az
     )
     async with gw:
         yield gw
+
+
+@pytest.fixture
+async def table(azurite: Azurite, base_env: dict[str, str]) -> AsyncIterator[TableClient]:
+    async with TableClient.from_connection_string(
+        azurite.connection_string, table_name=base_env["SURGE_TABLE"]
+    ) as client:
+        yield client
