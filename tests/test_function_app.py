@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from azure.data.tables.aio import TableClient
 
-from devhost.host import DevHost, aiohttp_paths
+from devhost.host import DevHost
 from devhost.worker import Worker
 from shared.dip.customers import CustomerRecord, entities_for
 from shared.runtime import Runtime, set_runtime
@@ -225,11 +225,6 @@ async def test_a_dead_redis_and_table_still_answer_200(
     assert health["status"] == "degraded"
 
 
-def test_optional_route_parameters_serve_both_paths() -> None:
-    assert aiohttp_paths("api", "surge/{id?}") == ["/api/surge/{id}", "/api/surge"]
-    assert aiohttp_paths("", "items/{n:int}") == ["/items/{n}"]
-
-
 # --- the dev host as users run it ---------------------------------------------------------
 
 
@@ -279,22 +274,6 @@ def test_a_bad_setting_stops_the_dev_host_naming_the_setting(app_env: dict[str, 
     assert result.returncode == 2
     assert "MAX_DB_QPS" in result.stderr
     assert time.monotonic() - started < 60
-
-
-def test_local_settings_do_not_override_the_environment(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from devhost.host import load_local_settings
-
-    settings_file = tmp_path / "local.settings.json"
-    settings_file.write_text(json.dumps({"Values": {"DIPGUARD_T1": "file", "DIPGUARD_T2": "file"}}))
-    monkeypatch.setenv("DIPGUARD_T1", "env")
-    monkeypatch.delenv("DIPGUARD_T2", raising=False)
-    applied = load_local_settings(settings_file)
-    assert os.environ["DIPGUARD_T1"] == "env"
-    assert os.environ["DIPGUARD_T2"] == "file"
-    assert applied == {"DIPGUARD_T2": "file"}
-    monkeypatch.delenv("DIPGUARD_T2")
 
 
 # --------------------------------------------------------------------------- the scale wing
