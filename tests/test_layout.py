@@ -1,7 +1,9 @@
-"""The house rules, read from the code: two wings that never import each other, one
-module-level state, no operator tool imported by what the app runs, and no test code
-imported by what is deployed, the operator tools or the dev host (the benchmarks, a test
-harness kept out of the package, may use the test services)."""
+"""The house rules, read from the code: the core (shared/) imports no wing, the two wings
+(shared/dip, shared/scale) never import each other, and the composition root (app/) that
+wires them is imported by none of them; one module-level state; no operator tool imported
+by what the app runs; and no test code imported by what is deployed, the operator tools or
+the dev host (the benchmarks, a test harness kept out of the package, may use the test
+services)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from pathlib import Path
 from tests.support.services import ROOT
 
 SHARED = ROOT / "shared"
+# The composition root: it wires the core and both wings, and nothing below imports it.
+ROOT_PACKAGE = ROOT / "app"
 
 
 def _module(path: Path) -> str:
@@ -30,9 +34,12 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-GRAPH = {
-    _module(p): {m for m in _imports(p) if m.startswith("shared")} for p in SHARED.rglob("*.py")
-}
+def _ours(module: str) -> bool:
+    return module.split(".")[0] in {"shared", "app"}
+
+
+APP_FILES = [*SHARED.rglob("*.py"), *ROOT_PACKAGE.rglob("*.py")]
+GRAPH = {_module(p): {m for m in _imports(p) if _ours(m)} for p in APP_FILES}
 
 
 def _reach(module: str) -> set[str]:
@@ -46,16 +53,49 @@ def _reach(module: str) -> set[str]:
     return seen
 
 
-def _wing(module: str) -> str | None:
+def _layer(module: str) -> str:
+    """``root`` (app), ``dip`` or ``scale`` (the wings), or ``core`` (the rest of shared)."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 2 and parts[1] in {"dip", "scale"} else None
+    if parts[0] == "app":
+        return "root"
+    return parts[1] if len(parts) > 2 and parts[1] in {"dip", "scale"} else "core"
 
 
-def test_both_wings_exist_and_hold_their_modules() -> None:
-    dip = {m for m in GRAPH if _wing(m) == "dip"}
-    scale = {m for m in GRAPH if _wing(m) == "scale"}
-    assert {"shared.dip.lookup", "shared.dip.valve", "shared.dip.loader"} <= dip
-    assert {"shared.scale.schedule", "shared.scale.tick", "shared.scale.surge_api"} <= scale
+def _wing(module: str) -> str | None:
+    layer = _layer(module)
+    return layer if layer in {"dip", "scale"} else None
+
+
+# What each layer may import: the core only itself, a wing itself and the core, the root
+# everything. The wings' package modules (shared.dip, shared.scale) are their docstrings.
+ALLOWED = {
+    "core": {"core"},
+    "dip": {"dip", "core"},
+    "scale": {"scale", "core"},
+    "root": {"root", "dip", "scale", "core"},
+}
+
+
+def _violations() -> list[str]:
+    """Every import, direct or through other modules, that goes where its layer may not."""
+    return sorted(
+        f"{module} -> {dep}"
+        for module in GRAPH
+        for dep in _reach(module)
+        if _layer(dep) not in ALLOWED[_layer(module)]
+    )
+
+
+def test_the_layers_exist_and_hold_their_modules() -> None:
+    layers: dict[str, set[str]] = {}
+    for module in GRAPH:
+        layers.setdefault(_layer(module), set()).add(module)
+    assert {"shared.dip.lookup", "shared.dip.valve", "shared.dip.loader"} <= layers["dip"]
+    assert {"shared.scale.schedule", "shared.scale.tick", "shared.scale.surge_api"} <= layers[
+        "scale"
+    ]
+    assert {"shared.clients", "shared.settings", "shared.errors"} <= layers["core"]
+    assert {"app.runtime", "app.settings"} <= layers["root"]
 
 
 def test_no_module_of_one_wing_reaches_the_other_even_through_the_core() -> None:
@@ -69,23 +109,37 @@ def test_no_module_of_one_wing_reaches_the_other_even_through_the_core() -> None
     assert crossings == []
 
 
-def test_the_core_imports_no_wing_except_the_runtime_that_wires_them() -> None:
-    core = {
-        m for m in GRAPH if _wing(m) is None and m not in {"shared", "shared.dip", "shared.scale"}
+def test_the_core_imports_no_wing_and_nothing_imports_the_composition_root() -> None:
+    # No exemption: the wiring lives in app/, above the core and both wings.
+    core = {m for m in GRAPH if _layer(m) == "core"}
+    assert {m for m in core if any(_layer(d) != "core" for d in _reach(m))} == set()
+    below = {m for m in GRAPH if _layer(m) != "root"}
+    assert {m for m in below if any(_layer(d) == "root" for d in _reach(m))} == set()
+    assert _violations() == []
+
+
+def test_the_check_sees_a_violation_when_there_is_one() -> None:
+    # Planted: a dip module reaching the scale wing through the core, the core importing a
+    # wing, and a wing importing the composition root.
+    planted = {
+        "shared.dip.example": {"shared.http"},
+        "shared.http": GRAPH["shared.http"] | {"shared.scale.tick"},
+        "shared.scale.example": {"app.runtime"},
     }
-    assert "shared.runtime" in core
-    reaching = sorted(m for m in core - {"shared.runtime"} if any(_wing(d) for d in GRAPH[m]))
-    assert reaching == []
-
-
-def test_the_check_sees_a_crossing_when_there_is_one() -> None:
-    GRAPH["shared.dip.example"] = {"shared.http"}
-    GRAPH["shared.http"] = GRAPH["shared.http"] | {"shared.scale.tick"}
+    saved = {name: GRAPH.get(name) for name in planted}
+    GRAPH.update(planted)
     try:
-        assert "shared.scale.tick" in _reach("shared.dip.example")
+        found = _violations()
+        assert "shared.dip.example -> shared.scale.tick" in found
+        assert "shared.http -> shared.scale.tick" in found
+        assert "shared.scale.example -> app.runtime" in found
     finally:
-        del GRAPH["shared.dip.example"]
-        GRAPH["shared.http"] = GRAPH["shared.http"] - {"shared.scale.tick"}
+        for name, deps in saved.items():
+            if deps is None:
+                del GRAPH[name]
+            else:
+                GRAPH[name] = deps
+    assert _violations() == []
 
 
 def _tool_imports(path: Path) -> list[str]:
@@ -94,8 +148,8 @@ def _tool_imports(path: Path) -> list[str]:
 
 
 def test_nothing_the_app_runs_imports_an_operator_tool() -> None:
-    app = [ROOT / "function_app.py", *SHARED.rglob("*.py")]
-    offenders = {str(p.relative_to(ROOT)): found for p in app if (found := _tool_imports(p))}
+    runs = [ROOT / "function_app.py", *APP_FILES]
+    offenders = {str(p.relative_to(ROOT)): found for p in runs if (found := _tool_imports(p))}
     assert offenders == {}
 
 
@@ -133,10 +187,10 @@ def _module_state(path: Path) -> list[str]:
     return found
 
 
-def test_the_runtime_is_the_only_module_level_state_in_shared() -> None:
-    stateful = {_module(p): _module_state(p) for p in SHARED.rglob("*.py")}
+def test_the_runtime_is_the_only_module_level_state_in_the_app() -> None:
+    stateful = {_module(p): _module_state(p) for p in APP_FILES}
     assert {m: s for m, s in stateful.items() if s} == {
-        "shared.runtime": ["global _current", "global _current"]
+        "app.runtime": ["global _current", "global _current"]
     }
 
 
@@ -150,7 +204,7 @@ def test_nothing_deployed_nor_a_tool_nor_the_dev_host_imports_tests() -> None:
         ROOT / "function_app.py",
         *(
             path
-            for folder in ("shared", "tools", "devhost")
+            for folder in ("app", "shared", "tools", "devhost")
             for path in (ROOT / folder).rglob("*.py")
         ),
     ]

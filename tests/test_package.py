@@ -34,8 +34,10 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parent.parent
 FUNCIGNORE = (ROOT / ".funcignore").read_text(encoding="utf-8")
 # What the app needs in Azure: the trigger table, the host's settings, the lock Azure's
-# build installs, and the code.
-APP = {"function_app.py", "host.json", "requirements.txt", "shared"}
+# build installs, and the code: the core and its wings (shared/) and the composition root
+# that wires them (app/).
+APP = {"function_app.py", "host.json", "requirements.txt", "shared", "app"}
+CODE = ("shared", "app")
 # Folders that must never ship, whatever else changes.
 NEVER = ("tools/", "tests/", "bench/", "docs/", "scripts/", "bicep/", "devhost/")
 FUNCTIONS = {"ivr_lookup", "health", "warmup", "scale_schedule", "surge", "cache_warm"}
@@ -146,7 +148,8 @@ def test_the_package_holds_the_app_and_no_tool_test_benchmark_or_doc() -> None:
     code = {
         p.relative_to(ROOT).as_posix()
         for pattern in ("*.py", "*.lua")
-        for p in (ROOT / "shared").rglob(pattern)
+        for folder in CODE
+        for p in (ROOT / folder).rglob(pattern)
     }
     assert code - set(files) == set()
 
@@ -194,11 +197,11 @@ def _imported(source: str) -> set[str]:
 
 def foreign_imports(source: str) -> list[str]:
     """Modules ``source`` imports that are in neither the standard library, nor the package
-    (shared, function_app), nor a distribution of the runtime lock."""
+    (shared, app, function_app), nor a distribution of the runtime lock."""
     foreign = []
     for module in sorted(_imported(source)):
         top = module.split(".")[0]
-        if top in sys.stdlib_module_names or top in {"__future__", "shared", "function_app"}:
+        if top in sys.stdlib_module_names or top in {"__future__", "shared", "app", "function_app"}:
             continue
         try:
             spec = importlib.util.find_spec(module)
@@ -234,8 +237,12 @@ PROBE = """
 import importlib, json, pkgutil, sys
 sys.path.insert(0, sys.argv[1])
 import function_app
-import shared
-modules = sorted(m.name for m in pkgutil.walk_packages(shared.__path__, "shared."))
+import app, shared
+modules = sorted(
+    m.name
+    for package in (shared, app)
+    for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+)
 for name in modules:
     importlib.import_module(name)
 print(json.dumps({
@@ -286,10 +293,12 @@ def test_function_app_indexes_its_functions_from_the_package_with_runtime_requir
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["python"] == [3, 13]
     assert set(result["functions"]) == FUNCTIONS
-    assert {"shared.runtime", "shared.dip.loader", "shared.dip.warm"} <= set(result["modules"])
+    assert {"app.runtime", "app.settings", "shared.dip.loader", "shared.dip.warm"} <= set(
+        result["modules"]
+    )
 
     # It can fail: a module the app imports reaching for a tool, or for a dev package.
-    runtime = app / "shared" / "runtime.py"
+    runtime = app / "app" / "runtime.py"
     original = runtime.read_text(encoding="utf-8")
     for missing, line in (("tools", "from tools import plan"), ("tqdm", "import tqdm")):
         runtime.write_text(f"{original}\n{line}\n", encoding="utf-8")
