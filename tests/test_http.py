@@ -125,7 +125,7 @@ def _surge_outcome(raw: bytes) -> surge.SurgeRequest | surge.SurgeInputError:
     try:
         return surge.parse_surge_request(raw)
     except surge.SurgeInputError as exc:
-        assert 400 <= exc.status < 500 and exc.as_json()["message"]
+        assert 400 <= exc.status < 500 and exc.body()["message"]
         return exc
 
 

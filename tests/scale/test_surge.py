@@ -68,7 +68,7 @@ def test_bad_surge_requests_name_the_code_and_field(
 ) -> None:
     with pytest.raises(store.SurgeInputError) as caught:
         store.parse_surge_request(raw)
-    assert caught.value.as_json() == {
+    assert caught.value.body() == {
         "error": code,
         "message": caught.value.message,
         "field": field,
