@@ -14,14 +14,16 @@ from redis_entraid.cred_provider import EntraIdCredentialsProvider
 from shared import clients
 from shared.clients import TABLE_CLIENT_OPTIONS, Clients, make_redis, make_table_client
 from shared.dip.customers import DatabaseUnavailable, LookupKey, TableCustomerStore
-from shared.settings import load_settings
+from shared.settings import load_core_settings
 from tests.support.services import Azurite, RedisServer
 
 BASE = {"CustomerStorage": "UseDevelopmentStorage=true"}
 
 
 async def test_rediss_without_a_password_uses_entra_id() -> None:
-    settings = load_settings({**BASE, "REDIS_URL": "rediss://amr.eastus.redis.azure.net:10000/0"})
+    settings = load_core_settings(
+        {**BASE, "REDIS_URL": "rediss://amr.eastus.redis.azure.net:10000/0"}
+    )
     client = make_redis(settings)
     assert isinstance(client, aioredis.Redis)
     try:
@@ -34,7 +36,7 @@ async def test_rediss_without_a_password_uses_entra_id() -> None:
 
 
 async def test_a_password_in_the_url_is_used_as_is() -> None:
-    settings = load_settings({**BASE, "REDIS_URL": "rediss://:local-secret@cache:6380/0"})
+    settings = load_core_settings({**BASE, "REDIS_URL": "rediss://:local-secret@cache:6380/0"})
     client = make_redis(settings)
     assert isinstance(client, aioredis.Redis)
     try:
@@ -44,7 +46,7 @@ async def test_a_password_in_the_url_is_used_as_is() -> None:
 
 
 async def test_redis_commands_time_out_at_the_configured_budget() -> None:
-    settings = load_settings({**BASE, "REDIS_TIMEOUT_MS": "75"})
+    settings = load_core_settings({**BASE, "REDIS_TIMEOUT_MS": "75"})
     client = make_redis(settings)
     assert isinstance(client, aioredis.Redis)
     try:
@@ -69,7 +71,7 @@ async def test_table_reads_are_never_retried_on_the_hot_path() -> None:
             "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
             f"TableEndpoint=http://127.0.0.1:{server.port}/devstoreaccount1;"
         )
-        settings = load_settings({"CustomerStorage": conn})
+        settings = load_core_settings({"CustomerStorage": conn})
         table = make_table_client(settings, "customers")
         try:
             with pytest.raises(DatabaseUnavailable):
@@ -81,7 +83,7 @@ async def test_table_reads_are_never_retried_on_the_hot_path() -> None:
 
 
 async def test_identity_based_storage_builds_an_endpoint_client() -> None:
-    settings = load_settings(
+    settings = load_core_settings(
         {"CustomerStorage__tableServiceUri": "https://acct.table.core.windows.net"}
     )
     clients = Clients(settings)
@@ -119,7 +121,7 @@ async def test_probe_tells_a_missing_table_from_a_missing_entity(
         "REDIS_URL": redis_server.url,
         "CUSTOMER_TABLE": table_name,
     }
-    probing = Clients(load_settings(env))
+    probing = Clients(load_core_settings(env))
     try:
         assert await probing.probe() == {"redis": "ok", "table": "unavailable: TableNotFound"}
         await clients.ensure_table(probing.table(table_name))

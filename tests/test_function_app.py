@@ -18,12 +18,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from azure.data.tables.aio import TableClient
 
+from app.runtime import Runtime, set_runtime
+from app.settings import load_settings
 from devhost.host import DevHost
 from devhost.worker import Worker
 from shared.dip.customers import CustomerRecord, entities_for
-from shared.runtime import Runtime, set_runtime
 from shared.scale.arm import AzureArmGateway
-from shared.settings import load_settings
 from tests.support.fake_arm import FakeArm, StubCredential
 from tests.support.services import ROOT, free_port, wait_for_port
 from tests.support.surges import body, scale_env

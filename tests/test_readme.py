@@ -9,9 +9,9 @@ import re
 import subprocess
 import sys
 
+from app.runtime import Runtime
+from app.settings import load_settings
 from shared.dip.contract import parse_dip_request
-from shared.runtime import Runtime
-from shared.settings import load_settings
 from tests.support.services import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")

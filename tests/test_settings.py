@@ -7,21 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import DEPLOYED_SETTINGS, SETTINGS, SettingsError, load_settings
+from app.settings import DEPLOYED_SETTINGS, SETTINGS, load_settings
+from shared.settings import SettingsError
 
 LOCAL = {"CustomerStorage": "UseDevelopmentStorage=true"}
 
 
 def test_defaults_match_the_documented_budget() -> None:
     settings = load_settings(LOCAL)
-    assert settings.max_db_qps == 200
-    assert settings.cache_ttl_seconds == 60
-    assert settings.stale_ttl_seconds == 86400
-    assert settings.handler_deadline_ms == 2500
-    assert settings.degraded_tier == "Standard"
-    assert settings.default_region == "US"
-    assert settings.storage_connection_string == "UseDevelopmentStorage=true"
-    assert settings.storage_table_uri is None
+    assert settings.dip.max_db_qps == 200
+    assert settings.dip.cache_ttl_seconds == 60
+    assert settings.dip.stale_ttl_seconds == 86400
+    assert settings.dip.handler_deadline_ms == 2500
+    assert settings.dip.degraded_tier == "Standard"
+    assert settings.dip.default_region == "US"
+    assert settings.core.storage_connection_string == "UseDevelopmentStorage=true"
+    assert settings.core.storage_table_uri is None
 
 
 @pytest.mark.parametrize(
@@ -56,8 +57,8 @@ def test_identity_based_storage_needs_an_https_uri() -> None:
         load_settings({"CustomerStorage__tableServiceUri": "ftp://x"})
     assert caught.value.name == "CustomerStorage__tableServiceUri"
     ok = load_settings({"CustomerStorage__tableServiceUri": "https://acct.table.core.windows.net"})
-    assert ok.storage_table_uri == "https://acct.table.core.windows.net"
-    assert ok.storage_connection_string is None
+    assert ok.core.storage_table_uri == "https://acct.table.core.windows.net"
+    assert ok.core.storage_connection_string is None
 
 
 @pytest.mark.parametrize(

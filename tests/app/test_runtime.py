@@ -11,9 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 from azure.data.tables.aio import TableClient
 
+from app.runtime import Runtime
+from app.settings import load_settings
 from shared.dip.readmodel import LEASE_KEY, MARKER_KEY, Marker, read_marker
-from shared.runtime import Runtime
-from shared.settings import load_settings
 from tests.support.customers import load
 from tests.support.services import Azurite, RedisServer
 

@@ -188,8 +188,8 @@ class _Capture(logging.Handler):
 async def _surge_and_tick_lines() -> tuple[list[str], str]:
     """Start a surge and end it through SurgeApi, each with its real scale tick; the
     messages the dipguard loggers wrote meanwhile, and the surge's id."""
+    from app.settings import load_settings
     from shared.scale.surge_api import SurgeApi
-    from shared.settings import load_settings
     from tests.support.schedules import example_schedule
 
     settings = load_settings(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.settings import load_settings
+from app.settings import load_settings
 from tests.support.bicep import (
     MAIN,
     ROOT,
@@ -57,7 +57,7 @@ def _plan_burst(**values: Any) -> Any:
 
 def test_the_burst_ceiling_is_a_parameter_defaulting_to_the_common_regional_limit() -> None:
     # Linux Elastic Premium: 20 in many regions, 100 in others (functions-premium-plan).
-    from shared.settings import SETTINGS
+    from app.settings import SETTINGS
 
     (spec,) = [s for s in SETTINGS if s.name == "SCALE_MAX_BURST_LIMIT"]
     for doc in (module("function-app"), parsed(MAIN)):
@@ -69,7 +69,9 @@ def test_the_burst_ceiling_is_a_parameter_defaulting_to_the_common_regional_limi
     # The app reads the same number, and holds every schedule maxBurst to it.
     assert app_settings_for({})["SCALE_MAX_BURST_LIMIT"] == "20"
     assert app_settings_for({"maxBurstLimit": 100})["SCALE_MAX_BURST_LIMIT"] == "100"
-    assert load_settings(app_settings_for({"maxBurstLimit": 100})).scale_max_burst_limit == 100
+    assert (
+        load_settings(app_settings_for({"maxBurstLimit": 100})).scale.scale_max_burst_limit == 100
+    )
 
 
 @pytest.mark.parametrize(("burst", "limit"), [(20, 20), (1, 20), (60, 100), (100, 100)])
@@ -195,10 +197,10 @@ def test_an_instances_read_budgets_are_split_between_its_worker_processes(
     settings = app_settings_for(overrides)
     assert settings["LOCAL_DB_QPS"] == local_qps
     assert "MAX_INFLIGHT_DB_READS" not in settings
-    assert load_settings(settings).inflight_cap == inflight
+    assert load_settings(settings).dip.inflight_cap == inflight
 
 
 def test_an_operator_can_still_cap_in_flight_reads_through_app_tuning() -> None:
     settings = app_settings_for({"appTuning": {"MAX_INFLIGHT_DB_READS": "3"}})
-    assert load_settings(settings).inflight_cap == 3
+    assert load_settings(settings).dip.inflight_cap == 3
     assert "maxInflightDbReadsPerInstance" not in parsed(MAIN)["parameters"]

@@ -1,6 +1,6 @@
 """Every setting the app reads is deployed, with values the app accepts.
 
-Every name in shared.settings.DEPLOYED_SETTINGS is set on the function app and no setting the
+Every name in app.settings.DEPLOYED_SETTINGS is set on the function app and no setting the
 app derives for itself is, the Functions host gets its runtime and identity-based storage, the
 values deployed (by default and by each environment) pass the app's own validation and, left
 to their defaults, are the code's defaults, the gateway waits longer than the handler
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from app.settings import DEPLOYED_SETTINGS, load_settings
 from shared.scale.schedule import parse_schedule
-from shared.settings import DEPLOYED_SETTINGS, SettingsError, load_settings
+from shared.settings import SettingsError
 from tests.support import bicep_model_check as mc
 from tests.support.bicep import (
     MAIN,
@@ -64,7 +65,7 @@ def test_every_setting_the_app_reads_is_set_by_the_bicep() -> None:
 def test_settings_the_app_derives_or_finds_itself_are_not_deployed() -> None:
     # MAX_INFLIGHT_DB_READS among them: set, it would override the app's own derivation from
     # MAX_DB_QPS, DB_READ_LATENCY_MS and FUNCTIONS_WORKER_PROCESS_COUNT.
-    from shared.settings import SETTINGS
+    from app.settings import SETTINGS
 
     undeployed = {spec.name for spec in SETTINGS if not spec.deployed}
     assert "MAX_INFLIGHT_DB_READS" in undeployed
@@ -97,15 +98,15 @@ def test_the_functions_host_gets_its_runtime_and_identity_based_storage() -> Non
 
 def test_deployed_values_pass_the_apps_own_settings_validation() -> None:
     settings = load_settings(app_settings_for({}))
-    assert settings.handler_deadline_ms == 2500
-    assert settings.customer_table == "customers"
-    assert settings.surge_table == "surges"
-    assert settings.storage_table_uri is not None
+    assert settings.dip.handler_deadline_ms == 2500
+    assert settings.core.customer_table == "customers"
+    assert settings.core.surge_table == "surges"
+    assert settings.core.storage_table_uri is not None
 
 
 def test_left_to_their_defaults_the_parameters_deploy_the_codes_defaults() -> None:
     """Parameter defaults (warmTimerSchedule, maxDbQps...) as well as main.bicep's literals."""
-    from shared.settings import SETTINGS
+    from app.settings import SETTINGS
 
     # What only the deployment knows: where Redis is, and the schedule made of the parameters.
     supplied = {"REDIS_URL", "SCALE_SCHEDULE"}
@@ -121,13 +122,13 @@ def test_left_to_their_defaults_the_parameters_deploy_the_codes_defaults() -> No
 def test_each_environment_deploys_settings_the_app_accepts(path: Path) -> None:
     values = bicepparam_values(path)
     settings = load_settings(app_settings_for(values))
-    assert settings.scale_zone_redundant is bool(values.get("zoneRedundant", False))
-    assert settings.scale_max_burst_limit == values.get("maxBurstLimit", 20)
+    assert settings.scale.scale_zone_redundant is bool(values.get("zoneRedundant", False))
+    assert settings.scale.scale_max_burst_limit == values.get("maxBurstLimit", 20)
     # The schedule as deployed passes the scale timer's own check, against the deployed limit.
     parse_schedule(
-        settings.scale_schedule,
-        zone_redundant=settings.scale_zone_redundant,
-        max_burst_limit=settings.scale_max_burst_limit,
+        settings.scale.scale_schedule,
+        zone_redundant=settings.scale.scale_zone_redundant,
+        max_burst_limit=settings.scale.scale_max_burst_limit,
     )
 
 
@@ -144,8 +145,9 @@ def test_the_gateway_waits_longer_than_the_handler_deadline() -> None:
 
 
 def test_tuning_defaults_in_main_bicep_match_the_code_defaults() -> None:
-    """main.bicep restates shared/settings.py's defaults; a literal that drifts fails here."""
-    from shared.settings import SETTINGS
+    """main.bicep restates the specs' defaults (app.settings.SETTINGS); a literal that drifts
+    fails here."""
+    from app.settings import SETTINGS
 
     text = (ROOT / "bicep" / "main.bicep").read_text(encoding="utf-8")
     block = re.search(r"var tuningDefaults = \{(.*?)\n\}", text, re.DOTALL)
@@ -158,7 +160,7 @@ def test_tuning_defaults_in_main_bicep_match_the_code_defaults() -> None:
 
 
 def test_the_warm_timer_schedule_is_an_off_peak_parameter_the_host_can_read() -> None:
-    from shared.settings import SETTINGS
+    from app.settings import SETTINGS
 
     (spec,) = [s for s in SETTINGS if s.name == "WARM_TIMER_SCHEDULE"]
     main, app = parsed(MAIN), module("function-app")
@@ -175,7 +177,7 @@ def test_the_warm_timer_schedule_is_an_off_peak_parameter_the_host_can_read() ->
     params = module_call(main, "modules/function-app.bicep")["params"]
     assert params["warmTimerSchedule"] == "warmTimerSchedule"
     deployed = app_settings_for({"warmTimerSchedule": "0 15 2 * * *"})
-    assert load_settings(deployed).warm_timer_schedule == "0 15 2 * * *"
+    assert load_settings(deployed).dip.warm_timer_schedule == "0 15 2 * * *"
 
 
 @pytest.mark.parametrize(
@@ -192,7 +194,7 @@ def test_the_warm_takes_an_optional_share_of_the_read_budget(
 ) -> None:
     deployed = app_settings_for(overrides)
     assert deployed["WARM_DB_QPS"] == setting
-    assert load_settings(deployed).warm_share == share
+    assert load_settings(deployed).dip.warm_share == share
 
 
 @pytest.mark.parametrize(
@@ -211,6 +213,6 @@ def test_whether_a_fresh_warm_answers_for_absent_callers_is_a_parameter() -> Non
     assert default_of(main, "readModelAuthoritative") is True
     description = decorators(main["parameters"]["readModelAuthoritative"])["description"]
     assert "Turn it off when other systems write the customer table" in description
-    assert load_settings(app_settings_for({})).read_model_authoritative is True
+    assert load_settings(app_settings_for({})).dip.read_model_authoritative is True
     deployed = app_settings_for({"readModelAuthoritative": False})
-    assert load_settings(deployed).read_model_authoritative is False
+    assert load_settings(deployed).dip.read_model_authoritative is False

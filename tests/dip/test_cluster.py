@@ -15,7 +15,7 @@ from shared.dip.breaker import Breaker
 from shared.dip.cache import RedisCache
 from shared.dip.customers import CustomerRecord
 from shared.dip.valve import VALVE_KEY, RedisValve
-from shared.settings import load_settings
+from shared.settings import load_core_settings
 from tests.support.services import RedisClusterServers
 
 
@@ -29,7 +29,7 @@ def cluster() -> Iterator[RedisClusterServers]:
 
 @pytest.fixture
 async def client(cluster: RedisClusterServers) -> AsyncIterator[RedisCluster]:
-    settings = load_settings(
+    settings = load_core_settings(
         {
             "CustomerStorage": "UseDevelopmentStorage=true",
             "REDIS_URL": cluster.url,

@@ -16,6 +16,8 @@ from opentelemetry.metrics import get_meter_provider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from app.runtime import Runtime
+from app.settings import load_settings
 from shared.dip.breaker import Breaker
 from shared.dip.contract import Source
 from shared.dip.customers import CustomerRecord, KeyKind, LookupKey
@@ -40,8 +42,7 @@ from shared.dip.metrics import (
     shed_reason,
 )
 from shared.dip.readmodel import AGE_REPORT_S, MARKER_KEY, Marker, ReadModel
-from shared.runtime import Runtime
-from shared.settings import SettingsError, load_settings
+from shared.settings import SettingsError
 from tests.support.dips import dip
 from tests.support.proxies import LatencyProxy
 from tests.support.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer
@@ -527,6 +528,6 @@ async def test_a_dip_logged_at_debug_is_not_logged_under_info(
 
 def test_an_unknown_dip_log_level_is_refused_naming_the_setting() -> None:
     base = {"CustomerStorage": "UseDevelopmentStorage=true"}
-    assert load_settings(base).dip_log_level == logging.INFO
+    assert load_settings(base).dip.dip_log_level == logging.INFO
     with pytest.raises(SettingsError, match="DIP_LOG_LEVEL"):
         load_settings({**base, "DIP_LOG_LEVEL": "verbose"})

@@ -16,14 +16,14 @@ import pytest
 import redis.asyncio as aioredis
 from azure.data.tables.aio import TableClient
 
+from app.runtime import Runtime
+from app.settings import load_settings
 from bench.procs import ProxyProcess
 from shared.dip.contract import DipRequest
 from shared.dip.customers import CustomerRecord, LookupKey
 from shared.dip.loader import load_file
 from shared.dip.readmodel import MARKER_KEY, Marker, ReadModelWriter, read_marker
 from shared.dip.valve import VALVE_KEY
-from shared.runtime import Runtime
-from shared.settings import load_settings
 from tests.support.customers import customers, keys_of, load, number
 from tests.support.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer, free_port
 

@@ -15,9 +15,9 @@ from azure.data.tables.aio import TableClient
 from shared.scale import surge as store
 from shared.scale.arm import AzureArmGateway
 from shared.scale.retry import RetryPolicy
+from shared.scale.settings import ScaleSettings, load_scale_settings
 from shared.scale.surge_api import SurgeApi
 from shared.scale.tick import run_tick
-from shared.settings import Settings, load_settings
 from tests.support.fake_arm import FakeArm
 from tests.support.services import AZURITE_CONNECTION_STRING, free_port
 from tests.support.surges import NOON, body, scale_env
@@ -25,14 +25,16 @@ from tests.support.surges import NOON, body, scale_env
 FAST = RetryPolicy(attempts=2, backoff_base=0.01, backoff_max=0.02, budget_seconds=10)
 
 
-def api(settings: Settings, table: TableClient, gateway: AzureArmGateway | None = None) -> SurgeApi:
+def api(
+    settings: ScaleSettings, table: TableClient, gateway: AzureArmGateway | None = None
+) -> SurgeApi:
     """The surge switch over a real table, with a ready gateway to the fake ARM."""
     return SurgeApi(settings, table, gateway=gateway, retry=FAST)
 
 
 @pytest.fixture
-def settings(base_env: dict[str, str]) -> Settings:
-    return load_settings(scale_env(base_env))
+def settings(base_env: dict[str, str]) -> ScaleSettings:
+    return load_scale_settings(scale_env(base_env))
 
 
 @pytest.fixture
@@ -44,7 +46,7 @@ def fake(tmp_path: Path) -> Iterator[FakeArm]:
 
 
 async def test_surge_post_is_applied_within_the_request_and_reverts_after_expiry(
-    settings: Settings, table: TableClient, fake: FakeArm, gateway: AzureArmGateway
+    settings: ScaleSettings, table: TableClient, fake: FakeArm, gateway: AzureArmGateway
 ) -> None:
     switch = api(settings, table, gateway=gateway)
     response = await switch.handle("POST", None, body(alwaysReady=20, minutes=30), now=NOON)
@@ -73,7 +75,7 @@ async def test_surge_post_is_applied_within_the_request_and_reverts_after_expiry
 
 
 async def test_a_started_surge_asks_for_a_warm_and_its_answer_says_what_was_done(
-    settings: Settings, table: TableClient, gateway: AzureArmGateway
+    settings: ScaleSettings, table: TableClient, gateway: AzureArmGateway
 ) -> None:
     calls: list[str] = []
 
@@ -92,7 +94,7 @@ async def test_a_started_surge_asks_for_a_warm_and_its_answer_says_what_was_done
 
 
 async def test_surge_post_with_arm_failing_is_stored_and_says_not_applied(
-    settings: Settings, table: TableClient, fake: FakeArm, gateway: AzureArmGateway
+    settings: ScaleSettings, table: TableClient, fake: FakeArm, gateway: AzureArmGateway
 ) -> None:
     fake.fail(403, method="PATCH", times=5)
     response = await api(settings, table, gateway=gateway).handle("POST", None, body(), now=NOON)
@@ -104,7 +106,7 @@ async def test_surge_post_with_arm_failing_is_stored_and_says_not_applied(
 
 
 async def test_surge_post_bad_input_is_a_400_and_stores_nothing(
-    settings: Settings, table: TableClient, fake: FakeArm, gateway: AzureArmGateway
+    settings: ScaleSettings, table: TableClient, fake: FakeArm, gateway: AzureArmGateway
 ) -> None:
     switch = api(settings, table, gateway=gateway)
     response = await switch.handle("POST", None, body(minutes=2000), now=NOON)
@@ -115,7 +117,7 @@ async def test_surge_post_bad_input_is_a_400_and_stores_nothing(
 
 
 async def test_surge_post_above_the_regions_burst_limit_is_a_400_and_stores_nothing(
-    settings: Settings, table: TableClient, fake: FakeArm, gateway: AzureArmGateway
+    settings: ScaleSettings, table: TableClient, fake: FakeArm, gateway: AzureArmGateway
 ) -> None:
     lowered = dataclasses.replace(settings, scale_max_burst_limit=10)
     switch = api(lowered, table, gateway=gateway)
@@ -128,7 +130,7 @@ async def test_surge_post_above_the_regions_burst_limit_is_a_400_and_stores_noth
 
 
 async def test_get_lists_the_active_surges_and_one_by_id(
-    settings: Settings, table: TableClient
+    settings: ScaleSettings, table: TableClient
 ) -> None:
     first = await store.create_surge(table, store.SurgeRequest(8, 10, "a"), now=NOON)
     second = await store.create_surge(table, store.SurgeRequest(9, 20, "b"), now=NOON)
@@ -140,7 +142,7 @@ async def test_get_lists_the_active_surges_and_one_by_id(
 
 
 async def test_delete_ends_a_surge_early_and_reverts_at_once(
-    settings: Settings, table: TableClient, fake: FakeArm, gateway: AzureArmGateway
+    settings: ScaleSettings, table: TableClient, fake: FakeArm, gateway: AzureArmGateway
 ) -> None:
     switch = api(settings, table, gateway=gateway)
     started = await switch.handle("POST", None, body(alwaysReady=15), now=NOON)
@@ -164,14 +166,19 @@ async def test_delete_ends_a_surge_early_and_reverts_at_once(
     ],
 )
 async def test_surge_switch_refuses_what_it_cannot_do(
-    settings: Settings, table: TableClient, method: str, sid: str | None, status: int, code: str
+    settings: ScaleSettings,
+    table: TableClient,
+    method: str,
+    sid: str | None,
+    status: int,
+    code: str,
 ) -> None:
     response = await api(settings, table).handle(method, sid, b"", now=NOON)
     assert (response.status, response.body["error"]) == (status, code)
     assert set(response.body) == {"error", "message", "field"}
 
 
-async def test_storage_down_is_a_503_not_a_crash(settings: Settings) -> None:
+async def test_storage_down_is_a_503_not_a_crash(settings: ScaleSettings) -> None:
     dead = AZURITE_CONNECTION_STRING.format(port=free_port())
     async with TableClient.from_connection_string(
         dead, table_name="surgesdown", retry_total=0

@@ -13,9 +13,9 @@ import pytest
 
 from shared.scale.arm import ArmError, AzureArmGateway
 from shared.scale.schedule import Surge
+from shared.scale.settings import ScaleSettings
 from shared.scale.target import Target
 from shared.scale.tick import check_schedule, run_tick
-from shared.settings import Settings
 from tests.support.fake_arm import FakeArm
 from tests.support.ticks import (
     APP_ENV,
@@ -270,7 +270,7 @@ async def test_reading_the_plan_forbidden_still_applies_the_site_and_says_partia
 async def test_a_tick_without_a_target_fails_and_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="dipguard.scale")
 
-    def no_gateway(settings: Settings, target: Target) -> Any:
+    def no_gateway(settings: ScaleSettings, target: Target) -> Any:
         raise AssertionError("a tick with no target must not build a gateway")
 
     report = await run_tick(
@@ -289,7 +289,7 @@ async def test_a_tick_builds_its_gateway_for_the_target_and_closes_it() -> None:
         async def close(self) -> None:
             self.closed = True
 
-    def factory(settings: Settings, target: Target) -> Any:
+    def factory(settings: ScaleSettings, target: Target) -> Any:
         gateway = Closing(always_ready=1)
         built.append((target, gateway))
         return gateway

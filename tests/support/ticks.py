@@ -11,8 +11,8 @@ from typing import Any
 from shared.scale.arm import ArmError, PlanState, SiteState
 from shared.scale.retry import RetryPolicy
 from shared.scale.schedule import Surge
+from shared.scale.settings import ScaleSettings, load_scale_settings
 from shared.scale.tick import TickReport, run_tick
-from shared.settings import Settings, load_settings
 from tests.support.fake_arm import SUBSCRIPTION, FakeArm
 from tests.support.schedules import example_schedule
 
@@ -35,7 +35,7 @@ FAST = RetryPolicy(
 )
 
 
-def make_settings(**values: str) -> Settings:
+def make_settings(**values: str) -> ScaleSettings:
     # The shared example's promotion asks for a burst of 60, as in a region whose Elastic
     # Premium limit is 100.
     env = {
@@ -44,7 +44,7 @@ def make_settings(**values: str) -> Settings:
         "SCALE_MAX_BURST_LIMIT": "100",
         **values,
     }
-    return load_settings(env)
+    return load_scale_settings(env)
 
 
 class SleepRecorder:
@@ -58,7 +58,7 @@ class SleepRecorder:
 
 
 async def tick(
-    settings: Settings,
+    settings: ScaleSettings,
     gateway: Any,
     *,
     now: datetime = NOON,

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from app.settings import load_settings
 from bench.memory import sizing
-from shared.settings import load_settings
 from tools import capacity
 from tools.capacity import (
     BYTES_PER_LOOKUP_KEY,
@@ -85,7 +85,7 @@ def test_the_in_flight_cap_is_the_one_the_app_derives_from_the_same_settings() -
             "FUNCTIONS_WORKER_PROCESS_COUNT": "2",
         }
     )
-    assert p.value("inflightPerWorker") == settings.inflight_cap
+    assert p.value("inflightPerWorker") == settings.dip.inflight_cap
     assert p.value("valveReadsPerS") == pytest.approx(300 / 1.1)
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
+from app.runtime import Runtime
+from app.settings import load_settings
 from shared.dip.contract import Answer, DipRequest
 from shared.dip.customers import LookupKey, table_keys
-from shared.runtime import Runtime
-from shared.settings import load_settings
 from tests.support.services import ROOT, Azurite, RedisServer
 
 GOOD = """customerId,phone,tier,isVip,preferredLanguage
