@@ -8,10 +8,17 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from app.runtime import Runtime
+from app.settings import load_settings
 from shared.dip.customers import CustomerRecord, LookupKey
-from shared.dip.lookup import DipService, lookup_key
-from shared.runtime import Runtime
-from shared.settings import load_settings
+from shared.dip.lookup import (
+    CallerDefaults,
+    Clocks,
+    DipService,
+    DipTimeouts,
+    InflightCap,
+    lookup_key,
+)
 from tests.support.dips import GOLD_PHONE, dip
 from tests.support.proxies import LatencyProxy
 from tests.support.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer
@@ -214,8 +221,8 @@ async def test_only_reads_the_valve_admits_wait_for_a_slot(
 def test_the_in_flight_cap_follows_littles_law_unless_set() -> None:
     base = {"CustomerStorage": "UseDevelopmentStorage=true"}
     # 2 x 200 reads/s x 40 ms = 16 reads in flight, shared by the instance's workers.
-    assert load_settings(base).inflight_cap == 16
-    assert load_settings({**base, "FUNCTIONS_WORKER_PROCESS_COUNT": "2"}).inflight_cap == 8
+    assert load_settings(base).dip.inflight_cap == 16
+    assert load_settings({**base, "FUNCTIONS_WORKER_PROCESS_COUNT": "2"}).dip.inflight_cap == 8
     assert (
         load_settings(
             {
@@ -225,10 +232,10 @@ def test_the_in_flight_cap_follows_littles_law_unless_set() -> None:
                 "LOCAL_DB_QPS": "20",
                 "FUNCTIONS_WORKER_PROCESS_COUNT": "4",
             }
-        ).inflight_cap
+        ).dip.inflight_cap
         == 25
     )
-    assert load_settings({**base, "MAX_INFLIGHT_DB_READS": "3"}).inflight_cap == 3
+    assert load_settings({**base, "MAX_INFLIGHT_DB_READS": "3"}).dip.inflight_cap == 3
 
 
 @pytest.fixture
@@ -368,13 +375,10 @@ async def test_a_deadline_spent_before_the_valve_sheds_without_asking_it() -> No
         cache=SlowCache(),
         valve=valve,
         store=CountingStore(None),
-        deadline_ms=2500,
-        db_timeout_ms=1500,
-        redis_timeout_ms=100,
-        max_inflight_reads=4,
-        degraded_tier="Standard",
-        region="US",
-        clock=lambda: now[0],
+        timeouts=DipTimeouts(deadline_ms=2500, db_timeout_ms=1500, redis_timeout_ms=100),
+        defaults=CallerDefaults(region="US", degraded_tier="Standard"),
+        inflight=InflightCap(4),
+        clocks=Clocks(monotonic=lambda: now[0]),
     )
     outcome = await service.answer(dip(customer_id="C-1001"))
     for _ in range(3):
@@ -399,11 +403,8 @@ def test_dip_service_is_constructible_without_io() -> None:
         cache=Nothing(),
         valve=Nothing(),
         store=Nothing(),
-        deadline_ms=2500,
-        db_timeout_ms=1500,
-        redis_timeout_ms=100,
-        max_inflight_reads=4,
-        degraded_tier="Standard",
-        region="US",
+        timeouts=DipTimeouts(deadline_ms=2500, db_timeout_ms=1500, redis_timeout_ms=100),
+        defaults=CallerDefaults(region="US", degraded_tier="Standard"),
+        inflight=InflightCap(4),
     )
     assert service.inflight_reads == 0
