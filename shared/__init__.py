@@ -1,1 +1,2 @@
-"""dipguard: the app logic behind function_app.py."""
+"""dipguard's logic: the common core (this package's modules) and its two wings,
+``shared.dip`` and ``shared.scale``. The core imports no wing; ``app`` wires them."""
