@@ -209,7 +209,7 @@ async def _surge_and_tick_lines() -> tuple[list[str], str]:
     logger.addHandler(capture)
     logger.setLevel(logging.DEBUG)
     try:
-        api = SurgeApi(settings, _MemorySurgeTable(), gateway=_MemoryGateway())  # type: ignore[arg-type]
+        api = SurgeApi(settings.scale, _MemorySurgeTable(), gateway=_MemoryGateway())  # type: ignore[arg-type]
         body = {"alwaysReady": SURGE_ALWAYS_READY, "minutes": SURGE_MINUTES, "reason": SURGE_REASON}
         now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
         started = await api.handle("POST", None, json.dumps(body).encode(), now=now)

@@ -198,7 +198,7 @@ async def test_a_new_customer_is_never_no_customer_while_a_load_writes_the_table
     assert (await rt.dips.answer(ani("+13175550999"))).answer.source == "cache"  # absent now
     path = tmp_path / "crm.csv"
     path.write_text("customerId,phone,tier,isVip\nN-1,+13175550999,Gold,false\n")
-    table = DipDuringWrite(rt.clients.table(rt.settings.customer_table), rt, "+13175550999")
+    table = DipDuringWrite(rt.clients.table(rt.settings.core.customer_table), rt, "+13175550999")
     writer = ReadModelWriter(rt.clients.redis, max_age_s=3600, stale_ttl_s=3600)
     report = await load_file(path, table, "US", read_model=writer)  # type: ignore[arg-type]
     assert report.entities == 2 and report.written_through == 2
