@@ -266,7 +266,7 @@ var workersPerInstance = (workerProcessCount == 0) ? vcpusOfSku[planSku] : worke
 // deployment that sets one fails here instead.
 var warmDbQpsChecked = (warmDbQps >= maxDbQps) ? int('warmDbQps must be below maxDbQps: the warm takes a share of the read budget and dips keep the rest') : warmDbQps
 
-// Handler tuning: the defaults of shared/settings.py, stated here so a deployment never
+// Handler tuning: the defaults of shared/dip/settings.py, stated here so a deployment never
 // depends on a code default changing underneath it.
 var tuningDefaults = {
   MAX_DB_QPS: string(maxDbQps)

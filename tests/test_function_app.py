@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -207,11 +208,10 @@ async def test_warmup_runs_through_the_admin_endpoint_with_the_master_key(
 async def test_a_dead_redis_and_table_still_answer_200(
     client: TestClient[Any, Any], app_env: dict[str, str]
 ) -> None:
-    broken = dict(
-        app_env,
-        REDIS_URL="redis://127.0.0.1:1/0",
-        CustomerStorage=app_env["CustomerStorage"].replace(":10002", ":1"),
-    )
+    # Port 1 for both, whatever port the session's Azurite listens on.
+    dead_table = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:1", app_env["CustomerStorage"])
+    assert dead_table != app_env["CustomerStorage"]
+    broken = dict(app_env, REDIS_URL="redis://127.0.0.1:1/0", CustomerStorage=dead_table)
     rt = Runtime(load_settings(broken))
     set_runtime(rt)
     try:

@@ -3,7 +3,7 @@
     python -m tools.settings_page --out docs/settings.md
 
 Every setting, its default, whether Bicep sets it and what it does, one section per owner
-(app.settings.SECTIONS). tests/test_settings_page.py fails when the page and the specs
+(app.settings.SECTIONS). tests/tools/test_settings_page.py fails when the page and the specs
 differ.
 """
 

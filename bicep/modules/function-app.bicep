@@ -128,7 +128,7 @@ param scaleDryRun bool = false
 @description('Optional. Also keep the plan minimum (sku.capacity) in step with always-ready (SCALE_SYNC_PLAN_MINIMUM).')
 param scaleSyncPlanMinimum bool = false
 
-@description('Optional. Further app settings (handler tuning, see shared/settings.py), as a name-to-value object. Values are converted to strings.')
+@description('Optional. Further app settings (handler tuning, see docs/settings.md), as a name-to-value object. Values are converted to strings.')
 param appSettings object = {}
 
 var armEndpoint = environment().resourceManager
