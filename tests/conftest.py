@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis.asyncio as aioredis
+from azure.data.tables.aio import TableClient
 
 from devhost.worker import Worker
 from tests.support.services import ROOT, Azurite, RedisServer
@@ -71,3 +73,21 @@ def app_worker(azurite: Azurite, redis_server: RedisServer) -> Iterator[Worker]:
         asyncio.run(worker.start())
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+async def redis(own_redis: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """A client of the module's own redis-server, emptied first. Modules that work on the
+    session's Redis define a `redis` fixture of their own."""
+    client = aioredis.Redis.from_url(own_redis.url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def table(azurite: Azurite, table_name: str) -> AsyncIterator[TableClient]:
+    """A fresh table on the session's Azurite, deleted afterwards."""
+    async with TableClient.from_connection_string(azurite.connection_string, table_name) as t:
+        yield t
+        await t.delete_table()

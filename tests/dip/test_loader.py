@@ -5,16 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.dip.loader import Rejected, parse_rows
-
-MIXED = """customerId,phone,tier,isVip
-C-1,+13175550116,Gold,true
-bad id,+13175550120,Gold,true
-C-4,not-a-phone,Gold,false
-C-5,+13175550121,,false
-C-6,+13175550122,Gold,perhaps
-C-7,+13175550123,Bronze,false,extra,fields
-C-8,+13175550124,Bronze,false
-"""
+from tests.support.customers import MIXED
 
 
 def test_rows_validate_with_editor_line_numbers() -> None:

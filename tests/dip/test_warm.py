@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,22 +19,7 @@ from shared.dip.readmodel import CURSOR_KEY, LEASE_KEY, MARKER_KEY, read_marker
 from shared.dip.valve import VALVE_KEY, RedisValve, Share
 from shared.dip.warm import WARM_VALVE_KEY, Warm
 from tests.support.customers import keys_of, load
-from tests.support.services import Azurite, RedisServer
-
-
-@pytest.fixture
-async def redis(own_redis: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(own_redis.url)
-    await client.flushall()
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def table(azurite: Azurite, table_name: str) -> AsyncIterator[TableClient]:
-    async with TableClient.from_connection_string(azurite.connection_string, table_name) as t:
-        yield t
-        await t.delete_table()
+from tests.support.services import Azurite
 
 
 def make_warm(

@@ -37,3 +37,15 @@ async def load(table: TableClient, count: int, prefix: str = "W") -> list[Custom
     people = customers(count, prefix)
     await load_rows(table, people)
     return people
+
+
+# A CRM export with one good row, rows the loader rejects for each reason, and a last good row.
+MIXED = """customerId,phone,tier,isVip
+C-1,+13175550116,Gold,true
+bad id,+13175550120,Gold,true
+C-4,not-a-phone,Gold,false
+C-5,+13175550121,,false
+C-6,+13175550122,Gold,perhaps
+C-7,+13175550123,Bronze,false,extra,fields
+C-8,+13175550124,Bronze,false
+"""

@@ -17,22 +17,13 @@ from app.runtime import Runtime
 from app.settings import load_settings
 from shared.dip.contract import Answer, DipRequest
 from shared.dip.customers import LookupKey, table_keys
+from tests.support.customers import MIXED
 from tests.support.services import ROOT, Azurite, RedisServer
 
 GOOD = """customerId,phone,tier,isVip,preferredLanguage
 C-1,+13175550116,Gold,true,en-US
 C-2,tel:+1 317-555-0117;(317) 555-0118,Silver,no,
 C-3,,Platinum,1,fr-CA
-"""
-
-MIXED = """customerId,phone,tier,isVip
-C-1,+13175550116,Gold,true
-bad id,+13175550120,Gold,true
-C-4,not-a-phone,Gold,false
-C-5,+13175550121,,false
-C-6,+13175550122,Gold,perhaps
-C-7,+13175550123,Bronze,false,extra,fields
-C-8,+13175550124,Bronze,false
 """
 
 

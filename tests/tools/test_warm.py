@@ -10,10 +10,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 from azure.data.tables.aio import TableClient
 
@@ -23,21 +21,6 @@ from shared.dip.customers import PARTITIONS
 from shared.dip.readmodel import CURSOR_KEY
 from tests.support.customers import keys_of, load
 from tests.support.services import ROOT, Azurite, RedisServer
-
-
-@pytest.fixture
-async def redis(own_redis: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(own_redis.url)
-    await client.flushall()
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def table(azurite: Azurite, table_name: str) -> AsyncIterator[TableClient]:
-    async with TableClient.from_connection_string(azurite.connection_string, table_name) as t:
-        yield t
-        await t.delete_table()
 
 
 async def start_warm(
