@@ -74,6 +74,7 @@ def test_spike_quick_keeps_dipguards_guarantees(azurite: Azurite, tmp_path: Path
     # valve sets; while Redis is down the workers' local budgets add up to a fifth of it.
     assert result["config"]["maxDbQps"] == 50
     assert result["config"]["projectEnv"]["LOCAL_DB_QPS"] == "5"
+    assert result["config"]["projectEnv"]["REDIS_TIMEOUT_MS"] == "250"
     assert runs["dipguard"]["cpuSeconds"]["app"] > 0.5
     # The app ran inside Microsoft's worker, and the report puts its CPU per dip next to the
     # committed full run's.
