@@ -18,7 +18,7 @@ from shared.dip.health import health_report
 from shared.errors import CallerError
 from shared.http import ApiResponse
 from shared.scale.tick import ScaleTickFailed, check_schedule, run_tick
-from shared.telemetry import configure_telemetry
+from shared.telemetry import configure_telemetry, quiet_sdk_requests
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -26,6 +26,8 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 # Azure), once per worker process and before the Runtime, whose metrics record into the
 # provider this installs. Nothing locally or in tests.
 configure_telemetry()
+# Before any client exists: no SDK request line, whose URL carries a lookup key, is logged.
+quiet_sdk_requests()
 
 # Settings are parsed when the host loads this file, so a bad value stops start-up with
 # an error naming the setting instead of failing the first dip of a spike.

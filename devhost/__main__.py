@@ -123,10 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         return _supervise(list(sys.argv[1:] if argv is None else argv), args.workers)
+    # Every logger at the root's level, as Microsoft's worker leaves them: it sets the root
+    # logger to INFO and forwards every record to the host (azure-functions-runtime,
+    # workers/proxy_worker/dispatcher.py). The dev host silences nothing the app does not
+    # silence itself, so what it prints is what Azure would keep.
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    # The Azure SDKs log every HTTP request at INFO, and the worker library (logger
-    # "azure.functions") every invocation: noise at a developer's terminal.
-    logging.getLogger("azure").setLevel(max(logging.WARNING, logging.root.level))
 
     async def started() -> web.Application:
         web_app = await build_web_app(args.script, enforce_keys=args.enforce_keys)

@@ -36,7 +36,12 @@ import os
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-__all__ = ["DISABLED_INSTRUMENTATIONS", "configure_telemetry"]
+__all__ = [
+    "DISABLED_INSTRUMENTATIONS",
+    "SDK_REQUEST_LOGGER",
+    "configure_telemetry",
+    "quiet_sdk_requests",
+]
 
 # Every instrumentation the distro would switch on by default (its
 # _FULLY_SUPPORTED_INSTRUMENTED_LIBRARIES); tests/test_telemetry.py fails when a new
@@ -58,6 +63,20 @@ _DETECTORS = "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS"
 _EXPORTERS_OFF = ("OTEL_LOGS_EXPORTER", "OTEL_TRACES_EXPORTER")
 
 log = logging.getLogger("dipguard.telemetry")
+
+# The Azure SDK's HttpLoggingPolicy logs each request's method, URL and headers at INFO on
+# this logger (azure-core, azure/core/pipeline/policies/_universal.py). A Table point read's
+# URL carries its RowKey, the caller's lookup key. In Azure, Microsoft's Python worker sets
+# the root logger to INFO and forwards every record to the host (azure-functions-runtime,
+# workers/proxy_worker/dispatcher.py), so each such line would reach Application Insights;
+# Azure/azure-sdk-for-python#19925 shows it in a function app.
+SDK_REQUEST_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
+
+
+def quiet_sdk_requests() -> None:
+    """Keep the SDK's per-request lines (URLs, which hold lookup keys) out of the logs the
+    host forwards: its warnings and errors still pass."""
+    logging.getLogger(SDK_REQUEST_LOGGER).setLevel(logging.WARNING)
 
 
 def _distro() -> Callable[..., None]:

@@ -15,11 +15,19 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables.aio import TableClient
 
-from shared.telemetry import DISABLED_INSTRUMENTATIONS, configure_telemetry
-from tests.support.services import ROOT
+from shared.telemetry import (
+    DISABLED_INSTRUMENTATIONS,
+    SDK_REQUEST_LOGGER,
+    configure_telemetry,
+    quiet_sdk_requests,
+)
+from tests.support.services import ROOT, Azurite
 
 CONNECTION = "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint={url}"
 
@@ -232,3 +240,50 @@ def test_the_real_distro_exports_the_dip_metrics_and_installs_nothing_else(
         30.0,
         30.0,
     )
+
+
+NUMBER = "+13175550116"
+
+
+def _leaks(records: list[logging.LogRecord]) -> list[str]:
+    """Every record whose text holds the number in any form the SDK writes it."""
+    forms = (NUMBER, NUMBER[1:], quote(NUMBER, safe=""), quote(f"p|{NUMBER}", safe=""))
+    texts = [r.getMessage() + (r.exc_text or "") for r in records]
+    return [t for t in texts if any(f in t for f in forms)]
+
+
+async def _point_read(azurite: Azurite, table_name: str) -> None:
+    async with TableClient.from_connection_string(azurite.connection_string, table_name) as t:
+        await t.create_table()
+        with pytest.raises(ResourceNotFoundError):
+            await t.get_entity("b3f", f"p|{NUMBER}")
+        await t.delete_table()
+
+
+async def test_a_table_point_read_logs_no_lookup_key_once_the_sdk_is_quieted(
+    azurite: Azurite, table_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    logger = logging.getLogger(SDK_REQUEST_LOGGER)
+    before = logger.level
+    caplog.set_level(logging.INFO)  # the root at INFO, as Microsoft's worker sets it
+    try:
+        # The control: left alone, the SDK logs the point read's URL, RowKey and all.
+        logger.setLevel(logging.NOTSET)
+        await _point_read(azurite, table_name)
+        assert _leaks(caplog.records)
+        caplog.clear()
+        quiet_sdk_requests()
+        await _point_read(azurite, table_name + "q")
+        assert _leaks(caplog.records) == []
+    finally:
+        logger.setLevel(before)
+
+
+def test_the_app_quiets_the_sdk_requests_as_it_starts() -> None:
+    code = f"import logging, function_app; print(logging.getLogger({SDK_REQUEST_LOGGER!r}).level)"
+    env = {**os.environ, "CustomerStorage": "UseDevelopmentStorage=true"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == str(logging.WARNING)
