@@ -260,27 +260,21 @@ def declared_type(param: Mapping[str, Any], source: str) -> Ty | None:
     (user-defined types, typed arrays), which are not checked here."""
     decorators = _decorators(param)
     base = param.get("type")
+    # Which decorator gives which bound of the bicep-types entry, by the parameter's type.
+    bounds = {
+        "string": ("StringType", {"min_length": "minLength", "max_length": "maxLength"}),
+        "int": ("IntegerType", {"min_value": "minValue", "max_value": "maxValue"}),
+        "array": ("ArrayType", {"min_length": "minLength", "max_length": "maxLength"}),
+    }
     entry: dict[str, Any]
-    if base == "string":
-        entry = {"$type": "StringType"}
-        if "min_length" in decorators:
-            entry["minLength"] = decorators["min_length"]
-        if "max_length" in decorators:
-            entry["maxLength"] = decorators["max_length"]
-    elif base == "int":
-        entry = {"$type": "IntegerType"}
-        if "min_value" in decorators:
-            entry["minValue"] = decorators["min_value"]
-        if "max_value" in decorators:
-            entry["maxValue"] = decorators["max_value"]
+    if base in bounds:
+        kind, fields = bounds[base]
+        entry = {"$type": kind}
+        if kind == "ArrayType":
+            entry["itemType"] = {"$type": "AnyType"}
+        entry.update({key: decorators[d] for d, key in fields.items() if d in decorators})
     elif base == "bool":
         entry = {"$type": "BooleanType"}
-    elif base == "array":
-        entry = {"$type": "ArrayType", "itemType": {"$type": "AnyType"}}
-        if "min_length" in decorators:
-            entry["minLength"] = decorators["min_length"]
-        if "max_length" in decorators:
-            entry["maxLength"] = decorators["max_length"]
     elif base == "object":
         entry = {
             "$type": "ObjectType",
