@@ -26,6 +26,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from shared.http import BodyError, decode_json
+
 __all__ = [
     "ALWAYS_READY_MAX",
     "MAX_BURST_LIMIT_DEFAULT",
@@ -65,6 +67,17 @@ PRE_WARMED_MAX = 10
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^(\d{2}):(\d{2})$")
+# An IANA zone name: path components of letters, digits, "_", "+" and "-" ("Etc/GMT+5",
+# "America/Port-au-Prince"). Nothing else reaches ZoneInfo, which reads the name as a path
+# under its zone directories.
+_TZ_NAME = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
+_TZ_NAME_MAX = 64
+# A key shown as it is in a field name; any other key is shown as JSON, cut short.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,40}")
+# The most characters of a value an error message shows, and of the JSON decoder's own
+# message (which says where in the text it stopped, and echoes none of it).
+_SHOWN_MAX = 60
+_DECODER_MESSAGE_MAX = 120
 # Windows and surges are matched against local dates a little either side of an instant,
 # enough for a midnight-crossing window and for zones that once skipped a whole day.
 _LOOKBACK_DAYS = 2
@@ -163,16 +176,24 @@ def parse_schedule(
 ) -> Schedule:
     """Parse SCALE_SCHEDULE and check every limit; raise ScheduleError naming the field.
 
-    ``max_burst_limit`` is the region's plan maximum (SCALE_MAX_BURST_LIMIT): no level may
-    ask for more, since ARM would refuse the plan update.
+    ScheduleError is the only exception any text raises: the text is decoded by
+    shared.http.decode_json, which bounds numbers and nesting, and no message echoes more
+    than a few dozen characters of what it was given. ``max_burst_limit`` is the region's
+    plan maximum (SCALE_MAX_BURST_LIMIT): no level may ask for more, since ARM would refuse
+    the plan update.
     """
     if not text or not text.strip():
         raise ScheduleError(None, "SCALE_SCHEDULE is empty")
+    if "\x00" in text:
+        # Never valid JSON. Left in, it would let the decoder read the text as UTF-16 or
+        # UTF-32 bytes, which it detects by their NULs.
+        raise ScheduleError(None, "SCALE_SCHEDULE is not valid JSON: it holds a NUL character")
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
+        # surrogatepass encodes any str, and the decoder reads lone surrogates back the same.
+        doc = decode_json(text.encode("utf-8", "surrogatepass"))
+    except BodyError as exc:
         raise ScheduleError(
-            None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            None, f"SCALE_SCHEDULE is not valid JSON: {_clip(str(exc), _DECODER_MESSAGE_MAX)}"
         ) from None
     return schedule_from_obj(doc, zone_redundant=zone_redundant, max_burst_limit=max_burst_limit)
 
@@ -190,10 +211,7 @@ def schedule_from_obj(
     tzname = doc.get("timezone")
     if not isinstance(tzname, str) or not tzname.strip():
         raise ScheduleError("timezone", "expected an IANA time zone name such as America/New_York")
-    try:
-        tz = ZoneInfo(tzname)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError("timezone", f"unknown IANA time zone {tzname!r}") from None
+    tz = _zone(tzname)
 
     if "default" not in doc:
         raise ScheduleError("default", "is required (the levels outside every window)")
@@ -209,14 +227,47 @@ def schedule_from_obj(
     raw_windows = doc.get("windows", [])
     if not isinstance(raw_windows, list):
         raise ScheduleError("windows", "expected a list of windows")
-    windows = tuple(_window(w, f"windows[{i}]", limits) for i, w in enumerate(raw_windows))
+    windows = tuple(_window(w, f"windows[{i}]", limits, tz) for i, w in enumerate(raw_windows))
     return Schedule(timezone=tzname, tz=tz, default=default, windows=windows)
+
+
+def _clip(text: str, limit: int = _SHOWN_MAX) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _shown(value: object) -> str:
+    """``value`` for an error message: JSON (ASCII, control characters escaped) cut to
+    _SHOWN_MAX characters; a list or an object by its kind alone."""
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**_SHOWN_MAX:
+        return "a number too long to show"
+    return _clip(json.dumps(value))
+
+
+def _key(key: str) -> str:
+    return key if _PLAIN_KEY.fullmatch(key) else _shown(key)
+
+
+def _zone(name: str) -> ZoneInfo:
+    """The zone named ``name``; ScheduleError for any name that is not an installed zone."""
+    unknown = ScheduleError("timezone", f"unknown IANA time zone {_shown(name)}")
+    if len(name) > _TZ_NAME_MAX or not _TZ_NAME.fullmatch(name):
+        raise unknown
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a name that is a directory of zones ("America"), or one the file system
+        # refuses.
+        raise unknown from None
 
 
 def _no_unknown(obj: Mapping[str, Any], where: str, allowed: set[str]) -> None:
     for key in obj:
         if key not in allowed:
-            name = f"{where}.{key}" if where else key
+            name = f"{where}.{_key(key)}" if where else _key(key)
             expected = ", ".join(sorted(allowed))
             raise ScheduleError(name, f"unknown field (expected one of {expected})")
 
@@ -230,9 +281,9 @@ def _object(value: object, where: str) -> dict[str, Any]:
 def _count(value: object, where: str, lo: int, hi: int) -> int:
     # bool is an int in Python, and 5.0 is a float in JSON; both are typos here.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ScheduleError(where, f"expected a whole number, got {json.dumps(value)}")
+        raise ScheduleError(where, f"expected a whole number, got {_shown(value)}")
     if not lo <= value <= hi:
-        raise ScheduleError(where, f"expected {lo} to {hi}, got {value}")
+        raise ScheduleError(where, f"expected {lo} to {hi}, got {_shown(value)}")
     return value
 
 
@@ -287,7 +338,7 @@ def _hhmm(value: object, where: str, *, allow_24: bool) -> time | None:
     """Parse "HH:MM"; "24:00" (end only) returns None, meaning the end of the day."""
     match = _HHMM.match(value) if isinstance(value, str) else None
     if match is None:
-        raise ScheduleError(where, f'expected a time as "HH:MM", got {json.dumps(value)}')
+        raise ScheduleError(where, f'expected a time as "HH:MM", got {_shown(value)}')
     hour, minute = int(match.group(1)), int(match.group(2))
     if allow_24 and hour == 24 and minute == 0:
         return None
@@ -302,13 +353,14 @@ def _local_datetime(value: object, where: str) -> datetime:
     if not isinstance(value, str):
         raise ScheduleError(
             where,
-            f'expected a local date and time such as "2026-12-01T09:00", got {json.dumps(value)}',
+            f'expected a local date and time such as "2026-12-01T09:00", got {_shown(value)}',
         )
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise ScheduleError(
-            where, f'expected a local date and time such as "2026-12-01T09:00", got {value!r}'
+            where,
+            f'expected a local date and time such as "2026-12-01T09:00", got {_shown(value)}',
         ) from None
     if parsed.tzinfo is not None:
         raise ScheduleError(
@@ -317,7 +369,18 @@ def _local_datetime(value: object, where: str) -> datetime:
     return parsed
 
 
-def _window(raw: object, where: str, limits: _Limits) -> Window:
+def _instant(local: datetime, tz: ZoneInfo, where: str) -> None:
+    """Refuse a local time that is no instant datetime can hold in ``tz`` (year 1 east of
+    UTC, year 9999 west of it)."""
+    try:
+        local_instant(local, tz)
+    except (OverflowError, ValueError, OSError):
+        raise ScheduleError(
+            where, f"{local.isoformat()} in {tz.key} is outside the years a date can hold"
+        ) from None
+
+
+def _window(raw: object, where: str, limits: _Limits, tz: ZoneInfo) -> Window:
     obj = _object(raw, where)
     recurring_keys = {"days", "start", "end"}
     dated_keys = {"from", "to"}
@@ -342,6 +405,8 @@ def _window(raw: object, where: str, limits: _Limits) -> Window:
         date_to = _local_datetime(obj["to"], f"{where}.to")
         if date_to <= date_from:
             raise ScheduleError(f"{where}.to", "must be later than from")
+        _instant(date_from, tz, f"{where}.from")
+        _instant(date_to, tz, f"{where}.to")
         return Window(name=name, levels=levels, date_from=date_from, date_to=date_to)
 
     for key in ("start", "end"):
@@ -363,7 +428,7 @@ def _window(raw: object, where: str, limits: _Limits) -> Window:
         key = day.strip().lower() if isinstance(day, str) else ""
         if key not in DAYS:
             raise ScheduleError(
-                f"{where}.days[{i}]", f"expected one of {', '.join(DAYS)}, got {json.dumps(day)}"
+                f"{where}.days[{i}]", f"expected one of {', '.join(DAYS)}, got {_shown(day)}"
             )
         days.add(DAYS.index(key))
     return Window(name=name, levels=levels, days=frozenset(days), start=start, end=end)

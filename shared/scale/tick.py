@@ -123,7 +123,10 @@ class ScaleTickFailed(RuntimeError):
 
 
 def check_schedule(settings: ScaleSettings) -> ScheduleError | None:
-    """Validate SCALE_SCHEDULE now (start-up) and log a bad one; never raises."""
+    """Validate SCALE_SCHEDULE now (start-up) and log a bad one; never raises.
+
+    parse_schedule raises ScheduleError and nothing else, whatever the setting holds, so
+    function_app.py, which calls this as it is imported, loads and serves the data dip."""
     try:
         parse_schedule(
             settings.scale_schedule,
@@ -131,7 +134,7 @@ def check_schedule(settings: ScaleSettings) -> ScheduleError | None:
             max_burst_limit=settings.scale_max_burst_limit,
         )
     except ScheduleError as exc:
-        LOG.error("scale schedule invalid, the timer will keep the current state: %s", exc)
+        LOG.error("SCALE_SCHEDULE is invalid, the timer will keep the current state: %s", exc)
         return exc
     return None
 

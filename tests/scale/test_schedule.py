@@ -9,6 +9,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.scale.schedule import (
     MAX_BURST_LIMIT_DEFAULT,
@@ -21,7 +23,7 @@ from shared.scale.schedule import (
     summarize,
     transitions,
 )
-from tests.support.schedules import example_schedule
+from tests.support.schedules import example_schedule, schedule_texts
 
 NY = ZoneInfo("America/New_York")
 
@@ -454,3 +456,79 @@ def test_the_schedules_instance_bounds_are_arms_published_ones() -> None:
 
     assert bounds("preWarmedInstanceCount") == (0, PRE_WARMED_MAX)
     assert bounds("minimumElasticInstanceCount")[1] == ALWAYS_READY_MAX
+
+
+# --------------------------------------------------------------------------- hostile text
+
+# No error message shows more of the text than this, however long the text is.
+MESSAGE_MAX = 200
+
+_NUMBER = "@@number@@"
+
+# (case, text, what the message starts with: the setting or the field, what it says)
+HOSTILE: list[tuple[str, str, str, str]] = [
+    (
+        "5,000-digit number",
+        doc_with(default__alwaysReady=_NUMBER).replace(json.dumps(_NUMBER), "9" * 5000),
+        "SCALE_SCHEDULE ",
+        "too many digits",
+    ),
+    ("100,000 nested arrays", "[" * 100_000, "SCALE_SCHEDULE ", "nested too deeply"),
+    (
+        "NUL byte in the text",
+        doc_with(timezone="UTC").replace('"UTC"', '"UTC\x00"'),
+        "SCALE_SCHEDULE ",
+        "NUL",
+    ),
+    ("NUL in the time zone", doc_with(timezone="UTC\x00"), "timezone: ", "unknown IANA"),
+    ("time zone as a relative path", doc_with(timezone="../../etc/passwd"), "timezone: ", "IANA"),
+    ("time zone as an absolute path", doc_with(timezone="/etc/passwd"), "timezone: ", "IANA"),
+    ("time zone as a zone directory", doc_with(timezone="America"), "timezone: ", "IANA"),
+    ("time zone of 5,000 letters", doc_with(timezone="A" * 5000), "timezone: ", "IANA"),
+    # A key too long to show whole is named as JSON, cut short.
+    ("key of 5,000 letters", doc_with(default={"k" * 5000: 1}), 'default."kkk', "unknown field"),
+    (
+        "day of 5,000 letters",
+        doc_with(windows__0__days=["x" * 5000]),
+        "windows[0].days[0]: ",
+        "mon",
+    ),
+    ("date of 5,000 digits", doc_with(windows__2__from="2" * 5000), "windows[2].from: ", "local"),
+    (
+        "date past year 9999 once in UTC",
+        doc_with(windows__2__to="9999-12-31T23:59"),
+        "windows[2].to: ",
+        "years",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "says"),
+    [(t, w, s) for _, t, w, s in HOSTILE],
+    ids=[name for name, _, _, _ in HOSTILE],
+)
+def test_hostile_text_is_a_schedule_error_naming_the_setting_or_field_without_echoing_it(
+    text: str, where: str, says: str
+) -> None:
+    with pytest.raises(ScheduleError) as caught:
+        parse_schedule(text)
+    message = str(caught.value)
+    assert message.startswith(where)
+    if caught.value.field is None:
+        assert where == "SCALE_SCHEDULE "
+    else:
+        assert message.startswith(f"{caught.value.field}: ")
+    assert says in message
+    assert len(message) <= MESSAGE_MAX
+
+
+@settings(max_examples=300, deadline=None)
+@given(schedule_texts, st.booleans(), st.integers(1, MAX_BURST_MAX))
+def test_parse_schedule_raises_nothing_but_a_short_schedule_error_for_any_text(
+    text: str, zone_redundant: bool, max_burst_limit: int
+) -> None:
+    try:
+        parse_schedule(text, zone_redundant=zone_redundant, max_burst_limit=max_burst_limit)
+    except ScheduleError as exc:
+        assert len(str(exc)) <= MESSAGE_MAX

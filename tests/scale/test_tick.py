@@ -9,14 +9,16 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+import hypothesis
 import pytest
 
 from shared.scale.arm import ArmError, AzureArmGateway
-from shared.scale.schedule import Surge
+from shared.scale.schedule import ScheduleError, Surge
 from shared.scale.settings import ScaleSettings
 from shared.scale.target import Target
 from shared.scale.tick import check_schedule, run_tick
 from tests.support.fake_arm import FakeArm
+from tests.support.schedules import schedule_texts
 from tests.support.ticks import (
     APP_ENV,
     FAST,
@@ -332,3 +334,26 @@ async def test_a_schedule_above_the_burst_limit_keeps_the_current_state(
     assert report.outcome == "invalid_schedule"
     assert "windows[1].maxBurst" in report.errors[0]
     assert writes(fake) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"timezone": "UTC", "default": {"alwaysReady": ' + "9" * 5000 + "}}", "[" * 100_000],
+    ids=["5,000-digit number", "100,000 nested arrays"],
+)
+def test_start_up_check_logs_text_the_decoder_refuses_by_setting_and_briefly(
+    text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="dipguard.scale")
+    error = check_schedule(make_settings(SCALE_SCHEDULE=text))
+    assert error is not None and error.field is None
+    [record] = caplog.records
+    assert record.getMessage().startswith("SCALE_SCHEDULE is invalid")
+    assert len(record.getMessage()) < 300
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(schedule_texts)
+def test_start_up_check_returns_none_or_the_schedule_error_and_never_raises(text: str) -> None:
+    error = check_schedule(make_settings(SCALE_SCHEDULE=text))
+    assert error is None or isinstance(error, ScheduleError)
