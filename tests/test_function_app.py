@@ -260,6 +260,23 @@ async def test_the_dev_host_serves_the_readme_curl_example(devhost_process: int)
     assert "ivr_lookup" in status["functions"] and "warmup" in status["functions"]
 
 
+async def test_a_schedule_nested_past_the_decoder_still_serves_the_lookup(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    # function_app.py checks SCALE_SCHEDULE as it is imported: a schedule no decoder can
+    # read is logged, and the data dip is registered and answers all the same.
+    monkeypatch.setenv("SCALE_SCHEDULE", "[" * 100_000)
+    port: int = request.getfixturevalue("devhost_process")
+    async with aiohttp.ClientSession() as session:
+        status = await (await session.get(f"http://127.0.0.1:{port}/admin/host/status")).json()
+        resp = await session.post(
+            f"http://127.0.0.1:{port}/api/lookup",
+            json={"conversationId": CONV, "ani": "tel:+13175550116"},
+        )
+    assert "ivr_lookup" in status["functions"]
+    assert resp.status == 200
+
+
 def test_a_bad_setting_stops_the_dev_host_naming_the_setting(app_env: dict[str, str]) -> None:
     env = dict(os.environ, MAX_DB_QPS="abc")
     started = time.monotonic()
