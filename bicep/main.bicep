@@ -205,6 +205,38 @@ param readModelAuthoritative bool = true
 param appTuning object = {}
 
 // ---------------------------------------------------------------------------------------------
+// Lookup key secret (Key Vault)
+// ---------------------------------------------------------------------------------------------
+
+// Where the value comes from. azd: no value is given (main.parameters.json maps it to
+// LOOKUP_KEY_SECRET, empty unless set), so azd generates one on the first `azd up` and saves
+// it in the azd environment for every later provision ("generate once, then save to config
+// for next attempts", Azure/azure-dev cli/azd/pkg/infra/provisioning/bicep/bicep_provider.go;
+// the generate type: Work with Azure Developer CLI metadata for Bicep input parameters,
+// ms.date 09/16/2025): each provision writes the same value again. az deployment with a
+// .bicepparam: LOOKUP_KEY_SECRET is read from the environment on the first deployment and
+// when a rotation starts, and left empty otherwise, which keeps the secret in the vault as it
+// is. Rejected: a newGuid() default (a new secret on every redeploy), a deployment script
+// that writes only a missing secret (a storage account, a container and a role that must
+// have propagated before the script reads the vault), and a secret created by hand before
+// the deployment (not one command).
+@description('Required. The lookup key secret to write to Key Vault (LOOKUP_KEY_SECRET), at least 32 characters; azd generates it once. Empty: keep the secret already in the vault (a redeploy); the first deployment fails on an empty value, since there is no secret to keep. Any other value starts a rotation: see docs/deploy.md, "Rotating the lookup key secret".')
+@secure()
+@metadata({
+  azd: {
+    type: 'generate'
+    config: {
+      length: 64
+      noSpecial: true
+    }
+  }
+})
+param lookupKeySecret string
+
+@description('Optional. During a rotation: the version ID of the previous lookup key secret (the LOOKUP_KEY_SECRET_VERSION output before the rotation started), which LOOKUP_KEY_SECRET_PREVIOUS references. Empty: no previous secret, and the setting is not deployed.')
+param lookupKeySecretPreviousVersion string = ''
+
+// ---------------------------------------------------------------------------------------------
 // Monitoring
 // ---------------------------------------------------------------------------------------------
 
@@ -414,6 +446,22 @@ module entraApp 'modules/entra-app.bicep' = if (empty(entraAppClientId)) {
 }
 var appClientId = empty(entraAppClientId) ? entraApp!.outputs.clientId : entraAppClientId
 
+// The vault, the lookup key secret, and the identity that resolves the app's references with
+// its Key Vault Secrets User role on the secret. Nothing here waits on API Management, so on a
+// first deployment the role assignment is made at the start, some 30 minutes before the site
+// that uses it (API Management comes first). The site also depends on this module (its
+// outputs are the site's parameters), so the grant always exists before the site does.
+module keyVault 'modules/key-vault.bicep' = {
+  name: 'dipguard-key-vault'
+  params: {
+    name: 'kv-lk-${resourceToken}'
+    referenceIdentityName: 'id-dipguard-${environmentName}-kvref'
+    location: location
+    tags: allTags
+    secretValue: lookupKeySecret
+  }
+}
+
 module functionApp 'modules/function-app.bicep' = {
   name: 'dipguard-function-app'
   params: {
@@ -450,8 +498,14 @@ module functionApp 'modules/function-app.bicep' = {
     scaleSchedule: string(effectiveScaleSchedule)
     scaleDryRun: scaleDryRun
     scaleSyncPlanMinimum: scaleSyncPlanMinimum
+    lookupKeySecretUri: keyVault.outputs.secretUriWithVersion
+    lookupKeySecretPreviousUri: empty(lookupKeySecretPreviousVersion) ? '' : '${keyVault.outputs.vaultUri}secrets/${keyVault.outputs.secretName}/${lookupKeySecretPreviousVersion}'
+    keyVaultReferenceIdentityResourceId: keyVault.outputs.referenceIdentityResourceId
     appSettings: union(tuningDefaults, appTuning)
   }
+  dependsOn: [
+    keyVault
+  ]
 }
 
 module appAccess 'modules/app-access.bicep' = {
@@ -530,3 +584,9 @@ output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.name
 
 @description('Resource ID of the dipguard workbook; it opens from the Application Insights component\'s Workbooks.')
 output WORKBOOK_ID string = workbook.outputs.resourceId
+
+@description('Name of the Key Vault that holds the lookup key secret.')
+output KEY_VAULT_NAME string = keyVault.outputs.name
+
+@description('Version ID of the lookup key secret that LOOKUP_KEY_SECRET references (an identifier, not the secret): a rotation passes it as lookupKeySecretPreviousVersion.')
+output LOOKUP_KEY_SECRET_VERSION string = keyVault.outputs.secretVersion

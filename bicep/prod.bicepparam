@@ -10,6 +10,13 @@ using 'main.bicep'
 param environmentName = 'prod'
 param publisherEmail = readEnvironmentVariable('APIM_PUBLISHER_EMAIL')
 
+// The lookup key secret: read from LOOKUP_KEY_SECRET on the first deployment and when a
+// rotation starts, empty otherwise (the secret in Key Vault stays as it is). During a
+// rotation, LOOKUP_KEY_SECRET_PREVIOUS_VERSION names the previous version (docs/deploy.md,
+// "Rotating the lookup key secret").
+param lookupKeySecret = readEnvironmentVariable('LOOKUP_KEY_SECRET', '')
+param lookupKeySecretPreviousVersion = readEnvironmentVariable('LOOKUP_KEY_SECRET_PREVIOUS_VERSION', '')
+
 param planSku = 'EP2'
 // Linux Elastic Premium allows a maximum burst of 20 in most regions and 100 in some
 // (functions-premium-plan, region table). 20 deploys anywhere. In a region whose limit is

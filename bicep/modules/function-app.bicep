@@ -128,6 +128,17 @@ param scaleDryRun bool = false
 @description('Optional. Also keep the plan minimum (sku.capacity) in step with always-ready (SCALE_SYNC_PLAN_MINIMUM).')
 param scaleSyncPlanMinimum bool = false
 
+// --- the lookup key secret (Key Vault references) ---
+
+@description('Required. URI of the lookup key secret\'s current version in Key Vault (https://<vault>.vault.azure.net/secrets/<name>/<version>): LOOKUP_KEY_SECRET is a Key Vault reference pinned to it.')
+param lookupKeySecretUri string
+
+@description('Optional. URI of the previous version of the lookup key secret, during a rotation only: LOOKUP_KEY_SECRET_PREVIOUS is then a Key Vault reference pinned to it. Empty: the setting is not deployed, and the app has no previous secret.')
+param lookupKeySecretPreviousUri string = ''
+
+@description('Required. Resource ID of the user-assigned identity that resolves the app\'s Key Vault references (keyVaultReferenceIdentity). Its Key Vault Secrets User role on the secret must exist before the site does.')
+param keyVaultReferenceIdentityResourceId string
+
 @description('Optional. Further app settings (handler tuning, see docs/settings.md), as a name-to-value object. Values are converted to strings.')
 param appSettings object = {}
 
@@ -185,8 +196,28 @@ var platformSettings = {
   SCALE_ZONE_REDUNDANT: string(zoneRedundant)
   SCALE_MAX_BURST_LIMIT: string(maxBurstLimit)
   ARM_ENDPOINT: endsWith(armEndpoint, '/') ? substring(armEndpoint, 0, length(armEndpoint) - 1) : armEndpoint
+  // The key of every Redis key and table RowKey: a Key Vault reference (see below).
+  LOOKUP_KEY_SECRET: '@Microsoft.KeyVault(SecretUri=${lookupKeySecretUri})'
 }
-var appSettingsMap = union(platformSettings, appSettings)
+// LOOKUP_KEY_SECRET, the key of every Redis key and table RowKey (HMAC-SHA256 of the number
+// of the caller), is a Key Vault reference. App Service resolves it with
+// keyVaultReferenceIdentity and hands the app the secret; if it cannot, the app gets the
+// reference text itself, @Microsoft.KeyVault(...), which the app refuses at start, naming
+// LOOKUP_KEY_SECRET (Use Key Vault references as app settings in Azure App Service and Azure
+// Functions, ms.date 03/20/2025, "Troubleshoot Key Vault references").
+// It is pinned to a version, not versionless: App Service moves a versionless reference to a
+// new version on its own within 24 hours (same page, "Understand rotation"), which during a
+// rotation could reach an instance before LOOKUP_KEY_SECRET_PREVIOUS does. Pinned, both
+// settings change in one app-settings update, and any configuration change restarts the app
+// with an immediate refetch of every referenced secret (same section).
+// During a rotation only: the previous secret, pinned to its version, which the app tries after
+// the current one until the table is reloaded under the new secret (docs/deploy.md, "Rotating
+// the lookup key secret"). Otherwise not set at all: a redeploy replaces every app setting, so
+// ending the rotation removes it.
+var rotationSettings = empty(lookupKeySecretPreviousUri) ? {} : {
+  LOOKUP_KEY_SECRET_PREVIOUS: '@Microsoft.KeyVault(SecretUri=${lookupKeySecretPreviousUri})'
+}
+var appSettingsMap = union(platformSettings, rotationSettings, appSettings)
 
 // Inbound: API Management, then operators; everything else is denied. API Management is
 // admitted by the path its tier documents (api-management-howto-ip-addresses): a classic
@@ -252,22 +283,33 @@ resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
   }
 }
 
+// The system-assigned identity is the identity of the app itself (tables, Redis, host storage, telemetry);
+// the user-assigned one only resolves Key Vault references. It and its role exist before
+// the site, so the first resolution does not wait on a grant made for a new identity
+// ("Some apps need to refer to secrets at creation time, when a system-assigned identity
+// is not available yet. In these cases, create a user-assigned identity and give it access
+// to the vault in advance.", Use Key Vault references as app settings, ms.date 03/20/2025).
 resource site 'Microsoft.Web/sites@2024-11-01' = {
   name: name
   location: location
   tags: union(tags, {
     'azd-service-name': azdServiceName
   })
+  identity: {
+    type: 'SystemAssigned, UserAssigned'
+    userAssignedIdentities: {
+      '${keyVaultReferenceIdentityResourceId}': {}
+    }
+  }
   kind: 'functionapp,linux'
   // checkov:skip=CKV_AZURE_17: No client certificates: API Management authenticates with an Entra ID token from its managed identity (site_authSettings below) over TLS, and inbound traffic is limited to API Management's addresses.
   // checkov:skip=CKV_AZURE_222: The public endpoint is what API Management calls; ipSecurityRestrictions below deny everything except API Management's addresses or integration subnet (and listed operator ranges). A private endpoint would need a network for the classic tiers too.
   // checkov:skip=CKV_AZURE_213: No App Service health check: it probes without a function key, so the FUNCTION-level /api/health would answer 401 and healthy instances would be taken out of rotation. The Functions scale controller and the alerts watch health instead.
   // checkov:skip=CKV_AZURE_212: Instance count is not App Service's numberOfWorkers here: always-ready instances (minimumElasticInstanceCount) are a parameter, at least 3 when zone redundant.
-  identity: {
-    type: 'SystemAssigned'
-  }
   properties: {
     serverFarmId: plan.id
+    // checkov:skip=CKV_AZURE_16: The site has managed identities, type SystemAssigned plus UserAssigned (its own, and the one that resolves Key Vault references); checkov passes only the exact values SystemAssigned or UserAssigned.
+    keyVaultReferenceIdentity: keyVaultReferenceIdentityResourceId
     reserved: true
     httpsOnly: true
     clientAffinityEnabled: false

@@ -124,7 +124,9 @@ def test_zone_redundancy_requires_three_always_ready_instances() -> None:
 def test_function_app_is_python_313_https_only_with_a_system_identity() -> None:
     (site,) = resources_of(module("function-app"), "Microsoft.Web/sites")
     assert site["kind"] == "functionapp,linux"
-    assert site["identity"]["type"] == "SystemAssigned"
+    # Its own identity, plus the one that resolves Key Vault references only
+    # (tests/bicep/test_lookup_key_secret.py).
+    assert site["identity"]["type"] == "SystemAssigned, UserAssigned"
     props = site["properties"]
     assert props["httpsOnly"] is True
     config = props["siteConfig"]

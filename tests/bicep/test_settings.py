@@ -108,8 +108,9 @@ def test_left_to_their_defaults_the_parameters_deploy_the_codes_defaults() -> No
     """Parameter defaults (warmTimerSchedule, maxDbQps...) as well as main.bicep's literals."""
     from app.settings import SETTINGS
 
-    # What only the deployment knows: where Redis is, and the schedule made of the parameters.
-    supplied = {"REDIS_URL", "SCALE_SCHEDULE"}
+    # What only the deployment knows: where Redis is, the schedule made of the parameters, and
+    # the lookup key secret (a Key Vault reference, tests/bicep/test_lookup_key_secret.py).
+    supplied = {"REDIS_URL", "SCALE_SCHEDULE", "LOOKUP_KEY_SECRET"}
     deployed = app_settings_for({})
     for spec in SETTINGS:
         if not spec.deployed or spec.name in supplied:

@@ -269,6 +269,10 @@ def resolve(value: Any, params: Mapping[str, Any]) -> Any:
         namespace, *types = str(resource_id["resource_type"]).split("/")
         pairs = "/".join(f"{t}/{n}" for t, n in zip(types, names, strict=True))
         return f"/subscriptions/sub/resourceGroups/rg/providers/{namespace}/{pairs}"
+    length_of = function(value, "length")
+    if length_of is not None:
+        inner = resolve(length_of["arg_1"], params)
+        return None if inner is None else len(inner)
     max_of = function(value, "max")
     if max_of is not None:
         args = [resolve(a, params) for a in max_of.values()]
@@ -295,6 +299,9 @@ def resolve(value: Any, params: Mapping[str, Any]) -> Any:
 
 def _resolve_operator(kind: str, operands: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
     """The few operators the app settings use; None for the rest."""
+    if kind == "not":
+        inner = resolve(operands["bool_value"], params)
+        return None if inner is None else not inner
     first = resolve(operands.get("operand_1"), params)
     second = resolve(operands.get("operand_2"), params)
     if kind == "conditional":
@@ -347,13 +354,32 @@ def effective_schedule(values: Mapping[str, Any]) -> dict[str, Any]:
     return resolve(chosen["operands"]["true_value"], values)
 
 
-def app_settings_for(overrides: Mapping[str, Any]) -> dict[str, str]:
-    """App settings as deployed with main.bicep's defaults plus ``overrides``."""
+# Module outputs only known at deployment, shaped as Azure reports them.
+DEPLOYMENT_OUTPUTS = {
+    "keyVault.outputs.vaultUri": "https://kv-lk-example.vault.azure.net/",
+    "keyVault.outputs.secretName": "lookup-key-secret",
+    "keyVault.outputs.secretUriWithVersion": (
+        "https://kv-lk-example.vault.azure.net/secrets/lookup-key-secret/"
+        "0b1f2e3d4c5b6a79881726354a5b6c7d"
+    ),
+}
+KEY_VAULT_REFERENCE = re.compile(r"^@Microsoft\.KeyVault\(SecretUri=(?P<uri>[^)]+)\)$")
+
+
+def resolved_secret(uri: str) -> str:
+    """What App Service hands the app for a resolved Key Vault reference: a stand-in secret
+    (64 characters, as azd generates it) that differs by secret version."""
+    return (uri.rsplit("/", 1)[-1] * 4)[:64]
+
+
+def deployed_app_settings(overrides: Mapping[str, Any]) -> dict[str, str]:
+    """App settings as deployed (Key Vault references unresolved), for main.bicep's defaults
+    plus ``overrides``."""
     main = parsed(MAIN)
     values = param_values(overrides)
     # main.bicep's parameters and its variables, each resolved when the module call uses it,
     # so a fail-early check (warmDbQpsChecked) raises DeploymentFailure as ARM would stop.
-    variables = Template(main, overrides)
+    variables = Template(main, {**DEPLOYMENT_OUTPUTS, **overrides})
     schedule = effective_schedule(values)
     module_params = {}
     for name, arg in module_call(main, "modules/function-app.bicep")["params"].items():
@@ -368,6 +394,7 @@ def app_settings_for(overrides: Mapping[str, Any]) -> dict[str, str]:
     app_values = {name: p["default"] for name, p in app["parameters"].items()}
     app_values.update({k: v for k, v in module_params.items() if v is not None})
     settings = resolve(app["variables"]["platformSettings"]["value"], app_values)
+    settings.update(resolve(app["variables"]["rotationSettings"]["value"], app_values))
     settings.update(tuning)
     # Values only known at deployment, shaped as Azure would produce them.
     settings["REDIS_URL"] = "rediss://redis-dipguard.westeurope.redis.azure.net:10000/0"
@@ -375,6 +402,17 @@ def app_settings_for(overrides: Mapping[str, Any]) -> dict[str, str]:
     settings["ARM_ENDPOINT"] = "https://management.azure.com"
     settings["SCALE_SCHEDULE"] = json.dumps(schedule)
     return {k: str(v) for k, v in settings.items() if v is not None}
+
+
+def app_settings_for(overrides: Mapping[str, Any]) -> dict[str, str]:
+    """App settings as the app reads them, for main.bicep's defaults plus ``overrides``:
+    each Key Vault reference resolved, as App Service resolves it."""
+    settings = deployed_app_settings(overrides)
+    for name, value in settings.items():
+        reference = KEY_VAULT_REFERENCE.match(value)
+        if reference is not None:
+            settings[name] = resolved_secret(reference.group("uri"))
+    return settings
 
 
 # --- parameter files and the policy XML ---------------------------------------------------------

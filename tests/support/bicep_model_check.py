@@ -308,9 +308,24 @@ class UnderProperties:
     model: str
 
 
+# A user-assigned identity's PUT body: location and tags (properties.isolationScope aside, all
+# its properties are read-only: principalId, clientId, tenantId). No azure-mgmt-msi here, so
+# the shape is written out from the Microsoft.ManagedIdentity/userAssignedIdentities@2024-11-30
+# type in tests/bicep/types.
+USER_ASSIGNED_IDENTITY = ObjectShape(
+    "Identity",
+    {
+        "location": Field(_scalar("str"), required=True),
+        "tags": Field(DictShape(_scalar("str"))),
+        "properties": Field(ObjectShape("UserAssignedIdentityProperties", {})),
+    },
+)
+
 # Resource type (lower case) -> (SDK module, model of the PUT body). Where the model
 # depends on the resource name (sites/config), the value maps names to models.
-RESOURCE_MODELS: dict[str, tuple[str, str] | UnderProperties | dict[str, tuple[str, str]]] = {
+RESOURCE_MODELS: dict[
+    str, tuple[str, str] | UnderProperties | ObjectShape | dict[str, tuple[str, str]]
+] = {
     "microsoft.web/serverfarms": (_WEB, "AppServicePlan"),
     "microsoft.web/sites": (_WEB, "Site"),
     "microsoft.web/sites/config": {
@@ -365,6 +380,7 @@ RESOURCE_MODELS: dict[str, tuple[str, str] | UnderProperties | dict[str, tuple[s
     "microsoft.operationalinsights/workspaces": (_LOGS, "Workspace"),
     "microsoft.keyvault/vaults": (_KEYVAULT, "VaultCreateOrUpdateParameters"),
     "microsoft.keyvault/vaults/secrets": (_KEYVAULT, "SecretCreateOrUpdateParameters"),
+    "microsoft.managedidentity/userassignedidentities": USER_ASSIGNED_IDENTITY,
     "microsoft.network/virtualnetworks": (_NETWORK, "VirtualNetwork"),
     "microsoft.network/networksecuritygroups": (_NETWORK, "NetworkSecurityGroup"),
 }
@@ -387,6 +403,8 @@ def shape_for(resource_type: str, resource_name: Any) -> ObjectShape | None:
         return None
     if entry == NO_BODY:
         return _EMPTY
+    if isinstance(entry, ObjectShape):
+        return entry
     if isinstance(entry, UnderProperties):
         return _under_properties(entry)
     return shape_of(_model(*entry))
