@@ -24,6 +24,7 @@ from shared.clients import REDIS_ERRORS, Clients
 from shared.dip.breaker import Breaker
 from shared.dip.cache import RedisCache
 from shared.dip.customers import TableCustomerStore
+from shared.dip.keys import LookupKeys
 from shared.dip.lookup import CallerDefaults, DipService, DipTimeouts, InflightCap
 from shared.dip.metrics import DipMetrics
 from shared.dip.readmodel import LEASE_KEY, ReadModel, read_marker
@@ -80,6 +81,12 @@ class Runtime:
         )
 
     @cached_property
+    def keys(self) -> LookupKeys:
+        """The keyed hash every store's lookup keys are made with."""
+        s = self.settings.dip
+        return LookupKeys(s.lookup_key_secret, s.lookup_key_secret_previous)
+
+    @cached_property
     def dips(self) -> DipService:
         s, core = self.settings.dip, self.settings.core
         return DipService(
@@ -92,6 +99,7 @@ class Runtime:
             ),
             valve=self.valve,
             store=TableCustomerStore(self.clients.table(core.customer_table)),
+            keys=self.keys,
             timeouts=DipTimeouts(s.handler_deadline_ms, s.db_timeout_ms, core.redis_timeout_ms),
             defaults=CallerDefaults(region=s.default_region, degraded_tier=s.degraded_tier),
             inflight=(

@@ -34,6 +34,7 @@ from bench.population import Population, ensure_loaded
 from bench.procs import Azurite, RedisServer, port_open, table_connection_string
 from shared.dip.cache import ANSWER_PREFIX
 from shared.dip.customers import PARTITIONS
+from shared.dip.keys import LOCAL_SECRET
 from shared.dip.readmodel import bloom_bits_for
 from tools.capacity import KEYS_PER_CUSTOMER, redis_sku
 
@@ -87,6 +88,7 @@ async def measure(customers: int, azurite_port: int, table: str) -> dict[str, An
             "REDIS_URL": redis_server.url,
             "CustomerStorage": table_connection_string(azurite_port),
             "CUSTOMER_TABLE": table,
+            "LOOKUP_KEY_SECRET": LOCAL_SECRET,
         }
         rt = Runtime(load_settings(env))
         redis = aioredis.Redis.from_url(redis_server.url)

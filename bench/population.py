@@ -17,11 +17,12 @@ from pathlib import Path
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
-from shared.dip.customers import CustomerRecord, LookupKey, entities_for, table_keys
+from shared.dip.customers import CustomerRecord, entities_for, table_keys
+from shared.dip.keys import LOCAL_SECRET, LookupKeys
 from shared.dip.loader import load_file
 from tools.load import entity_bar
 
-__all__ = ["Customer", "Population", "ensure_loaded"]
+__all__ = ["BENCH_KEYS", "Customer", "Population", "ensure_loaded"]
 
 # Real area codes; exchanges 200-999 that are not N11; any four-digit line number.
 _AREA_CODES = (
@@ -50,7 +51,10 @@ _SPACE = len(_AREA_CODES) * len(_EXCHANGES) * _LINES
 _TIERS = (("Standard", 0.62), ("Silver", 0.2), ("Gold", 0.13), ("Platinum", 0.05))
 _LANGUAGES = (("en-US", 0.8), ("es-US", 0.17), ("fr-CA", 0.03))
 # A marker row says which population the table holds, so a re-run can skip the load.
-_MARKER = LookupKey("customerId", "BENCH-POPULATION")
+# The benchmark's apps read local.settings.json, so they hash keys with its secret.
+BENCH_KEYS = LookupKeys(LOCAL_SECRET.encode())
+_MARKER_ID = "BENCH-POPULATION"
+_MARKER = BENCH_KEYS.key("customerId", _MARKER_ID)
 
 
 def _number(index: int) -> str:
@@ -165,15 +169,17 @@ async def ensure_loaded(
         return {"loaded": False, "seconds": 0.0, "customers": population.size, "tableHolds": marker}
     path = workdir / f"population-{population.size}-{population.seed}.csv"
     population.write_csv(path)
-    report = await load_file(path, table, "US", progress=entity_bar if progress else None)
+    report = await load_file(
+        path, table, "US", BENCH_KEYS, progress=entity_bar if progress else None
+    )
     if report.rejected:
         raise RuntimeError(
             f"the loader rejected {len(report.rejected)} synthetic rows, "
             f"first: {report.rejected[0]}"
         )
     # The marker goes last: a load cut short is redone next time.
-    tag = CustomerRecord(_MARKER.value, population.tag, False, "")
-    for entity in entities_for(tag, ()):
+    tag = CustomerRecord(_MARKER_ID, population.tag, False, "")
+    for entity in entities_for(tag, (), BENCH_KEYS):
         await table.upsert_entity(entity)
     return {
         "loaded": True,

@@ -30,12 +30,15 @@ from app.settings import load_settings
 from shared.clients import TABLE_CLIENT_OPTIONS, make_table_client
 from shared.dip.contract import Answer, ContractError, parse_dip_request
 from shared.dip.customers import DatabaseUnavailable, TableCustomerStore
-from shared.dip.lookup import lookup_key
+from shared.dip.keys import LookupKeys
+from shared.dip.lookup import caller_of
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 settings = load_settings()
 core, dip = settings.core, settings.dip
+# The seed read the table by the caller's key; the table now holds keyed hashes.
+_keys = LookupKeys(dip.lookup_key_secret)
 # The seed had no deadline of its own: a read lasts as long as the client's timeouts.
 _READ_TIMEOUT_S = float(TABLE_CLIENT_OPTIONS["read_timeout"])
 _redis: aioredis.Redis | None = None
@@ -64,9 +67,10 @@ async def seed_lookup(body: bytes, content_type: str | None) -> dict[str, Any]:
         result: dict[str, Any] = ast.literal_eval(text)
         result["source"] = "cache"
         return result
-    key = lookup_key(request, dip.default_region)
-    if key is None:
+    caller = caller_of(request, dip.default_region)
+    if caller is None:
         return Answer.unknown(dip.degraded_tier, "none").body()
+    key = _keys.key(*caller)
     bucket = f"db_qps:{int(time.time())}"
     count = await redis.incr(bucket)
     await redis.expire(bucket, 2)

@@ -13,11 +13,12 @@ from redis_entraid.cred_provider import EntraIdCredentialsProvider
 
 from shared import clients
 from shared.clients import TABLE_CLIENT_OPTIONS, Clients, make_redis, make_table_client
-from shared.dip.customers import DatabaseUnavailable, LookupKey, TableCustomerStore
+from shared.dip.customers import DatabaseUnavailable, TableCustomerStore
 from shared.settings import load_core_settings
+from tests.support.keys import KEYS, SECRET
 from tests.support.services import Azurite, RedisServer
 
-BASE = {"CustomerStorage": "UseDevelopmentStorage=true"}
+BASE = {"CustomerStorage": "UseDevelopmentStorage=true", "LOOKUP_KEY_SECRET": SECRET}
 
 
 async def test_rediss_without_a_password_uses_entra_id() -> None:
@@ -75,7 +76,7 @@ async def test_table_reads_are_never_retried_on_the_hot_path() -> None:
         table = make_table_client(settings, "customers")
         try:
             with pytest.raises(DatabaseUnavailable):
-                await TableCustomerStore(table).get(LookupKey("customerId", "C-1"), 1.0)
+                await TableCustomerStore(table).get(KEYS.key("customerId", "C-1"), 1.0)
         finally:
             await table.close()
     assert hits == 1
@@ -118,6 +119,7 @@ async def test_probe_tells_a_missing_table_from_a_missing_entity(
 ) -> None:
     env = {
         "CustomerStorage": azurite.connection_string,
+        "LOOKUP_KEY_SECRET": SECRET,
         "REDIS_URL": redis_server.url,
         "CUSTOMER_TABLE": table_name,
     }

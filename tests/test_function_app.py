@@ -26,6 +26,7 @@ from devhost.worker import Worker
 from shared.dip.customers import CustomerRecord, entities_for
 from shared.scale.arm import AzureArmGateway
 from tests.support.fake_arm import FakeArm, StubCredential
+from tests.support.keys import KEYS
 from tests.support.services import ROOT, free_port, wait_for_port
 from tests.support.surges import body, scale_env
 
@@ -50,7 +51,7 @@ async def client(
     ) as table:
         await table.create_table()
         for entity in entities_for(
-            CustomerRecord("C-1001", "Gold", True, "en-US"), ["+13175550116"]
+            CustomerRecord("C-1001", "Gold", True, "en-US"), ["+13175550116"], KEYS
         ):
             await table.upsert_entity(entity)
     rt = Runtime(load_settings(app_env))
@@ -128,6 +129,7 @@ async def test_a_known_caller_is_answered_200_with_the_flat_contract(
         "isVip": True,
         "preferredLanguage": "en-US",
         "source": "database",
+        "matchedBy": "ani",
     }
 
 

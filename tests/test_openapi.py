@@ -197,7 +197,12 @@ def test_gateway_error_bodies_match_the_throttle_error_schema() -> None:
 
 
 def _genesys_type(schema: dict[str, Any]) -> str:
-    return str(schema["type"])
+    """A Genesys contract property's type, as OpenAPI 3.0 writes it: ``["string", "null"]``
+    is OpenAPI's nullable string."""
+    kind = schema["type"]
+    if isinstance(kind, list):
+        (kind,) = [k for k in kind if k != "null"]
+    return str(kind)
 
 
 def test_export_is_a_custom_web_services_action_posting_to_api_management() -> None:
@@ -226,6 +231,8 @@ def test_output_contract_lists_exactly_the_response_fields() -> None:
     assert set(output["properties"]) == set(response)
     for name, prop in output["properties"].items():
         assert _genesys_type(prop) == response[name]["type"], name
+        nullable = isinstance(prop["type"], list) and "null" in prop["type"]
+        assert nullable == response[name].get("nullable", False), name
     assert set(output["required"]) == set(SCHEMAS["LookupResponse"]["required"])
     assert ACTION["config"]["response"]["successTemplate"] == "${rawResult}"
     assert ACTION["config"]["response"]["translationMap"] == {}

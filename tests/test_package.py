@@ -31,6 +31,8 @@ import pathspec
 import pytest
 from packaging.utils import canonicalize_name
 
+from tests.support.keys import SECRET
+
 ROOT = Path(__file__).resolve().parent.parent
 FUNCIGNORE = (ROOT / ".funcignore").read_text(encoding="utf-8")
 # What the app needs in Azure: the trigger table, the host's settings, the lock Azure's
@@ -252,7 +254,7 @@ print(json.dumps({
 }))
 """
 # The least the app needs to import: where the customer table is.
-IMPORT_ENV = {"CustomerStorage": "UseDevelopmentStorage=true"}
+IMPORT_ENV = {"CustomerStorage": "UseDevelopmentStorage=true", "LOOKUP_KEY_SECRET": SECRET}
 
 
 def _probe(python: Path, app: Path) -> subprocess.CompletedProcess[str]:

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from app.settings import DEPLOYED_SETTINGS, SETTINGS, load_settings
+from shared.dip.keys import LOCAL_SECRET
 from shared.settings import SettingsError
 
-LOCAL = {"CustomerStorage": "UseDevelopmentStorage=true"}
+LOCAL = {"CustomerStorage": "UseDevelopmentStorage=true", "LOOKUP_KEY_SECRET": LOCAL_SECRET}
 
 
 def test_defaults_match_the_documented_budget() -> None:
@@ -46,6 +47,46 @@ def test_an_invalid_value_names_its_setting(name: str, value: str) -> None:
     assert name in str(caught.value)
 
 
+def test_the_lookup_key_secret_is_required() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"CustomerStorage": "UseDevelopmentStorage=true"})
+    assert caught.value.name == "LOOKUP_KEY_SECRET"
+    assert "required" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["LOOKUP_KEY_SECRET", "LOOKUP_KEY_SECRET_PREVIOUS"])
+@pytest.mark.parametrize(
+    "value",
+    ["too-short-a-secret", "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/k/)"],
+)
+def test_a_malformed_secret_names_its_setting_and_never_quotes_it(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**LOCAL, name: value})
+    assert caught.value.name == name
+    assert value not in str(caught.value)
+
+
+def test_the_previous_secret_is_optional_and_read_when_set() -> None:
+    assert load_settings(LOCAL).dip.lookup_key_secret_previous is None
+    previous = "p" * 40
+    rotating = load_settings({**LOCAL, "LOOKUP_KEY_SECRET_PREVIOUS": previous})
+    assert rotating.dip.lookup_key_secret_previous == previous.encode()
+
+
+def test_azure_refuses_the_published_local_secret() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**LOCAL, "WEBSITE_SITE_NAME": "dipguard-prod"})
+    assert caught.value.name == "LOOKUP_KEY_SECRET"
+    own = load_settings(
+        {**LOCAL, "WEBSITE_SITE_NAME": "dipguard-prod", "LOOKUP_KEY_SECRET": "s" * 44}
+    )
+    assert own.dip.lookup_key_secret == b"s" * 44
+
+
+def test_the_secret_is_not_in_the_settings_repr() -> None:
+    assert LOCAL_SECRET not in repr(load_settings(LOCAL))
+
+
 def test_missing_storage_names_customer_storage() -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings({})
@@ -56,7 +97,12 @@ def test_identity_based_storage_needs_an_https_uri() -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings({"CustomerStorage__tableServiceUri": "ftp://x"})
     assert caught.value.name == "CustomerStorage__tableServiceUri"
-    ok = load_settings({"CustomerStorage__tableServiceUri": "https://acct.table.core.windows.net"})
+    ok = load_settings(
+        {
+            "CustomerStorage__tableServiceUri": "https://acct.table.core.windows.net",
+            "LOOKUP_KEY_SECRET": LOCAL_SECRET,
+        }
+    )
     assert ok.core.storage_table_uri == "https://acct.table.core.windows.net"
     assert ok.core.storage_connection_string is None
 

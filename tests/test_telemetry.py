@@ -27,6 +27,7 @@ from shared.telemetry import (
     configure_telemetry,
     quiet_sdk_requests,
 )
+from tests.support.keys import SECRET
 from tests.support.services import ROOT, Azurite
 
 CONNECTION = "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint={url}"
@@ -151,6 +152,7 @@ from opentelemetry.instrumentation.requests import RequestsInstrumentor
 from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 from shared.telemetry import configure_telemetry
 from shared.dip.metrics import DipMetrics
+from tests.support.keys import SECRET
 
 configured = configure_telemetry()
 provider = metrics.get_meter_provider()
@@ -281,7 +283,11 @@ async def test_a_table_point_read_logs_no_lookup_key_once_the_sdk_is_quieted(
 
 def test_the_app_quiets_the_sdk_requests_as_it_starts() -> None:
     code = f"import logging, function_app; print(logging.getLogger({SDK_REQUEST_LOGGER!r}).level)"
-    env = {**os.environ, "CustomerStorage": "UseDevelopmentStorage=true"}
+    env = {
+        **os.environ,
+        "CustomerStorage": "UseDevelopmentStorage=true",
+        "LOOKUP_KEY_SECRET": SECRET,
+    }
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from app.settings import load_settings
 from shared.clients import make_redis, make_table_client
+from shared.dip.keys import LookupKeys
 from shared.dip.loader import LoadReport, ReplaceRefused, load_file
 from shared.dip.readmodel import ReadModelWriter
 from shared.settings import with_local_settings
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 redis,
                 max_age_s=settings.dip.read_model_max_age_seconds,
                 stale_ttl_s=settings.dip.stale_ttl_seconds,
+                negative_ttl_s=settings.dip.negative_ttl_seconds,
             )
         )
         try:
@@ -107,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                     args.csv,
                     table,
                     settings.dip.default_region,
+                    LookupKeys(
+                        settings.dip.lookup_key_secret, settings.dip.lookup_key_secret_previous
+                    ),
                     progress=None if args.no_progress else entity_bar,
                     read_model=writer,
                     replace=args.replace,

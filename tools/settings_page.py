@@ -51,7 +51,13 @@ def settings_page() -> str:
         lines += [
             _row(
                 spec.name,
-                f"`{spec.default}`" if spec.default else "(empty)",
+                (
+                    "(required)"
+                    if spec.default is None
+                    else f"`{spec.default}`"
+                    if spec.default
+                    else "(empty)"
+                ),
                 spec.deployed,
                 spec.doc,
             )

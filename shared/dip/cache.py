@@ -1,7 +1,8 @@
 """Cached answers in Redis: fresh, stale and negative entries, and single flight.
 
-One Redis key per lookup key (a customer id or an E.164 number), never per conversation:
-every call is a new conversation, so a per-conversation cache almost never hits.
+One Redis key per lookup key (the keyed hash of a customer id or an E.164 number, see
+keys.py), never per conversation: every call is a new conversation, so a per-conversation
+cache almost never hits.
 
 Each entry is one JSON value holding its own ``freshUntil``, with a Redis TTL of the
 stale lifetime. So a single GET tells fresh from stale, and a fresh hit is one round trip.
@@ -90,7 +91,7 @@ def encode_entry(record: CustomerRecord | None, *, fresh_until: float, as_of: fl
 
 @dataclass(frozen=True)
 class Entry:
-    """One answer to write: ``key`` is the lookup's cache key (``p|+1...``, ``c|...``)."""
+    """One answer to write: ``key`` is the lookup key's cache key (``p|<hash>``)."""
 
     key: str
     record: CustomerRecord | None
@@ -169,10 +170,10 @@ class RedisCache:
         self.breaker = breaker
         self.fresh_ttl_s = fresh_ttl_s
         self.stale_ttl_s = stale_ttl_s
+        # An unknown caller is remembered for NEGATIVE_TTL_SECONDS and no longer, whatever
+        # the read model's age: a customer added mid-spike is found within a minute, and
+        # Redis keeps no trace of a stranger's call past it (docs/privacy.md).
         self.negative_ttl_s = negative_ttl_s
-        # An unknown caller is remembered far less long than a known one: a customer
-        # added to the CRM mid-spike should be found within minutes, not a day.
-        self.negative_stale_ttl_s = min(stale_ttl_s, max(negative_ttl_s * 10, 600))
         self._clock = clock
 
     async def _call[T](self, fn: Callable[[], Awaitable[T]], timeout: float) -> T:
@@ -196,11 +197,12 @@ class RedisCache:
     ) -> None:
         now = self._clock()
         if record is None:
-            fresh, hard = self.negative_ttl_s, self.negative_stale_ttl_s
+            ttl = self.negative_ttl_s
+            entry = Entry(key, None, as_of, now + ttl, ttl)
         else:
             fresh, hard = self.fresh_ttl_s, self.stale_ttl_s
-        until = now + fresh if fresh_until is None else max(fresh_until, now + fresh)
-        entry = Entry(key, record, as_of, until, max(hard, until - now + hard - fresh))
+            until = now + fresh if fresh_until is None else max(fresh_until, now + fresh)
+            entry = Entry(key, record, as_of, until, max(hard, until - now + hard - fresh))
         await self._call(lambda: self.writer.put(entry), timeout)
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "Answer",
     "ContractError",
     "DipRequest",
+    "MatchedBy",
     "Source",
     "parse_dip_request",
 ]
@@ -26,6 +27,9 @@ __all__ = [
 MAX_BODY_BYTES = 8 * 1024
 
 Source = Literal["database", "cache", "stale", "degraded", "none"]
+# How the answer's customer was identified: by the caller's number, or by a customer id the
+# caller gave (keyed in, so unverified); None when no customer was named.
+MatchedBy = Literal["ani", "customerId"]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 _CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -55,6 +59,7 @@ class Answer:
     is_vip: bool
     preferred_language: str
     source: Source
+    matched_by: MatchedBy | None = None
 
     def body(self) -> dict[str, Any]:
         return {
@@ -64,6 +69,7 @@ class Answer:
             "isVip": self.is_vip,
             "preferredLanguage": self.preferred_language,
             "source": self.source,
+            "matchedBy": self.matched_by,
         }
 
     @classmethod
@@ -99,7 +105,7 @@ def parse_dip_request(body: bytes, content_type: str | None) -> DipRequest:
     """Validate a dip request body; raise ContractError for anything the caller got wrong."""
     if not _is_json_media_type(content_type):
         raise ContractError(
-            415, "unsupported_media_type", f"expected application/json, got {content_type}", None
+            415, "unsupported_media_type", "expected application/json", None
         )
     if len(body) > MAX_BODY_BYTES:
         raise ContractError(

@@ -1,14 +1,15 @@
 """Customers in Azure Table Storage: the key design, point reads, and the loader's writes.
 
 Key design
-    RowKey        ``c|<customerId>`` or ``p|<E.164>``, with the characters Table keys
-                  forbid percent-encoded.
+    RowKey        ``c|<hash>`` or ``p|<hash>``: the keyed hash of the customer id or the
+                  E.164 number (``keys.py``), never the value itself.
     PartitionKey  ``b<xx>``: two hex digits of the RowKey's SHA-256, so 256 partitions.
                   A partition serves up to 2,000 entities/s; hashing spreads a spike's
                   callers evenly however their numbers cluster, and still lets the loader
                   batch up to 100 upserts per partition.
 
-A phone entity repeats the customer's fields, so a dip by number is one point read.
+A phone entity repeats the customer's fields, so a dip by number is one point read. The
+customer id is one of those fields: it is the answer a dip gives.
 Reads are ``get_entity`` only: a filter is never built from caller input.
 """
 
@@ -18,13 +19,13 @@ import asyncio
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
-from urllib.parse import unquote
+from typing import Any, Protocol
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
 from shared.clients import is_table_missing
+from shared.dip.keys import LookupKey, LookupKeys
 from shared.errors import DependencyUnavailable
 
 __all__ = [
@@ -32,32 +33,17 @@ __all__ = [
     "CustomerRecord",
     "CustomerStore",
     "DatabaseUnavailable",
-    "LookupKey",
     "TableCustomerStore",
-    "decode_key",
-    "encode_key",
     "entities_for",
     "record_of",
     "table_keys",
 ]
 
 PARTITIONS = 256
-KeyKind = Literal["customerId", "ani"]
-_ROW_PREFIX: dict[KeyKind, str] = {"customerId": "c|", "ani": "p|"}
 
 
 class DatabaseUnavailable(DependencyUnavailable):
     """Table Storage did not answer in time or answered with an error."""
-
-
-@dataclass(frozen=True)
-class LookupKey:
-    kind: KeyKind
-    value: str
-
-    @property
-    def cache_key(self) -> str:
-        return _ROW_PREFIX[self.kind] + self.value
 
 
 @dataclass(frozen=True)
@@ -88,44 +74,27 @@ class CustomerRecord:
         )
 
 
-def decode_key(row_key: str) -> LookupKey | None:
-    """The lookup key behind a RowKey (``c|…`` or ``p|…``), None for any other row."""
-    for kind, prefix in _ROW_PREFIX.items():
-        if row_key.startswith(prefix):
-            return LookupKey(kind, unquote(row_key[len(prefix) :]))
-    return None
-
-
-def encode_key(value: str) -> str:
-    """Percent-encode what Table keys forbid: / \\ # ? and control characters (and %)."""
-    out = []
-    for ch in value:
-        code = ord(ch)
-        if ch in "/\\#?%" or code < 0x20 or 0x7F <= code <= 0x9F:
-            out.append("".join(f"%{b:02X}" for b in ch.encode()))
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 def table_keys(key: LookupKey) -> tuple[str, str]:
     """(PartitionKey, RowKey) for a lookup key."""
-    row = _ROW_PREFIX[key.kind] + encode_key(key.value)
+    row = key.cache_key
     bucket = int.from_bytes(hashlib.sha256(row.encode()).digest()[:4], "big") % PARTITIONS
     return f"b{bucket:02x}", row
 
 
-def entities_for(record: CustomerRecord, phones: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """The entities that make a customer findable by id and by each of its numbers."""
+def entities_for(
+    record: CustomerRecord, phones: Iterable[str], keys: LookupKeys
+) -> Iterator[dict[str, Any]]:
+    """The entities that make a customer findable by id and by each of its (E.164) numbers,
+    keyed under the current secret."""
     fields = {
         "CustomerId": record.customer_id,
         "Tier": record.tier,
         "IsVip": record.is_vip,
         "PreferredLanguage": record.preferred_language,
     }
-    keys = [LookupKey("customerId", record.customer_id)]
-    keys += [LookupKey("ani", phone) for phone in phones]
-    for key in keys:
+    lookups = [keys.key("customerId", record.customer_id)]
+    lookups += [keys.key("ani", phone) for phone in phones]
+    for key in lookups:
         pk, rk = table_keys(key)
         yield {"PartitionKey": pk, "RowKey": rk, **fields}
 

@@ -33,14 +33,8 @@ from azure.data.tables import TransactionOperation
 from azure.data.tables.aio import TableClient
 
 from shared.clients import REDIS_ERRORS, ensure_table
-from shared.dip.customers import (
-    PARTITIONS,
-    CustomerRecord,
-    LookupKey,
-    decode_key,
-    entities_for,
-    record_of,
-)
+from shared.dip.customers import PARTITIONS, CustomerRecord, entities_for, record_of
+from shared.dip.keys import KeyKind, LookupKey, LookupKeys
 from shared.dip.phone import normalize_number
 from shared.dip.readmodel import ReadModelWriter
 
@@ -109,12 +103,13 @@ def _parse_row(row: dict[str, str], line: int, region: str) -> Customer | Reject
         return Rejected(line, "tier is empty", row)
     vip = text("isVip").lower()
     if vip not in _TRUE | _FALSE:
-        return Rejected(line, f"isVip must be true or false, got {text('isVip')!r}", row)
+        return Rejected(line, "isVip must be true or false", row)
     phones: list[str] = []
     for raw in filter(None, (p.strip() for p in text("phone").split(";"))):
         number = normalize_number(raw, region)
         if number is None:
-            return Rejected(line, f"phone {raw!r} is not a phone number", row)
+            # The reason never quotes the number: it goes to the terminal and to logs.
+            return Rejected(line, "phone holds something that is not a phone number", row)
         if number not in phones:
             phones.append(number)
     record = CustomerRecord(customer_id, tier, vip in _TRUE, text("preferredLanguage"))
@@ -140,12 +135,14 @@ def parse_rows(lines: Iterable[str], region: str) -> Iterator[Customer | Rejecte
         yield _parse_row(row, line, region)
 
 
-def _entities(customers: Sequence[Customer]) -> dict[str, dict[str, dict[str, Any]]]:
+def _entities(
+    customers: Sequence[Customer], keys: LookupKeys
+) -> dict[str, dict[str, dict[str, Any]]]:
     """The export's entities by partition and RowKey; a later row for a key wins, as a
     re-run of the export would."""
     by_partition: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for customer in customers:
-        for entity in entities_for(customer.record, customer.phones):
+        for entity in entities_for(customer.record, customer.phones, keys):
             by_partition[entity["PartitionKey"]][entity["RowKey"]] = entity
     return by_partition
 
@@ -182,11 +179,15 @@ def _batches(by_partition: dict[str, list[tuple[Any, ...]]]) -> list[list[tuple[
 
 
 async def load_rows(
-    table: TableClient, customers: Sequence[Customer], *, progress: Progress | None = None
+    table: TableClient,
+    customers: Sequence[Customer],
+    keys: LookupKeys,
+    *,
+    progress: Progress | None = None,
 ) -> int:
     """Upsert every customer's entities in partition-sized transactions; return the count."""
     await ensure_table(table)
-    by_partition = _entities(customers)
+    by_partition = _entities(customers, keys)
     operations = {
         pk: [(TransactionOperation.UPSERT, e, {"mode": "replace"}) for e in rows.values()]
         for pk, rows in by_partition.items()
@@ -208,50 +209,80 @@ async def existing_keys(table: TableClient) -> dict[str, set[str]]:
     return found
 
 
+def _superseded(customers: Sequence[Customer], keys: LookupKeys) -> set[str]:
+    """RowKeys that stand for one of the export's own keys in an older form: the key under
+    the previous secret during a rotation. A replacing load removes them without counting
+    them against ``max_delete``, as it does rows that are not keyed hashes at all."""
+    if not keys.rotating:
+        return set()
+    rows: set[str] = set()
+    for customer in customers:
+        lookups: list[tuple[KeyKind, str]] = [("customerId", customer.record.customer_id)]
+        lookups += [("ani", phone) for phone in customer.phones]
+        for kind, value in lookups:
+            old = keys.previous_key(kind, value)
+            if old is not None:
+                rows.add(old.cache_key)
+    return rows
+
+
 async def replace_rows(
     table: TableClient,
     customers: Sequence[Customer],
+    keys: LookupKeys,
     *,
     max_delete: float,
     force: bool = False,
     progress: Progress | None = None,
-) -> tuple[int, list[LookupKey]]:
+) -> tuple[int, int, list[LookupKey]]:
     """Make the table match the export: upsert it, then delete keys it no longer has.
 
     Refuses (ReplaceRefused, nothing changed) to delete more than ``max_delete`` of the
-    table's keys unless ``force``. Deletes come after the upserts, so a number that moved
-    to another customer is never missing in between. Returns the upserted count and the
-    keys removed.
+    table's keys unless ``force``; keys the export still has in another form (the previous
+    secret's, or a plain key from before keys were hashed) do not count. Deletes come after
+    the upserts, so a number that moved to another customer, or to the new secret, is never
+    missing in between. Returns the upserted and deleted counts, and the removed keys
+    whose answers Redis may hold.
     """
     await ensure_table(table)
-    wanted = _entities(customers)
+    wanted = _entities(customers, keys)
     present = await existing_keys(table)
     gone = {pk: sorted(rows - set(wanted.get(pk, {}))) for pk, rows in present.items()}
     gone = {pk: rows for pk, rows in gone.items() if rows}
-    total = sum(len(rows) for rows in present.values())
-    removing = sum(len(rows) for rows in gone.values())
+    superseded = _superseded(customers, keys)
+    older = sum(
+        1
+        for rows in gone.values()
+        for rk in rows
+        if rk in superseded or LookupKey.from_stored(rk) is None
+    )
+    total = sum(len(rows) for rows in present.values()) - older
+    removing = sum(len(rows) for rows in gone.values()) - older
     if total and removing > max_delete * total and not force:
         raise ReplaceRefused(
             f"the export would remove {removing} of the table's {total} keys "
             f"({removing / total:.0%}, more than {max_delete:.0%}): is it truncated? "
             "Nothing was changed; pass --force to remove them"
         )
-    upserted = await load_rows(table, customers, progress=progress)
+    upserted = await load_rows(table, customers, keys, progress=progress)
     deletes = {
         pk: [(TransactionOperation.DELETE, {"PartitionKey": pk, "RowKey": rk}) for rk in rows]
         for pk, rows in gone.items()
     }
-    await _submit(table, _batches(deletes), removing, progress)
-    removed = [key for rows in gone.values() for rk in rows if (key := decode_key(rk))]
-    return upserted, removed
+    await _submit(table, _batches(deletes), removing + older, progress)
+    # A plain key (from before keys were hashed) has no answer in Redis under a hashed name.
+    removed = [key for rows in gone.values() for rk in rows if (key := LookupKey.from_stored(rk))]
+    return upserted, removing + older, removed
 
 
-def answers_of(customers: Sequence[Customer]) -> list[tuple[LookupKey, CustomerRecord]]:
+def answers_of(
+    customers: Sequence[Customer], keys: LookupKeys
+) -> list[tuple[LookupKey, CustomerRecord]]:
     """Each lookup key of the export with the answer it should give (a later row wins)."""
     answers: list[tuple[LookupKey, CustomerRecord]] = []
-    for rows in _entities(customers).values():
+    for rows in _entities(customers, keys).values():
         for entity in rows.values():
-            key = decode_key(entity["RowKey"])
+            key = LookupKey.from_stored(entity["RowKey"])
             if key is not None:
                 answers.append((key, record_of(entity)))
     return answers
@@ -269,6 +300,7 @@ async def load_file(
     path: Path,
     table: TableClient,
     region: str,
+    keys: LookupKeys,
     *,
     progress: Progress | None = None,
     read_model: ReadModelWriter | None = None,
@@ -296,7 +328,7 @@ async def load_file(
             "remove their customers from the table. Nothing was changed; fix the rows, or "
             "load without --replace"
         )
-    answers = answers_of(good)
+    answers = answers_of(good, keys)
     announced: frozenset[str] = frozenset()
     if read_model is not None:
         # Filters first, then the table: a new customer is never "absent" meanwhile.
@@ -305,12 +337,11 @@ async def load_file(
         except REDIS_ERRORS as exc:
             report.redis_error = f"{type(exc).__name__}: {exc}"
     if replace:
-        report.entities, removed = await replace_rows(
-            table, good, max_delete=max_delete, force=force, progress=progress
+        report.entities, report.removed, removed = await replace_rows(
+            table, good, keys, max_delete=max_delete, force=force, progress=progress
         )
-        report.removed = len(removed)
     else:
-        report.entities = await load_rows(table, good, progress=progress)
+        report.entities = await load_rows(table, good, keys, progress=progress)
     if read_model is not None:
         try:
             report.written_through = await read_model.write(answers, announced)

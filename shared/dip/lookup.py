@@ -26,7 +26,8 @@ from typing import Any
 from shared.dip.breaker import RedisUnavailable
 from shared.dip.cache import Cache, Cached, CacheUnavailable, SingleFlight
 from shared.dip.contract import Answer, DipRequest, Source
-from shared.dip.customers import CustomerRecord, CustomerStore, DatabaseUnavailable, LookupKey
+from shared.dip.customers import CustomerRecord, CustomerStore, DatabaseUnavailable
+from shared.dip.keys import KeyKind, LookupKey, LookupKeys
 from shared.dip.metrics import DipMetrics, db_outcome
 from shared.dip.phone import normalize_number
 from shared.dip.readmodel import ReadModel
@@ -41,7 +42,7 @@ __all__ = [
     "InflightCap",
     "Outcome",
     "Shed",
-    "lookup_key",
+    "caller_of",
 ]
 
 
@@ -137,12 +138,14 @@ class _Dip:
     reason: str | None = None
 
 
-def lookup_key(request: DipRequest, region: str) -> LookupKey | None:
-    """customerId wins over the ANI; a withheld or unparseable ANI names nobody."""
+def caller_of(request: DipRequest, region: str) -> tuple[KeyKind, str] | None:
+    """What a dip looks the caller up by: a customerId the caller gave wins over the ANI
+    (the answer's ``matchedBy`` says which was used); a withheld or unparseable ANI names
+    nobody. The value lives only in this dip: the stores see its keyed hash."""
     if request.customer_id is not None:
-        return LookupKey("customerId", request.customer_id)
+        return "customerId", request.customer_id
     number = normalize_number(request.ani, region)
-    return None if number is None else LookupKey("ani", number)
+    return None if number is None else ("ani", number)
 
 
 class DipService:
@@ -152,6 +155,7 @@ class DipService:
         cache: Cache,
         valve: Valve,
         store: CustomerStore,
+        keys: LookupKeys,
         timeouts: DipTimeouts,
         defaults: CallerDefaults,
         inflight: InflightCap | None = None,
@@ -164,6 +168,7 @@ class DipService:
         self.cache = cache
         self.valve = valve
         self.store = store
+        self.keys = keys
         self.read_model = read_model
         # What the dependencies may spend: the deadline less the time to write the answer.
         self.budget_s = timeouts.deadline_ms / 1000 - _REPLY_RESERVE_S
@@ -190,15 +195,24 @@ class DipService:
 
     async def answer(self, request: DipRequest) -> Outcome:
         started = self._clock()
-        key = lookup_key(request, self.region)
-        if key is None:
+        caller = caller_of(request, self.region)
+        if caller is None:
             return self._finish("none", Answer.unknown(self.degraded_tier, "none"), started)
-        dip = _Dip(key, started)
+        # During a rotation the previous secret's key is tried when the current one names
+        # nobody: until the table is reloaded, the customer is only under the old key.
+        candidates = self.keys.candidates(*caller)
+        dip = _Dip(candidates[0], started)
+        first: Answer | None = None
         try:
             # One deadline over the whole dip: when the budget is spent, whichever step is
             # running (Redis, the valve, the table) is cancelled and the fallback answers.
             async with asyncio.timeout(self.budget_s):
                 answer = await self._resolve(dip)
+                for key in candidates[1:]:
+                    if answer.customer_found:
+                        break
+                    first, dip = answer, _Dip(key, started)
+                    answer = await self._resolve(dip)
         except TimeoutError:
             dip.reason = dip.reason or "deadline"
             answer = self._fallback(dip)
@@ -207,7 +221,9 @@ class DipService:
             log.exception("dip failed unexpectedly; answering the fallback")
             dip.reason = "internal_error"
             answer = self._fallback(dip)
-        return self._finish(key.kind, answer, started, dip)
+        if first is not None and not answer.customer_found:
+            answer = first
+        return self._finish(caller[0], answer, started, dip)
 
     def _remaining(self, dip: _Dip) -> float:
         return dip.started + self.budget_s - self._clock()
@@ -232,7 +248,7 @@ class DipService:
         else:
             redis_answered = True
         if cached is not None and cached.fresh:
-            return self._from_record(cached.record, "cache")
+            return self._from_record(cached.record, "cache", dip.key)
         if cached is None and redis_answered and await self._proved_absent(dip):
             dip.reason = "absent_from_read_model"
             return Answer.unknown(self.degraded_tier, "cache")
@@ -247,7 +263,7 @@ class DipService:
         except DatabaseUnavailable as exc:
             dip.reason = f"database: {exc}"
             return self._fallback(dip)
-        return self._from_record(record, "database")
+        return self._from_record(record, "database", dip.key)
 
     async def _proved_absent(self, dip: _Dip) -> bool:
         """Does a fresh, complete warm prove nobody has this key? (No when Redis cannot say.)"""
@@ -346,10 +362,10 @@ class DipService:
 
     def _fallback(self, dip: _Dip) -> Answer:
         if dip.stale is not None:
-            return self._from_record(dip.stale.record, "stale")
+            return self._from_record(dip.stale.record, "stale", dip.key)
         return Answer.unknown(self.degraded_tier, "degraded")
 
-    def _from_record(self, record: CustomerRecord | None, source: Source) -> Answer:
+    def _from_record(self, record: CustomerRecord | None, source: Source, key: LookupKey) -> Answer:
         if record is None:
             return Answer.unknown(self.degraded_tier, source)
         return Answer(
@@ -359,6 +375,7 @@ class DipService:
             record.is_vip,
             record.preferred_language,
             source,
+            key.kind,
         )
 
     def _finish(

@@ -35,7 +35,8 @@ from typing import Any
 from shared.clients import RedisClient
 from shared.dip.breaker import Breaker, RedisUnavailable
 from shared.dip.cache import Entry, EntryWriter
-from shared.dip.customers import PARTITIONS, CustomerRecord, LookupKey, table_keys
+from shared.dip.customers import PARTITIONS, CustomerRecord, table_keys
+from shared.dip.keys import LookupKey
 from shared.dip.metrics import DipMetrics
 
 __all__ = [
@@ -287,8 +288,10 @@ class ReadModelWriter:
 
     ``write`` caches each key's answer, fresh as long as a warm's, and adds the key to the
     Bloom filter of the latest complete warm and of a warm in progress, so the key is not
-    taken for absent before the next warm. ``remove`` caches "no customer" for keys gone
-    from the table: an entry newer than any answer a slow reader could still write.
+    taken for absent before the next warm. ``remove`` replaces the answers of keys gone from
+    the table with "no customer" for NEGATIVE_TTL_SECONDS: the removed customer's record
+    leaves Redis at once, and the entry is newer than any answer a slow reader could still
+    write back.
     """
 
     def __init__(
@@ -297,11 +300,13 @@ class ReadModelWriter:
         *,
         max_age_s: float,
         stale_ttl_s: float,
+        negative_ttl_s: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
         self.max_age_s = max_age_s
         self.stale_ttl_s = stale_ttl_s
+        self.negative_ttl_s = negative_ttl_s
         self._clock = clock
         self._entries = EntryWriter(redis)
 
@@ -318,10 +323,14 @@ class ReadModelWriter:
             blooms.append(marker.bloom)
         return blooms
 
-    def _entry(self, key: LookupKey, record: CustomerRecord | None, now: float) -> Entry:
+    def _entry(self, key: LookupKey, record: CustomerRecord, now: float) -> Entry:
         return Entry(
             key.cache_key, record, now, now + self.max_age_s, self.max_age_s + self.stale_ttl_s
         )
+
+    def _gone(self, key: LookupKey, now: float) -> Entry:
+        ttl = self.negative_ttl_s
+        return Entry(key.cache_key, None, now, now + ttl, ttl)
 
     async def announce(self, keys: Sequence[LookupKey]) -> frozenset[str]:
         """Add keys to the filters before the table has them, so that from now on they read
@@ -362,10 +371,10 @@ class ReadModelWriter:
         return written
 
     async def remove(self, keys: Sequence[LookupKey]) -> int:
-        """Cache "no customer" for keys just deleted from the table."""
+        """Replace the answers of keys just deleted from the table with "no customer"."""
         now = self._clock()
         removed = 0
         for start in range(0, len(keys), WRITE_CHUNK):
             chunk = keys[start : start + WRITE_CHUNK]
-            removed += await self._entries.put_many([self._entry(k, None, now) for k in chunk])
+            removed += await self._entries.put_many([self._gone(k, now) for k in chunk])
         return removed

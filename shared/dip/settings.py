@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from shared.dip.keys import LOCAL_SECRET, MIN_SECRET_CHARS, parse_secret
 from shared.settings import (
     SettingsError,
     SettingSpec,
@@ -50,7 +51,31 @@ def _region(raw: str) -> str:
     return region
 
 
+def _secret(raw: str) -> bytes:
+    return parse_secret(raw)
+
+
+def _previous_secret(raw: str) -> bytes | None:
+    return None if not raw.strip() else parse_secret(raw)
+
+
 DIP_SETTINGS: tuple[SettingSpec[object], ...] = (
+    SettingSpec(
+        "LOOKUP_KEY_SECRET",
+        None,
+        _secret,
+        f"The secret of the keyed hash every Redis key and Table key holds instead of a "
+        f"number or customer id (at least {MIN_SECRET_CHARS} characters). In Azure, a Key "
+        "Vault reference; locally, a published development value. See docs/privacy.md.",
+    ),
+    SettingSpec(
+        "LOOKUP_KEY_SECRET_PREVIOUS",
+        "",
+        _previous_secret,
+        "Set only while a rotation reloads the table under a new LOOKUP_KEY_SECRET: the "
+        "secret before it, which dips also try (docs/privacy.md).",
+        deployed=False,
+    ),
     SettingSpec(
         "REDIS_BREAKER_FAILURES",
         "5",
@@ -232,6 +257,8 @@ class DipSettings:
     negative_ttl_seconds: int
     handler_deadline_ms: int
     db_timeout_ms: int
+    lookup_key_secret: bytes = field(repr=False)
+    lookup_key_secret_previous: bytes | None = field(repr=False)
     degraded_tier: str
     default_region: str
     valve_mode: str
@@ -270,6 +297,11 @@ def load_dip_settings(env: Mapping[str, str]) -> DipSettings:
     """The dip's settings from ``env``; raise SettingsError naming the first bad one, or
     the one to change when two disagree."""
     settings = load_specs(DipSettings, DIP_SETTINGS, env)
+    if env.get("WEBSITE_SITE_NAME") and settings.lookup_key_secret == LOCAL_SECRET.encode():
+        # App Service sets WEBSITE_SITE_NAME on every app it runs.
+        raise SettingsError(
+            "LOOKUP_KEY_SECRET", "is the published local development value; Azure needs its own"
+        )
     if settings.local_db_qps > settings.max_db_qps:
         raise SettingsError("LOCAL_DB_QPS", "must not exceed MAX_DB_QPS")
     if settings.stale_ttl_seconds < settings.cache_ttl_seconds:

@@ -41,7 +41,8 @@ from azure.data.tables.aio import TableClient
 
 from shared.clients import REDIS_ERRORS, RedisClient
 from shared.dip.cache import Entry, EntryWriter
-from shared.dip.customers import PARTITIONS, LookupKey, decode_key, record_of
+from shared.dip.customers import PARTITIONS, record_of
+from shared.dip.keys import LookupKey
 from shared.dip.readmodel import (
     CURSOR_KEY,
     LEASE_KEY,
@@ -327,7 +328,9 @@ class Warm:
                 page = await anext(pages, None)
                 if page is not None:
                     async for entity in page:
-                        key = decode_key(str(entity["RowKey"]))
+                        # Rows that are not keyed hashes (written before keys were
+                        # hashed) are never copied to Redis: their keys are numbers.
+                        key = LookupKey.from_stored(str(entity["RowKey"]))
                         if key is None or "CustomerId" not in entity:
                             continue
                         record = record_of(entity)

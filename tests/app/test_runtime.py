@@ -15,6 +15,7 @@ from app.runtime import Runtime
 from app.settings import load_settings
 from shared.dip.readmodel import LEASE_KEY, MARKER_KEY, Marker, read_marker
 from tests.support.customers import load
+from tests.support.keys import SECRET
 from tests.support.services import Azurite, RedisServer
 
 
@@ -27,6 +28,7 @@ async def env(
     settings = {
         "REDIS_URL": own_redis.url,
         "CustomerStorage": azurite.connection_string,
+        "LOOKUP_KEY_SECRET": SECRET,
         "CUSTOMER_TABLE": table_name,
         "SURGE_WARM_AFTER_SECONDS": "3600",
     }

@@ -8,8 +8,9 @@ from app.settings import SECTIONS, SETTINGS, Settings, load_settings
 from shared.dip.settings import DIP_SETTINGS, DipSettings
 from shared.scale.settings import SCALE_SETTINGS, ScaleSettings
 from shared.settings import CORE_SETTINGS, CoreSettings
+from tests.support.keys import SECRET
 
-LOCAL = {"CustomerStorage": "UseDevelopmentStorage=true"}
+LOCAL = {"CustomerStorage": "UseDevelopmentStorage=true", "LOOKUP_KEY_SECRET": SECRET}
 
 
 def _fields(cls: type) -> set[str]:

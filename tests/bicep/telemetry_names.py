@@ -35,6 +35,8 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+from tests.support.keys import SECRET
+
 # ---------------------------------------------------------------------------------------------
 # The metrics, as shared/dip/metrics.py emits them
 # ---------------------------------------------------------------------------------------------
@@ -195,6 +197,7 @@ async def _surge_and_tick_lines() -> tuple[list[str], str]:
     settings = load_settings(
         {
             "CustomerStorage": "UseDevelopmentStorage=true",
+            "LOOKUP_KEY_SECRET": SECRET,
             # The example's promotion bursts to 60, as in a region whose limit is 100.
             "SCALE_SCHEDULE": json.dumps(example_schedule("UTC")),
             "SCALE_MAX_BURST_LIMIT": "100",

@@ -16,6 +16,7 @@ from shared.dip.cache import RedisCache
 from shared.dip.customers import CustomerRecord
 from shared.dip.valve import VALVE_KEY, RedisValve
 from shared.settings import load_core_settings
+from tests.support.keys import SECRET
 from tests.support.services import RedisClusterServers
 
 
@@ -32,6 +33,7 @@ async def client(cluster: RedisClusterServers) -> AsyncIterator[RedisCluster]:
     settings = load_core_settings(
         {
             "CustomerStorage": "UseDevelopmentStorage=true",
+            "LOOKUP_KEY_SECRET": SECRET,
             "REDIS_URL": cluster.url,
             "REDIS_CLUSTER": "true",
             "REDIS_TIMEOUT_MS": "500",

@@ -102,6 +102,8 @@ def test_the_answer_is_flat_with_exactly_the_contract_fields() -> None:
         "isVip",
         "preferredLanguage",
         "source",
+        "matchedBy",
     ]
     assert all(not isinstance(v, (dict, list)) for v in answer.values())
     assert Answer.unknown("Standard", "degraded").body()["customerId"] == ""
+    assert Answer.unknown("Standard", "degraded").body()["matchedBy"] is None

@@ -42,6 +42,7 @@ from hypothesis import strategies as st
 from shared.dip.contract import ContractError, parse_dip_request
 from shared.dip.customers import CustomerRecord, entities_for
 from tests.support.genesys import ACTION, TEMPLATE, GenesysEsc, render_request_body
+from tests.support.keys import KEYS
 from tests.support.services import ROOT, Azurite, RedisServer, free_port, port_open
 
 CONTENT_TYPE = ACTION["config"]["request"]["headers"]["Content-Type"]
@@ -91,10 +92,13 @@ def combinations() -> list[Any]:
 
 def expected_answer(inputs: dict[str, str]) -> dict[str, Any]:
     """The answer the inputs name: customerId wins, then the ANI, else nobody ("none")."""
+    matched_by: str | None = None
     if inputs.get("customerId"):
         record: CustomerRecord | None = BY_ID
+        matched_by = "customerId"
     elif inputs.get("ani"):
         record = BY_ANI
+        matched_by = "ani"
     else:
         record = None
     if record is None:
@@ -105,6 +109,7 @@ def expected_answer(inputs: dict[str, str]) -> dict[str, Any]:
             "isVip": False,
             "preferredLanguage": "",
             "source": "none",
+            "matchedBy": None,
         }
     return {
         "customerFound": True,
@@ -112,6 +117,7 @@ def expected_answer(inputs: dict[str, str]) -> dict[str, Any]:
         "customerTier": record.tier,
         "isVip": record.is_vip,
         "preferredLanguage": record.preferred_language,
+        "matchedBy": matched_by,
     }
 
 
@@ -197,7 +203,7 @@ def test_a_missing_conversation_id_renders_as_empty_and_is_refused_by_name() -> 
 async def _seed(connection_string: str, table: str) -> None:
     async with TableClient.from_connection_string(connection_string, table) as client:
         await client.create_table()
-        for entity in [*entities_for(BY_ID, []), *entities_for(BY_ANI, [ANI_NUMBER])]:
+        for entity in [*entities_for(BY_ID, [], KEYS), *entities_for(BY_ANI, [ANI_NUMBER], KEYS)]:
             await client.upsert_entity(entity)
 
 

@@ -13,7 +13,9 @@ def test_rows_validate_with_editor_line_numbers() -> None:
     rejected = {r.line: r.reason for r in items if isinstance(r, Rejected)}
     assert sorted(rejected) == [3, 4, 5, 6, 7]
     assert "customerId" in rejected[3]
-    assert "not-a-phone" in rejected[4]
+    # A reason names the field and never quotes its value: it reaches terminals and logs.
+    assert "phone" in rejected[4] and "not-a-phone" not in rejected[4]
+    assert "perhaps" not in rejected[6]
     assert "tier" in rejected[5]
     assert "isVip" in rejected[6]
     assert "too many fields" in rejected[7]

@@ -10,16 +10,18 @@ import pytest
 
 from app.runtime import Runtime
 from app.settings import load_settings
-from shared.dip.customers import CustomerRecord, LookupKey
+from shared.dip.customers import CustomerRecord
+from shared.dip.keys import LookupKey
 from shared.dip.lookup import (
     CallerDefaults,
     Clocks,
     DipService,
     DipTimeouts,
     InflightCap,
-    lookup_key,
+    caller_of,
 )
 from tests.support.dips import GOLD_PHONE, dip
+from tests.support.keys import KEYS, SECRET
 from tests.support.proxies import LatencyProxy
 from tests.support.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer
 
@@ -52,11 +54,9 @@ class CountingStore:
 
 
 def test_customer_id_wins_over_the_ani() -> None:
-    assert lookup_key(dip(ani=GOLD_PHONE, customer_id="C-9"), "US") == LookupKey(
-        "customerId", "C-9"
-    )
-    assert lookup_key(dip(ani="tel: +1 317-555-0116"), "US") == LookupKey("ani", GOLD_PHONE)
-    assert lookup_key(dip(ani="anonymous"), "US") is None
+    assert caller_of(dip(ani=GOLD_PHONE, customer_id="C-9"), "US") == ("customerId", "C-9")
+    assert caller_of(dip(ani="tel: +1 317-555-0116"), "US") == ("ani", GOLD_PHONE)
+    assert caller_of(dip(ani="anonymous"), "US") is None
 
 
 async def test_a_miss_reads_the_database_then_the_next_call_hits_the_cache(
@@ -73,6 +73,7 @@ async def test_a_miss_reads_the_database_then_the_next_call_hits_the_cache(
         "isVip": True,
         "preferredLanguage": "en-US",
         "source": "database",
+        "matchedBy": "ani",
     }
     assert second.answer.source == "cache"
     assert second.answer.customer_id == "C-1001"
@@ -219,7 +220,7 @@ async def test_only_reads_the_valve_admits_wait_for_a_slot(
 
 
 def test_the_in_flight_cap_follows_littles_law_unless_set() -> None:
-    base = {"CustomerStorage": "UseDevelopmentStorage=true"}
+    base = {"CustomerStorage": "UseDevelopmentStorage=true", "LOOKUP_KEY_SECRET": SECRET}
     # 2 x 200 reads/s x 40 ms = 16 reads in flight, shared by the instance's workers.
     assert load_settings(base).dip.inflight_cap == 16
     assert load_settings({**base, "FUNCTIONS_WORKER_PROCESS_COUNT": "2"}).dip.inflight_cap == 8
@@ -375,6 +376,7 @@ async def test_a_deadline_spent_before_the_valve_sheds_without_asking_it() -> No
         cache=SlowCache(),
         valve=valve,
         store=CountingStore(None),
+        keys=KEYS,
         timeouts=DipTimeouts(deadline_ms=2500, db_timeout_ms=1500, redis_timeout_ms=100),
         defaults=CallerDefaults(region="US", degraded_tier="Standard"),
         inflight=InflightCap(4),
@@ -403,6 +405,7 @@ def test_dip_service_is_constructible_without_io() -> None:
         cache=Nothing(),
         valve=Nothing(),
         store=Nothing(),
+        keys=KEYS,
         timeouts=DipTimeouts(deadline_ms=2500, db_timeout_ms=1500, redis_timeout_ms=100),
         defaults=CallerDefaults(region="US", degraded_tier="Standard"),
         inflight=InflightCap(4),

@@ -20,7 +20,8 @@ from app.runtime import Runtime
 from app.settings import load_settings
 from shared.dip.breaker import Breaker
 from shared.dip.contract import Source
-from shared.dip.customers import CustomerRecord, KeyKind, LookupKey
+from shared.dip.customers import CustomerRecord
+from shared.dip.keys import KeyKind, LookupKey
 from shared.dip.metrics import (
     DB_INFLIGHT,
     DB_OUTCOMES,
@@ -44,6 +45,7 @@ from shared.dip.metrics import (
 from shared.dip.readmodel import AGE_REPORT_S, MARKER_KEY, Marker, ReadModel
 from shared.settings import SettingsError
 from tests.support.dips import dip
+from tests.support.keys import SECRET
 from tests.support.proxies import LatencyProxy
 from tests.support.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer
 
@@ -527,7 +529,7 @@ async def test_a_dip_logged_at_debug_is_not_logged_under_info(
 
 
 def test_an_unknown_dip_log_level_is_refused_naming_the_setting() -> None:
-    base = {"CustomerStorage": "UseDevelopmentStorage=true"}
+    base = {"CustomerStorage": "UseDevelopmentStorage=true", "LOOKUP_KEY_SECRET": SECRET}
     assert load_settings(base).dip.dip_log_level == logging.INFO
     with pytest.raises(SettingsError, match="DIP_LOG_LEVEL"):
         load_settings({**base, "DIP_LOG_LEVEL": "verbose"})

@@ -20,11 +20,13 @@ from app.runtime import Runtime
 from app.settings import load_settings
 from bench.procs import ProxyProcess
 from shared.dip.contract import DipRequest
-from shared.dip.customers import CustomerRecord, LookupKey
+from shared.dip.customers import CustomerRecord
+from shared.dip.keys import LookupKey
 from shared.dip.loader import load_file
 from shared.dip.readmodel import MARKER_KEY, Marker, ReadModelWriter, read_marker
 from shared.dip.valve import VALVE_KEY
 from tests.support.customers import customers, keys_of, load, number
+from tests.support.keys import KEYS, SECRET
 from tests.support.services import AZURITE_CONNECTION_STRING, Azurite, RedisServer, free_port
 
 CONV = "43436e96-5c19-4c52-b951-4ea05d9a9af7"
@@ -57,6 +59,7 @@ async def warmed(
     env = {
         "REDIS_URL": own_redis.url,
         "CustomerStorage": azurite.connection_string,
+        "LOOKUP_KEY_SECRET": SECRET,
         "CUSTOMER_TABLE": table_name,
         "MAX_DB_QPS": "400",
         "LOCAL_DB_QPS": "20",
@@ -149,7 +152,9 @@ async def test_an_evicted_answer_becomes_a_database_read_through_the_valve(
     runtime: Any, own_redis: RedisServer
 ) -> None:
     async with aioredis.Redis.from_url(own_redis.url) as client:
-        await client.delete(f"dipguard:answer:p|{number(9)}")  # as eviction would
+        await client.delete(
+            "dipguard:answer:" + KEYS.key("ani", number(9)).cache_key
+        )  # as eviction would
         before = await client.llen(VALVE_KEY)
         rt = runtime()
         outcome = await rt.dips.answer(ani(number(9)))
@@ -167,7 +172,7 @@ async def test_a_replaced_warms_filters_never_deny_a_customer(
     async with aioredis.Redis.from_url(own_redis.url) as client:
         filters = [k async for k in client.scan_iter(match="dipguard:readmodel:bloom:*")]
         await client.delete(*filters)
-        await client.delete(f"dipguard:answer:p|{number(11)}")
+        await client.delete("dipguard:answer:" + KEYS.key("ani", number(11)).cache_key)
     outcome = await rt.dips.answer(ani(number(11)))
     assert (outcome.answer.source, outcome.answer.customer_id) == ("database", "W-11")
 
@@ -199,8 +204,8 @@ async def test_a_new_customer_is_never_no_customer_while_a_load_writes_the_table
     path = tmp_path / "crm.csv"
     path.write_text("customerId,phone,tier,isVip\nN-1,+13175550999,Gold,false\n")
     table = DipDuringWrite(rt.clients.table(rt.settings.core.customer_table), rt, "+13175550999")
-    writer = ReadModelWriter(rt.clients.redis, max_age_s=3600, stale_ttl_s=3600)
-    report = await load_file(path, table, "US", read_model=writer)  # type: ignore[arg-type]
+    writer = ReadModelWriter(rt.clients.redis, max_age_s=3600, stale_ttl_s=3600, negative_ttl_s=30)
+    report = await load_file(path, table, "US", KEYS, read_model=writer)  # type: ignore[arg-type]
     assert report.entities == 2 and report.written_through == 2
     # Mid-load the read model said "maybe": the dip read the table (not written yet) and
     # answered from it, rather than telling the new customer "no customer" from Redis.
@@ -247,6 +252,7 @@ async def test_under_memory_pressure_answers_go_first_and_the_budget_stays(
     env = {
         "REDIS_URL": small_redis.url,
         "CustomerStorage": azurite.connection_string,
+        "LOOKUP_KEY_SECRET": SECRET,
         "CUSTOMER_TABLE": table_name,
         "MAX_DB_QPS": "400",
         "LOCAL_DB_QPS": "20",
@@ -265,7 +271,9 @@ async def test_under_memory_pressure_answers_go_first_and_the_budget_stays(
         marker = await read_marker(redis)
         assert marker is not None
         evicted = [
-            p for p in people[::25] if not await redis.exists(f"dipguard:answer:p|{p.phones[0]}")
+            p
+            for p in people[::25]
+            if not await redis.exists("dipguard:answer:" + KEYS.key("ani", p.phones[0]).cache_key)
         ]
         assert evicted, "no sampled answer was evicted"
         for person in evicted[:10]:
@@ -303,6 +311,7 @@ async def test_the_warms_pages_and_the_dips_reads_stay_within_the_budget_at_the_
     env = {
         "REDIS_URL": own_redis.url,
         "CustomerStorage": AZURITE_CONNECTION_STRING.format(port=port),
+        "LOOKUP_KEY_SECRET": SECRET,
         "CUSTOMER_TABLE": table_name,
         "MAX_DB_QPS": "40",
         "LOCAL_DB_QPS": "10",

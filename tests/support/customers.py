@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from azure.data.tables.aio import TableClient
 
-from shared.dip.customers import CustomerRecord, LookupKey
+from shared.dip.customers import CustomerRecord
+from shared.dip.keys import LookupKey
 from shared.dip.loader import Customer, load_rows
+from tests.support.keys import KEYS
 
 TIERS = ("Standard", "Silver", "Gold", "Platinum")
 
@@ -28,14 +30,14 @@ def customers(count: int, prefix: str = "W") -> list[Customer]:
 
 
 def keys_of(customer: Customer) -> list[LookupKey]:
-    return [LookupKey("customerId", customer.record.customer_id)] + [
-        LookupKey("ani", phone) for phone in customer.phones
+    return [KEYS.key("customerId", customer.record.customer_id)] + [
+        KEYS.key("ani", phone) for phone in customer.phones
     ]
 
 
 async def load(table: TableClient, count: int, prefix: str = "W") -> list[Customer]:
     people = customers(count, prefix)
-    await load_rows(table, people)
+    await load_rows(table, people, KEYS)
     return people
 
 

@@ -8,6 +8,7 @@ from azure.data.tables.aio import TableClient
 
 from shared.dip.contract import DipRequest
 from shared.dip.customers import CustomerRecord, entities_for
+from tests.support.keys import KEYS
 
 GOLD = CustomerRecord("C-1001", "Gold", True, "en-US")
 GOLD_PHONE = "+13175550116"
@@ -25,5 +26,5 @@ async def seed(env: dict[str, str]) -> None:
         env["CustomerStorage"], env["CUSTOMER_TABLE"]
     ) as table:
         await table.create_table()
-        for entity in [*entities_for(GOLD, [GOLD_PHONE]), *entities_for(SILVER, [])]:
+        for entity in [*entities_for(GOLD, [GOLD_PHONE], KEYS), *entities_for(SILVER, [], KEYS)]:
             await table.upsert_entity(entity)

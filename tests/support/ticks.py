@@ -14,6 +14,7 @@ from shared.scale.schedule import Surge
 from shared.scale.settings import ScaleSettings, load_scale_settings
 from shared.scale.tick import TickReport, run_tick
 from tests.support.fake_arm import SUBSCRIPTION, FakeArm
+from tests.support.keys import SECRET
 from tests.support.schedules import example_schedule
 
 NOON = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)  # a Wednesday
@@ -40,6 +41,7 @@ def make_settings(**values: str) -> ScaleSettings:
     # Premium limit is 100.
     env = {
         "CustomerStorage": "UseDevelopmentStorage=true",
+        "LOOKUP_KEY_SECRET": SECRET,
         "SCALE_SCHEDULE": json.dumps(SCHEDULE),
         "SCALE_MAX_BURST_LIMIT": "100",
         **values,

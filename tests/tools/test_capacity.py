@@ -12,6 +12,7 @@ import pytest
 
 from app.settings import load_settings
 from bench.memory import sizing
+from tests.support.keys import SECRET
 from tools import capacity
 from tools.capacity import (
     BYTES_PER_LOOKUP_KEY,
@@ -80,6 +81,7 @@ def test_the_in_flight_cap_is_the_one_the_app_derives_from_the_same_settings() -
     settings = load_settings(
         {
             "CustomerStorage": "UseDevelopmentStorage=true",
+            "LOOKUP_KEY_SECRET": SECRET,
             "MAX_DB_QPS": "300",
             "DB_READ_LATENCY_MS": "50",
             "FUNCTIONS_WORKER_PROCESS_COUNT": "2",

@@ -16,8 +16,10 @@ from azure.data.tables import TableClient
 from app.runtime import Runtime
 from app.settings import load_settings
 from shared.dip.contract import Answer, DipRequest
-from shared.dip.customers import LookupKey, table_keys
+from shared.dip.customers import table_keys
+from shared.dip.keys import LookupKey
 from tests.support.customers import MIXED
+from tests.support.keys import KEYS, SECRET
 from tests.support.services import ROOT, Azurite, RedisServer
 
 GOOD = """customerId,phone,tier,isVip,preferredLanguage
@@ -42,6 +44,7 @@ def run_loader(
     env = {
         **os.environ,
         "CustomerStorage": azurite.connection_string,
+        "LOOKUP_KEY_SECRET": SECRET,
         "CUSTOMER_TABLE": table,
         "REDIS_URL": redis_url,
     }
@@ -82,8 +85,8 @@ def test_a_clean_file_loads_every_key_and_exits_0(
     result = run_loader(path, azurite, table_name)
     assert result.returncode == 0, result.stderr
     assert "loaded 3 customers (6 entities)" in result.stderr
-    assert entity(azurite, table_name, LookupKey("ani", "+13175550118"))["CustomerId"] == "C-2"
-    assert entity(azurite, table_name, LookupKey("customerId", "C-3"))["Tier"] == "Platinum"
+    assert entity(azurite, table_name, KEYS.key("ani", "+13175550118"))["CustomerId"] == "C-2"
+    assert entity(azurite, table_name, KEYS.key("customerId", "C-3"))["Tier"] == "Platinum"
     assert not path.with_suffix(".rejects.csv").exists()
 
 
@@ -107,8 +110,8 @@ def test_bad_rows_are_reported_and_set_aside_while_good_rows_load(
         rejects = list(csv.DictReader(handle))
     assert [r["line"] for r in rejects] == ["3", "4", "5", "6", "7"]
     assert rejects[1]["phone"] == "not-a-phone"
-    assert entity(azurite, table_name, LookupKey("customerId", "C-8"))["Tier"] == "Bronze"
-    assert entity(azurite, table_name, LookupKey("ani", "+13175550116"))["CustomerId"] == "C-1"
+    assert entity(azurite, table_name, KEYS.key("customerId", "C-8"))["Tier"] == "Bronze"
+    assert entity(azurite, table_name, KEYS.key("ani", "+13175550116"))["CustomerId"] == "C-1"
 
 
 def test_loading_twice_is_idempotent_and_updates_in_place(
@@ -122,7 +125,7 @@ def test_loading_twice_is_idempotent_and_updates_in_place(
     assert run_loader(path, azurite, table_name).returncode == 0
     with TableClient.from_connection_string(azurite.connection_string, table_name) as client:
         assert len(list(client.list_entities())) == 6
-    assert entity(azurite, table_name, LookupKey("ani", "+13175550116"))["Tier"] == "Diamond"
+    assert entity(azurite, table_name, KEYS.key("ani", "+13175550116"))["Tier"] == "Diamond"
 
 
 def test_a_missing_file_exits_1(tmp_path: Path, azurite: Azurite, table_name: str) -> None:
@@ -201,7 +204,7 @@ async def test_a_number_that_moves_to_another_customer_answers_with_the_new_one(
     result = run_loader(path, azurite, table, "--replace", redis_url=redis_server.url)
     assert result.returncode == 0, result.stderr
     assert (await dip(base_env, ani="+13175550304")).customer_id == "L-4"
-    assert entity(azurite, table, LookupKey("ani", "+13175550304"))["CustomerId"] == "L-4"
+    assert entity(azurite, table, KEYS.key("ani", "+13175550304"))["CustomerId"] == "L-4"
 
 
 async def test_a_replacing_load_removes_what_the_export_dropped_from_table_and_redis(
@@ -217,8 +220,8 @@ async def test_a_replacing_load_removes_what_the_export_dropped_from_table_and_r
     )
     assert result.returncode == 0, result.stderr
     assert "removed 2 keys the export no longer has" in result.stderr
-    assert not table_has(azurite, table, LookupKey("customerId", "L-4"))
-    assert not table_has(azurite, table, LookupKey("ani", "+13175550305"))
+    assert not table_has(azurite, table, KEYS.key("customerId", "L-4"))
+    assert not table_has(azurite, table, KEYS.key("ani", "+13175550305"))
     # Redis no longer answers with the removed customer, and says so without a table read.
     for answer in (
         await dip(base_env, customer_id="L-4"),
@@ -252,7 +255,7 @@ def test_a_load_that_cannot_reach_redis_still_loads_and_says_the_warm_catches_up
     result = run_loader(path, azurite, table_name, redis_url=NO_REDIS)
     assert result.returncode == 0, result.stderr
     assert "Redis could not be reached" in result.stderr and "next warm" in result.stderr
-    assert entity(azurite, table_name, LookupKey("ani", "+13175550302"))["CustomerId"] == "L-2"
+    assert entity(azurite, table_name, KEYS.key("ani", "+13175550302"))["CustomerId"] == "L-2"
 
 
 def test_a_replacing_load_with_rejected_rows_changes_nothing(
@@ -265,4 +268,4 @@ def test_a_replacing_load_with_rejected_rows_changes_nothing(
     result = run_loader(path, azurite, table_name, "--replace", "--force")
     assert result.returncode == 1
     assert "1 rows were rejected" in result.stderr and "line 3" in result.stderr
-    assert entity(azurite, table_name, LookupKey("customerId", "L-2"))["Tier"] == "Silver"
+    assert entity(azurite, table_name, KEYS.key("customerId", "L-2"))["Tier"] == "Silver"

@@ -26,7 +26,10 @@ def test_every_setting_has_a_row_with_its_default_under_its_owner() -> None:
     page = settings_page()
     for spec in SETTINGS:
         row = next(line for line in page.splitlines() if line.startswith(f"| `{spec.name}` |"))
-        assert (f"`{spec.default}`" if spec.default else "(empty)") in row
+        if spec.default is None:
+            assert "(required)" in row
+        else:
+            assert (f"`{spec.default}`" if spec.default else "(empty)") in row
     for section in SECTIONS:
         part = page.split(f"## {section.title}\n", 1)[1].split("\n## ", 1)[0]
         assert f"Specs in `{section.owner}`." in part

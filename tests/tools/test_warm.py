@@ -20,6 +20,7 @@ from shared.dip.cache import RedisCache
 from shared.dip.customers import PARTITIONS
 from shared.dip.readmodel import CURSOR_KEY
 from tests.support.customers import keys_of, load
+from tests.support.keys import SECRET
 from tests.support.services import ROOT, Azurite, RedisServer
 
 
@@ -54,6 +55,7 @@ async def test_a_killed_warm_resumes_where_it_stopped(
     env = {
         **os.environ,
         "CustomerStorage": azurite.connection_string,
+        "LOOKUP_KEY_SECRET": SECRET,
         "CUSTOMER_TABLE": table.table_name,
         "REDIS_URL": own_redis.url,
         # A share of 10 pages a second: 256 pages take about 26 s, so the kill lands
