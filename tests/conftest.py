@@ -11,12 +11,14 @@ import redis.asyncio as aioredis
 from azure.data.tables.aio import TableClient
 
 from devhost.worker import Worker
-from tests.support.services import ROOT, Azurite, RedisServer
+from tests.support.keys import SECRET
+from tests.support.services import ROOT, Azurite, RedisServer, free_port
 
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
-    server = Azurite()
+    # A port of its own: a second test run on the machine must not stop this run's Azurite.
+    server = Azurite(free_port())
     server.start()
     yield server
     server.stop()
@@ -52,6 +54,7 @@ def base_env(azurite: Azurite, redis_server: RedisServer, table_name: str) -> di
     return {
         "REDIS_URL": redis_server.url,
         "CustomerStorage": azurite.connection_string,
+        "LOOKUP_KEY_SECRET": SECRET,
         "CUSTOMER_TABLE": table_name,
         "SURGE_TABLE": table_name + "s",
     }
@@ -70,6 +73,7 @@ def app_worker(azurite: Azurite, redis_server: RedisServer) -> Iterator[Worker]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("REDIS_URL", redis_server.url)
         env.setenv("CustomerStorage", azurite.connection_string)
+        env.setenv("LOOKUP_KEY_SECRET", SECRET)
         asyncio.run(worker.start())
     yield worker
     worker.stop()
