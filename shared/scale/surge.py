@@ -58,6 +58,9 @@ class SurgeRequest:
     reason: str
 
 
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z_]{0,39}")
+
+
 def _whole(body: dict[str, Any], name: str, lo: int, hi: int, unit: str) -> int:
     if name not in body:
         raise SurgeInputError(400, "missing_field", f"{name} is required", name)
@@ -65,9 +68,7 @@ def _whole(body: dict[str, Any], name: str, lo: int, hi: int, unit: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SurgeInputError(400, "invalid_type", f"{name} must be a whole number", name)
     if not lo <= value <= hi:
-        raise SurgeInputError(
-            400, "out_of_range", f"{name} must be {lo} to {hi} {unit}, got {value}", name
-        )
+        raise SurgeInputError(400, "out_of_range", f"{name} must be {lo} to {hi} {unit}", name)
     return value
 
 
@@ -94,11 +95,14 @@ def parse_surge_request(
         )
     for key in body:
         if key not in {"alwaysReady", "minutes", "reason"}:
+            # An error never echoes what it was sent; a key that reads as a field name is
+            # named, anything else (a number, a long string) is not.
+            named = key if _FIELD_NAME.fullmatch(key) else None
             raise SurgeInputError(
                 400,
                 "unknown_field",
-                f"unknown field {key!r} (expected alwaysReady, minutes, reason)",
-                key,
+                "unknown field (expected alwaysReady, minutes, reason)",
+                named,
             )
     lo = ZONE_REDUNDANT_MIN if zone_redundant else 1
     hi = min(ALWAYS_READY_MAX, max_burst_limit)

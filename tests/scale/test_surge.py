@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -26,6 +27,7 @@ INVALID_BODIES: list[tuple[str, bytes, str, str | None]] = [
     ("not UTF-8", b"\xff\xfe", "invalid_json", None),
     ("not an object", b"[5, 30]", "invalid_body", None),
     ("unknown field", body(alwaysready=3), "unknown_field", "alwaysready"),
+    ("a number as a field", b'{"+13175550116": 3}', "unknown_field", None),
     (
         "missing count",
         json.dumps({"minutes": 5, "reason": "x"}).encode(),
@@ -74,6 +76,9 @@ def test_bad_surge_requests_name_the_code_and_field(
         "field": field,
     }
     assert caught.value.message
+    # The error names what was wrong and never quotes a value it was sent.
+    assert "13175550116" not in caught.value.message
+    assert not re.search(r"\b-1\b|\b21\b|1441|x{501}", caught.value.message)
 
 
 def test_a_full_day_is_the_longest_surge() -> None:
