@@ -3,20 +3,35 @@ are held to the code's constants and the settings' defaults."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+from urllib.parse import quote
 
+import phonenumbers
 import pytest
+import redis.asyncio as aioredis
+from azure.data.tables.aio import TableServiceClient
 
-from app.settings import SETTINGS
+from app.runtime import Runtime
+from app.settings import SETTINGS, load_settings
 from shared.dip.cache import ANSWER_PREFIX
+from shared.dip.contract import DipRequest
 from shared.dip.keys import LookupKeys
+from shared.dip.phone import normalize_number
 from shared.dip.readmodel import bloom_key
 from tests.support.keys import KEYS
+from tests.support.services import Azurite
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = (ROOT / "docs" / "privacy.md").read_text(encoding="utf-8")
 DEFAULTS = {spec.name: spec.default for spec in SETTINGS}
+CONV = "43436e96-5c19-4c52-b951-4ea05d9a9af7"
 
 
 def table_rows() -> list[list[str]]:
@@ -76,3 +91,63 @@ def test_the_log_retention_the_page_states_is_what_bicep_deploys(
 
 def test_readme_links_the_privacy_page() -> None:
     assert "(docs/privacy.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def number_forms(number: str) -> set[str]:
+    """The ways a dialled number can be written down: E.164, its digits, its national
+    digits and percent-encoded."""
+    parsed = phonenumbers.parse(number)
+    national = str(parsed.national_number)
+    digits = number.lstrip("+")
+    return {number, digits, national, quote(number, safe="")}
+
+
+async def test_after_the_demo_load_and_dips_no_store_holds_a_dialled_number(
+    base_env: dict[str, str], azurite: Azurite
+) -> None:
+    """What scripts/run does (the demo load), a warm, dips by number (a customer and a
+    stranger) and by id: then no Redis key or value and no table entity holds a number."""
+    env = {**base_env, "REDIS_URL": base_env["REDIS_URL"].rsplit("/", 1)[0] + "/14"}
+    async with aioredis.Redis.from_url(env["REDIS_URL"]) as client:
+        await client.flushdb()
+    loaded = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tools.load", "demo/customers.csv", "--no-progress"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    with (ROOT / "demo" / "customers.csv").open(encoding="utf-8") as handle:
+        phones = [p for row in csv.DictReader(handle) for p in row["phone"].split(";") if p]
+    numbers = [normalize_number(p, "US") for p in phones]
+    dialled = [n for n in numbers if n is not None] + ["+13179990042"]
+    assert len(dialled) > 3
+    rt = Runtime(load_settings(env))
+    try:
+        assert (await rt.warm().run()).completed
+        for number in dialled:
+            await rt.dips.answer(DipRequest(CONV, number, None, None))
+        await rt.dips.answer(DipRequest(CONV, None, "C-1001", None))
+    finally:
+        await rt.dips.drain()
+        await rt.close()
+
+    stored: list[str] = []
+    async with aioredis.Redis.from_url(env["REDIS_URL"]) as client:
+        async for key in client.scan_iter(count=1000):
+            stored.append(key.decode(errors="replace"))
+            if await client.type(key) == b"string":
+                stored.append((await client.get(key) or b"").decode(errors="replace"))
+    assert any(k.startswith(ANSWER_PREFIX) for k in stored)
+    async with TableServiceClient.from_connection_string(azurite.connection_string) as service:
+        async for table in service.list_tables():
+            async for entity in service.get_table_client(table.name).list_entities():
+                stored.append(json.dumps(dict(entity), default=str))
+    haystack = "\n".join(stored)
+    found = sorted(form for n in dialled for form in number_forms(n) if form in haystack)
+    assert found == []
+    # The scan saw what the stores hold: the customers' keys, as keyed hashes.
+    assert KEYS.key("ani", dialled[0]).digest in haystack
