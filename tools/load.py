@@ -16,8 +16,15 @@ table and answered "no customer" in Redis. It refuses, unless ``--force``, to re
 than ``--max-delete`` of the keys (10% by default), so a truncated export cannot wipe the
 table.
 
-Exit code: 0 when every row loaded, 2 when rows were rejected, 1 when loading failed or a
-replace was refused.
+A line the CSV reader cannot read (a field over 4096 characters) is rejected like a bad
+row. The rejects file is readable by its owner only, and a cell that a spreadsheet would
+run as a formula is written with a leading ``'``.
+
+A transaction that fails is retried; if it still fails, the customers it left partly
+written are listed by line and id, and loading the same export again finishes the job.
+
+Exit code: 0 when every row loaded, 2 when rows were rejected, 1 when loading failed (a
+transaction failed after its retries) or a replace was refused.
 """
 
 from __future__ import annotations
@@ -153,8 +160,26 @@ def main(argv: list[str] | None = None) -> int:
             f"loader: rejected rows written to {args.csv.with_suffix('.rejects.csv')}",
             file=sys.stderr,
         )
-        return 2
-    return 0
+    if report.write_error is not None:
+        for u in report.unwritten:
+            print(
+                f"loader: {args.csv}:{u.line}: customer {u.customer_id} partly written",
+                file=sys.stderr,
+            )
+        unremoved = (
+            f", and {report.unremoved} keys the export no longer has were not removed"
+            if report.unremoved
+            else ""
+        )
+        print(
+            f"loader: writing failed after retries ({report.write_error}): "
+            f"{len(report.unwritten)} customers partly written{unremoved}. Loading the "
+            "same export again is safe (every write is an idempotent upsert or delete) and "
+            "finishes the job",
+            file=sys.stderr,
+        )
+        return 1
+    return 2 if report.rejected else 0
 
 
 if __name__ == "__main__":

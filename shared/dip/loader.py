@@ -5,7 +5,15 @@ may hold several numbers separated by ``;``; they are normalised like ANIs. Each
 becomes one entity findable by id plus one per number (see ``customers``).
 
 Bad rows are reported with their line numbers and written to ``<input>.rejects.csv``
-while the good rows still load. Upserts are idempotent, so a re-run is safe.
+while the good rows still load. A line the CSV reader cannot read (a field longer than
+``FIELD_LIMIT``) is a bad row too, and reading goes on with the next line. The rejects file
+holds numbers, so it is created readable by its owner only, and a cell a spreadsheet would
+run as a formula is written with a leading ``'`` (OWASP, "CSV Injection").
+
+Every value that reaches the table is checked before anything is written, so the table
+cannot refuse an entity. A transaction covers one partition, and a customer's entities
+live in several, so a failed transaction is retried; if it still fails the report names
+the customers it left partly written. Upserts are idempotent, so a re-run is safe.
 
 Every loaded answer is also written through to the read model in Redis, so a changed tier
 or a number that moved to another customer answers right away, not after the next warm.
@@ -21,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import os
+import random
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,6 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.data.tables import TransactionOperation
 from azure.data.tables.aio import TableClient
 
@@ -39,22 +55,62 @@ from shared.dip.phone import normalize_number
 from shared.dip.readmodel import ReadModelWriter
 
 __all__ = [
+    "FIELD_LIMIT",
     "LoadReport",
+    "PartlyWritten",
     "Progress",
     "Rejected",
     "ReplaceRefused",
+    "Unwritten",
     "load_file",
     "load_rows",
     "parse_rows",
 ]
 
 REQUIRED_COLUMNS = ("customerId", "phone", "tier", "isVip")
-_CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Every string the loader stores is ASCII from one of these patterns (or an E.164 number),
+# at most 64 characters: no property can exceed Table Storage's 64 KiB, no entity its
+# 1 MiB, and no character is one the service refuses (it takes any valid UTF-16, and the
+# keys are base64url hashes). So a transaction can fail only for transient reasons.
+_CUSTOMER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# The repo configures no list of tiers (DEGRADED_TIER is free text), so a tier is bounded
+# by shape: what a CRM's tier names look like, and nothing a routing rule could trip on.
+_TIER = re.compile(r"[A-Za-z0-9 _-]{1,32}")
+# A BCP 47 (RFC 5646) language tag by the shape of its grammar: language (2-3 letters, up
+# to three 3-letter extlangs, or a 4-8 letter registered language), script, region,
+# variants, extensions and a private-use part. It does not check the IANA registry, and
+# takes no grandfathered or private-use-only tag. Written by hand: langcodes and
+# language-tags on PyPI validate against the registry, but the locks are hash-pinned and
+# a shape check is what keeps hostile text out of the table.
+_LANGUAGE_TAG = re.compile(
+    r"""
+    (?:[a-z]{2,3}(?:-[a-z]{3}){0,3}|[a-z]{4,8})  # language, extlang
+    (?:-[a-z]{4})?                            # script
+    (?:-(?:[a-z]{2}|[0-9]{3}))?               # region
+    (?:-(?:[a-z0-9]{5,8}|[0-9][a-z0-9]{3}))*  # variants
+    (?:-[0-9a-wyz](?:-[a-z0-9]{2,8})+)*       # extensions
+    (?:-x(?:-[a-z0-9]{1,8})+)?                # private use
+    """,
+    re.IGNORECASE | re.VERBOSE | re.ASCII,
+)
+_LANGUAGE_CHARS = 64
+# The CSV reader's limit on one field. The longest legitimate field is a phone list of a
+# few dozen numbers; 4096 characters is far above it, and far below Table Storage's 64 KiB
+# per string, while a hostile multi-megabyte field is refused by the reader itself.
+FIELD_LIMIT = 4096
+# A cell a spreadsheet reads as a formula (or that hides one after a tab or return): the
+# rejects file writes it with a leading "'" (OWASP, "CSV Injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _TRUE = {"true", "1", "yes", "y"}
 _FALSE = {"false", "0", "no", "n", ""}
 # A Table transaction holds at most 100 operations, all in one partition.
 _BATCH = 100
 _PARALLEL_BATCHES = 8
+# The table client retries nothing (shared/clients.py TABLE_CLIENT_OPTIONS: a dip's deadline
+# is its retry budget), so the loader retries a transaction itself after these pauses
+# (seconds, each with up to 50% jitter), for the failures that may pass.
+RETRY_DELAYS_S: tuple[float, ...] = (0.5, 2.0, 5.0)
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 # How a caller shows a load's progress: called with the number of entities a pass writes,
 # it gives a context whose value is called with each transaction's size as it completes.
@@ -75,6 +131,15 @@ class Customer:
     phones: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Unwritten:
+    """A customer some of whose entities a failed transaction left unwritten (by line and
+    id: never a number)."""
+
+    line: int
+    customer_id: str
+
+
 @dataclass
 class LoadReport:
     customers: int = 0
@@ -85,23 +150,46 @@ class LoadReport:
     # Answers written through to Redis; None when Redis could not be reached.
     written_through: int | None = 0
     redis_error: str | None = None
+    # Customers a transaction that failed after its retries left partly written, and why.
+    unwritten: list[Unwritten] = field(default_factory=list)
+    # Keys the export no longer has that a failed transaction left in the table.
+    unremoved: int = 0
+    write_error: str | None = None
 
 
 class ReplaceRefused(Exception):
     """--replace would remove more keys than allowed; nothing was changed."""
 
 
+def _record_problem(record: CustomerRecord) -> str | None:
+    """Why the table must not get a record, naming the field and never quoting it."""
+    if not _CUSTOMER_ID.fullmatch(record.customer_id):
+        return "customerId must be 1-64 letters, digits, '_' or '-'"
+    if not record.tier:
+        return "tier is empty"
+    if not _TIER.fullmatch(record.tier):
+        return "tier must be 1-32 letters, digits, spaces, '_' or '-'"
+    language = record.preferred_language
+    if language and (len(language) > _LANGUAGE_CHARS or not _LANGUAGE_TAG.fullmatch(language)):
+        return "preferredLanguage must be empty or a BCP 47 language tag such as en-US"
+    return None
+
+
 def _parse_row(row: dict[str, str], line: int, region: str) -> Customer | Rejected:
     def text(name: str) -> str:
         return (row.get(name) or "").strip()
 
-    customer_id = text("customerId")
-    if not _CUSTOMER_ID.match(customer_id):
-        return Rejected(line, "customerId must be 1-64 letters, digits, '_' or '-'", row)
-    tier = text("tier")
-    if not tier:
-        return Rejected(line, "tier is empty", row)
+    for name, value in row.items():
+        # Python's csv reader takes a NUL as any other character; no export means one.
+        if "\0" in value:
+            return Rejected(line, f"{name} holds a NUL character", row)
     vip = text("isVip").lower()
+    record = CustomerRecord(
+        text("customerId"), text("tier"), vip in _TRUE, text("preferredLanguage")
+    )
+    problem = _record_problem(record)
+    if problem is not None:
+        return Rejected(line, problem, row)
     if vip not in _TRUE | _FALSE:
         return Rejected(line, "isVip must be true or false", row)
     phones: list[str] = []
@@ -112,25 +200,69 @@ def _parse_row(row: dict[str, str], line: int, region: str) -> Customer | Reject
             return Rejected(line, "phone holds something that is not a phone number", row)
         if number not in phones:
             phones.append(number)
-    record = CustomerRecord(customer_id, tier, vip in _TRUE, text("preferredLanguage"))
     return Customer(line, record, tuple(phones))
 
 
+def _read(reader: Iterator[list[str]]) -> list[str] | None:
+    """The reader's next record under FIELD_LIMIT, None at the end; csv.Error as it comes.
+
+    The limit is process-wide, so it holds only while this loader reads."""
+    before = csv.field_size_limit(FIELD_LIMIT)
+    try:
+        return next(reader, None)
+    finally:
+        csv.field_size_limit(before)
+
+
+def _header(reader: Iterator[list[str]]) -> list[str]:
+    try:
+        return _read(reader) or []
+    except csv.Error:
+        raise ValueError(
+            f"the header cannot be read as CSV (is a column name over {FIELD_LIMIT} characters?)"
+        ) from None
+
+
 def parse_rows(lines: Iterable[str], region: str) -> Iterator[Customer | Rejected]:
-    """Validate CSV text row by row; a bad header rejects nothing but raises ValueError."""
-    reader = csv.DictReader(lines)
-    header = reader.fieldnames or []
+    """Validate CSV text row by row; a bad header rejects nothing but raises ValueError.
+
+    A record the CSV reader cannot read is rejected by the line it starts on, and reading
+    goes on with the line after the one where the reader stopped (the reader starts every
+    record afresh). Within a quoted field that spans lines, the lines after that one are
+    then read as records of their own, and rejected or loaded as they read.
+    """
+    reader = csv.reader(lines)
+    header = _header(reader)
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise ValueError(
             f"the header lacks column(s) {', '.join(missing)}; "
             f"expected {','.join(REQUIRED_COLUMNS)}[,preferredLanguage]"
         )
-    for row in reader:
+    while True:
         # Line numbers as an editor shows them: the header is line 1.
+        start = reader.line_num + 1
+        try:
+            fields = _read(reader)
+        except csv.Error as exc:
+            # csv's messages quote no data, but the reason is ours to word.
+            reason = (
+                f"a field is longer than {FIELD_LIMIT} characters"
+                if "field limit" in str(exc)
+                else "the line cannot be read as CSV"
+            )
+            yield Rejected(start, reason, {})
+            if reader.line_num < start:
+                return  # the reader read nothing: there is nothing after it to go on with
+            continue
+        if fields is None:
+            return
+        if not fields:
+            continue  # a blank line, as csv.DictReader skips it
         line = reader.line_num
-        if None in row:
-            yield Rejected(line, "too many fields", {k: v for k, v in row.items() if k})
+        row = dict(zip(header, fields, strict=False))
+        if len(fields) > len(header):
+            yield Rejected(line, "too many fields", row)
             continue
         yield _parse_row(row, line, region)
 
@@ -151,31 +283,97 @@ def _unshown(done: int) -> None:
     pass
 
 
+Batch = list[tuple[Any, ...]]
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure another attempt may not meet: the connection, a timeout, or a status the
+    service sends when busy or briefly unwell (a refused entity is none of these)."""
+    if isinstance(exc, ServiceRequestError | ServiceResponseError | OSError | TimeoutError):
+        return True
+    return isinstance(exc, HttpResponseError) and exc.status_code in _TRANSIENT_STATUS
+
+
 async def _submit(
     table: TableClient,
-    batches: list[list[tuple[Any, ...]]],
+    batches: list[Batch],
     count: int,
     progress: Progress | None,
-) -> None:
+) -> list[tuple[Batch, BaseException]]:
+    """Send the transactions, each retried after RETRY_DELAYS_S while its failure is
+    transient; return those that failed all the same, with the last error of each."""
     gate = asyncio.Semaphore(_PARALLEL_BATCHES)
+    failed: list[tuple[Batch, BaseException]] = []
     shown: AbstractContextManager[Callable[[int], object]] = (
         nullcontext(_unshown) if progress is None else progress(count)
     )
     with shown as advance:
 
-        async def submit(batch: list[tuple[Any, ...]]) -> None:
-            async with gate:
-                await table.submit_transaction(batch)
-            advance(len(batch))
+        async def submit(batch: Batch) -> None:
+            for delay in (*RETRY_DELAYS_S, None):
+                try:
+                    async with gate:
+                        await table.submit_transaction(batch)
+                except (AzureError, OSError, TimeoutError) as exc:
+                    if delay is None or not _transient(exc):
+                        failed.append((batch, exc))
+                        return
+                    # Outside the gate, so a waiting batch does not hold up the others.
+                    await asyncio.sleep(delay * (1 + random.random() / 2))
+                else:
+                    advance(len(batch))
+                    return
 
         await asyncio.gather(*(submit(b) for b in batches))
+    return failed
 
 
-def _batches(by_partition: dict[str, list[tuple[Any, ...]]]) -> list[list[tuple[Any, ...]]]:
+def _batches(by_partition: dict[str, Batch]) -> list[Batch]:
     # A Table transaction holds at most 100 operations, all in one partition.
     return [
         ops[i : i + _BATCH] for ops in by_partition.values() for i in range(0, len(ops), _BATCH)
     ]
+
+
+def _failed_keys(failed: list[tuple[Batch, BaseException]]) -> set[tuple[str, str]]:
+    return {(op[1]["PartitionKey"], op[1]["RowKey"]) for batch, _ in failed for op in batch}
+
+
+def _cause(failed: list[tuple[Batch, BaseException]]) -> str:
+    """What the failures were, by error type and status: an error's message may quote keys."""
+    kinds = {
+        f"{type(exc).__name__}"
+        + (f" {exc.status_code}" if isinstance(exc, HttpResponseError) else "")
+        for _, exc in failed
+    }
+    return ", ".join(sorted(kinds))
+
+
+class PartlyWritten(Exception):
+    """A transaction still failed after its retries: some entities were not written (or,
+    for a replacing load, some dropped keys not removed). Upserts and deletes are
+    idempotent, so loading the same export again finishes the job."""
+
+    def __init__(
+        self,
+        written: int,
+        unwritten: list[Unwritten],
+        unremoved: int,
+        cause: str,
+        removed: list[LookupKey] | None = None,
+        deleted: int = 0,
+    ) -> None:
+        super().__init__(
+            f"{len(unwritten)} customers partly written, {unremoved} keys not removed: {cause}"
+        )
+        self.written = written
+        self.unwritten = unwritten
+        self.unremoved = unremoved
+        self.cause = cause
+        # Keys that were removed all the same (and those of them whose answers Redis may
+        # hold).
+        self.deleted = deleted
+        self.removed = removed or []
 
 
 async def load_rows(
@@ -185,7 +383,16 @@ async def load_rows(
     *,
     progress: Progress | None = None,
 ) -> int:
-    """Upsert every customer's entities in partition-sized transactions; return the count."""
+    """Upsert every customer's entities in partition-sized transactions; return the count.
+
+    Checks every record first (ValueError naming the line, nothing written). Raises
+    PartlyWritten, after sending every other transaction, when one still fails after its
+    retries.
+    """
+    for customer in customers:
+        problem = _record_problem(customer.record)
+        if problem is not None:
+            raise ValueError(f"line {customer.line}: {problem}; nothing was written")
     await ensure_table(table)
     by_partition = _entities(customers, keys)
     operations = {
@@ -193,7 +400,18 @@ async def load_rows(
         for pk, rows in by_partition.items()
     }
     total = sum(len(rows) for rows in by_partition.values())
-    await _submit(table, _batches(operations), total, progress)
+    failed = await _submit(table, _batches(operations), total, progress)
+    if failed:
+        missing = _failed_keys(failed)
+        unwritten = [
+            Unwritten(c.line, c.record.customer_id)
+            for c in customers
+            if any(
+                (e["PartitionKey"], e["RowKey"]) in missing
+                for e in entities_for(c.record, c.phones, keys)
+            )
+        ]
+        raise PartlyWritten(total - len(missing), unwritten, 0, _cause(failed))
     return total
 
 
@@ -264,14 +482,29 @@ async def replace_rows(
             f"({removing / total:.0%}, more than {max_delete:.0%}): is it truncated? "
             "Nothing was changed; pass --force to remove them"
         )
-    upserted = await load_rows(table, customers, keys, progress=progress)
+    try:
+        upserted = await load_rows(table, customers, keys, progress=progress)
+    except PartlyWritten as exc:
+        # No deletes: a key under the previous secret may be all the table has of a number
+        # whose new key was not written.
+        exc.unremoved = removing + older
+        raise
     deletes = {
         pk: [(TransactionOperation.DELETE, {"PartitionKey": pk, "RowKey": rk}) for rk in rows]
         for pk, rows in gone.items()
     }
-    await _submit(table, _batches(deletes), removing + older, progress)
+    failed = await _submit(table, _batches(deletes), removing + older, progress)
+    kept = _failed_keys(failed)
     # A plain key (from before keys were hashed) has no answer in Redis under a hashed name.
-    removed = [key for rows in gone.values() for rk in rows if (key := LookupKey.from_stored(rk))]
+    removed = [
+        key
+        for pk, rows in gone.items()
+        for rk in rows
+        if (pk, rk) not in kept and (key := LookupKey.from_stored(rk))
+    ]
+    if kept:
+        deleted = removing + older - len(kept)
+        raise PartlyWritten(upserted, [], len(kept), _cause(failed), removed, deleted)
     return upserted, removing + older, removed
 
 
@@ -288,12 +521,29 @@ def answers_of(
     return answers
 
 
+def _cell(value: object) -> str:
+    """A cell a spreadsheet shows as text, never runs (OWASP, "CSV Injection")."""
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def _write_rejects(path: Path, rejected: list[Rejected], header: list[str]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["line", "reason", *header])
+    # Readable by its owner only, from the moment it exists: it holds customers' numbers.
+    # O_CREAT's mode applies to a new file only, so an existing file is narrowed too.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    with open(fd, "w", newline="", encoding="utf-8") as out:
+        # Every cell quoted, so a separator inside one cannot start another.
+        writer = csv.writer(out, quoting=csv.QUOTE_ALL)
+        writer.writerow([_cell(c) for c in ["line", "reason", *header]])
         for r in rejected:
-            writer.writerow([r.line, r.reason, *(r.row.get(h, "") for h in header)])
+            writer.writerow(
+                [_cell(c) for c in [r.line, r.reason, *(r.row.get(h, "") for h in header)]]
+            )
 
 
 async def load_file(
@@ -310,7 +560,7 @@ async def load_file(
 ) -> LoadReport:
     report = LoadReport()
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        header = next(csv.reader([handle.readline()]), [])
+        header = _header(csv.reader([handle.readline()]))
         handle.seek(0)
         good: list[Customer] = []
         for item in parse_rows(handle, region):
@@ -336,12 +586,22 @@ async def load_file(
             announced = await read_model.announce([key for key, _ in answers])
         except REDIS_ERRORS as exc:
             report.redis_error = f"{type(exc).__name__}: {exc}"
-    if replace:
-        report.entities, report.removed, removed = await replace_rows(
-            table, good, keys, max_delete=max_delete, force=force, progress=progress
-        )
-    else:
-        report.entities = await load_rows(table, good, keys, progress=progress)
+    try:
+        if replace:
+            report.entities, report.removed, removed = await replace_rows(
+                table, good, keys, max_delete=max_delete, force=force, progress=progress
+            )
+        else:
+            report.entities = await load_rows(table, good, keys, progress=progress)
+    except PartlyWritten as exc:
+        # The answers still go through to Redis: they are what the export says, and the
+        # table gets them when the export is loaded again.
+        report.entities = exc.written
+        report.unwritten = exc.unwritten
+        report.unremoved = exc.unremoved
+        report.write_error = exc.cause
+        removed = exc.removed
+        report.removed = exc.deleted
     if read_model is not None:
         try:
             report.written_through = await read_model.write(answers, announced)
