@@ -65,6 +65,7 @@ __all__ = [
     "load_file",
     "load_rows",
     "parse_rows",
+    "write_rejects",
 ]
 
 REQUIRED_COLUMNS = ("customerId", "phone", "tier", "isVip")
@@ -527,7 +528,8 @@ def _cell(value: object) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def _write_rejects(path: Path, rejected: list[Rejected], header: list[str]) -> None:
+def write_rejects(path: Path, rejected: list[Rejected], header: list[str]) -> None:
+    """Write the rejected rows to ``path``, by line, reason and the export's columns."""
     # Readable by its owner only, from the moment it exists: it holds customers' numbers.
     # O_CREAT's mode applies to a new file only, so an existing file is narrowed too.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -613,7 +615,7 @@ async def load_file(
             report.redis_error = f"{type(exc).__name__}: {exc}"
     rejects_path = path.with_suffix(".rejects.csv")
     if report.rejected:
-        _write_rejects(rejects_path, report.rejected, header)
+        write_rejects(rejects_path, report.rejected, header)
     elif rejects_path.exists():
         rejects_path.unlink()
     return report

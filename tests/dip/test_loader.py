@@ -1,11 +1,37 @@
-"""The loader's rows: good rows parse, bad rows are rejected by the line an editor shows."""
+"""The loader's rows: good rows parse, bad rows are rejected by the line an editor shows,
+whatever a hostile file holds; the rejects file runs nothing in a spreadsheet and is its
+owner's only; a transaction that fails is retried, and then names what it left unwritten."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import csv
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
-from shared.dip.loader import Rejected, parse_rows
+import pytest
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.data.tables.aio import TableClient
+
+from shared.dip import loader
+from shared.dip.customers import CustomerRecord, table_keys
+from shared.dip.keys import LookupKey
+from shared.dip.loader import (
+    FIELD_LIMIT,
+    Customer,
+    Rejected,
+    Unwritten,
+    load_file,
+    load_rows,
+    parse_rows,
+    write_rejects,
+)
 from tests.support.customers import MIXED
+from tests.support.keys import KEYS
+from tests.support.services import Azurite
 
 
 def test_rows_validate_with_editor_line_numbers() -> None:
@@ -24,3 +50,304 @@ def test_rows_validate_with_editor_line_numbers() -> None:
 def test_a_header_without_required_columns_is_an_error() -> None:
     with pytest.raises(ValueError, match="tier"):
         list(parse_rows(["customerId,phone,isVip\n", "C-1,,true\n"], "US"))
+
+
+# --- hostile files ---------------------------------------------------------------------------
+
+HEADER = "customerId,phone,tier,isVip,preferredLanguage\n"
+BEFORE = "C-1,+13175550116,Gold,true,en-US\n"
+AFTER = "C-9,+13175550119,Bronze,false,\n"
+
+
+def parse(*rows: str) -> list[Customer | Rejected]:
+    return list(parse_rows([HEADER, BEFORE, *rows, AFTER], "US"))
+
+
+def loaded_ids(items: list[Customer | Rejected]) -> list[tuple[int, str]]:
+    return [(i.line, i.record.customer_id) for i in items if isinstance(i, Customer)]
+
+
+def rejected_at(items: list[Customer | Rejected]) -> dict[int, str]:
+    return {r.line: r.reason for r in items if isinstance(r, Rejected)}
+
+
+def test_a_field_over_the_limit_is_rejected_by_its_line_and_the_rows_after_it_still_parse() -> None:
+    items = parse(f"C-2,+13175550117,{'G' * (FIELD_LIMIT + 1)},true,\n", "C-3,,Gold,no,\n")
+    assert rejected_at(items) == {3: f"a field is longer than {FIELD_LIMIT} characters"}
+    assert loaded_ids(items) == [(2, "C-1"), (4, "C-3"), (5, "C-9")]
+
+
+def test_fields_over_the_limit_on_consecutive_lines_are_each_rejected() -> None:
+    huge = "x" * (FIELD_LIMIT * 50)
+    items = parse(f"{huge}\n", f'C-2,"{huge}",Gold,true,\n')
+    assert sorted(rejected_at(items)) == [3, 4]
+    assert loaded_ids(items) == [(2, "C-1"), (5, "C-9")]
+
+
+def test_a_field_at_the_limit_is_read() -> None:
+    items = parse(f"C-2,{';' * FIELD_LIMIT},Gold,true,\n")
+    assert loaded_ids(items) == [(2, "C-1"), (3, "C-2"), (4, "C-9")]
+
+
+def test_the_field_limit_holds_only_while_the_loader_reads() -> None:
+    before = csv.field_size_limit()
+    rows = parse_rows([HEADER, BEFORE], "US")
+    next(rows)
+    assert csv.field_size_limit() == before
+
+
+@pytest.mark.parametrize("column", range(5))
+def test_a_nul_in_any_column_is_rejected_naming_the_column(column: int) -> None:
+    fields = ["C-2", "+13175550117", "Gold", "true", "en-US"]
+    fields[column] = fields[column][:2] + "\0" + fields[column][2:]
+    items = parse(",".join(fields) + "\n")
+    name = HEADER.strip().split(",")[column]
+    assert rejected_at(items) == {3: f"{name} holds a NUL character"}
+    assert loaded_ids(items) == [(2, "C-1"), (4, "C-9")]
+
+
+@pytest.mark.parametrize(
+    "tier",
+    [
+        "G" * 33,
+        "Gold<script>",
+        "Gold;Silver",
+        "Gold\u200b",  # a zero-width space
+        "Göld",
+        "Gold\x07",
+        "=1+1",
+        "Gold\\Silver",
+    ],
+)
+def test_a_tier_too_long_or_with_other_characters_is_rejected_without_quoting_it(
+    tier: str,
+) -> None:
+    items = parse(f'C-2,+13175550117,"{tier}",true,\n')
+    (reason,) = rejected_at(items).values()
+    assert reason == "tier must be 1-32 letters, digits, spaces, '_' or '-'"
+    assert loaded_ids(items) == [(2, "C-1"), (4, "C-9")]
+
+
+@pytest.mark.parametrize("tier", ["G" * 32, "Gold Plus", "tier_2-b", "7"])
+def test_a_tier_of_up_to_32_letters_digits_spaces_underscores_and_hyphens_loads(
+    tier: str,
+) -> None:
+    (_, customer, _) = parse(f"C-2,,{tier},true,\n")
+    assert isinstance(customer, Customer) and customer.record.tier == tier
+
+
+@pytest.mark.parametrize(
+    "language",
+    ["en", "en-US", "EN-us", "fr-CA", "es-419", "zh-Hant-TW", "zh-yue-HK", "sl-rozaj-biske",
+     "de-CH-1901", "en-US-u-ca-gregory", "en-x-private", "haw"],
+)  # fmt: skip
+def test_a_bcp47_preferred_language_loads(language: str) -> None:
+    (_, customer, _) = parse(f"C-2,,Gold,true,{language}\n")
+    assert isinstance(customer, Customer) and customer.record.preferred_language == language
+
+
+@pytest.mark.parametrize(
+    "language",
+    [
+        "e",
+        "english language",
+        "en_US",
+        "en-US;fr",
+        "en-",
+        "en--US",
+        "en-US-",
+        "x-private",
+        "en-" + "-".join(["abcde"] * 11),  # well formed, but over 64 characters
+        "en-\u0665\u0660\u0661",  # Arabic-Indic digits are digits to Python, not to BCP 47
+        "=cmd|' /C calc'!A0",
+    ],
+)
+def test_a_preferred_language_that_is_not_a_bcp47_tag_is_rejected_without_quoting_it(
+    language: str,
+) -> None:
+    items = parse(f'C-2,+13175550117,Gold,true,"{language.replace(chr(34), "")}"\n')
+    (reason,) = rejected_at(items).values()
+    assert reason == "preferredLanguage must be empty or a BCP 47 language tag such as en-US"
+    assert loaded_ids(items) == [(2, "C-1"), (4, "C-9")]
+
+
+def test_load_rows_checks_every_record_before_writing_anything() -> None:
+    bad = Customer(7, CustomerRecord("C-7", "G" * 33, False), ())
+    with pytest.raises(ValueError, match=r"line 7: tier must be"):
+        # No table is needed: the check comes before the first request.
+        asyncio.run(load_rows(None, [bad], KEYS))  # type: ignore[arg-type]
+
+
+# --- the rejects file ------------------------------------------------------------------------
+
+DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def read_back(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))
+
+
+@pytest.mark.parametrize("first", DANGEROUS)
+def test_every_rejects_cell_that_could_run_as_a_formula_gets_a_leading_quote(
+    tmp_path: Path, first: str
+) -> None:
+    header = ["customerId", "phone", "tier", "isVip", f"{first}extra"]
+    row = {name: f'{first}HYPERLINK("http://x","y")' for name in header}
+    path = tmp_path / "crm.rejects.csv"
+    write_rejects(path, [Rejected(2, f"{first}cmd|' /C calc'!A0", row)], header)
+    (head, cells) = read_back(path)
+    assert head == ["line", "reason", *(f"'{h}" if h.startswith(first) else h for h in header)]
+    assert cells[0] == "2"
+    assert cells[1] == f"'{first}cmd|' /C calc'!A0"
+    assert cells[2:] == [f'\'{first}HYPERLINK("http://x","y")'] * len(header)
+
+
+def test_rejects_cells_that_start_otherwise_are_written_as_they_are(tmp_path: Path) -> None:
+    header = ["customerId", "phone", "tier", "isVip"]
+    row = {"customerId": "bad id", "phone": "1 (317) 555-0116", "tier": "'Gold", "isVip": ""}
+    path = tmp_path / "crm.rejects.csv"
+    write_rejects(path, [Rejected(3, "customerId must be ...", row)], header)
+    assert read_back(path)[1] == ["3", "customerId must be ...", *row.values()]
+
+
+def test_the_rejects_file_is_created_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "crm.rejects.csv"
+    old = os.umask(0)  # what a wide umask would let a plain open() create
+    try:
+        write_rejects(path, [Rejected(2, "r", {})], ["customerId"])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_existing_rejects_file_readable_by_others_is_narrowed_to_its_owner(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "crm.rejects.csv"
+    path.write_text("old rows\n")
+    path.chmod(0o644)
+    write_rejects(path, [Rejected(2, "r", {})], ["customerId"])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "old rows" not in path.read_text()
+
+
+# --- a transaction that fails ----------------------------------------------------------------
+
+
+class FailingPartition:
+    """The table, whose transactions for one partition fail: ``transient`` times with a 503
+    (then they go through), or always with a 400 when ``transient`` is None."""
+
+    def __init__(self, inner: TableClient, partition: str, transient: int | None) -> None:
+        self.inner, self.partition, self.transient = inner, partition, transient
+        self.attempts = 0
+
+    async def submit_transaction(self, batch: list[tuple[Any, ...]]) -> Any:
+        if batch[0][1]["PartitionKey"] == self.partition:
+            self.attempts += 1
+            if self.transient is None or self.attempts <= self.transient:
+                error = HttpResponseError("refused")
+                error.status_code = 400 if self.transient is None else 503
+                raise error
+        return await self.inner.submit_transaction(batch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+FAILING = """customerId,phone,tier,isVip
+F-1,+13175550131,Gold,true
+F-2,+13175550132,Silver,false
+F-3,+13175550133,Bronze,false
+"""
+# F-2's number lives in a partition of its own among these keys; its id elsewhere.
+FAILING_PARTITION = table_keys(KEYS.key("ani", "+13175550132"))[0]
+
+
+@pytest.fixture
+async def table(azurite: Azurite, table_name: str) -> AsyncIterator[TableClient]:
+    async with TableClient.from_connection_string(azurite.connection_string, table_name) as t:
+        yield t
+        await t.delete_table()
+
+
+async def keys_stored(table: TableClient, *keys: LookupKey) -> list[bool]:
+    found = []
+    for key in keys:
+        try:
+            await table.get_entity(*table_keys(key))
+            found.append(True)
+        except ResourceNotFoundError:
+            found.append(False)
+    return found
+
+
+def test_the_failing_partition_holds_only_f2s_number() -> None:
+    others = [KEYS.key("customerId", f"F-{i}") for i in (1, 2, 3)]
+    others += [KEYS.key("ani", f"+1317555013{i}") for i in (1, 3)]
+    assert FAILING_PARTITION not in {table_keys(k)[0] for k in others}
+
+
+async def test_a_transaction_that_keeps_failing_names_the_customer_it_left_partly_written(
+    table: TableClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(FAILING)
+    failing = FailingPartition(table, FAILING_PARTITION, transient=None)
+    report = await load_file(path, failing, "US", KEYS)  # type: ignore[arg-type]
+    assert report.unwritten == [Unwritten(3, "F-2")]
+    assert report.write_error == "HttpResponseError 400"
+    assert failing.attempts == 1  # a refusal is not retried
+    assert report.entities == 5
+    # Every other transaction went through: F-2 is findable by id, not by number.
+    assert await keys_stored(
+        table,
+        KEYS.key("ani", "+13175550131"),
+        KEYS.key("ani", "+13175550133"),
+        KEYS.key("customerId", "F-2"),
+        KEYS.key("ani", "+13175550132"),
+    ) == [True, True, True, False]
+    # Loading it again, once the partition takes writes, finishes the job.
+    again = await load_file(path, table, "US", KEYS)
+    assert again.unwritten == [] and again.write_error is None and again.entities == 6
+
+
+async def test_a_transient_failure_is_retried_until_the_transaction_goes_through(
+    table: TableClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader, "RETRY_DELAYS_S", (0.01, 0.01, 0.01))
+    path = tmp_path / "crm.csv"
+    path.write_text(FAILING)
+    failing = FailingPartition(table, FAILING_PARTITION, transient=3)
+    report = await load_file(path, failing, "US", KEYS)  # type: ignore[arg-type]
+    assert failing.attempts == 4
+    assert report.unwritten == [] and report.write_error is None and report.entities == 6
+    assert await keys_stored(table, KEYS.key("ani", "+13175550132")) == [True]
+
+
+async def test_retries_are_bounded(
+    table: TableClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader, "RETRY_DELAYS_S", (0.01, 0.01, 0.01))
+    path = tmp_path / "crm.csv"
+    path.write_text(FAILING)
+    failing = FailingPartition(table, FAILING_PARTITION, transient=4)
+    report = await load_file(path, failing, "US", KEYS)  # type: ignore[arg-type]
+    assert failing.attempts == 4
+    assert report.unwritten == [Unwritten(3, "F-2")]
+    assert report.write_error == "HttpResponseError 503"
+
+
+async def test_a_replacing_load_whose_upserts_partly_fail_removes_nothing(
+    table: TableClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(FAILING + "F-4,+13175550134,Gold,false\n")
+    assert (await load_file(path, table, "US", KEYS)).entities == 8
+    path.write_text(FAILING)
+    failing = FailingPartition(table, FAILING_PARTITION, transient=None)
+    report = await load_file(path, failing, "US", KEYS, replace=True, max_delete=0.5)  # type: ignore[arg-type]
+    assert report.unwritten == [Unwritten(3, "F-2")]
+    assert report.removed == 0 and report.unremoved == 2
+    assert await keys_stored(table, KEYS.key("customerId", "F-4")) == [True]
