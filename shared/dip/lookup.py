@@ -221,7 +221,9 @@ class DipService:
             log.exception("dip failed unexpectedly; answering the fallback")
             dip.reason = "internal_error"
             answer = self._fallback(dip)
-        if first is not None and not answer.customer_found:
+        if first is not None and not answer.customer_found and answer.source != "degraded":
+            # Neither key names a customer: the current key's answer stands, unless the
+            # previous key could not be looked up, when nobody can say "no customer".
             answer = first
         return self._finish(caller[0], answer, started, dip)
 

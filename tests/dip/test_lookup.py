@@ -10,8 +10,8 @@ import pytest
 
 from app.runtime import Runtime
 from app.settings import load_settings
-from shared.dip.customers import CustomerRecord
-from shared.dip.keys import LookupKey
+from shared.dip.customers import CustomerRecord, DatabaseUnavailable
+from shared.dip.keys import LookupKey, LookupKeys
 from shared.dip.lookup import (
     CallerDefaults,
     Clocks,
@@ -411,3 +411,65 @@ def test_dip_service_is_constructible_without_io() -> None:
         inflight=InflightCap(4),
     )
     assert service.inflight_reads == 0
+
+
+class KeyedStore:
+    """A store that knows one record under one key, and fails for the keys listed."""
+
+    def __init__(self, known: LookupKey, failing: frozenset[LookupKey] = frozenset()) -> None:
+        self.known, self.failing = known, failing
+        self.asked: list[LookupKey] = []
+
+    async def get(self, key: LookupKey, timeout: float) -> CustomerRecord | None:
+        self.asked.append(key)
+        if key in self.failing:
+            raise DatabaseUnavailable("down")
+        return CustomerRecord("C-1", "Gold", True) if key == self.known else None
+
+
+def rotating_service(store: KeyedStore) -> DipService:
+    class NoCache:
+        async def get(self, *a: object) -> None:
+            return None
+
+        async def put(self, *a: object, **kw: object) -> None:
+            return None
+
+    class Open:
+        async def admit(self, timeout: float) -> bool:
+            return True
+
+    return DipService(
+        cache=NoCache(),
+        valve=Open(),
+        store=store,
+        keys=LookupKeys(NEW_SECRET, previous=SECRET.encode()),
+        timeouts=DipTimeouts(deadline_ms=2500, db_timeout_ms=1500, redis_timeout_ms=100),
+        defaults=CallerDefaults(region="US", degraded_tier="Standard"),
+    )
+
+
+NEW_SECRET = b"n" * 40
+
+
+async def test_during_a_rotation_a_caller_under_the_previous_key_is_found() -> None:
+    store = KeyedStore(KEYS.key("ani", GOLD_PHONE))
+    answer = (await rotating_service(store).answer(dip(ani=GOLD_PHONE))).answer
+    assert (answer.customer_id, answer.matched_by, answer.source) == ("C-1", "ani", "database")
+    assert store.asked == list(
+        LookupKeys(NEW_SECRET, SECRET.encode()).candidates("ani", GOLD_PHONE)
+    )
+
+
+async def test_during_a_rotation_the_current_key_is_tried_first_and_wins() -> None:
+    store = KeyedStore(LookupKeys(NEW_SECRET).key("customerId", "C-1"))
+    answer = (await rotating_service(store).answer(dip(customer_id="C-1"))).answer
+    assert (answer.customer_id, answer.matched_by) == ("C-1", "customerId")
+    assert len(store.asked) == 1
+
+
+async def test_during_a_rotation_an_unreadable_previous_key_is_degraded_not_unknown() -> None:
+    previous = KEYS.key("ani", GOLD_PHONE)
+    store = KeyedStore(previous, failing=frozenset({previous}))
+    answer = (await rotating_service(store).answer(dip(ani=GOLD_PHONE))).answer
+    assert (answer.customer_found, answer.source) == (False, "degraded")
