@@ -77,15 +77,16 @@ _CUSTOMER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # The repo configures no list of tiers (DEGRADED_TIER is free text), so a tier is bounded
 # by shape: what a CRM's tier names look like, and nothing a routing rule could trip on.
 _TIER = re.compile(r"[A-Za-z0-9 _-]{1,32}")
-# A BCP 47 (RFC 5646) language tag by the shape of its grammar: language (2-3 letters, up
-# to three 3-letter extlangs, or a 4-8 letter registered language), script, region,
-# variants, extensions and a private-use part. It does not check the IANA registry, and
-# takes no grandfathered or private-use-only tag. Written by hand: langcodes and
+# A BCP 47 (RFC 5646) language tag by the shape of its grammar: language (2-3 letters and
+# up to three 3-letter extlangs), script, region, variants, extensions and a private-use
+# part. The grammar's 4-8 letter languages are left out: the IANA registry has none, and
+# they would take words such as "english". It does not check the registry, and takes no
+# grandfathered or private-use-only tag. Written by hand: langcodes and
 # language-tags on PyPI validate against the registry, but the locks are hash-pinned and
 # a shape check is what keeps hostile text out of the table.
 _LANGUAGE_TAG = re.compile(
     r"""
-    (?:[a-z]{2,3}(?:-[a-z]{3}){0,3}|[a-z]{4,8})  # language, extlang
+    [a-z]{2,3}(?:-[a-z]{3}){0,3}              # language, extlang
     (?:-[a-z]{4})?                            # script
     (?:-(?:[a-z]{2}|[0-9]{3}))?               # region
     (?:-(?:[a-z0-9]{5,8}|[0-9][a-z0-9]{3}))*  # variants

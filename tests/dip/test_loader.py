@@ -151,6 +151,8 @@ def test_a_bcp47_preferred_language_loads(language: str) -> None:
     [
         "e",
         "english language",
+        "english",
+        "engl",
         "en_US",
         "en-US;fr",
         "en-",
