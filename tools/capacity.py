@@ -79,7 +79,7 @@ REDIS_HEADROOM = 2.0
 # Measured by python -m bench.memory on redis-server 7.0 (docs/readmodel.md): one cached
 # answer per lookup key; and the benchmark population's lookup keys per customer (55% have
 # one number, 45% two, plus the customer id).
-BYTES_PER_LOOKUP_KEY = 304.0
+BYTES_PER_LOOKUP_KEY = 319.3
 KEYS_PER_CUSTOMER = 2.45
 # The read model's Bloom filters (shared/dip/readmodel.py) take 16 bits per key with room to
 # double, for at least a million keys, in power-of-two partitions: at most 8 bytes per key.
