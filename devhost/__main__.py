@@ -91,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="check keys from DEVHOST_FUNCTION_KEY / DEVHOST_MASTER_KEY",
     )
-    parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        help="the root logger's level (default INFO, the level Microsoft's worker sets)",
+    )
     parser.add_argument("--backlog", type=int, default=1024, help="listen backlog")
     parser.add_argument(
         "--workers",

@@ -229,3 +229,26 @@ def test_a_worker_that_cannot_start_stops_the_host_with_its_exit_code() -> None:
     )
     assert result.returncode == 2
     assert "MAX_DB_QPS" in result.stderr
+
+
+def test_by_default_the_host_keeps_every_info_record_as_microsofts_worker_does() -> None:
+    # The worker sets the root logger to INFO and forwards every record: the dev host
+    # silences nothing, so an SDK request line the app does not quiet itself shows here too.
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "devhost", "--port", str(port)),
+            *("--script", "tests/support/apps/logging_app.py"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+    assert "loggingapp app record at info" in err
+    assert "azure.core.pipeline.policies.http_logging_policy sdk record at info" in err
