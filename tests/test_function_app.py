@@ -1,6 +1,7 @@
 """function_app.py inside Microsoft's worker, served by the dev host over real HTTP: routes,
-auth levels, status codes; and the scale wing's timer and surge route against the HTTPS fake
-ARM."""
+auth levels, status codes; the functions each app registers (DIPGUARD_FUNCTIONS); and the
+scale wing's timer and surge route against the HTTPS fake ARM, with the operator signed in
+by the headers App Service Authentication sets."""
 
 from __future__ import annotations
 
@@ -28,7 +29,14 @@ from shared.scale.arm import AzureArmGateway
 from tests.support.fake_arm import FakeArm, StubCredential
 from tests.support.keys import KEYS
 from tests.support.services import ROOT, free_port, wait_for_port
-from tests.support.surges import body, scale_env
+from tests.support.surges import (
+    OPERATOR,
+    OPERATOR_NAME,
+    OPERATOR_OID,
+    body,
+    principal_headers,
+    scale_env,
+)
 
 CONV = "43436e96-5c19-4c52-b951-4ea05d9a9af7"
 FUNCTION_KEY = "test-function-key"
@@ -70,6 +78,19 @@ async def client(
     set_runtime(None)
 
 
+LOOKUP_FUNCTIONS = {
+    "ivr_lookup": "httpTrigger",
+    "health": "httpTrigger",
+    "warmup": "warmupTrigger",
+    "cache_warm": "timerTrigger",
+}
+OPERATOR_FUNCTIONS = {
+    "health": "httpTrigger",
+    "scale_schedule": "timerTrigger",
+    "surge": "httpTrigger",
+}
+
+
 def test_microsofts_worker_indexes_and_loads_every_function(app_worker: Worker) -> None:
     # The same indexing Azure runs when the app starts: one refused function would leave
     # the app with none at all, the data dip included.
@@ -98,7 +119,75 @@ def test_the_worker_reports_the_routes_and_auth_levels_the_host_serves(
         http["surge"]["route"],
         sorted(http["surge"]["methods"]),
         http["surge"]["authLevel"],
-    ) == ("surge/{id?}", ["DELETE", "GET", "POST"], "ADMIN")
+    ) == ("surge/{id?}", ["DELETE", "GET", "POST"], "ANONYMOUS")
+
+
+# --- one codebase, two apps: the functions DIPGUARD_FUNCTIONS registers --------------------
+
+# Microsoft's worker keeps the indexed app in module-level state, so each function set is
+# indexed by a worker of its own, in a process of its own, as each app's worker in Azure.
+WORKER_PROBE = """
+import asyncio, json, sys
+from pathlib import Path
+from devhost.worker import Worker, WorkerRefused
+worker = Worker(Path(sys.argv[1]))
+try:
+    asyncio.run(worker.start())
+except WorkerRefused as exc:
+    print(json.dumps({"refused": str(exc)}))
+else:
+    print(json.dumps({
+        f.name: [f.trigger_type, f.trigger.get("route"), f.trigger.get("authLevel")]
+        for f in worker.functions
+    }))
+    worker.stop()
+"""
+
+
+def index_in_own_worker(env: dict[str, str]) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-c", WORKER_PROBE, str(ROOT / "function_app.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return found
+
+
+@pytest.mark.parametrize(
+    ("functions", "expected"),
+    [
+        ("lookup", LOOKUP_FUNCTIONS),
+        ("operator", OPERATOR_FUNCTIONS),
+        ("all", {**LOOKUP_FUNCTIONS, **OPERATOR_FUNCTIONS}),
+    ],
+)
+def test_each_app_registers_only_its_own_functions(
+    app_env: dict[str, str], functions: str, expected: dict[str, str]
+) -> None:
+    indexed = index_in_own_worker(dict(os.environ, DIPGUARD_FUNCTIONS=functions))
+    assert {name: spec[0] for name, spec in indexed.items()} == expected
+    # Each app has its own health, at the same route, behind a host key.
+    assert indexed["health"][1:] == ["health", "FUNCTION"]
+
+
+def test_the_dev_host_serves_every_function_when_the_setting_is_left_out(
+    app_env: dict[str, str],
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DIPGUARD_FUNCTIONS"}
+    assert set(index_in_own_worker(env)) == set(LOOKUP_FUNCTIONS) | set(OPERATOR_FUNCTIONS)
+
+
+def test_an_unknown_function_set_stops_the_worker_naming_the_setting(
+    app_env: dict[str, str],
+) -> None:
+    indexed = index_in_own_worker(dict(os.environ, DIPGUARD_FUNCTIONS="everything"))
+    assert "DIPGUARD_FUNCTIONS" in indexed["refused"]
+    assert set(indexed) == {"refused"}
 
 
 def keyed(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -343,9 +432,10 @@ async def host(
         set_runtime(None)
 
 
-async def test_function_app_declares_the_timer_and_the_admin_surge_route(
+async def test_function_app_declares_the_timer_and_an_anonymous_surge_route(
     app_worker: Worker,
 ) -> None:
+    # Anonymous to the runtime: no host key opens it, the operator's principal does.
     # As Microsoft's worker reports them to the Functions host.
     specs = {f.name: f.trigger for f in app_worker.functions}
     timer = specs["scale_schedule"]
@@ -358,7 +448,7 @@ async def test_function_app_declares_the_timer_and_the_admin_surge_route(
     route = specs["surge"]
     assert route["route"] == "surge/{id?}"
     assert sorted(route["methods"]) == ["DELETE", "GET", "POST"]
-    assert route["authLevel"] == "ADMIN"
+    assert route["authLevel"] == "ANONYMOUS"
 
 
 async def test_one_run_of_scale_schedule_patches_once_and_a_second_run_not_at_all(
@@ -375,31 +465,75 @@ async def test_one_run_of_scale_schedule_patches_once_and_a_second_run_not_at_al
     assert fake.state.always_ready == 7
 
 
-async def test_surge_route_takes_the_master_key_only(
-    host: TestClient[Any, Any], fake: FakeArm
+async def test_surge_route_admits_an_operator_signed_in_by_app_service_authentication(
+    host: TestClient[Any, Any], fake: FakeArm, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = body(alwaysReady=12)
-    refused = await host.post("/api/surge", data=data, headers={"x-functions-key": FUNCTION_KEY})
-    assert refused.status == 401
-    assert fake.calls("PATCH") == []
-    accepted = await host.post("/api/surge", data=data, headers={"x-functions-key": MASTER_KEY})
+    with caplog.at_level("WARNING", logger="dipguard.surge"):
+        accepted = await host.post("/api/surge", data=data, headers=OPERATOR)
     assert accepted.status == 201
     assert accepted.headers["Content-Type"].startswith("application/json")
     payload = await accepted.json()
     assert payload["applied"] is True and fake.state.always_ready == 12
-    listed = await host.get("/api/surge", headers={"x-functions-key": MASTER_KEY})
-    assert (await listed.json())["count"] == 1
-    gone = await host.delete(
-        f"/api/surge/{payload['surge']['id']}", headers={"x-functions-key": MASTER_KEY}
-    )
+    ada = {"objectId": OPERATOR_OID, "name": OPERATOR_NAME}
+    assert payload["surge"]["raisedBy"] == ada
+    (line,) = [r.getMessage() for r in caplog.records if " started by " in r.getMessage()]
+    assert f'started by {OPERATOR_OID} "{OPERATOR_NAME}": alwaysReady 12' in line
+    listed = await (await host.get("/api/surge", headers=OPERATOR)).json()
+    assert listed["count"] == 1 and listed["surges"][0]["raisedBy"] == ada
+    gone = await host.delete(f"/api/surge/{payload['surge']['id']}", headers=OPERATOR)
     assert gone.status == 200 and fake.state.always_ready == 7
+    assert (await gone.json())["surge"]["endedBy"] == ada
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({}, 401, "unauthenticated"),
+        # Host keys open nothing here: the master key is no operator.
+        ({"x-functions-key": MASTER_KEY}, 401, "unauthenticated"),
+        ({"x-functions-key": FUNCTION_KEY}, 401, "unauthenticated"),
+        ({"X-MS-CLIENT-PRINCIPAL": "not a principal"}, 401, "invalid_principal"),
+        (principal_headers(("Surge.Read",)), 403, "forbidden"),
+    ],
+    ids=["none", "master key", "function key", "malformed", "wrong role"],
+)
+async def test_surge_route_refuses_all_but_an_operator_with_a_json_error(
+    host: TestClient[Any, Any],
+    fake: FakeArm,
+    headers: dict[str, str],
+    status: int,
+    code: str,
+) -> None:
+    for method, path in [("POST", "/api/surge"), ("GET", "/api/surge")]:
+        response = await host.request(method, path, data=body(alwaysReady=12), headers=headers)
+        assert response.status == status
+        assert response.headers["Content-Type"].startswith("application/json")
+        payload = await response.json()
+        assert (payload["error"], payload["field"] is None) == (code, status == 403)
+    assert fake.calls("PATCH") == []
+
+
+async def test_surge_route_believes_no_header_without_app_service_authentication(
+    host: TestClient[Any, Any], fake: FakeArm, base_env: dict[str, str]
+) -> None:
+    env = {k: v for k, v in scale_env(base_env, ALL_DAY).items() if k != "WEBSITE_AUTH_ENABLED"}
+    rt = Runtime(load_settings(env))
+    set_runtime(rt)
+    try:
+        response = await host.post("/api/surge", data=body(alwaysReady=12), headers=OPERATOR)
+    finally:
+        await rt.clients.close()
+    assert response.status == 401
+    assert (await response.json())["error"] == "unauthenticated"
+    assert fake.calls("PATCH") == []
 
 
 @pytest.mark.parametrize("raw", [b"{oops", b'{"alwaysReady": ' + b"3" * 5000 + b"}"])
 async def test_surge_route_malformed_json_is_a_400_with_the_error_shape(
     host: TestClient[Any, Any], raw: bytes
 ) -> None:
-    response = await host.post("/api/surge", data=raw, headers={"x-functions-key": MASTER_KEY})
+    response = await host.post("/api/surge", data=raw, headers=OPERATOR)
     assert response.status == 400
     payload = await response.json()
     assert set(payload) == {"error", "message", "field"}

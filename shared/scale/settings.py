@@ -1,4 +1,5 @@
-"""The scale schedule's settings: the schedule, the plan's limits and the app to scale.
+"""The scale schedule's settings: the schedule, the plan's limits, the app to scale, and
+whom the surge switch believes.
 
 Specs only this wing reads; the composition root (app/settings.py) loads them with the
 others at start-up and hands the scale wing a ScaleSettings. The burst limit's bounds and
@@ -9,11 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from shared.scale.schedule import MAX_BURST_LIMIT_DEFAULT, MAX_BURST_MAX
-from shared.settings import SettingSpec, boolean, load_specs, text, whole
+from shared.settings import SettingsError, SettingSpec, boolean, load_specs, text, whole
 
-__all__ = ["SCALE_SETTINGS", "ScaleSettings", "load_scale_settings"]
+__all__ = ["AUTH_ENABLED", "SCALE_SETTINGS", "ScaleSettings", "load_scale_settings"]
+
+# Set by App Service in an app with App Service Authentication on ("Environment variables
+# and app settings in Azure App Service", ms.date 09/14/2023: "Injected into a Windows or
+# Linux app to indicate whether App Service authentication is enabled"); "True" when on.
+AUTH_ENABLED = "WEBSITE_AUTH_ENABLED"
 
 SCALE_SETTINGS: tuple[SettingSpec[object], ...] = (
     SettingSpec(
@@ -77,14 +84,24 @@ SCALE_SETTINGS: tuple[SettingSpec[object], ...] = (
         "SCALE_SITE_NAME",
         "",
         text,
-        "Override: the app to scale (default WEBSITE_SITE_NAME).",
-        deployed=False,
+        "The app to scale: in the operator app, the lookup app's name, which the operator "
+        "app's start-up requires in Azure (default WEBSITE_SITE_NAME, the app itself, "
+        "which is what a single host serving every function scales).",
     ),
     SettingSpec(
         "SCALE_PLAN_NAME",
         "",
         text,
         "Override: the Premium plan (default read from the site).",
+        deployed=False,
+    ),
+    SettingSpec(
+        "SURGE_TRUST_LOCAL_PRINCIPAL",
+        "false",
+        boolean,
+        "Local only: believe X-MS-CLIENT-PRINCIPAL headers without App Service "
+        "Authentication, so the surge switch can be tried on the dev host with the headers "
+        "it sets. An app in Azure (WEBSITE_SITE_NAME set) refuses to start with it on.",
         deployed=False,
     ),
 )
@@ -105,10 +122,26 @@ class ScaleSettings:
     scale_resource_group: str
     scale_site_name: str
     scale_plan_name: str
+    surge_trust_local_principal: bool
+    # WEBSITE_AUTH_ENABLED: App Service Authentication stands in front of this app.
+    app_service_auth: bool
+
+    @property
+    def principal_trusted(self) -> bool:
+        """Whether the surge switch may believe the X-MS-CLIENT-PRINCIPAL headers."""
+        return self.app_service_auth or self.surge_trust_local_principal
 
 
 def load_scale_settings(env: Mapping[str, str]) -> ScaleSettings:
     """The scale wing's settings from ``env``; raise SettingsError naming the first bad one.
     SCALE_SCHEDULE itself is checked by shared.scale.tick.check_schedule, which logs a bad
     one and never stops start-up."""
-    return load_specs(ScaleSettings, SCALE_SETTINGS, env)
+    auth = env.get(AUTH_ENABLED, "").strip().lower() == "true"
+    settings = load_specs(partial(ScaleSettings, app_service_auth=auth), SCALE_SETTINGS, env)
+    if settings.surge_trust_local_principal and env.get("WEBSITE_SITE_NAME", "").strip():
+        raise SettingsError(
+            "SURGE_TRUST_LOCAL_PRINCIPAL",
+            "is for the dev host only and is refused in Azure (WEBSITE_SITE_NAME is set): "
+            "operators reach the surge switch through App Service Authentication",
+        )
+    return settings

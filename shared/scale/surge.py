@@ -3,11 +3,15 @@
 Stored in Table Storage so they outlive restarts and every instance (and the one timer)
 sees the same ones. One partition: surges are a handful a year, and one partition keeps
 "list the active ones" a single-partition query. Rows are kept after they end, as the
-record of who raised what and why.
+record of who raised what and why: each row holds the Entra object id and display name of
+the operator who raised it (RaisedByObjectId, RaisedByName) and of the one who ended it
+early (EndedByObjectId, EndedByName). Rows written before operators signed in have none,
+and read as raised by nobody known.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from dataclasses import dataclass
@@ -21,11 +25,13 @@ from azure.data.tables.aio import TableClient
 from shared.clients import ensure_table
 from shared.errors import CallerError
 from shared.http import BodyError, decode_json
+from shared.scale.principal import Operator
 from shared.scale.schedule import ALWAYS_READY_MAX, MAX_BURST_MAX, ZONE_REDUNDANT_MIN, Surge
 
 __all__ = [
     "MAX_MINUTES",
     "SurgeInputError",
+    "SurgeRecord",
     "SurgeRequest",
     "create_surge",
     "end_surge",
@@ -49,6 +55,14 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 
 class SurgeInputError(CallerError):
     """A surge request the operator got wrong: a 4xx with ``{"error", "message", "field"}``."""
+
+
+@dataclass(frozen=True)
+class SurgeRecord(Surge):
+    """A stored surge: what the schedule sees, and which operators raised and ended it."""
+
+    raised_by: Operator | None = None
+    ended_by: Operator | None = None
 
 
 @dataclass(frozen=True)
@@ -134,13 +148,26 @@ def valid_id(surge_id: str) -> bool:
     return bool(_ID.match(surge_id))
 
 
-def _from_entity(entity: dict[str, Any]) -> Surge:
-    return Surge(
+def _operator(entity: dict[str, Any], prefix: str) -> Operator | None:
+    object_id = entity.get(f"{prefix}ObjectId")
+    if not isinstance(object_id, str) or not object_id:
+        return None
+    return Operator(object_id, str(entity.get(f"{prefix}Name") or ""))
+
+
+def _operator_columns(prefix: str, operator: Operator) -> dict[str, str]:
+    return {f"{prefix}ObjectId": operator.object_id, f"{prefix}Name": operator.name}
+
+
+def _from_entity(entity: dict[str, Any]) -> SurgeRecord:
+    return SurgeRecord(
         id=str(entity["RowKey"]),
         always_ready=int(entity["AlwaysReady"]),
         starts_at=_utc(entity["StartsAt"]),
         expires_at=_utc(entity["ExpiresAt"]),
         reason=str(entity.get("Reason", "")),
+        raised_by=_operator(entity, "RaisedBy"),
+        ended_by=_operator(entity, "EndedBy"),
     )
 
 
@@ -156,15 +183,20 @@ def _now(now: datetime | None) -> datetime:
 
 
 async def create_surge(
-    table: TableClient, request: SurgeRequest, *, now: datetime | None = None
-) -> Surge:
+    table: TableClient,
+    request: SurgeRequest,
+    raised_by: Operator,
+    *,
+    now: datetime | None = None,
+) -> SurgeRecord:
     start = _now(now)
-    surge = Surge(
+    surge = SurgeRecord(
         id=uuid.uuid4().hex,
         always_ready=request.always_ready,
         starts_at=start,
         expires_at=start + timedelta(minutes=request.minutes),
         reason=request.reason,
+        raised_by=raised_by,
     )
     await ensure_table(table)
     await table.create_entity(
@@ -176,16 +208,17 @@ async def create_surge(
             "Reason": surge.reason,
             "StartsAt": surge.starts_at,
             "ExpiresAt": surge.expires_at,
+            **_operator_columns("RaisedBy", raised_by),
         }
     )
     return surge
 
 
-async def list_active(table: TableClient, *, now: datetime | None = None) -> list[Surge]:
+async def list_active(table: TableClient, *, now: datetime | None = None) -> list[SurgeRecord]:
     """Surges not yet expired or ended, earliest expiry first."""
     at = _now(now)
     await ensure_table(table)
-    found: list[Surge] = []
+    found: list[SurgeRecord] = []
     # Parameters, not f-strings: the SDK quotes them (and each must be a whole token).
     entities = table.query_entities(
         "PartitionKey eq @pk and ExpiresAt gt @now", parameters={"pk": PARTITION, "now": at}
@@ -197,7 +230,7 @@ async def list_active(table: TableClient, *, now: datetime | None = None) -> lis
     return sorted(found, key=lambda s: (s.expires_at, s.id))
 
 
-async def get_surge(table: TableClient, surge_id: str) -> Surge | None:
+async def get_surge(table: TableClient, surge_id: str) -> SurgeRecord | None:
     await ensure_table(table)
     try:
         entity = await table.get_entity(PARTITION, surge_id)
@@ -207,9 +240,10 @@ async def get_surge(table: TableClient, surge_id: str) -> Surge | None:
 
 
 async def end_surge(
-    table: TableClient, surge_id: str, *, now: datetime | None = None
-) -> Surge | None:
-    """End a surge now (its expiry becomes now); None if there is no such surge."""
+    table: TableClient, surge_id: str, ended_by: Operator, *, now: datetime | None = None
+) -> SurgeRecord | None:
+    """End a surge now (its expiry becomes now), recording who ended it; None if there is
+    no such surge. One that has already ended is returned as it is."""
     at = _now(now)
     surge = await get_surge(table, surge_id)
     if surge is None:
@@ -217,13 +251,19 @@ async def end_surge(
     if surge.expires_at <= at:
         return surge
     await table.update_entity(
-        {"PartitionKey": PARTITION, "RowKey": surge_id, "ExpiresAt": at, "EndedAt": at},
+        {
+            "PartitionKey": PARTITION,
+            "RowKey": surge_id,
+            "ExpiresAt": at,
+            "EndedAt": at,
+            **_operator_columns("EndedBy", ended_by),
+        },
         mode=UpdateMode.MERGE,
     )
-    return Surge(surge.id, surge.always_ready, surge.starts_at, at, surge.reason)
+    return dataclasses.replace(surge, expires_at=at, ended_by=ended_by)
 
 
-def surge_json(surge: Surge, *, now: datetime | None = None) -> dict[str, Any]:
+def surge_json(surge: SurgeRecord, *, now: datetime | None = None) -> dict[str, Any]:
     at = _now(now)
     return {
         "id": surge.id,
@@ -232,4 +272,7 @@ def surge_json(surge: Surge, *, now: datetime | None = None) -> dict[str, Any]:
         "startsAt": surge.starts_at.isoformat(timespec="seconds"),
         "expiresAt": surge.expires_at.isoformat(timespec="seconds"),
         "active": surge.starts_at <= at < surge.expires_at,
+        # null on rows written before operators signed in, and on surges not ended early.
+        "raisedBy": None if surge.raised_by is None else surge.raised_by.as_json(),
+        "endedBy": None if surge.ended_by is None else surge.ended_by.as_json(),
     }

@@ -1,4 +1,11 @@
-"""The surge switch's HTTP face: validate, store, and apply at once.
+"""The surge switch's HTTP face: who is asking, validate, store, and apply at once.
+
+Every request is an operator's: the principal App Service Authentication signed in
+(shared.scale.principal) must hold the app role Surge.Operate, or the answer is a 401 (no
+principal, or one that cannot be read, or no App Service Authentication in front of the
+app) or a 403 (no role). The operator's object id and name go on the surge row and into
+its log line: ``surge <id> started by <object id> "<name>": alwaysReady <n> for <m> min:
+<reason>`` and ``surge <id> ended early by <object id> "<name>"``.
 
 Kept apart from surge.py (storage only, no ARM) and tick.py (ARM, no HTTP), because a
 POST does both: it stores the surge, then runs one scale tick inside the request so the
@@ -8,8 +15,9 @@ still stored and the timer applies it on its next tick.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +26,7 @@ from azure.core.exceptions import AzureError
 from shared.http import ApiResponse, error_response
 from shared.scale import surge as store
 from shared.scale.arm import ArmGateway, GatewayFactory
+from shared.scale.principal import Operator, PrincipalRefused, operator_from_headers
 from shared.scale.retry import RetryPolicy
 from shared.scale.settings import ScaleSettings
 from shared.scale.tick import TickReport, run_tick
@@ -67,8 +76,23 @@ class SurgeApi:
         self.on_start = on_start
 
     async def handle(
-        self, method: str, surge_id: str | None, body: bytes, *, now: datetime | None = None
+        self,
+        method: str,
+        surge_id: str | None,
+        body: bytes,
+        *,
+        headers: Mapping[str, str],
+        now: datetime | None = None,
     ) -> ApiResponse:
+        """Answer one request; ``headers`` are the request's, App Service's principal
+        among them."""
+        try:
+            operator = operator_from_headers(headers, trusted=self.settings.principal_trusted)
+        except PrincipalRefused as refused:
+            # The refusal's code and, for a 403, whose: never what the header held.
+            who = "" if refused.identity is None else f" by {refused.identity.object_id}"
+            LOG.warning("surge_refused %d %s%s", refused.status, refused.code, who)
+            return refused.response()
         verb = method.upper()
         surge_id = (surge_id or "").strip() or None
         if surge_id is not None and not store.valid_id(surge_id):
@@ -83,13 +107,13 @@ class SurgeApi:
                     return error_response(
                         405, "method_not_allowed", "start a surge with POST /api/surge"
                     )
-                return await self._post(body, now)
+                return await self._post(body, operator, now)
             if verb == "DELETE":
                 if surge_id is None:
                     return error_response(
                         400, "missing_field", "end a surge with DELETE /api/surge/{id}", "id"
                     )
-                return await self._delete(surge_id, now)
+                return await self._delete(surge_id, operator, now)
         except AzureError as exc:
             LOG.exception("surge storage failed")
             return error_response(
@@ -112,7 +136,7 @@ class SurgeApi:
             200, {"surges": [store.surge_json(s, now=now) for s in active], "count": len(active)}
         )
 
-    async def _post(self, body: bytes, now: datetime | None) -> ApiResponse:
+    async def _post(self, body: bytes, operator: Operator, now: datetime | None) -> ApiResponse:
         settings = self.settings
         try:
             request = store.parse_surge_request(
@@ -122,10 +146,11 @@ class SurgeApi:
             )
         except store.SurgeInputError as exc:
             return exc.response()
-        created = await store.create_surge(self.table, request, now=now)
+        created = await store.create_surge(self.table, request, operator, now=now)
         LOG.warning(
-            "surge %s started: alwaysReady %d for %d min: %s",
+            "surge %s started by %s: alwaysReady %d for %d min: %s",
             created.id,
+            _who(operator),
             created.always_ready,
             request.minutes,
             created.reason,
@@ -136,11 +161,11 @@ class SurgeApi:
             answer["warm"] = await self.on_start()
         return ApiResponse(201, answer)
 
-    async def _delete(self, surge_id: str, now: datetime | None) -> ApiResponse:
-        ended = await store.end_surge(self.table, surge_id, now=now)
+    async def _delete(self, surge_id: str, operator: Operator, now: datetime | None) -> ApiResponse:
+        ended = await store.end_surge(self.table, surge_id, operator, now=now)
         if ended is None:
             return error_response(404, "not_found", f"no surge {surge_id}", "id")
-        LOG.warning("surge %s ended early", surge_id)
+        LOG.warning("surge %s ended early by %s", surge_id, _who(operator))
         report = await self._apply(now)
         return ApiResponse(200, {"surge": store.surge_json(ended, now=now), **_applied(report)})
 
@@ -154,6 +179,11 @@ class SurgeApi:
             retry=self.retry,
             timeout=self.apply_timeout,
         )
+
+
+def _who(operator: Operator) -> str:
+    # The name quoted as JSON: whatever it holds, the line stays one line and parseable.
+    return f"{operator.object_id} {json.dumps(operator.name, ensure_ascii=False)}"
 
 
 def _applied(report: TickReport) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from azure.data.tables.aio import TableClient
 
 from shared.scale import surge as store
 from tests.support.services import Azurite
-from tests.support.surges import NOON, body
+from tests.support.surges import ADA, NOON, body
 
 # --------------------------------------------------------------------------- validation
 
@@ -106,14 +106,14 @@ def test_a_surge_above_a_lower_burst_limit_is_refused_naming_the_setting() -> No
 
 
 async def test_a_created_surge_is_listed_until_it_expires(table: TableClient) -> None:
-    created = await store.create_surge(table, store.SurgeRequest(12, 30, "recall"), now=NOON)
+    created = await store.create_surge(table, store.SurgeRequest(12, 30, "recall"), ADA, now=NOON)
     assert len(created.id) == 32 and created.expires_at == NOON + timedelta(minutes=30)
     assert await store.list_active(table, now=NOON + timedelta(minutes=29)) == [created]
     assert await store.list_active(table, now=NOON + timedelta(minutes=30)) == []
 
 
 async def test_surges_survive_a_new_client(azurite: Azurite, table: TableClient) -> None:
-    created = await store.create_surge(table, store.SurgeRequest(9, 10, "restart"), now=NOON)
+    created = await store.create_surge(table, store.SurgeRequest(9, 10, "restart"), ADA, now=NOON)
     async with TableClient.from_connection_string(
         azurite.connection_string, table_name=table.table_name
     ) as other:
@@ -121,13 +121,17 @@ async def test_surges_survive_a_new_client(azurite: Azurite, table: TableClient)
 
 
 async def test_ending_a_surge_early_keeps_the_record(table: TableClient) -> None:
-    created = await store.create_surge(table, store.SurgeRequest(12, 60, "drill"), now=NOON)
-    ended = await store.end_surge(table, created.id, now=NOON + timedelta(minutes=5))
+    created = await store.create_surge(table, store.SurgeRequest(12, 60, "drill"), ADA, now=NOON)
+    ended = await store.end_surge(table, created.id, ADA, now=NOON + timedelta(minutes=5))
     assert ended is not None and ended.expires_at == NOON + timedelta(minutes=5)
     assert await store.list_active(table, now=NOON + timedelta(minutes=6)) == []
     kept = await table.get_entity(store.PARTITION, created.id)
     assert kept["Reason"] == "drill" and kept["EndedAt"] is not None
+    # Who raised it and who ended it: the operators' object ids and names.
+    assert (kept["RaisedByObjectId"], kept["RaisedByName"]) == (ADA.object_id, ADA.name)
+    assert (kept["EndedByObjectId"], kept["EndedByName"]) == (ADA.object_id, ADA.name)
+    assert ended.raised_by == ADA and ended.ended_by == ADA
 
 
 async def test_ending_an_unknown_surge_says_none(table: TableClient) -> None:
-    assert await store.end_surge(table, "0" * 32, now=NOON) is None
+    assert await store.end_surge(table, "0" * 32, ADA, now=NOON) is None
