@@ -58,8 +58,8 @@ from tests.support.dips import dip
 from tests.support.fake_arm import FakeArm, StubCredential
 from tests.support.keys import KEYS
 from tests.support.services import ROOT, RedisServer
+from tests.support.surges import OPERATOR, scale_env
 from tests.support.surges import body as surge_body
-from tests.support.surges import scale_env
 
 CONV = "43436e96-5c19-4c52-b951-4ea05d9a9af7"
 
@@ -447,17 +447,17 @@ async def test_a_warm_a_surge_and_a_scale_tick_log_no_number(world: World, tmp_p
     absent = await rt.dips.answer(dip(ani=ABSENT))
     assert (absent.answer.source, absent.log.reason) == ("cache", "absent_from_read_model")
 
-    started = await rt.surge_api.handle("POST", None, surge_body(alwaysReady=12))
+    started = await rt.surge_api.handle("POST", None, surge_body(alwaysReady=12), headers=OPERATOR)
     assert started.status == 201 and started.body["applied"] is True, started.body
     surge_id = started.body["surge"]["id"]
-    listed = await rt.surge_api.handle("GET", None, b"")
-    one = await rt.surge_api.handle("GET", surge_id, b"")
+    listed = await rt.surge_api.handle("GET", None, b"", headers=OPERATOR)
+    one = await rt.surge_api.handle("GET", surge_id, b"", headers=OPERATOR)
     # The scale_schedule timer's call, as function_app.py makes it.
     tick = await run_tick(
         rt.settings.scale, surge_table=rt.surge_table, gateway_factory=rt.gateway_factory
     )
     assert not tick.broken and world.fake_arm.state.always_ready == 12
-    ended = await rt.surge_api.handle("DELETE", surge_id, b"")
+    ended = await rt.surge_api.handle("DELETE", surge_id, b"", headers=OPERATOR)
     assert (listed.status, one.status, ended.status) == (200, 200, 200)
     assert world.fake_arm.state.always_ready == 7
     for name, answer in [("started", started), ("listed", listed), ("one", one), ("ended", ended)]:
