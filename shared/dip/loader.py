@@ -28,10 +28,12 @@ than ``max_delete`` of the keys, so a truncated export cannot wipe the table.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import os
 import random
 import re
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -530,23 +532,28 @@ def _cell(value: object) -> str:
 
 
 def write_rejects(path: Path, rejected: list[Rejected], header: list[str]) -> None:
-    """Write the rejected rows to ``path``, by line, reason and the export's columns."""
-    # Readable by its owner only, from the moment it exists: it holds customers' numbers.
-    # O_CREAT's mode applies to a new file only, so an existing file is narrowed too.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write the rejected rows to ``path``, by line, reason and the export's columns.
+
+    The rows go to a new file that only its owner can read (mkstemp: mode 0600, created
+    exclusively), which then replaces ``path``: whatever was at ``path`` (an older rejects
+    file, a symlink someone planted next to the export) is replaced, never followed or
+    written through. It holds customers' numbers.
+    """
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o600)
+        with open(fd, "w", newline="", encoding="utf-8") as out:
+            # Every cell quoted, so a separator inside one cannot start another.
+            writer = csv.writer(out, quoting=csv.QUOTE_ALL)
+            writer.writerow([_cell(c) for c in ["line", "reason", *header]])
+            for r in rejected:
+                writer.writerow(
+                    [_cell(c) for c in [r.line, r.reason, *(r.row.get(h, "") for h in header)]]
+                )
+        os.replace(temp, path)
     except BaseException:
-        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
         raise
-    with open(fd, "w", newline="", encoding="utf-8") as out:
-        # Every cell quoted, so a separator inside one cannot start another.
-        writer = csv.writer(out, quoting=csv.QUOTE_ALL)
-        writer.writerow([_cell(c) for c in ["line", "reason", *header]])
-        for r in rejected:
-            writer.writerow(
-                [_cell(c) for c in [r.line, r.reason, *(r.row.get(h, "") for h in header)]]
-            )
 
 
 async def load_file(
@@ -572,6 +579,12 @@ async def load_file(
             else:
                 good.append(item)
     report.customers = len(good)
+    # The rejects file first, so it is there whatever the load does next.
+    rejects_path = path.with_suffix(".rejects.csv")
+    if report.rejected:
+        write_rejects(rejects_path, report.rejected, header)
+    elif rejects_path.is_file() or rejects_path.is_symlink():
+        rejects_path.unlink()
     removed: list[LookupKey] = []
     if replace and report.rejected:
         # A rejected row's customer is missing from ``good``: replacing would delete them.
@@ -589,6 +602,16 @@ async def load_file(
             announced = await read_model.announce([key for key, _ in answers])
         except REDIS_ERRORS as exc:
             report.redis_error = f"{type(exc).__name__}: {exc}"
+    if replace and keys.rotating and (read_model is None or report.redis_error is not None):
+        # During a rotation the read model's filters know only the previous secret's keys:
+        # until the new keys are announced and their answers written, the current key reads
+        # as absent, and deleting the previous secret's rows would leave a known caller
+        # whose cached answer Redis evicts with no row to be found by.
+        raise ReplaceRefused(
+            "a replacing load during a rotation needs Redis (the read model must learn the "
+            "new keys before the old rows go). Nothing was changed; load again when Redis "
+            "answers, or load without --replace and replace later"
+        )
     try:
         if replace:
             report.entities, report.removed, removed = await replace_rows(
@@ -614,9 +637,4 @@ async def load_file(
         except REDIS_ERRORS as exc:
             report.written_through = None
             report.redis_error = f"{type(exc).__name__}: {exc}"
-    rejects_path = path.with_suffix(".rejects.csv")
-    if report.rejected:
-        write_rejects(rejects_path, report.rejected, header)
-    elif rejects_path.exists():
-        rejects_path.unlink()
     return report

@@ -353,3 +353,19 @@ async def test_a_replacing_load_whose_upserts_partly_fail_removes_nothing(
     assert report.unwritten == [Unwritten(3, "F-2")]
     assert report.removed == 0 and report.unremoved == 2
     assert await keys_stored(table, KEYS.key("customerId", "F-4")) == [True]
+
+
+def test_a_symlink_planted_at_the_rejects_path_is_replaced_never_written_through(
+    tmp_path: Path,
+) -> None:
+    victim = tmp_path / "victim.sh"
+    victim.write_text("echo keep me\n")
+    victim.chmod(0o644)
+    path = tmp_path / "crm.rejects.csv"
+    path.symlink_to(victim)
+    write_rejects(path, [Rejected(2, "r", {"customerId": "$(touch pwned)"})], ["customerId"])
+    assert victim.read_text() == "echo keep me\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    assert not path.is_symlink() and "pwned" in path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crm.rejects.csv", "victim.sh"]

@@ -46,13 +46,15 @@ def run_loader(
     *args: str,
     redis_url: str = NO_REDIS,
     progress: bool = False,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {
+    environment = {
         **os.environ,
         "CustomerStorage": azurite.connection_string,
         "LOOKUP_KEY_SECRET": SECRET,
         "CUSTOMER_TABLE": table,
         "REDIS_URL": redis_url,
+        **(env or {}),
     }
     return subprocess.run(
         [
@@ -64,7 +66,7 @@ def run_loader(
             *args,
         ],
         cwd=ROOT,
-        env=env,
+        env=environment,
         capture_output=True,
         text=True,
         timeout=120,
@@ -76,6 +78,11 @@ def export(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "crm.csv"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def entities(azurite: Azurite, table: str) -> list[dict[str, object]]:
+    with TableClient.from_connection_string(azurite.connection_string, table) as client:
+        return sorted((dict(e) for e in client.list_entities()), key=lambda e: str(e["RowKey"]))
 
 
 def entity(azurite: Azurite, table: str, key: LookupKey) -> dict[str, object]:
@@ -275,6 +282,25 @@ def test_a_replacing_load_with_rejected_rows_changes_nothing(
     assert result.returncode == 1
     assert "1 rows were rejected" in result.stderr and "line 3" in result.stderr
     assert entity(azurite, table_name, KEYS.key("customerId", "L-2"))["Tier"] == "Silver"
+    # The operator still gets the rows to fix.
+    assert "L-2" in path.with_suffix(".rejects.csv").read_text(encoding="utf-8")
+
+
+def test_a_replacing_load_during_a_rotation_without_redis_changes_nothing(
+    tmp_path: Path, azurite: Azurite, table_name: str
+) -> None:
+    path = export(tmp_path, EXPORT)
+    assert run_loader(path, azurite, table_name).returncode == 0
+    rows = [str(e["RowKey"]) for e in entities(azurite, table_name)]
+    result = run_loader(
+        path,
+        azurite,
+        table_name,
+        "--replace",
+        env={"LOOKUP_KEY_SECRET": "n" * 44, "LOOKUP_KEY_SECRET_PREVIOUS": SECRET},
+    )
+    assert result.returncode == 1 and "rotation needs Redis" in result.stderr
+    assert [str(e["RowKey"]) for e in entities(azurite, table_name)] == rows
 
 
 # --- hostile files ---------------------------------------------------------------------------
