@@ -10,9 +10,12 @@ bad value stops start-up with an error naming the setting.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+from shared.dip.keys import LOCAL_SECRET
 from shared.dip.settings import DIP_SETTINGS, DipSettings, load_dip_settings
 from shared.scale.settings import (
     AUTH_ENABLED,
@@ -131,7 +134,41 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         functions=functions,
     )
     _check_scale_target(settings, source)
+    _check_local_secret(settings)
     return settings
+
+
+def _local_storage(core: CoreSettings) -> bool:
+    """Whether the customer table is a storage emulator on this machine (Azurite)."""
+    conn = (core.storage_connection_string or "").lower().replace(" ", "")
+    if not conn:
+        return False
+    if "usedevelopmentstorage=true" in conn:
+        return True
+    endpoints = re.findall(r"tableendpoint=([^;]+)", conn)
+    return bool(endpoints) and all(
+        urlsplit(e).hostname in {"127.0.0.1", "localhost", "::1"} for e in endpoints
+    )
+
+
+def _check_local_secret(settings: Settings) -> None:
+    """The published local secret hashes keys only for a local emulator: keys it made in a
+    real table could be reversed by anyone who has read the repository. This also stops the
+    loader, which reads local.settings.json for what the environment does not set, from
+    writing a real table with it."""
+    if _local_storage(settings.core):
+        return
+    local = LOCAL_SECRET.encode()
+    for name, value in (
+        ("LOOKUP_KEY_SECRET", settings.dip.lookup_key_secret),
+        ("LOOKUP_KEY_SECRET_PREVIOUS", settings.dip.lookup_key_secret_previous),
+    ):
+        if value == local:
+            raise SettingsError(
+                name,
+                "is the published local development value, which only a local storage "
+                "emulator may use: set the deployment's secret (docs/privacy.md)",
+            )
 
 
 def _check_scale_target(settings: Settings, env: Mapping[str, str]) -> None:

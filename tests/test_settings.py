@@ -100,7 +100,7 @@ def test_identity_based_storage_needs_an_https_uri() -> None:
     ok = load_settings(
         {
             "CustomerStorage__tableServiceUri": "https://acct.table.core.windows.net",
-            "LOOKUP_KEY_SECRET": LOCAL_SECRET,
+            "LOOKUP_KEY_SECRET": "s" * 44,
         }
     )
     assert ok.core.storage_table_uri == "https://acct.table.core.windows.net"
@@ -135,3 +135,42 @@ def test_every_setting_is_documented_and_deployed_names_are_unique() -> None:
     assert all(spec.doc for spec in SETTINGS)
     assert len(set(DEPLOYED_SETTINGS)) == len(DEPLOYED_SETTINGS)
     assert "CustomerStorage__tableServiceUri" in DEPLOYED_SETTINGS
+
+
+REAL_ACCOUNT = (
+    "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;"
+    "TableEndpoint=https://acct.table.core.windows.net/"
+)
+
+
+@pytest.mark.parametrize(
+    "storage",
+    [
+        {"CustomerStorage__tableServiceUri": "https://acct.table.core.windows.net"},
+        {"CustomerStorage": REAL_ACCOUNT},
+    ],
+    ids=["endpoint", "connection string"],
+)
+@pytest.mark.parametrize("name", ["LOOKUP_KEY_SECRET", "LOOKUP_KEY_SECRET_PREVIOUS"])
+def test_the_published_local_secret_is_refused_for_real_storage(
+    storage: dict[str, str], name: str
+) -> None:
+    # The loader reads local.settings.json for what the environment leaves unset: it must
+    # not hash a real table's keys with the secret the repository publishes.
+    env = {**storage, "LOOKUP_KEY_SECRET": "s" * 44, name: LOCAL_SECRET}
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    assert caught.value.name == name
+
+
+@pytest.mark.parametrize(
+    "conn",
+    [
+        "UseDevelopmentStorage=true",
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;",
+    ],
+)
+def test_the_published_local_secret_serves_a_local_emulator(conn: str) -> None:
+    settings = load_settings({"CustomerStorage": conn, "LOOKUP_KEY_SECRET": LOCAL_SECRET})
+    assert settings.dip.lookup_key_secret == LOCAL_SECRET.encode()
