@@ -26,6 +26,10 @@ param storageSkuName = 'Standard_LRS'
 param redisSkuName = 'Balanced_B0'
 param redisHighAvailability = false
 
+// Public endpoints guarded by Entra ID, no virtual network and no private endpoints: cheap,
+// and reachable from a developer's machine (docs/deploy.md, "Networks").
+param privateNetworking = false
+
 param apimSkuName = 'Developer'
 param apimSkuCapacity = 1
 param rateLimitCallsPerSecond = 100

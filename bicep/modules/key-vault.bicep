@@ -33,6 +33,14 @@ param secretValue string = ''
 @maxValue(90)
 param softDeleteRetentionInDays int = 90
 
+@description('Optional. Resource ID of the subnet for a private endpoint. Given: the vault gets a private endpoint (group vault), its public network access is disabled and its firewall denies everything else. Empty: the public endpoint stays open, guarded by Azure RBAC on the one secret.')
+param privateEndpointSubnetResourceId string = ''
+
+@description('Optional. Resource ID of the privatelink.vaultcore.azure.net private DNS zone; required with privateEndpointSubnetResourceId.')
+param privateDnsZoneResourceId string = ''
+
+var isPrivate = !empty(privateEndpointSubnetResourceId)
+
 // Key Vault Secrets User: read secret contents, and nothing else (rbac-guide, "Azure
 // built-in roles for Key Vault data plane operations").
 var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
@@ -52,8 +60,8 @@ resource vault 'Microsoft.KeyVault/vaults@2024-11-01' = {
   name: name
   location: location
   tags: tags
-  // checkov:skip=CKV_AZURE_109: The function app is not virtual network integrated, and App Service resolves Key Vault references from outbound addresses that are not the app's documented ones (app-service-key-vault-references, "Access network-restricted vaults"), so a default-deny firewall would leave LOOKUP_KEY_SECRET unresolved. Private endpoints and integration come with issue 17; Azure RBAC on the one secret guards it until then.
-  // checkov:skip=CKV_AZURE_189: Same reason as CKV_AZURE_109: the app resolves its reference over the vault's public endpoint until the deployment has a network for it (issue 17).
+  // checkov:skip=CKV_AZURE_109: The firewall follows privateEndpointSubnetResourceId: deny with private networking (prod.bicepparam), where the apps resolve their references through the private endpoint over their virtual network integration. Dev's apps are not network integrated, and App Service resolves references from addresses that are not the app's documented ones (app-service-key-vault-references, "Access network-restricted vaults"), so dev keeps it open; checkov cannot evaluate the condition.
+  // checkov:skip=CKV_AZURE_189: Same reason as CKV_AZURE_109: public network access is Disabled with private networking and Enabled only in dev, guarded by Azure RBAC on the one secret.
   properties: {
     tenantId: subscription().tenantId
     sku: {
@@ -69,9 +77,9 @@ resource vault 'Microsoft.KeyVault/vaults@2024-11-01' = {
     enabledForDeployment: false
     enabledForDiskEncryption: false
     enabledForTemplateDeployment: false
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: isPrivate ? 'Disabled' : 'Enabled'
     networkAcls: {
-      defaultAction: 'Allow'
+      defaultAction: isPrivate ? 'Deny' : 'Allow'
       bypass: 'None'
     }
   }
@@ -111,6 +119,22 @@ resource vault_secretCurrent_secretsUser 'Microsoft.Authorization/roleAssignment
   dependsOn: [
     vault_secret
   ]
+}
+
+// Group vault, zone privatelink.vaultcore.azure.net (Azure Private Endpoint DNS
+// configuration). App Service resolves the apps' Key Vault references through their virtual
+// network integration when all their traffic is routed into it (function-app.bicep).
+module vault_privateEndpoint 'private-endpoint.bicep' = if (isPrivate) {
+  name: '${name}-pe'
+  params: {
+    name: 'pe-${name}'
+    location: location
+    tags: tags
+    subnetResourceId: privateEndpointSubnetResourceId
+    privateLinkServiceId: vault.id
+    groupId: 'vault'
+    privateDnsZoneResourceId: privateDnsZoneResourceId
+  }
 }
 
 @description('The name of the Key Vault.')

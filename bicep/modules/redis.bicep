@@ -30,6 +30,14 @@ param clusteringPolicy string = 'EnterpriseCluster'
 @description('Optional. TLS port of the database endpoint.')
 param port int = 10000
 
+@description('Optional. Resource ID of the subnet for a private endpoint. Given: the cluster gets a private endpoint (group redisEnterprise) and its public network access is disabled. Empty: the public endpoint stays open, guarded by Entra ID access policy assignments only.')
+param privateEndpointSubnetResourceId string = ''
+
+@description('Optional. Resource ID of the privatelink.redis.azure.net private DNS zone; required with privateEndpointSubnetResourceId.')
+param privateDnsZoneResourceId string = ''
+
+var isPrivate = !empty(privateEndpointSubnetResourceId)
+
 resource redisCluster 'Microsoft.Cache/redisEnterprise@2025-07-01' = {
   name: name
   location: location
@@ -40,9 +48,11 @@ resource redisCluster 'Microsoft.Cache/redisEnterprise@2025-07-01' = {
   properties: {
     minimumTlsVersion: '1.2'
     highAvailability: highAvailability ? 'Enabled' : 'Disabled'
-    // Public endpoint: the Premium app is not VNet integrated. Access keys are off, so only
-    // Entra ID principals given an access policy assignment below can connect.
-    publicNetworkAccess: 'Enabled'
+    // Private networking: only the private endpoint below reaches the cluster ("Secure your
+    // Azure Managed Redis": with public access, an empty firewall rule set allows all public
+    // traffic). Without it (dev), the public endpoint stays open; access keys are off, so only
+    // Entra ID principals given an access policy assignment can connect.
+    publicNetworkAccess: isPrivate ? 'Disabled' : 'Enabled'
   }
 }
 
@@ -62,6 +72,22 @@ resource redisCluster_database 'Microsoft.Cache/redisEnterprise/databases@2025-0
     // Set explicitly, not left to the default: see the eviction policy note above.
     evictionPolicy: 'VolatileLRU'
     accessKeysAuthentication: 'Disabled'
+  }
+}
+
+// Group redisEnterprise, zone privatelink.redis.azure.net (Azure Managed Redis with Azure
+// Private Link, ms.date 11/15/2024). Clients keep the cluster's own host name,
+// <name>.<region>.redis.azure.net, which resolves to the endpoint inside the network.
+module redisCluster_privateEndpoint 'private-endpoint.bicep' = if (isPrivate) {
+  name: '${name}-pe'
+  params: {
+    name: 'pe-${name}'
+    location: location
+    tags: tags
+    subnetResourceId: privateEndpointSubnetResourceId
+    privateLinkServiceId: redisCluster.id
+    groupId: 'redisEnterprise'
+    privateDnsZoneResourceId: privateDnsZoneResourceId
   }
 }
 

@@ -1,5 +1,5 @@
 metadata name = 'dipguard storage account'
-metadata description = 'A StorageV2 account with TLS 1.2, no public blob access and Entra ID as the default authentication, plus the tables and file shares asked for.'
+metadata description = 'A StorageV2 account with TLS 1.2, no public blob access and Entra ID as the default authentication, plus the tables and file shares asked for; with private endpoints given, reachable only through them.'
 
 @description('Required. Name of the storage account (3-24 lowercase letters and digits).')
 @minLength(3)
@@ -35,9 +35,25 @@ param fileShareNames array = []
 @maxValue(365)
 param deleteRetentionDays int = 7
 
+@description('Optional. Resource ID of the subnet for private endpoints. Given: the account gets a private endpoint for each of privateEndpointServices and its public network access is disabled. Empty: the public endpoint stays open (Entra ID, and the shared key where allowSharedKeyAccess is on).')
+param privateEndpointSubnetResourceId string = ''
+
+@description('Optional. The services (private link sub-resources) that get a private endpoint: table, blob, file, queue.')
+param privateEndpointServices array = []
+
+@description('Optional. Resource ID of the private DNS zone of each service in privateEndpointServices, by service name (network.bicep\'s privateDnsZoneResourceIds).')
+param privateDnsZoneResourceIds object = {}
+
+// Private: reachable only through the endpoints. A subnet with no service to connect would
+// close the account to everything, so that fails the deployment up front.
+var isPrivate = !empty(privateEndpointSubnetResourceId)
+var privateEndpointServicesChecked = (isPrivate && empty(privateEndpointServices)) ? [
+  string(int('privateEndpointServices must name at least one service when privateEndpointSubnetResourceId is given'))
+] : privateEndpointServices
+
 resource storageAccount 'Microsoft.Storage/storageAccounts@2024-01-01' = {
-  // checkov:skip=CKV_AZURE_59: Public endpoint kept: the Elastic Premium app is not VNet integrated, so it reaches storage over the public endpoint with Entra ID tokens.
-  // checkov:skip=CKV_AZURE_35: Same reason as CKV_AZURE_59: a default-deny firewall would block the app, which has no fixed outbound IPs.
+  // checkov:skip=CKV_AZURE_59: Public network access follows privateEndpointSubnetResourceId: Disabled with private networking (prod.bicepparam); dev keeps the public endpoint, guarded by Entra ID, to stay cheap. checkov cannot evaluate the condition.
+  // checkov:skip=CKV_AZURE_35: Same reason as CKV_AZURE_59: the firewall denies by default with private networking; dev's app, not network integrated, has no fixed outbound addresses to admit.
   // checkov:skip=CKV_AZURE_206: Replication is a parameter: dev uses LRS to stay cheap, prod.bicepparam chooses ZRS.
   name: name
   location: location
@@ -54,9 +70,9 @@ resource storageAccount 'Microsoft.Storage/storageAccounts@2024-01-01' = {
     allowSharedKeyAccess: allowSharedKeyAccess
     defaultToOAuthAuthentication: true
     allowCrossTenantReplication: false
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: isPrivate ? 'Disabled' : 'Enabled'
     networkAcls: {
-      defaultAction: 'Allow'
+      defaultAction: isPrivate ? 'Deny' : 'Allow'
       bypass: 'AzureServices'
     }
     encryption: {
@@ -131,6 +147,22 @@ resource storageAccount_fileShares 'Microsoft.Storage/storageAccounts/fileServic
     properties: {
       shareQuota: 100
       enabledProtocols: 'SMB'
+    }
+  }
+]
+
+// One endpoint per service, each registered in that service's private DNS zone.
+module storageAccount_privateEndpoints 'private-endpoint.bicep' = [
+  for service in (isPrivate ? privateEndpointServicesChecked : []): {
+    name: '${name}-pe-${service}'
+    params: {
+      name: 'pe-${name}-${service}'
+      location: location
+      tags: tags
+      subnetResourceId: privateEndpointSubnetResourceId
+      privateLinkServiceId: storageAccount.id
+      groupId: service
+      privateDnsZoneResourceId: privateDnsZoneResourceIds[service]
     }
   }
 ]

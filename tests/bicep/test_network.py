@@ -1,10 +1,13 @@
-"""How API Management reaches the function app, tier by tier.
+"""How API Management reaches the lookup app, tier by tier.
 
 Each tier offered takes the path Microsoft documents for it: the classic tiers from static
-public addresses, Standard v2 through a delegated, guarded subnet with service endpoints. A
-gateway or an app without exactly one path fails the deployment early, nothing admits the
-ApiManagement service tag, cipher settings go only to tiers that accept them, and every tier
-offered is known to the API version and the SDK model.
+public addresses, Standard v2 through a delegated, guarded subnet with service endpoints; the
+lookup app admits that path and nothing else (operators use the operator app). A gateway or an
+app without exactly one path fails the deployment early, nothing admits the ApiManagement
+service tag, cipher settings go only to tiers that accept them, and every tier offered is known
+to the API version and the SDK model. Either way the path is the same with private networking
+on: the app's inbound side stays public and restricted, its outbound side is private
+(tests/bicep/test_private_data_plane.py).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from tests.support.bicep import (
     module_condition,
     parsed,
     resolve,
+    resource,
     resources_of,
     unquoted,
 )
@@ -48,31 +52,28 @@ DOCUMENTED_APIM_PATHS = {
 # which are not static and must not end up in a rule.
 GATEWAY_IP = "203.0.113.10"
 OPERATOR_RANGE = "198.51.100.0/24"
-OPERATOR_RULE = {
-    "name": "operator-0",
-    "description": "Operators (surge endpoint)",
-    "ipAddress": OPERATOR_RANGE,
-    "action": "Allow",
-    "priority": 200,
-}
 
 
 def _apim_tiers() -> list[str]:
     return decorators(parsed(MAIN)["parameters"]["apimSkuName"])["allowed"]
 
 
-def _deployment_for_tier(tier: str) -> dict[str, Any]:
+def _deployment_for_tier(tier: str, private_networking: bool = False) -> dict[str, Any]:
     """What main.bicep and its modules build for one API Management tier."""
     main = parsed(MAIN)
     values = {
         "apimSkuName": tier,
         "environmentName": "prod",
         "publisherEmail": "ops@example.com",
+        # Operators' ranges open the operator app, never the lookup app.
         "operatorIpRanges": [OPERATOR_RANGE],
+        "privateNetworking": private_networking,
     }
     env = Template(main, values)
+    network_call = module_call(main, "modules/network.bicep")["params"]
     out: dict[str, Any] = {
         "network": resolve(module_condition(main, "modules/network.bicep"), env),
+        "apim_subnet_in_network": resolve(network_call["apimSubnetEnabled"], env),
         "subnet": env["apimSubnetResourceId"],
     }
     # The gateway.
@@ -91,6 +92,10 @@ def _deployment_for_tier(tier: str) -> dict[str, Any]:
         main,
         {
             **values,
+            # With private networking, the network module's outputs the app call reads.
+            "network.outputs.appSubnetResourceId": "/subnets/app-integration",
+            "network.outputs.privateEndpointSubnetResourceId": "/subnets/private-endpoints",
+            "network.outputs.privateDnsZoneResourceIds": {},
             "apim.outputs.publicIpAddresses": resolve(
                 apim["outputs"]["publicIpAddresses"]["value"], apim_env
             ),
@@ -116,12 +121,17 @@ def test_every_tier_offered_has_a_documented_path_to_the_app() -> None:
     assert unquoted(table) == DOCUMENTED_APIM_PATHS
 
 
+@pytest.mark.parametrize("private_networking", [False, True], ids=["public", "private"])
 @pytest.mark.parametrize("tier", list(DOCUMENTED_APIM_PATHS))
-def test_each_tier_reaches_the_app_by_its_documented_path(tier: str) -> None:
-    built = _deployment_for_tier(tier)
+def test_each_tier_reaches_the_app_by_its_documented_path(
+    tier: str, private_networking: bool
+) -> None:
+    built = _deployment_for_tier(tier, private_networking)
     gateway = built["gateway"]
     if DOCUMENTED_APIM_PATHS[tier] == "staticPublicIp":
-        assert built["network"] is False and built["subnet"] == ""
+        # A network exists only for the private data plane, and has no gateway subnet.
+        assert built["network"] is private_networking
+        assert built["apim_subnet_in_network"] is False and built["subnet"] == ""
         assert gateway["virtualNetworkType"] == "None"
         assert "virtualNetworkConfiguration" not in gateway
         assert built["app_rules"] == [
@@ -132,11 +142,10 @@ def test_each_tier_reaches_the_app_by_its_documented_path(tier: str) -> None:
                 "action": "Allow",
                 "priority": 100,
             },
-            OPERATOR_RULE,
         ]
     else:
         subnet = built["subnet"]
-        assert built["network"] is True
+        assert built["network"] is True and built["apim_subnet_in_network"] is True
         assert subnet.endswith("/virtualNetworks/vnet-dipguard-prod/subnets/apim-outbound")
         assert gateway["virtualNetworkType"] == "External"
         assert gateway["virtualNetworkConfiguration"] == {"subnetResourceId": subnet}
@@ -148,7 +157,6 @@ def test_each_tier_reaches_the_app_by_its_documented_path(tier: str) -> None:
                 "action": "Allow",
                 "priority": 100,
             },
-            OPERATOR_RULE,
         ]
     # Nothing else: everything unmatched is denied.
     assert built["app_default"] == "Deny"
@@ -193,15 +201,19 @@ def test_an_app_with_no_or_two_gateway_paths_fails_the_deployment_early(
 def test_the_integration_subnet_is_delegated_guarded_and_has_the_service_endpoints() -> None:
     network = module("network")
     (vnet,) = resources_of(network, "Microsoft.Network/virtualNetworks")
-    (subnet,) = vnet["properties"]["subnets"]
-    props = subnet["properties"]
-    assert subnet["name"] == "subnetName"
+    env = Template(network, {"name": "vnet", "networkSecurityGroupName": "nsg"})
+    (subnet,) = resolve(vnet["properties"]["subnets"], env)
+    props = network["variables"]["apimSubnet"]["value"]["properties"]
+    assert subnet["name"] == "apim-outbound" and subnet["properties"]["addressPrefix"] == (
+        "10.90.0.0/24"
+    )
     # integrate-vnet-outbound: delegated to Microsoft.Web/serverFarms, with an NSG.
     assert [d["properties"]["serviceName"] for d in props["delegations"]] == [
         "Microsoft.Web/serverFarms"
     ]
     assert dotted(props["networkSecurityGroup"]["id"]) == "networkSecurityGroup.id"
-    (_nsg,) = resources_of(network, "Microsoft.Network/networkSecurityGroups")
+    nsg = resource(network, "networkSecurityGroup")
+    assert resources_of(network, "Microsoft.Network/networkSecurityGroups")[0] == nsg
     # A service endpoint, so the app's access restriction can name it.
     assert [e["service"] for e in props["serviceEndpoints"]] == ["Microsoft.Web"]
     # main.bicep computes the subnet's ID from the same names it gives the module.

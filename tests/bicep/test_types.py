@@ -79,14 +79,14 @@ def test_a_new_resource_type_without_stored_types_is_a_finding(tmp_path: Path) -
     root = _copy_templates(tmp_path)
     with (root / "modules" / "network.bicep").open("a") as f:
         f.write(
-            "\nresource extraEndpoint 'Microsoft.Network/privateEndpoints@2024-05-01' = {\n"
-            "  name: 'pe'\n  location: location\n  properties: {}\n}\n"
+            "\nresource extraGateway 'Microsoft.Network/natGateways@2024-05-01' = {\n"
+            "  name: 'ng'\n  location: location\n  properties: {}\n}\n"
         )
     used = {f"{t}@{v}".lower() for t, v in used_resource_types(root.rglob("*.bicep"))}
-    assert "microsoft.network/privateendpoints@2024-05-01" in used - TypeStore.load().covered()
+    assert "microsoft.network/natgateways@2024-05-01" in used - TypeStore.load().covered()
     findings = [str(f) for f in _check_copy(root).findings]
     assert (
-        "modules/network.bicep: resource extraEndpoint: : Microsoft.Network/privateEndpoints"
+        "modules/network.bicep: resource extraGateway: : Microsoft.Network/natGateways"
         "@2024-05-01 is not in tests/bicep/types: run scripts/refresh-bicep-types"
     ) in findings
 

@@ -260,8 +260,11 @@ def resolve(value: Any, params: Mapping[str, Any]) -> Any:
         return [item for part in parts for item in part]
     resource_id = function(value, "resource_id")
     if resource_id is not None:
+        # pycep lists resource_name_2 as None when only one name is given.
         names = [
-            resolve(v, params) for k, v in resource_id.items() if k.startswith("resource_name")
+            resolve(v, params)
+            for k, v in resource_id.items()
+            if k.startswith("resource_name") and v is not None
         ]
         if any(n is None for n in names):
             return None

@@ -321,6 +321,93 @@ USER_ASSIGNED_IDENTITY = ObjectShape(
     },
 )
 
+# Private DNS zones and their virtual network links: no azure-mgmt-privatedns here, so the PUT
+# bodies are written out from the Microsoft.Network/privateDnsZones(/virtualNetworkLinks)
+# @2024-06-01 types in tests/bicep/types (every property of a zone is read-only).
+PRIVATE_DNS_ZONE = ObjectShape(
+    "PrivateZone",
+    {
+        "location": Field(_scalar("str")),
+        "tags": Field(DictShape(_scalar("str"))),
+        "etag": Field(_scalar("str")),
+        "properties": Field(ObjectShape("PrivateZoneProperties", {})),
+    },
+)
+PRIVATE_DNS_ZONE_LINK = ObjectShape(
+    "VirtualNetworkLink",
+    {
+        "location": Field(_scalar("str")),
+        "tags": Field(DictShape(_scalar("str"))),
+        "etag": Field(_scalar("str")),
+        "properties": Field(
+            ObjectShape(
+                "VirtualNetworkLinkProperties",
+                {
+                    "virtualNetwork": Field(
+                        ObjectShape("SubResource", {"id": Field(_scalar("str"))})
+                    ),
+                    "registrationEnabled": Field(_scalar("bool")),
+                    "resolutionPolicy": Field(_scalar("str")),
+                },
+            )
+        ),
+    },
+)
+# Diagnostic settings: azure-mgmt-monitor 7.0.0 has no model for them, so the PUT body is
+# written out from the Microsoft.Insights/diagnosticSettings@2021-05-01-preview type.
+_RETENTION_POLICY = ObjectShape(
+    "RetentionPolicy",
+    {
+        "enabled": Field(_scalar("bool"), required=True),
+        "days": Field(_scalar("int"), required=True),
+    },
+)
+DIAGNOSTIC_SETTING = ObjectShape(
+    "DiagnosticSettingsResource",
+    {
+        "properties": Field(
+            ObjectShape(
+                "DiagnosticSettings",
+                {
+                    "storageAccountId": Field(_scalar("str")),
+                    "serviceBusRuleId": Field(_scalar("str")),
+                    "eventHubAuthorizationRuleId": Field(_scalar("str")),
+                    "eventHubName": Field(_scalar("str")),
+                    "metrics": Field(
+                        ListShape(
+                            ObjectShape(
+                                "MetricSettings",
+                                {
+                                    "timeGrain": Field(_scalar("str")),
+                                    "category": Field(_scalar("str")),
+                                    "enabled": Field(_scalar("bool"), required=True),
+                                    "retentionPolicy": Field(_RETENTION_POLICY),
+                                },
+                            )
+                        )
+                    ),
+                    "logs": Field(
+                        ListShape(
+                            ObjectShape(
+                                "LogSettings",
+                                {
+                                    "category": Field(_scalar("str")),
+                                    "categoryGroup": Field(_scalar("str")),
+                                    "enabled": Field(_scalar("bool"), required=True),
+                                    "retentionPolicy": Field(_RETENTION_POLICY),
+                                },
+                            )
+                        )
+                    ),
+                    "workspaceId": Field(_scalar("str")),
+                    "marketplacePartnerId": Field(_scalar("str")),
+                    "logAnalyticsDestinationType": Field(_scalar("str")),
+                },
+            )
+        ),
+    },
+)
+
 # Resource type (lower case) -> (SDK module, model of the PUT body). Where the model
 # depends on the resource name (sites/config), the value maps names to models.
 RESOURCE_MODELS: dict[
@@ -383,6 +470,11 @@ RESOURCE_MODELS: dict[
     "microsoft.managedidentity/userassignedidentities": USER_ASSIGNED_IDENTITY,
     "microsoft.network/virtualnetworks": (_NETWORK, "VirtualNetwork"),
     "microsoft.network/networksecuritygroups": (_NETWORK, "NetworkSecurityGroup"),
+    "microsoft.network/privateendpoints": (_NETWORK, "PrivateEndpoint"),
+    "microsoft.network/privateendpoints/privatednszonegroups": (_NETWORK, "PrivateDnsZoneGroup"),
+    "microsoft.network/privatednszones": PRIVATE_DNS_ZONE,
+    "microsoft.network/privatednszones/virtualnetworklinks": PRIVATE_DNS_ZONE_LINK,
+    "microsoft.insights/diagnosticsettings": DIAGNOSTIC_SETTING,
 }
 
 # Keys every Bicep resource body may carry whatever its type.
