@@ -145,9 +145,22 @@ param apimSkuCapacity int = 1
 @description('Optional. URL suffix of the lookup API on the gateway.')
 param apiPath string = 'dip'
 
-@description('Optional. Calls per second per Genesys subscription before API Management answers 429 (rate-limit-by-key).')
+@description('Optional. Calls per second per client application (the Entra token\'s azp) before API Management answers 429 (rate-limit-by-key).')
 @minValue(1)
 param rateLimitCallsPerSecond int = 1000
+
+@description('Optional. Calls per second per source address before API Management answers 429 (rate-limit-by-key, counted before the token check). Genesys calls from a few egress addresses, so keep it at or above Genesys\'s whole peak.')
+@minValue(1)
+param rateLimitPerIpCallsPerSecond int = 1000
+
+@description('Optional. Genesys Cloud\'s egress ranges in CIDR form (GET /api/v2/ipranges of your Genesys region) for an ip-filter on the lookup API. Defence in depth, not authentication: Genesys changes these ranges, so refresh them with each change Genesys announces, or leave the list empty (no filter).')
+param genesysIpRanges array = []
+
+@description('Optional. Application (client) ID of an existing Entra registration for the lookup API Genesys calls (with an app role Dip.Lookup assigned to Genesys\'s service principal; docs/deploy.md, "The Genesys Cloud client registration"). Empty: the deployment creates the registration, its role and the assignment through the Microsoft Graph Bicep extension. When given, genesysClientAppId is required.')
+param lookupApiClientId string = ''
+
+@description('Optional. Application (client) ID of an existing Entra registration that stands for Genesys Cloud. Empty: the deployment creates one (unless lookupApiClientId is given, which needs this too).')
+param genesysClientAppId string = ''
 
 @description('Optional. Calls in flight to the function app per gateway before API Management answers 429 (limit-concurrency).')
 @minValue(1)
@@ -520,6 +533,21 @@ module appAccess 'modules/app-access.bicep' = {
   }
 }
 
+// The lookup API's registration, with the app role Genesys's registration is assigned:
+// Genesys's tokens name it as their audience. Created here unless the deployer brings one.
+module entraLookupApi 'modules/entra-lookup-api.bicep' = if (empty(lookupApiClientId)) {
+  name: 'dipguard-entra-lookup-api'
+  params: {
+    apiUniqueName: 'dipguard-${environmentName}-${resourceToken}-lookup-api'
+    apiDisplayName: 'dipguard lookup API (${environmentName})'
+    genesysClientAppId: genesysClientAppId
+  }
+}
+var lookupApiAudience = empty(lookupApiClientId) ? entraLookupApi!.outputs.apiClientId : lookupApiClientId
+// A brought lookup API registration needs the Genesys client it was assigned to; fail early
+// rather than deploy a policy that admits no client.
+var genesysClientId = empty(lookupApiClientId) ? entraLookupApi!.outputs.genesysClientId : (empty(genesysClientAppId) ? string(int('genesysClientAppId is required when lookupApiClientId is given')) : genesysClientAppId)
+
 // API Management calls the app with a token from its own identity: no key is written to the
 // app or read from Key Vault, so no step here waits on the Functions runtime or on a role
 // assignment taking effect (docs/deploy.md, "First deployment").
@@ -529,8 +557,13 @@ module lookupApi 'modules/apim-api.bicep' = {
     apimName: apim.outputs.name
     functionAppName: functionApp.outputs.name
     backendAudience: appClientId
+    tenantId: tenant().tenantId
+    lookupApiAudience: lookupApiAudience
+    genesysClientAppId: genesysClientId
+    genesysIpRanges: genesysIpRanges
     apiPath: apiPath
     rateLimitCallsPerSecond: rateLimitCallsPerSecond
+    rateLimitPerIpCallsPerSecond: rateLimitPerIpCallsPerSecond
     maxConcurrentCalls: maxConcurrentCalls
   }
 }
@@ -573,8 +606,17 @@ output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 @description('The URL Genesys Cloud data actions post to.')
 output LOOKUP_URL string = lookupApi.outputs.lookupUrl
 
-@description('Resource ID of the Genesys Cloud API Management subscription; its key is read with listSecrets (see README, Wire up Genesys Cloud).')
-output APIM_SUBSCRIPTION_ID string = lookupApi.outputs.genesysSubscriptionId
+@description('Microsoft Entra token endpoint Genesys Cloud\'s custom auth action posts to (docs/deploy.md, "Wire up Genesys Cloud").')
+output ENTRA_TOKEN_URL string = '${environment().authentication.loginEndpoint}${tenant().tenantId}/oauth2/v2.0/token'
+
+@description('Tenant ID for the tenantId field of Genesys Cloud\'s credential.')
+output ENTRA_TENANT_ID string = tenant().tenantId
+
+@description('Scope Genesys Cloud requests a token for: the lookup API registration\'s client ID with /.default.')
+output LOOKUP_API_SCOPE string = '${lookupApiAudience}/.default'
+
+@description('Application (client) ID of Genesys Cloud\'s registration; its secret is created with az ad app credential reset (docs/deploy.md).')
+output GENESYS_CLIENT_ID string = genesysClientId
 
 @description('Name of the API Management service.')
 output APIM_NAME string = apim.outputs.name

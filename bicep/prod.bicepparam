@@ -38,7 +38,12 @@ param redisHighAvailability = true
 param apimSkuName = 'StandardV2'
 param apimSkuCapacity = 1
 param rateLimitCallsPerSecond = 1000
+param rateLimitPerIpCallsPerSecond = 1000
 param maxConcurrentCalls = 200
+// Genesys Cloud's egress ranges for an ip-filter in front of the token check, e.g.
+// [ '52.0.0.0/28' ] from GET /api/v2/ipranges of your Genesys region. Defence in depth: Genesys
+// changes them, so update this list when Genesys announces a change, or leave it empty.
+param genesysIpRanges = []
 // Operators' egress ranges for the admin-level surge endpoint, e.g. [ '203.0.113.0/24' ].
 param operatorIpRanges = []
 

@@ -64,17 +64,28 @@ def test_only_the_lookup_is_published_not_the_admin_endpoints() -> None:
     assert "/surge" not in text and "/health" not in text
 
 
-def test_callers_authenticate_with_the_api_management_subscription_key_header() -> None:
+def test_callers_authenticate_with_an_entra_bearer_token_and_no_subscription_key() -> None:
     schemes = OPENAPI["components"]["securitySchemes"]
     assert schemes == {
-        "apimSubscriptionKey": {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Ocp-Apim-Subscription-Key",
-            "description": schemes["apimSubscriptionKey"]["description"],
+        "entraToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": schemes["entraToken"]["description"],
         }
     }
-    assert OPENAPI["security"] == [{"apimSubscriptionKey": []}]
+    assert OPENAPI["security"] == [{"entraToken": []}]
+    assert "oauth2/v2.0/token" in schemes["entraToken"]["description"]
+    assert all(s["type"] != "apiKey" for s in schemes.values())
+
+
+def test_a_refused_token_is_a_json_401_and_a_foreign_address_a_json_403() -> None:
+    for status, code in (("401", "unauthorized"), ("403", "forbidden")):
+        content = LOOKUP["responses"][status]["content"]["application/json"]
+        assert content["schema"] == {"$ref": "#/components/schemas/GatewayError"}
+        schema_validator("GatewayError").validate(content["example"])
+        assert content["example"]["error"] == code
+    assert "WWW-Authenticate" in LOOKUP["responses"]["401"]["headers"]
 
 
 def test_request_schema_is_flat_with_conversation_id_and_ani_or_customer_id() -> None:
@@ -163,7 +174,14 @@ def test_error_schema_lists_every_error_code_the_app_raises() -> None:
 
 @pytest.mark.parametrize(
     ("status", "schema"),
-    [("400", "Error"), ("413", "Error"), ("415", "Error"), ("429", "ThrottleError")],
+    [
+        ("400", "Error"),
+        ("401", "GatewayError"),
+        ("403", "GatewayError"),
+        ("413", "Error"),
+        ("415", "Error"),
+        ("429", "GatewayError"),
+    ],
 )
 def test_error_responses_are_json_with_the_error_shape(status: str, schema: str) -> None:
     content = LOOKUP["responses"][status]["content"]["application/json"]
@@ -177,13 +195,16 @@ def test_429_tells_the_caller_when_to_retry() -> None:
     assert headers["Retry-After"]["schema"]["type"] == "integer"
 
 
-def test_gateway_error_bodies_match_the_throttle_error_schema() -> None:
+def test_every_gateway_error_body_matches_a_documented_status_and_schema() -> None:
     import xml.etree.ElementTree as ET
 
     policy = ET.fromstring((ROOT / "bicep" / "policies" / "lookup-api.xml").read_text())
-    validator = schema_validator("ThrottleError")
+    validator = schema_validator("GatewayError")
     app_errors = schema_validator("Error")
-    for when in policy.findall("./on-error/choose/when"):
+    whens = policy.findall(".//choose/when")
+    statuses = [w.find("./return-response/set-status") for w in whens]
+    assert {"401", "403", "429"} <= {s.get("code") for s in statuses if s is not None}
+    for when in whens:
         status_element = when.find("./return-response/set-status")
         body_element = when.find("./return-response/set-body")
         assert status_element is not None and body_element is not None
@@ -218,9 +239,11 @@ def test_export_is_a_custom_web_services_action_posting_to_api_management() -> N
     assert ACTION["config"]["timeoutSeconds"] == 3
 
 
-def test_export_sends_the_subscription_key_from_a_credential_and_json_headers() -> None:
+def test_export_sends_the_auth_actions_token_as_a_bearer_header_and_no_key() -> None:
     headers = ACTION["config"]["request"]["headers"]
-    assert re.fullmatch(r"\$!?\{credentials\.\w+\}", headers["Ocp-Apim-Subscription-Key"])
+    assert headers["Authorization"] == "Bearer $!{authResponse.access_token}"
+    assert not any("subscription" in name.lower() for name in headers)
+    assert "credentials." not in json.dumps(ACTION["config"]["request"])
     assert headers["Content-Type"] == "application/json"
     assert headers.get("Accept", "application/json") == "application/json"
 

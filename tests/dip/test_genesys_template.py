@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -41,7 +42,16 @@ from hypothesis import strategies as st
 
 from shared.dip.contract import ContractError, parse_dip_request
 from shared.dip.customers import CustomerRecord, entities_for
-from tests.support.genesys import ACTION, TEMPLATE, GenesysEsc, render_request_body
+from tests.support.genesys import (
+    ACTION,
+    AUTH_ACTION,
+    AUTH_REQUEST,
+    TEMPLATE,
+    GenesysEsc,
+    render_auth_request,
+    render_lookup_headers,
+    render_request_body,
+)
 from tests.support.keys import KEYS
 from tests.support.services import ROOT, Azurite, RedisServer, free_port, port_open
 
@@ -195,6 +205,90 @@ def test_a_missing_conversation_id_renders_as_empty_and_is_refused_by_name() -> 
     with pytest.raises(ContractError) as refused:
         parse_dip_request(body.encode("utf-8"), CONTENT_TYPE)
     assert (refused.value.status, refused.value.field) == (400, "conversationId")
+
+
+# --- the OAuth credential: the custom auth action and the token in the lookup ------------------
+
+CREDENTIALS = {
+    "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    "clientId": "6731de76-14a6-49ae-97bc-6eba6914391e",
+    "clientSecret": "Qx8~Ab.c_d-E+f/g=h&i%j k",
+    "scope": "0f6b2a3e-6c1d-4a4e-9d1b-2b8c0d1e2f3a/.default",
+}
+TOKEN_RESPONSE = {
+    "token_type": "Bearer",
+    "expires_in": 3599,
+    "access_token": "eyJ0eXAi.eyJhdWQi.c2ln",
+}
+
+
+def test_the_export_is_a_user_defined_oauth_integration_with_its_auth_action() -> None:
+    assert AUTH_ACTION["integrationType"] == ACTION["integrationType"] == "custom-rest-actions"
+    assert AUTH_ACTION["credentialType"] == "userDefinedOAuth"
+    assert set(AUTH_ACTION["credentialFields"]) == set(CREDENTIALS)
+    # Genesys fixes the auth action's contracts and refuses timeoutSeconds on it.
+    assert set(AUTH_ACTION["config"]) == {"request", "response"}
+    assert AUTH_REQUEST["requestType"] == "POST"
+    assert AUTH_REQUEST["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+    assert AUTH_ACTION["config"]["response"]["successTemplate"] == "${rawResult}"
+
+
+def test_every_reference_in_the_auth_action_and_the_lookup_headers_is_quiet() -> None:
+    templates = [AUTH_REQUEST["requestUrlTemplate"], AUTH_REQUEST["requestTemplate"]]
+    templates += list(ACTION["config"]["request"]["headers"].values())
+    for template in templates:
+        loud = [i for i, ch in enumerate(template) if ch == "$" and template[i + 1 : i + 2] != "!"]
+        assert loud == [], template
+
+
+@pytest.mark.parametrize("esc", ESCAPES)
+@pytest.mark.parametrize(
+    "secret", [CREDENTIALS["clientSecret"], *TRICKY], ids=lambda v: repr(v)[:24]
+)
+def test_the_auth_action_posts_client_credentials_to_the_tenants_v2_token_endpoint(
+    secret: str, esc: GenesysEsc
+) -> None:
+    url, body = render_auth_request({**CREDENTIALS, "clientSecret": secret}, esc)
+    # The host is fixed in the template: no credential value can send the secret elsewhere.
+    assert url == f"https://login.microsoftonline.com/{CREDENTIALS['tenantId']}/oauth2/v2.0/token"
+    form = urllib.parse.parse_qs(body, keep_blank_values=True, strict_parsing=True)
+    assert form == {
+        "grant_type": ["client_credentials"],
+        "client_id": [CREDENTIALS["clientId"]],
+        "client_secret": [secret],
+        "scope": [CREDENTIALS["scope"]],
+    }
+
+
+def test_a_tenant_id_cannot_change_the_token_endpoints_host_or_path() -> None:
+    url, _ = render_auth_request(
+        {**CREDENTIALS, "tenantId": "evil.example/x?y#"}, GenesysEsc(False)
+    )
+    parts = urllib.parse.urlsplit(url)
+    assert (parts.netloc, parts.query, parts.fragment) == ("login.microsoftonline.com", "", "")
+    assert parts.path.endswith("/oauth2/v2.0/token") and parts.path.count("/") == 4
+
+
+@pytest.mark.parametrize("esc", ESCAPES)
+@pytest.mark.parametrize("inputs", combinations())
+def test_both_actions_render_for_every_input_mix_with_the_token_as_a_bearer_header(
+    inputs: dict[str, str], esc: GenesysEsc
+) -> None:
+    # What Genesys does for one dip: the auth action's request (once, then cached), then the
+    # lookup with authResponse from its answer.
+    url, form = render_auth_request(CREDENTIALS, esc)
+    assert url.endswith("/oauth2/v2.0/token") and "grant_type=client_credentials" in form
+    headers = render_lookup_headers(TOKEN_RESPONSE, esc)
+    assert headers["Authorization"] == f"Bearer {TOKEN_RESPONSE['access_token']}"
+    assert not any("subscription" in name.lower() for name in headers)
+    assert all("$" not in value for value in headers.values())
+    body = render_request_body(inputs, esc)
+    assert json.loads(body) == expected_payload(inputs)
+
+
+def test_without_an_auth_response_the_lookup_sends_no_template_text_as_a_token() -> None:
+    headers = render_lookup_headers(None, GenesysEsc(ascii_only=False))
+    assert headers["Authorization"] == "Bearer "
 
 
 # --- posting to the app -------------------------------------------------------------------------
