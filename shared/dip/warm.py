@@ -372,6 +372,13 @@ class Warm:
         # make its earliest pages look fresh.
         started = float(cursor.get("startedAt", self._clock()))
         marker = Marker(bloom.generation, started, int(cursor.get("entities", 0)), bloom.bits)
+        # A partition that holds no key has no filter yet, and a missing filter proves
+        # nothing: an empty one (APPEND of nothing creates it, and never changes one that
+        # exists) lets the read model answer its strangers "no customer" too.
+        pipe = self.redis.pipeline(transaction=False)
+        for partition in _PARTITION_NAMES:
+            pipe.append(bloom_key(bloom.generation, partition), b"")
+        await pipe.execute()
         await self.redis.set(MARKER_KEY, marker.to_json())
         await self.redis.delete(CURSOR_KEY)
         report.completed = True

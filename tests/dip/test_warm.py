@@ -14,11 +14,19 @@ from azure.data.tables.aio import TableClient
 
 from shared.dip.breaker import Breaker
 from shared.dip.cache import RedisCache
-from shared.dip.customers import PARTITIONS
-from shared.dip.readmodel import CURSOR_KEY, LEASE_KEY, MARKER_KEY, read_marker
+from shared.dip.customers import PARTITIONS, table_keys
+from shared.dip.readmodel import (
+    CURSOR_KEY,
+    LEASE_KEY,
+    MARKER_KEY,
+    ReadModel,
+    bloom_key,
+    read_marker,
+)
 from shared.dip.valve import VALVE_KEY, RedisValve, Share
 from shared.dip.warm import WARM_VALVE_KEY, Warm
 from tests.support.customers import keys_of, load
+from tests.support.keys import KEYS
 from tests.support.services import Azurite
 
 
@@ -140,3 +148,24 @@ async def test_a_warm_that_cannot_reach_the_table_stops_and_keeps_its_place(
     assert "next warm resumes" in str(report.reason)
     assert await redis.exists(MARKER_KEY) == 0
     assert await redis.exists(LEASE_KEY) == 0  # given back
+
+
+async def test_a_complete_warm_leaves_a_filter_in_every_partition_even_an_empty_one(
+    redis: aioredis.Redis, table: TableClient
+) -> None:
+    # Three customers, six keys: most of the 256 partitions hold none, and a stranger whose
+    # key falls in one of them is still proved absent rather than read from the table.
+    people = await load(table, 3)
+    assert (await make_warm(redis, table).run()).completed
+    marker = await read_marker(redis)
+    assert marker is not None
+    filters = [bloom_key(marker.generation, f"b{n:02x}") for n in range(PARTITIONS)]
+    assert sum([await redis.exists(name) for name in filters]) == PARTITIONS
+    model = ReadModel(redis, Breaker(5, 5), max_age_s=3600, authoritative=True)
+    used = {table_keys(key)[0] for person in people for key in keys_of(person)}
+    strangers = [KEYS.key("ani", f"+1317999{n:04d}") for n in range(200)]
+    elsewhere = [key for key in strangers if table_keys(key)[0] not in used]
+    assert len(elsewhere) > 150
+    assert all([await model.absent(key, 1.0) for key in elsewhere])
+    # And the customers themselves are never absent.
+    assert not any([await model.absent(key, 1.0) for p in people for key in keys_of(p)])
