@@ -1,0 +1,393 @@
+"""CPU per dip, three ways side by side in one run: ``python -m bench.cpu``.
+
+* **in process**: the app's own dip service (``Runtime.dips.answer``), no HTTP;
+* **real app**: function_app.py through the dev host and Microsoft's worker;
+* **empty function**: bench/empty_app.py through the same path, a function that returns a
+  constant answer of the same shape: the floor of that path.
+
+Each is measured for three answers: a **cached** dip (a known caller after a complete warm),
+a read-model **absent** (a stranger after a complete warm: "no customer" without a database
+read), and a **database** read against Azurite (a known caller with nothing in Redis). One
+round measures every way and answer in turn, so a round's figures come from the same minute
+of the same machine; the report gives each figure's median over the rounds and the app's
+share of the platform path, (real - empty) / empty.
+
+CPU is the app's process tree's user + system time (``/proc``) over the dips, divided by
+the dips: the driver (this process, for the HTTP ways) is not counted, nor are Redis and
+Azurite. CPU time on a shared machine is noisy, so ``--callgrind`` also counts instructions
+per cached dip in process with valgrind's callgrind, which repeats exactly whatever else the
+machine does: two runs of different lengths, whose difference removes start-up and imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+from azure.data.tables.aio import TableClient
+
+from app.runtime import Runtime
+from app.settings import load_settings
+from bench.population import Population, ensure_loaded
+from bench.procs import (
+    ROOT,
+    AppProcess,
+    Azurite,
+    RedisServer,
+    free_port,
+    port_open,
+    table_connection_string,
+    tree_cpu_seconds,
+)
+from shared.dip.contract import DipRequest
+from shared.dip.keys import LOCAL_SECRET
+
+__all__ = ["WAYS", "main", "measure_in_process"]
+
+WAYS = ("in process", "real app", "empty function")
+ANSWERS = ("cached", "absent", "database")
+CONCURRENCY = 16
+TABLE = "benchcpu"
+
+
+@dataclass(frozen=True)
+class Config:
+    dips: int
+    rounds: int
+    customers: int
+    azurite_port: int
+    out: Path | None
+    callgrind: tuple[int, int] | None
+
+
+def app_env(redis_url: str, azurite_port: int) -> dict[str, str]:
+    """The app's settings for every way: no answer shed, no read waiting for a slot."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "CustomerStorage": table_connection_string(azurite_port),
+        "CUSTOMER_TABLE": TABLE,
+        "LOOKUP_KEY_SECRET": LOCAL_SECRET,
+        "MAX_DB_QPS": "100000",
+        "LOCAL_DB_QPS": "100000",
+        "MAX_INFLIGHT_DB_READS": str(CONCURRENCY),
+        "DIP_LOG_LEVEL": "OFF",
+        "FUNCTIONS_WORKER_PROCESS_COUNT": "1",
+    }
+
+
+def callers(population: Population, answer: str, count: int) -> list[str]:
+    """The numbers ``count`` dips dial: known callers, or strangers, in turn."""
+    if answer == "absent":
+        pool = list(population.strangers)
+    else:
+        pool = [c.phones[0] for c in population.customers]
+    if answer == "database" and count > len(pool):
+        raise ValueError(
+            f"a database round needs {count} customers, the population has {len(pool)}"
+        )
+    return [pool[i % len(pool)] for i in range(count)]
+
+
+async def _bounded(calls: Sequence[Callable[[], Awaitable[object]]]) -> None:
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(call: Callable[[], Awaitable[object]]) -> None:
+        async with gate:
+            await call()
+
+    await asyncio.gather(*(one(c) for c in calls))
+
+
+async def measure_in_process(rt: Runtime, numbers: Sequence[str]) -> tuple[float, dict[str, int]]:
+    """CPU µs per dip of this process answering ``numbers``, and the sources it answered."""
+    sources: dict[str, int] = {}
+
+    def call(number: str) -> Callable[[], Awaitable[object]]:
+        async def dip() -> None:
+            outcome = await rt.dips.answer(DipRequest(str(uuid.uuid4()), number, None, None))
+            sources[outcome.answer.source] = sources.get(outcome.answer.source, 0) + 1
+
+        return dip
+
+    calls = [call(n) for n in numbers]
+    started = time.process_time()
+    await _bounded(calls)
+    spent = time.process_time() - started
+    await rt.dips.drain()
+    return spent / len(numbers) * 1e6, sources
+
+
+async def measure_http(
+    app: AppProcess, session: aiohttp.ClientSession, numbers: Sequence[str]
+) -> tuple[float, dict[str, int]]:
+    """CPU µs per dip of the app's process tree answering ``numbers`` over HTTP."""
+    sources: dict[str, int] = {}
+
+    def call(number: str) -> Callable[[], Awaitable[object]]:
+        async def dip() -> None:
+            body = {"conversationId": str(uuid.uuid4()), "ani": number}
+            async with session.post(app.url, json=body) as response:
+                answer = await response.json()
+            source = answer.get("source", f"http {response.status}")
+            sources[source] = sources.get(source, 0) + 1
+
+        return dip
+
+    before = tree_cpu_seconds(app.pid)
+    await _bounded([call(n) for n in numbers])
+    # Background cache writes finish within the request's own tail; give them a moment.
+    await asyncio.sleep(0.2)
+    after = tree_cpu_seconds(app.pid)
+    assert before is not None and after is not None
+    return (after - before) / len(numbers) * 1e6, sources
+
+
+async def _prepare(rt: Runtime, redis: aioredis.Redis, answer: str) -> None:
+    """Redis as the answer needs it: a complete warm, or nothing at all."""
+    await redis.flushdb()
+    if answer != "database":
+        report = await rt.warm().run()
+        if not report.completed:
+            raise RuntimeError("the warm did not complete")
+
+
+async def run(cfg: Config) -> dict[str, Any]:
+    redis_server = RedisServer(free_port())
+    azurite = None if port_open(cfg.azurite_port) else Azurite(cfg.azurite_port)
+    if azurite is not None:
+        azurite.start()
+    redis_server.start()
+    work = Path(tempfile.mkdtemp(prefix="bench-cpu-"))
+    env = app_env(redis_server.url, cfg.azurite_port)
+    apps = {
+        "real app": AppProcess("function_app.py", free_port(), env, work / "real.log"),
+        "empty function": AppProcess("bench/empty_app.py", free_port(), env, work / "empty.log"),
+    }
+    figures: dict[str, dict[str, list[float]]] = {a: {w: [] for w in WAYS} for a in ANSWERS}
+    sources: dict[str, dict[str, dict[str, int]]] = {a: {} for a in ANSWERS}
+    callgrind_result: dict[str, Any] = {}
+    population = Population.build(cfg.customers)
+    try:
+        async with TableClient.from_connection_string(
+            table_connection_string(cfg.azurite_port), table_name=TABLE
+        ) as table:
+            await ensure_loaded(table, population, work, progress=False)
+        for process in apps.values():
+            process.start(process.port)
+        rt = Runtime(load_settings(env))
+        redis = aioredis.Redis.from_url(redis_server.url)
+        connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for way_app in apps.values():  # first requests load what a dip imports lazily
+                await measure_http(way_app, session, callers(population, "cached", 50))
+            await measure_in_process(rt, callers(population, "cached", 50))
+            for round_no in range(cfg.rounds):
+                for answer in ANSWERS:
+                    numbers = callers(population, answer, cfg.dips)
+                    for way in WAYS:
+                        await _prepare(rt, redis, answer)
+                        if way == "in process":
+                            cpu, seen = await measure_in_process(rt, numbers)
+                        else:
+                            cpu, seen = await measure_http(apps[way], session, numbers)
+                        figures[answer][way].append(round(cpu, 1))
+                        if round_no == 0:
+                            sources[answer][way] = seen
+                print(
+                    f"cpu: round {round_no + 1}/{cfg.rounds} done",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if cfg.callgrind is not None:
+            await _prepare(rt, redis, "cached")
+            callgrind_result = await asyncio.to_thread(callgrind, cfg, env)
+        await redis.aclose()
+        await rt.close()
+    finally:
+        for process in apps.values():
+            process.stop()
+        redis_server.stop()
+        if azurite is not None:
+            azurite.stop()
+    result: dict[str, Any] = {
+        "config": {
+            "dips": cfg.dips,
+            "rounds": cfg.rounds,
+            "concurrency": CONCURRENCY,
+            "customers": cfg.customers,
+            "python": sys.version.split()[0],
+        },
+        "answers": {},
+    }
+    for answer in ANSWERS:
+        medians = {w: statistics.median(figures[answer][w]) for w in WAYS}
+        real, empty = medians["real app"], medians["empty function"]
+        result["answers"][answer] = {
+            "cpuUsPerDip": figures[answer],
+            "medianCpuUsPerDip": {w: round(m, 1) for w, m in medians.items()},
+            "appShareOfEmpty": round((real - empty) / empty, 2) if empty > 0 else None,
+            "sourcesFirstRound": sources[answer],
+        }
+    if cfg.callgrind is not None:
+        result["callgrind"] = callgrind_result
+    return result
+
+
+# --- instructions, with valgrind's callgrind ---------------------------------------------------
+
+
+def _instructions(out_file: Path) -> int:
+    text = out_file.read_text(encoding="utf-8", errors="replace")
+    found = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"no instruction total in {out_file}")
+    return int(found[1])
+
+
+def callgrind(cfg: Config, env: dict[str, str]) -> dict[str, Any]:
+    """Instructions per cached dip in process: two child runs under callgrind, of ``short``
+    and ``long`` dips after the same start-up; their difference over the extra dips."""
+    short, long = cfg.callgrind or (0, 0)
+    counts: dict[int, int] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as work:
+        for dips in (short, long):
+            out_file = Path(work) / f"callgrind.{dips}.out"
+            done = subprocess.run(
+                [
+                    "valgrind",
+                    "--tool=callgrind",
+                    f"--callgrind-out-file={out_file}",
+                    sys.executable,
+                    "-m",
+                    "bench.cpu",
+                    "--child-cached",
+                    str(dips),
+                    "--customers",
+                    str(cfg.customers),
+                ],
+                cwd=ROOT,
+                # pymalloc's arenas confuse valgrind's view of the heap; malloc does not.
+                env={**env, "PYTHONMALLOC": "malloc"},
+                capture_output=True,
+                text=True,
+                timeout=3600,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"callgrind run failed: {done.stderr[-2000:]}")
+            counts[dips] = _instructions(out_file)
+    return {
+        "dips": [short, long],
+        "instructions": [counts[short], counts[long]],
+        "instructionsPerCachedDip": round((counts[long] - counts[short]) / (long - short)),
+    }
+
+
+async def child_cached(dips: int, customers: int) -> None:
+    """Under callgrind: start up, then ``dips`` cached dips (the warm is the parent's)."""
+    rt = Runtime(load_settings())
+    population = Population.build(customers)
+    _, seen = await measure_in_process(rt, callers(population, "cached", dips))
+    await rt.close()
+    if set(seen) != {"cache"}:
+        raise RuntimeError(f"expected cached answers only, got {seen}")
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def report_markdown(result: dict[str, Any]) -> str:
+    cfg = result["config"]
+    lines = [
+        "# CPU per dip, three ways side by side",
+        "",
+        f"`python -m bench.cpu`: {cfg['dips']:,} dips per figure at concurrency "
+        f"{cfg['concurrency']}, {cfg['rounds']} rounds, median of the rounds; "
+        f"{cfg['customers']:,} customers; Python {cfg['python']}. CPU is the measured "
+        "process tree's user + system time over the dips.",
+        "",
+        "| answer | in process | real app (dev host + worker) | empty function | "
+        "app's share (real - empty) / empty |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for answer, data in result["answers"].items():
+        m = data["medianCpuUsPerDip"]
+        lines.append(
+            f"| {answer} | {m['in process']:,.0f} µs | {m['real app']:,.0f} µs | "
+            f"{m['empty function']:,.0f} µs | {data['appShareOfEmpty']} |"
+        )
+    if "callgrind" in result:
+        c = result["callgrind"]
+        lines += [
+            "",
+            f"Instructions per cached dip in process (callgrind, {c['dips'][1]:,} minus "
+            f"{c['dips'][0]:,} dips after the same start-up): "
+            f"**{c['instructionsPerCachedDip']:,}**.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.cpu", description=(__doc__ or "").split("\n\n")[0]
+    )
+    parser.add_argument("--dips", type=int, default=3000, help="dips per figure")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--customers", type=int, default=4000)
+    parser.add_argument("--azurite-port", type=int, default=10002)
+    parser.add_argument("--out", type=Path, help="write <out>.json and <out>.md")
+    parser.add_argument(
+        "--callgrind",
+        nargs=2,
+        type=int,
+        metavar=("SHORT", "LONG"),
+        help="also count instructions per cached dip: two runs of SHORT and LONG dips",
+    )
+    parser.add_argument("--child-cached", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.dips < 100 or args.rounds < 1:
+        parser.error("--dips: at least 100; --rounds: at least 1")
+    if args.dips > args.customers:
+        parser.error("--customers must be at least --dips: a database round reads each once")
+    callgrind_dips: tuple[int, int] | None = None
+    if args.callgrind:
+        callgrind_dips = (args.callgrind[0], args.callgrind[1])
+        if not 0 < callgrind_dips[0] < callgrind_dips[1]:
+            parser.error("--callgrind SHORT LONG: 0 < SHORT < LONG")
+    cfg = Config(
+        args.dips, args.rounds, args.customers, args.azurite_port, args.out, callgrind_dips
+    )
+    return cfg, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, args = parse_args(argv)
+    if args.child_cached is not None:
+        asyncio.run(child_cached(args.child_cached, cfg.customers))
+        return 0
+    result = asyncio.run(run(cfg))
+    text = report_markdown(result)
+    print(text)
+    if cfg.out is not None:
+        cfg.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+        cfg.out.with_suffix(".md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
