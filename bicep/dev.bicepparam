@@ -9,11 +9,11 @@ using 'main.bicep'
 param environmentName = 'dev'
 param publisherEmail = readEnvironmentVariable('APIM_PUBLISHER_EMAIL', 'dipguard-dev@example.com')
 
-// The lookup key secret: read from LOOKUP_KEY_SECRET on the first deployment and when a
+// The lookup key secret: read from NEW_LOOKUP_KEY_SECRET on the first deployment and when a
 // rotation starts, empty otherwise (the secret in Key Vault stays as it is). During a
 // rotation, LOOKUP_KEY_SECRET_PREVIOUS_VERSION names the previous version (docs/deploy.md,
 // "Rotating the lookup key secret").
-param lookupKeySecret = readEnvironmentVariable('LOOKUP_KEY_SECRET', '')
+param lookupKeySecret = readEnvironmentVariable('NEW_LOOKUP_KEY_SECRET', '')
 param lookupKeySecretPreviousVersion = readEnvironmentVariable('LOOKUP_KEY_SECRET_PREVIOUS_VERSION', '')
 
 param planSku = 'EP1'

@@ -166,11 +166,33 @@ param genesysClientAppId string = ''
 @minValue(1)
 param maxConcurrentCalls int = 200
 
-@description('Optional. CIDR ranges of operators allowed to call the function app directly (the admin-level surge endpoint). Everything but API Management is denied otherwise.')
+@description('Optional. CIDR ranges operators call the operator app from (the surge endpoints). Empty: any address, and App Service Authentication with the Surge.Operate app role alone decides who gets in. The lookup app admits API Management only, whatever this says.')
 param operatorIpRanges array = []
+
+@description('Optional. Object IDs of users, groups or service principals to assign the operators\' app role (Surge.Operate) on the operators\' app registration the deployment creates. Empty: assign it in Entra ID instead (docs/deploy.md, "Security").')
+param surgeOperatorObjectIds array = []
+
+@description('Optional. Application (client) ID of an existing Entra app registration for the operator app, defining the Surge.Operate app role (docs/deploy.md, "Security"). Empty: the deployment creates one through the Microsoft Graph Bicep extension.')
+param operatorEntraAppClientId string = ''
 
 @description('Optional. StandardV2 only: address range of the virtual network and subnet the gateway calls the function app from. At least a /27; /24 lets the gateway scale.')
 param apimSubnetAddressPrefix string = '10.90.0.0/24'
+
+// ---------------------------------------------------------------------------------------------
+// Private data plane
+// ---------------------------------------------------------------------------------------------
+
+@description('Optional. Private data plane: both function apps integrate with a virtual network, host storage (blob, file, queue), customer storage (table), Redis and Key Vault are reached through private endpoints with private DNS zones and their public network access is disabled, and the SCM (Kudu) site admits deployerIpRanges only. Off: everything stays on public endpoints guarded by Entra ID (a cheap dev deployment). docs/deploy.md, "Networks".')
+param privateNetworking bool = false
+
+@description('Optional. With privateNetworking: address range of the subnet both function apps integrate with (one plan, one subnet): at least a /25, 100 addresses, for an Elastic Premium plan.')
+param appSubnetAddressPrefix string = '10.90.1.0/24'
+
+@description('Optional. With privateNetworking: address range of the private endpoint subnet (seven endpoints).')
+param privateEndpointSubnetAddressPrefix string = '10.90.2.0/26'
+
+@description('Optional. CIDR ranges deployments (azd deploy, func publish) run from: the only addresses the SCM (Kudu) site admits when privateNetworking is on or this list is not empty. A GitHub-hosted runner has no fixed address; deploy from a runner with one.')
+param deployerIpRanges array = []
 
 @description('Optional. Application (client) ID of an existing Entra app registration that stands for the function app (a registration with a service principal and v2 access tokens; docs/deploy.md, "Identity and keys"). Empty: the deployment creates and keeps one through the Microsoft Graph Bicep extension, which needs the deployer to be allowed to register applications.')
 param entraAppClientId string = ''
@@ -287,6 +309,8 @@ var allTags = union(tags, {
   application: 'dipguard'
 })
 var contentShareName = toLower('dipguard-${environmentName}-content')
+// Each function app has its own content share.
+var operatorContentShareName = toLower('dipguard-${environmentName}-operator-content')
 
 var effectiveScaleSchedule = empty(scaleSchedule) ? {
   timezone: 'UTC'
@@ -366,17 +390,32 @@ var apimVnetName = 'vnet-dipguard-${environmentName}'
 var apimSubnetName = 'apim-outbound'
 var apimSubnetResourceId = apimUsesVnetIntegration ? resourceId('Microsoft.Network/virtualNetworks/subnets', apimVnetName, apimSubnetName) : ''
 
-module network 'modules/network.bicep' = if (apimUsesVnetIntegration) {
+module network 'modules/network.bicep' = if (apimUsesVnetIntegration || privateNetworking) {
   name: 'dipguard-network'
   params: {
     name: apimVnetName
     networkSecurityGroupName: 'nsg-dipguard-${environmentName}-apim'
     location: location
     tags: allTags
+    apimSubnetEnabled: apimUsesVnetIntegration
     addressPrefix: apimSubnetAddressPrefix
     subnetName: apimSubnetName
+    privateNetworking: privateNetworking
+    privateNetworkSecurityGroupName: 'nsg-dipguard-${environmentName}-private'
+    appSubnetAddressPrefix: appSubnetAddressPrefix
+    privateEndpointSubnetAddressPrefix: privateEndpointSubnetAddressPrefix
   }
 }
+
+// With private networking: the subnet the apps integrate with, the endpoint subnet and the
+// zone of each private link sub-resource. Reading them waits for the network module, zones
+// and links included, so every endpoint is made after its zone.
+var appSubnetResourceId = privateNetworking ? network!.outputs.appSubnetResourceId : ''
+var privateEndpointSubnetResourceId = privateNetworking ? network!.outputs.privateEndpointSubnetResourceId : ''
+var privateDnsZoneResourceIds = privateNetworking ? network!.outputs.privateDnsZoneResourceIds : {}
+// Kudu admits the deployers only: always with private networking, and in dev too once
+// deployer ranges are given.
+var restrictScm = privateNetworking || !empty(deployerIpRanges)
 
 module monitoring 'modules/monitoring.bicep' = {
   name: 'dipguard-monitoring'
@@ -398,8 +437,17 @@ module hostStorage 'modules/storage.bicep' = {
     skuName: storageSkuName
     // The Functions content share (Azure Files) accepts only an account key; see function-app.bicep.
     allowSharedKeyAccess: true
+    // The host: keys and timer locks (blob), queues, the content share (file).
+    privateEndpointSubnetResourceId: privateEndpointSubnetResourceId
+    privateEndpointServices: [
+      'blob'
+      'file'
+      'queue'
+    ]
+    privateDnsZoneResourceIds: privateDnsZoneResourceIds
     fileShareNames: [
       contentShareName
+      operatorContentShareName
     ]
   }
 }
@@ -412,6 +460,11 @@ module dataStorage 'modules/storage.bicep' = {
     tags: allTags
     skuName: storageSkuName
     allowSharedKeyAccess: false
+    privateEndpointSubnetResourceId: privateEndpointSubnetResourceId
+    privateEndpointServices: [
+      'table'
+    ]
+    privateDnsZoneResourceIds: privateDnsZoneResourceIds
     tableNames: [
       customerTableName
       surgeTableName
@@ -428,6 +481,8 @@ module redis 'modules/redis.bicep' = {
     skuName: redisSkuName
     highAvailability: redisHighAvailability
     clusteringPolicy: redisClusteringPolicy
+    privateEndpointSubnetResourceId: privateEndpointSubnetResourceId
+    privateDnsZoneResourceId: privateNetworking ? privateDnsZoneResourceIds.redisEnterprise : ''
   }
 }
 
@@ -459,6 +514,40 @@ module entraApp 'modules/entra-app.bicep' = if (empty(entraAppClientId)) {
 }
 var appClientId = empty(entraAppClientId) ? entraApp!.outputs.clientId : entraAppClientId
 
+// The operators' registration: the audience of the tokens the operator app accepts, with the
+// Surge.Operate app role, which Entra ID requires a caller to hold before it issues one
+// (appRoleAssignmentRequired). Application members too, so a pipeline's or a Logic App's
+// identity can be given the role for planned events. Operators sign in with the Azure CLI
+// (docs/deploy.md, "Security").
+var surgeOperateRole = 'Surge.Operate'
+module operatorEntraApp 'modules/entra-app.bicep' = if (empty(operatorEntraAppClientId)) {
+  name: 'dipguard-operator-entra-app'
+  params: {
+    uniqueName: 'dipguard-${environmentName}-${resourceToken}-operator'
+    displayName: 'dipguard operators (${environmentName})'
+    appRoles: [
+      {
+        value: surgeOperateRole
+        displayName: 'Raise and end surges'
+        description: 'Raise, list and end dipguard surges (the operator app\'s /api/surge).'
+        allowedMemberTypes: [
+          'User'
+          'Application'
+        ]
+      }
+    ]
+    appRoleAssignmentRequired: true
+    appRoleAssignments: [
+      for id in surgeOperatorObjectIds: {
+        principalId: id
+        role: surgeOperateRole
+      }
+    ]
+    azureCliSignIn: true
+  }
+}
+var operatorAppClientId = empty(operatorEntraAppClientId) ? operatorEntraApp!.outputs.clientId : operatorEntraAppClientId
+
 // The vault, the lookup key secret, and the identity that resolves the app's references with
 // its Key Vault Secrets User role on the secret. Nothing here waits on API Management, so on a
 // first deployment the role assignment is made at the start, some 30 minutes before the site
@@ -472,6 +561,8 @@ module keyVault 'modules/key-vault.bicep' = {
     location: location
     tags: allTags
     secretValue: lookupKeySecret
+    privateEndpointSubnetResourceId: privateEndpointSubnetResourceId
+    privateDnsZoneResourceId: privateNetworking ? privateDnsZoneResourceIds.vault : ''
   }
 }
 
@@ -499,7 +590,9 @@ module functionApp 'modules/function-app.bicep' = {
     appInsightsConnectionString: monitoring.outputs.connectionString
     apimPublicIpAddresses: apim.outputs.publicIpAddresses
     apimSubnetResourceId: apimSubnetResourceId
-    operatorIpRanges: operatorIpRanges
+    virtualNetworkSubnetResourceId: appSubnetResourceId
+    restrictScm: restrictScm
+    deployerIpRanges: deployerIpRanges
     authClientId: appClientId
     authAllowedPrincipalIds: [
       apim.outputs.systemAssignedMIPrincipalId
@@ -521,16 +614,85 @@ module functionApp 'modules/function-app.bicep' = {
   ]
 }
 
+// The operator app: the surge switch and the scale timer, on the lookup app's plan, with the
+// control-plane roles scoped to the lookup site and the plan (modules/operator-app.bicep).
+module operatorApp 'modules/operator-app.bicep' = {
+  name: 'dipguard-operator-app'
+  params: {
+    name: 'func-dipguard-${environmentName}-${resourceToken}-op'
+    planName: functionApp.outputs.planName
+    lookupSiteName: functionApp.outputs.name
+    location: location
+    tags: allTags
+    azdServiceName: 'operator'
+    zoneRedundant: zoneRedundant
+    maxBurstLimit: maxBurstLimit
+    hostStorageAccountName: hostStorage.outputs.name
+    contentShareName: operatorContentShareName
+    customerTableServiceUri: dataStorage.outputs.tableEndpoint
+    redisUrl: redis.outputs.url
+    redisCluster: redisClusteringPolicy == 'OSSCluster'
+    appInsightsConnectionString: monitoring.outputs.connectionString
+    operatorIpRanges: operatorIpRanges
+    virtualNetworkSubnetResourceId: appSubnetResourceId
+    restrictScm: restrictScm
+    deployerIpRanges: deployerIpRanges
+    authClientId: operatorAppClientId
+    customerTableName: customerTableName
+    surgeTableName: surgeTableName
+    scaleTimerSchedule: scaleTimerSchedule
+    warmTimerSchedule: warmTimerSchedule
+    scaleSchedule: string(effectiveScaleSchedule)
+    scaleDryRun: scaleDryRun
+    scaleSyncPlanMinimum: scaleSyncPlanMinimum
+    lookupKeySecretUri: keyVault.outputs.secretUriWithVersion
+    lookupKeySecretPreviousUri: empty(lookupKeySecretPreviousVersion) ? '' : '${keyVault.outputs.vaultUri}secrets/${keyVault.outputs.secretName}/${lookupKeySecretPreviousVersion}'
+    keyVaultReferenceIdentityResourceId: keyVault.outputs.referenceIdentityResourceId
+    appSettings: union(tuningDefaults, appTuning)
+  }
+  dependsOn: [
+    keyVault
+  ]
+}
+
+// Data access, one identity at a time: the lookup app reads the customer table (not the
+// account) and uses Redis; the operator app also writes the surge table. Neither holds a
+// role on the other's table or on the account.
 module appAccess 'modules/app-access.bicep' = {
   name: 'dipguard-app-access'
   params: {
     principalId: functionApp.outputs.systemAssignedMIPrincipalId
+    appRole: 'lookup'
     hostStorageAccountName: hostStorage.outputs.name
     dataStorageAccountName: dataStorage.outputs.name
+    customerTableName: customerTableName
     appInsightsName: monitoring.outputs.name
     redisName: redis.outputs.name
     redisDatabaseName: redis.outputs.databaseName
+    redisAccessPolicyAssignmentName: 'functionapp'
   }
+}
+
+module operatorAccess 'modules/app-access.bicep' = {
+  name: 'dipguard-operator-access'
+  params: {
+    principalId: operatorApp.outputs.systemAssignedMIPrincipalId
+    appRole: 'operator'
+    hostStorageAccountName: hostStorage.outputs.name
+    dataStorageAccountName: dataStorage.outputs.name
+    customerTableName: customerTableName
+    surgeTableName: surgeTableName
+    appInsightsName: monitoring.outputs.name
+    redisName: redis.outputs.name
+    redisDatabaseName: redis.outputs.databaseName
+    redisAccessPolicyAssignmentName: 'operatorapp'
+  }
+  // Azure Managed Redis fails access policy assignments written to one database at the same
+  // time ("terminal provisioning state 'Failed'": Azure/azure-dev#6640, microsoft/aspire#13043),
+  // so the second waits for the first.
+  dependsOn: [
+    appAccess
+  ]
 }
 
 // The lookup API's registration, with the app role Genesys's registration is assigned:
@@ -568,6 +730,24 @@ module lookupApi 'modules/apim-api.bicep' = {
   }
 }
 
+// The audit trail in the Log Analytics workspace: Key Vault audit events, API Management
+// gateway logs, storage reads, writes and deletes (customer tables, host blobs and content
+// share) and both function apps' logs (docs/deploy.md, "What is logged where").
+module diagnostics 'modules/diagnostics.bicep' = {
+  name: 'dipguard-diagnostics'
+  params: {
+    workspaceResourceId: monitoring.outputs.workspaceResourceId
+    functionAppNames: [
+      functionApp.outputs.name
+      operatorApp.outputs.name
+    ]
+    apiManagementName: apim.outputs.name
+    keyVaultName: keyVault.outputs.name
+    dataStorageAccountName: dataStorage.outputs.name
+    hostStorageAccountName: hostStorage.outputs.name
+  }
+}
+
 module alerts 'modules/alerts.bicep' = {
   name: 'dipguard-alerts'
   params: {
@@ -584,8 +764,8 @@ module alerts 'modules/alerts.bicep' = {
 }
 
 // A shared workbook on Application Insights: dips, shedding, the valve, database reads
-// against MAX_DB_QPS, instances against the schedule, surges and the read model
-// (docs/img/workbook-layout.png shows its layout).
+// against MAX_DB_QPS, instances against the schedule, surges, the read model, and sign-ins and
+// refusals (docs/img/workbook-layout.png shows its layout).
 module workbook 'modules/workbook.bicep' = {
   name: 'dipguard-workbook'
   params: {
@@ -593,6 +773,7 @@ module workbook 'modules/workbook.bicep' = {
     location: location
     tags: allTags
     appInsightsResourceId: monitoring.outputs.resourceId
+    logAnalyticsWorkspaceResourceId: monitoring.outputs.workspaceResourceId
     maxDbQps: maxDbQps
     readModelMaxAgeSeconds: readModelMaxAgeSeconds
     degradedPercentThreshold: degradedPercentThreshold
@@ -600,8 +781,17 @@ module workbook 'modules/workbook.bicep' = {
   }
 }
 
-@description('Name of the function app (azd deploys the code here).')
+@description('Name of the lookup function app (azd deploys the code here as the api service).')
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+
+@description('Name of the operator function app (azd deploys the same code here as the operator service).')
+output OPERATOR_FUNCTION_APP_NAME string = operatorApp.outputs.name
+
+@description('The surge endpoint operators call with an Entra ID token carrying the Surge.Operate role.')
+output SURGE_URL string = 'https://${operatorApp.outputs.defaultHostName}/api/surge'
+
+@description('Application (client) ID of the operators\' app registration: operators ask for a token for it (docs/deploy.md, "Security").')
+output OPERATOR_APP_CLIENT_ID string = operatorAppClientId
 
 @description('The URL Genesys Cloud data actions post to.')
 output LOOKUP_URL string = lookupApi.outputs.lookupUrl

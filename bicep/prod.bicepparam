@@ -10,11 +10,11 @@ using 'main.bicep'
 param environmentName = 'prod'
 param publisherEmail = readEnvironmentVariable('APIM_PUBLISHER_EMAIL')
 
-// The lookup key secret: read from LOOKUP_KEY_SECRET on the first deployment and when a
+// The lookup key secret: read from NEW_LOOKUP_KEY_SECRET on the first deployment and when a
 // rotation starts, empty otherwise (the secret in Key Vault stays as it is). During a
 // rotation, LOOKUP_KEY_SECRET_PREVIOUS_VERSION names the previous version (docs/deploy.md,
 // "Rotating the lookup key secret").
-param lookupKeySecret = readEnvironmentVariable('LOOKUP_KEY_SECRET', '')
+param lookupKeySecret = readEnvironmentVariable('NEW_LOOKUP_KEY_SECRET', '')
 param lookupKeySecretPreviousVersion = readEnvironmentVariable('LOOKUP_KEY_SECRET_PREVIOUS_VERSION', '')
 
 param planSku = 'EP2'
@@ -33,6 +33,14 @@ param storageSkuName = 'Standard_ZRS'
 param redisSkuName = 'Balanced_B5'
 param redisHighAvailability = true
 
+// A private data plane: both apps integrate with the virtual network; storage, Redis and Key
+// Vault answer only through private endpoints (docs/deploy.md, "Networks").
+param privateNetworking = true
+// The only addresses Kudu (the SCM site) admits, e.g. [ '203.0.113.7/32' ] for the machine
+// or self-hosted runner that runs azd deploy. Empty: nobody reaches Kudu, so code cannot be
+// deployed until a range is given; infrastructure deployments go through ARM and still work.
+param deployerIpRanges = []
+
 // Standard v2 calls the function app from a subnet of its own, which the
 // deployment creates (apimSubnetAddressPrefix, 10.90.0.0/24 unless set here).
 param apimSkuName = 'StandardV2'
@@ -44,8 +52,11 @@ param maxConcurrentCalls = 200
 // [ '52.0.0.0/28' ] from GET /api/v2/ipranges of your Genesys region. Defence in depth: Genesys
 // changes them, so update this list when Genesys announces a change, or leave it empty.
 param genesysIpRanges = []
-// Operators' egress ranges for the admin-level surge endpoint, e.g. [ '203.0.113.0/24' ].
+// Operators' egress ranges for the operator app (the surge endpoints), e.g. [ '203.0.113.0/24' ];
+// empty leaves it to Entra ID and the Surge.Operate app role alone.
 param operatorIpRanges = []
+// Object IDs of the people (or a group) who raise surges: they get the Surge.Operate app role.
+param surgeOperatorObjectIds = []
 
 param maxDbQps = 400
 param handlerDeadlineMs = 2500

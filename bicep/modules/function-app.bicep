@@ -1,5 +1,5 @@
-metadata name = 'dipguard function app'
-metadata description = 'A Linux Elastic Premium plan and the Python 3.13 function app that answers IVR data dips, with always-ready and pre-warmed instances, inbound traffic limited to API Management by network rules and by App Service Authentication, and the roles its scale_schedule timer needs.'
+metadata name = 'dipguard lookup function app'
+metadata description = 'A Linux Elastic Premium plan and the lookup function app on it, which answers IVR data dips (DIPGUARD_FUNCTIONS=lookup), with always-ready and pre-warmed instances, inbound traffic limited to API Management by network rules and by App Service Authentication, the runtime\'s /admin endpoints off, and no role on the control plane: the operator app (operator-app.bicep) holds those.'
 
 @description('Required. Name of the function app.')
 param name string
@@ -95,8 +95,16 @@ param apimPublicIpAddresses array = []
 @description('Optional. Subnet a StandardV2 API Management gateway calls from (outbound virtual network integration, with the Microsoft.Web service endpoint). Give this or apimPublicIpAddresses.')
 param apimSubnetResourceId string = ''
 
-@description('Optional. Extra CIDR ranges allowed to reach the app directly, for operators calling the admin-level surge endpoint.')
-param operatorIpRanges array = []
+// --- network (the operator app takes the same values: both sit on one plan and share the content share) ---
+
+@description('Optional. Subnet (delegated to Microsoft.Web/serverFarms) the app integrates with; all its outbound traffic, the content share\'s and Key Vault references\' included, then goes through the virtual network to the private endpoints. Empty: no virtual network integration (dev).')
+param virtualNetworkSubnetResourceId string = ''
+
+@description('Optional. Deny the SCM (Kudu) site to everything but deployerIpRanges.')
+param restrictScm bool = false
+
+@description('Optional. CIDR ranges allowed to reach the SCM (Kudu) site when restrictScm is on: where deployments (azd deploy, func publish) run from.')
+param deployerIpRanges array = []
 
 @description('Required. Application (client) ID of the Entra app registration that stands for this app (entra-app.bicep): the audience of the tokens App Service Authentication accepts.')
 param authClientId string
@@ -172,16 +180,17 @@ var platformSettings = {
   // Identity-based host storage (blobs for keys and timer locks): no connection string.
   AzureWebJobsStorage__accountName: hostStorageAccountName
   AzureWebJobsStorage__credential: 'managedidentity'
-  // Elastic Premium scales out on an Azure Files content share, and Azure Files accepts only
-  // an account key. Running without the share means deploying a run-from-blob package that
-  // azd cannot produce, and the docs warn scale-out may be limited. The key is for the host
-  // account, which holds no customer data; the customer account has shared keys off.
+  // The content share takes the account key: Azure Files does not support managed identity for
+  // it (Azure Functions developer guide, Configure an identity-based connection, ms.date
+  // 09/06/2023). So the key stays; with private networking the host account answers only its
+  // private endpoints, reached from the apps' integration subnet (docs/deploy.md, Networks).
   WEBSITE_CONTENTAZUREFILECONNECTIONSTRING: 'DefaultEndpointsProtocol=https;AccountName=${hostStorageAccount.name};EndpointSuffix=${environment().suffixes.storage};AccountKey=${hostStorageAccount.listKeys().keys[0].value}'
   WEBSITE_CONTENTSHARE: contentShareName
   // Remote build on deploy (azd, func publish): pip installs requirements.txt on Linux.
   SCM_DO_BUILD_DURING_DEPLOYMENT: 'true'
   ENABLE_ORYX_BUILD: 'true'
-  // dipguard
+  // dipguard: the lookup app serves ivr_lookup, health, warmup and cache_warm.
+  DIPGUARD_FUNCTIONS: 'lookup'
   REDIS_URL: redisUrl
   REDIS_CLUSTER: string(redisCluster)
   CustomerStorage__tableServiceUri: customerTableServiceUri
@@ -219,7 +228,7 @@ var rotationSettings = empty(lookupKeySecretPreviousUri) ? {} : {
 }
 var appSettingsMap = union(platformSettings, rotationSettings, appSettings)
 
-// Inbound: API Management, then operators; everything else is denied. API Management is
+// Inbound: API Management; everything else is denied (operators use the operator app). API Management is
 // admitted by the path its tier documents (api-management-howto-ip-addresses): a classic
 // gateway by its static public addresses, a StandardV2 gateway by the subnet it integrates
 // with (integrate-vnet-outbound; App Service access restrictions by service endpoint).
@@ -234,15 +243,6 @@ var apimRules = [
     priority: 100 + i
   }
 ]
-var operatorRules = [
-  for (range, i) in operatorIpRanges: {
-    name: 'operator-${i}'
-    description: 'Operators (surge endpoint)'
-    ipAddress: range
-    action: 'Allow'
-    priority: 200 + i
-  }
-]
 var apimSubnetRules = [
   {
     name: 'apim-subnet'
@@ -252,13 +252,21 @@ var apimSubnetRules = [
     priority: 100
   }
 ]
+// The SCM (Kudu) site: deployments reach it with Entra ID tokens (basic auth is off below).
+// Restricted, it admits only the deployers' ranges and denies everything else.
+var deployerRules = [
+  for (range, i) in deployerIpRanges: {
+    name: 'deployer-${i}'
+    description: 'Deployers (azd deploy, func publish)'
+    ipAddress: range
+    action: 'Allow'
+    priority: 100 + i
+  }
+]
+var isNetworkIntegrated = !empty(virtualNetworkSubnetResourceId)
+
 // Exactly one path, or the deployment fails up front rather than lock API Management out.
 var apimInboundPathChecked = (empty(apimSubnetResourceId) == empty(apimPublicIpAddresses)) ? string(int('give exactly one of apimPublicIpAddresses (classic tiers) and apimSubnetResourceId (StandardV2)')) : (empty(apimSubnetResourceId) ? 'publicIp' : 'subnet')
-
-// Website Contributor (site config) and Web Plan Contributor (plan burst and minimum): what
-// the scale_schedule timer needs, scoped to this site and this plan only.
-var websiteContributorRoleId = 'de139f84-1756-47ae-9be6-808fbbe84772'
-var webPlanContributorRoleId = '2cc479cb-7b4d-49a8-b449-8c00fd0f0a4b'
 
 resource hostStorageAccount 'Microsoft.Storage/storageAccounts@2024-01-01' existing = {
   name: hostStorageAccountName
@@ -303,7 +311,7 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
   }
   kind: 'functionapp,linux'
   // checkov:skip=CKV_AZURE_17: No client certificates: API Management authenticates with an Entra ID token from its managed identity (site_authSettings below) over TLS, and inbound traffic is limited to API Management's addresses.
-  // checkov:skip=CKV_AZURE_222: The public endpoint is what API Management calls; ipSecurityRestrictions below deny everything except API Management's addresses or integration subnet (and listed operator ranges). A private endpoint would need a network for the classic tiers too.
+  // checkov:skip=CKV_AZURE_222: The public endpoint is what API Management calls; ipSecurityRestrictions below deny everything except API Management's addresses or integration subnet. A private endpoint would need a network for the classic tiers too.
   // checkov:skip=CKV_AZURE_213: No App Service health check: it probes without a function key, so the FUNCTION-level /api/health would answer 401 and healthy instances would be taken out of rotation. The Functions scale controller and the alerts watch health instead.
   // checkov:skip=CKV_AZURE_212: Instance count is not App Service's numberOfWorkers here: always-ready instances (minimumElasticInstanceCount) are a parameter, at least 3 when zone redundant.
   properties: {
@@ -312,8 +320,23 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
     keyVaultReferenceIdentity: keyVaultReferenceIdentityResourceId
     reserved: true
     httpsOnly: true
+    // The runtime's /admin endpoints off; ARM, with RBAC, still does what they did ("Securing
+    // Azure Functions", ms.date 01/20/2026, "Disable administrative endpoints"). Not in the
+    // published API types yet: Bicep warns (BCP037, silenced here) and ARM applies it.
+    #disable-next-line BCP037
+    functionsRuntimeAdminIsolationEnabled: true
     clientAffinityEnabled: false
     publicNetworkAccess: 'Enabled'
+    // Virtual network integration: allTraffic routes the app's calls and the platform's (content
+    // share, Key Vault references) into the network, where the private DNS zones resolve the
+    // data stores to their private endpoints (Manage Azure App Service virtual network
+    // integration routing, ms.date 11/24/2025; supersedes vnetContentShareEnabled).
+    virtualNetworkSubnetId: isNetworkIntegrated ? virtualNetworkSubnetResourceId : null
+    outboundVnetRouting: {
+      allTraffic: isNetworkIntegrated
+      applicationTraffic: isNetworkIntegrated
+      contentShareTraffic: isNetworkIntegrated
+    }
     siteConfig: {
       // Python 3.13 runs on the azure-functions-runtime worker pinned in requirements.txt
       // (learn.microsoft.com/azure/azure-functions/python-313-changes).
@@ -329,10 +352,13 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
       remoteDebuggingEnabled: false
       use32BitWorkerProcess: false
       ipSecurityRestrictionsDefaultAction: 'Deny'
-      ipSecurityRestrictions: concat((apimInboundPathChecked == 'subnet') ? apimSubnetRules : apimRules, operatorRules)
+      ipSecurityRestrictions: (apimInboundPathChecked == 'subnet') ? apimSubnetRules : apimRules
+      // The legacy form of outboundVnetRouting.applicationTraffic, kept equal to it.
+      vnetRouteAllEnabled: isNetworkIntegrated
       // Deployments (azd, func publish) reach the SCM site with Entra ID tokens; basic auth is off below.
       scmIpSecurityRestrictionsUseMain: false
-      scmIpSecurityRestrictionsDefaultAction: 'Allow'
+      scmIpSecurityRestrictionsDefaultAction: restrictScm ? 'Deny' : 'Allow'
+      scmIpSecurityRestrictions: restrictScm ? deployerRules : []
       cors: {
         allowedOrigins: []
       }
@@ -355,8 +381,9 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
 // authorization policy"). This is an ARM write of the site's configuration: it needs neither
 // the Functions runtime to be up nor any role assignment to have propagated, so the first
 // deployment has no step that waits on either (docs/deploy.md, "First deployment").
-// /api/health and /api/surge keep the runtime's own function and master keys for operators,
-// so they are excluded here; /admin stays behind this check. The warmup request Elastic
+// Only /api/health is excluded: it keeps the runtime's own function key for probes. The surge
+// endpoints live in the operator app (operator-app.bicep), and /admin is off
+// (functionsRuntimeAdminIsolationEnabled) and behind this check besides. The warmup request Elastic
 // Premium sends an instance passes only while httpsOnly is on (set above;
 // functions-bindings-warmup.md).
 resource site_authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
@@ -380,8 +407,6 @@ resource site_authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
       unauthenticatedClientAction: 'Return401'
       excludedPaths: [
         '/api/health'
-        '/api/surge'
-        '/api/surge/*'
       ]
     }
     httpSettings: {
@@ -424,28 +449,6 @@ resource site_scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPoli
   name: 'scm'
   properties: {
     allow: false
-  }
-}
-
-resource site_websiteContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(site.id, websiteContributorRoleId)
-  scope: site
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', websiteContributorRoleId)
-    principalId: site.identity.principalId
-    principalType: 'ServicePrincipal'
-    description: 'scale_schedule: read and change always-ready and pre-warmed instances (site config).'
-  }
-}
-
-resource plan_webPlanContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(plan.id, site.id, webPlanContributorRoleId)
-  scope: plan
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', webPlanContributorRoleId)
-    principalId: site.identity.principalId
-    principalType: 'ServicePrincipal'
-    description: 'scale_schedule: change the plan maximum burst and minimum instances.'
   }
 }
 

@@ -1,11 +1,14 @@
 metadata name = 'dipguard workbook'
-metadata description = 'A shared Azure Monitor workbook on the Application Insights component: dips by source and latency, shedding, the valve, database reads against MAX_DB_QPS, instances against the schedule, surges and the read model.'
+metadata description = 'A shared Azure Monitor workbook on the Application Insights component: dips by source and latency, shedding, the valve, database reads against MAX_DB_QPS, instances against the schedule, surges, the read model, and sign-ins and refusals at the gateway, the apps and the surge switch.'
 
 @description('Required. Name the workbook is shown by in the portal.')
 param displayName string
 
 @description('Required. Resource ID of the Application Insights component: the workbook is listed under its Workbooks and queries its customMetrics, traces and requests.')
 param appInsightsResourceId string
+
+@description('Required. Resource ID of the Log Analytics workspace the diagnostic settings send to: the sign-ins and refusals view reads API Management\'s gateway logs there (workspace() in a query of the component).')
+param logAnalyticsWorkspaceResourceId string
 
 @description('Optional. Location of the workbook.')
 param location string = resourceGroup().location
@@ -36,7 +39,11 @@ param shedPercentThreshold int = 10
 // this deployment knows, replaced here; the JSON stays valid JSON with them in place, so it
 // can be read, tested and drawn (bicep/workbooks/layout.py) without Bicep.
 var template = loadTextContent('../workbooks/dipguard.workbook.json')
-var withResource = replace(template, '__APP_INSIGHTS_RESOURCE_ID__', appInsightsResourceId)
+var withComponent = replace(template, '__APP_INSIGHTS_RESOURCE_ID__', appInsightsResourceId)
+// Query data across Log Analytics workspaces, applications and resources in Azure Monitor
+// (cross-workspace-query): workspace("<resource ID>") names a workspace from a query run on
+// the component.
+var withResource = replace(withComponent, '__LOG_ANALYTICS_WORKSPACE_ID__', logAnalyticsWorkspaceResourceId)
 var withBudget = replace(withResource, '__MAX_DB_QPS__', string(maxDbQps))
 var withMaxAge = replace(withBudget, '__READ_MODEL_MAX_AGE_SECONDS__', string(readModelMaxAgeSeconds))
 var withDegraded = replace(withMaxAge, '__DEGRADED_PERCENT__', string(degradedPercentThreshold))

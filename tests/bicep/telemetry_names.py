@@ -8,11 +8,13 @@ The workbook (bicep/workbooks/dipguard.workbook.json) and the alert rules
   through ``shared.dip.metrics.DipMetrics`` into an in-memory OpenTelemetry reader, feeding
   it every value the module's own constants list, and reads back which metric carries which
   attribute with which values. Nothing here repeats a metric's name or an attribute's.
-* log lines, in ``traces``: ``scale_tick {json}`` (the scale tick), ``surge <id> started:
-  ...`` and ``surge <id> ended early`` (the surge switch), ``cache_warm {json}`` (the warm)
-  and ``dip {json}``. ``real_log_lines()`` gets them from the code: it starts and ends a
-  surge through ``SurgeApi`` (which runs a real scale tick) and captures what the loggers
-  write, and formats a warm's report and a dip's log entry as the code does.
+* log lines, in ``traces``: ``scale_tick {json}`` (the scale tick), ``surge <id> started by
+  <operator>: ...``, ``surge <id> ended early by <operator>`` and ``surge_refused <status>
+  <code>[ by <object id>]`` (the surge switch), ``cache_warm {json}`` (the warm) and
+  ``dip {json}``. ``real_log_lines()`` gets them from the code: it starts and ends a surge
+  through ``SurgeApi`` as a signed-in operator (which runs a real scale tick), is refused
+  twice, and captures what the loggers write, and formats a warm's report and a dip's log
+  entry as the code does.
 
 ``check_query()`` reads a query the way the tests need, with regular expressions rather
 than a KQL parser: each ``name == / in / startswith`` literal in a ``customMetrics`` query
@@ -193,6 +195,7 @@ async def _surge_and_tick_lines() -> tuple[list[str], str]:
     from app.settings import load_settings
     from shared.scale.surge_api import SurgeApi
     from tests.support.schedules import example_schedule
+    from tests.support.surges import OPERATOR, principal_headers
 
     settings = load_settings(
         {
@@ -204,6 +207,8 @@ async def _surge_and_tick_lines() -> tuple[list[str], str]:
             "SCALE_SUBSCRIPTION_ID": "00000000-1111-2222-3333-444444444444",
             "SCALE_RESOURCE_GROUP": "rg-dipguard",
             "SCALE_SITE_NAME": "func-dipguard",
+            # As behind App Service Authentication: the operator's principal headers count.
+            "WEBSITE_AUTH_ENABLED": "True",
         }
     )
     capture = _Capture()
@@ -215,11 +220,18 @@ async def _surge_and_tick_lines() -> tuple[list[str], str]:
         api = SurgeApi(settings.scale, _MemorySurgeTable(), gateway=_MemoryGateway())  # type: ignore[arg-type]
         body = {"alwaysReady": SURGE_ALWAYS_READY, "minutes": SURGE_MINUTES, "reason": SURGE_REASON}
         now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
-        started = await api.handle("POST", None, json.dumps(body).encode(), now=now)
+        started = await api.handle(
+            "POST", None, json.dumps(body).encode(), headers=OPERATOR, now=now
+        )
         assert started.status == 201, started.body
         surge_id = started.body["surge"]["id"]
-        ended = await api.handle("DELETE", surge_id, b"", now=now)
+        ended = await api.handle("DELETE", surge_id, b"", headers=OPERATOR, now=now)
         assert ended.status == 200, ended.body
+        # Two refusals: nobody signed in, and an operator without the Surge.Operate role.
+        nobody = await api.handle("GET", None, b"", headers={}, now=now)
+        assert nobody.status == 401, nobody.body
+        without_role = await api.handle("GET", None, b"", headers=principal_headers(()), now=now)
+        assert without_role.status == 403, without_role.body
     finally:
         logger.removeHandler(capture)
         logger.setLevel(previous)

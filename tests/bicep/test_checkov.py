@@ -129,9 +129,14 @@ def test_every_checkov_skip_is_justified_inline_and_still_needed() -> None:
     assert inline == used
 
 
-def test_only_the_graph_extension_module_is_kept_from_checkov() -> None:
-    # Every ARM resource stays under checkov; the file it skips declares Graph resources only.
-    assert [p.name for p in GRAPH_FILES] == ["entra-app.bicep"]
-    text = GRAPH_FILES[0].read_text()
-    types = set(re.findall(r"^resource \w+ '([^@']+)@", text, re.M))
-    assert types == {"Microsoft.Graph/applications", "Microsoft.Graph/servicePrincipals"}
+def test_only_the_graph_extension_modules_are_kept_from_checkov() -> None:
+    # Every ARM resource stays under checkov; the files it skips declare Graph resources only.
+    assert sorted(p.name for p in GRAPH_FILES) == ["entra-app.bicep", "entra-lookup-api.bicep"]
+    graph = {
+        "Microsoft.Graph/applications",
+        "Microsoft.Graph/servicePrincipals",
+        "Microsoft.Graph/appRoleAssignedTo",
+    }
+    for path in GRAPH_FILES:
+        types = set(re.findall(r"^resource \w+ '([^@']+)@", path.read_text(), re.M))
+        assert types <= graph and "Microsoft.Graph/applications" in types, path.name

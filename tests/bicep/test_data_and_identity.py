@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from azure.mgmt.redisenterprise.models import EvictionPolicy, SkuName
@@ -37,13 +38,15 @@ from tests.support.bicep import (
     function,
     module,
     module_call,
-    module_condition,
     parsed,
     resolve,
     resources_of,
     role_assignments,
     walk,
 )
+from tests.support.bicep_model_check import _unwrap_resource_body as mc_unwrap
+
+STORAGE_TABLE_DATA_READER = "76199698-9eea-4c19-bc75-cec21354c6b6"
 
 
 def test_storage_is_tls12_private_blobs_and_shared_keys_off_for_customer_data() -> None:
@@ -112,8 +115,16 @@ def test_redis_is_tls_only_with_access_keys_off_and_entra_access_for_the_app() -
         "accessPolicyName": "default",
         "user": {"objectId": "principalId"},
     }
-    params = module_call(parsed(MAIN), "modules/app-access.bicep")["params"]
-    assert dotted(params["principalId"]) == "functionApp.outputs.systemAssignedMIPrincipalId"
+    # One assignment for each app's identity (tests/bicep/test_identities.py).
+    principals = {
+        dotted(m["config"]["params"]["principalId"])
+        for m in parsed(MAIN)["modules"].values()
+        if m["detail"]["path"] == "modules/app-access.bicep"
+    }
+    assert principals == {
+        "functionApp.outputs.systemAssignedMIPrincipalId",
+        "operatorApp.outputs.systemAssignedMIPrincipalId",
+    }
 
 
 def test_redis_evicts_only_keys_with_a_ttl() -> None:
@@ -160,12 +171,23 @@ def test_the_redis_sku_says_how_to_size_it_for_the_read_model() -> None:
     assert "redisSkuName" in redis_description and "bytes" not in redis_description
 
 
-def test_the_scale_schedule_identity_can_change_the_site_and_the_plan() -> None:
-    app = module("function-app")
-    grants = {(g["role"], g["scope"]) for g in role_assignments(app)}
-    assert (WEBSITE_CONTRIBUTOR, "site") in grants
-    assert (WEB_PLAN_CONTRIBUTOR, "plan") in grants
-    assert all(dotted(g["principal"]) == "site.identity.principalId" for g in role_assignments(app))
+def test_the_operator_identity_changes_the_lookup_site_and_the_plan_and_the_lookup_cannot() -> None:
+    operator = module("operator-app")
+    grants = {(g["role"], g["scope"]) for g in role_assignments(operator)}
+    assert grants == {(WEBSITE_CONTRIBUTOR, "lookupSite"), (WEB_PLAN_CONTRIBUTOR, "plan")}
+    assert all(
+        dotted(g["principal"]) == "site.identity.principalId" for g in role_assignments(operator)
+    )
+    # Those scopes are the lookup app's site and its plan, as main.bicep names them.
+    resources = operator["resources"]
+    assert resources["lookupSite"]["existing"] and resources["plan"]["existing"]
+    assert resources["lookupSite"]["config"]["name"] == "lookupSiteName"
+    assert resources["plan"]["config"]["name"] == "planName"
+    call = module_call(parsed(MAIN), "modules/operator-app.bicep")["params"]
+    assert dotted(call["lookupSiteName"]) == "functionApp.outputs.name"
+    assert dotted(call["planName"]) == "functionApp.outputs.planName"
+    # The lookup app grants itself nothing.
+    assert role_assignments(module("function-app")) == []
 
 
 def test_the_app_identity_gets_data_access_and_nothing_broad() -> None:
@@ -186,9 +208,25 @@ def test_the_app_identity_gets_data_access_and_nothing_broad() -> None:
             STORAGE_QUEUE_DATA_CONTRIBUTOR,
             STORAGE_TABLE_DATA_CONTRIBUTOR,
         },
-        "dataStorageAccount": {STORAGE_TABLE_DATA_CONTRIBUTOR},
+        "customerTable": {STORAGE_TABLE_DATA_READER},
+        "surgeTable": {STORAGE_TABLE_DATA_CONTRIBUTOR},
         "appInsights": {MONITORING_METRICS_PUBLISHER},
     }
+    # The table roles are scoped to tables of the customer account, by name.
+    for symbol, name in (("customerTable", "customerTableName"), ("surgeTable", "surgeTableName")):
+        table = access["resources"][symbol]
+        assert table["type"] == "Microsoft.Storage/storageAccounts/tableServices/tables"
+        assert table["existing"] is True
+        assert mc_unwrap(table["config"])["name"] == name
+    # The surge table's role only for an identity given the surge table: the operator's.
+    (surge_grant,) = [
+        r["config"]
+        for r in access["resources"].values()
+        if r["type"] == "Microsoft.Authorization/roleAssignments"
+        and mc_unwrap(r["config"])["scope"] == "surgeTable"
+    ]
+    assert resolve(surge_grant["condition"], {"surgeTableName": ""}) is False
+    assert resolve(surge_grant["condition"], {"surgeTableName": "surges"}) is True
 
 
 def test_app_service_authentication_admits_only_api_managements_identity() -> None:
@@ -203,9 +241,9 @@ def test_app_service_authentication_admits_only_api_managements_identity() -> No
         True,
         "Return401",
     )
-    # Only the operator endpoints that keep the runtime's own keys are left out; the dip and
-    # the runtime's /admin API stay behind the token check.
-    assert glob["excludedPaths"] == ["/api/health", "/api/surge", "/api/surge/*"]
+    # Only the health probe, which keeps the runtime's function key, is left out; the dip and
+    # the runtime's /admin API stay behind the token check, and the surge switch is not here.
+    assert glob["excludedPaths"] == ["/api/health"]
     assert not any(p.startswith(("/api/lookup", "/admin")) for p in glob["excludedPaths"])
     aad = props["identityProviders"]["azureActiveDirectory"]
     assert aad["enabled"] is True
@@ -225,13 +263,16 @@ def test_app_service_authentication_admits_only_api_managements_identity() -> No
     assert decorators(app["parameters"]["authAllowedPrincipalIds"])["min_length"] == 1
 
 
-def test_the_lookup_function_leaves_its_door_to_app_service_authentication() -> None:
+def test_the_lookup_and_surge_functions_leave_their_doors_to_app_service_authentication() -> None:
     # The runtime would want a key for a FUNCTION-level route; in Azure the token check in
-    # front of it is the door, so the route itself is anonymous and the others keep keys.
-    text = (BICEP.parent / "function_app.py").read_text()
+    # front of it is the door, so the lookup and the surge switch are anonymous to the
+    # runtime (the surge switch checks the operator's role itself), health keeps its key, and
+    # nothing needs the master key.
+    text = (BICEP.parent / "app" / "functions.py").read_text()
     assert 'route="lookup", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS' in text
     assert 'route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION' in text
-    assert "auth_level=func.AuthLevel.ADMIN" in text
+    assert re.search(r'route="surge/\{id\?\}",[^)]*auth_level=func\.AuthLevel\.ANONYMOUS', text)
+    assert "AuthLevel.ADMIN" not in text
 
 
 def test_the_app_registration_issues_v2_tokens_and_a_given_one_is_used_instead() -> None:
@@ -239,7 +280,7 @@ def test_the_app_registration_issues_v2_tokens_and_a_given_one_is_used_instead()
     assert "microsoftGraphV1" in entra["extensions"]
     (application,) = resources_of(entra, "Microsoft.Graph/applications")
     assert application["signInAudience"] == "AzureADMyOrg"
-    assert application["api"] == {"requestedAccessTokenVersion": 2}
+    assert application["api"]["requestedAccessTokenVersion"] == 2
     assert application["uniqueName"] == "uniqueName"
     (principal,) = resources_of(entra, "Microsoft.Graph/servicePrincipals")
     assert dotted(principal["appId"]) == "application.appId"
@@ -253,9 +294,8 @@ def test_the_app_registration_issues_v2_tokens_and_a_given_one_is_used_instead()
     assert resolve(client_id, Template(main, created)) == "created-id"
     given = {**created, "entraAppClientId": "given-id"}
     assert resolve(client_id, Template(main, given)) == "given-id"
-    assert (
-        resolve(module_condition(main, "modules/entra-app.bicep"), Template(main, given)) is False
-    )
+    (lookup_call,) = [m["config"] for s, m in main["modules"].items() if s == "entraApp"]
+    assert resolve(lookup_call["condition"], Template(main, given)) is False
 
 
 def test_no_first_deployment_step_waits_on_the_runtime_or_a_role_grant() -> None:
@@ -278,8 +318,14 @@ def test_no_first_deployment_step_waits_on_the_runtime_or_a_role_grant() -> None
                 assert "host" not in json.dumps(listed).lower(), path.name
     # Nothing in main.bicep waits on a role assignment module, since nothing needs one to
     # have taken effect: the app's data roles are used at run time, when it first reads.
+    # The one exception: the operator's access waits for the lookup's, because Azure
+    # Managed Redis fails two access policy assignments written to a database at once.
     for symbol, call in parsed(MAIN)["modules"].items():
+        if symbol == "operatorAccess":
+            assert call["config"]["dependsOn"] == ["appAccess"]
+            continue
         assert '"appAccess"' not in json.dumps(call), symbol
+        assert '"operatorAccess"' not in json.dumps(call), symbol
 
 
 def test_the_redis_skus_named_for_each_size_are_what_the_memory_benchmark_picks() -> None:
@@ -293,3 +339,84 @@ def test_the_redis_skus_named_for_each_size_are_what_the_memory_benchmark_picks(
     picked = {f"{row['customers'] // 1000}k": row["sku"] for row in sizing(per_key)}
     picked = {k.replace("1000k", "1M").replace("5000k", "5M"): v for k, v in picked.items()}
     assert named == picked
+
+
+def _operator_easy_auth() -> dict[str, Any]:
+    (auth,) = (
+        r
+        for r in resources_of(module("operator-app"), "Microsoft.Web/sites/config")
+        if r["name"] == "authsettingsV2"
+    )
+    return auth["properties"]
+
+
+def test_the_operator_app_admits_only_signed_in_tokens_for_the_operators_registration() -> None:
+    props = _operator_easy_auth()
+    assert props["platform"]["enabled"] is True
+    assert props["globalValidation"] == {
+        "requireAuthentication": True,
+        "unauthenticatedClientAction": "Return401",
+        "excludedPaths": ["/api/health"],
+    }
+    assert props["httpSettings"]["requireHttps"] is True
+    aad = props["identityProviders"]["azureActiveDirectory"]
+    assert aad["enabled"] is True
+    assert aad["registration"]["clientId"] == "authClientId"
+    assert aad["registration"]["openIdIssuer"].endswith("/v2.0")
+    assert aad["validation"]["allowedAudiences"] == ["authClientId"]
+    # The operators' registration, not the lookup's: a token API Management gets for the
+    # lookup app does not open the operator app.
+    main = parsed(MAIN)
+    call = module_call(main, "modules/operator-app.bicep")["params"]
+    assert call["authClientId"] == "operatorAppClientId"
+    chosen = main["variables"]["operatorAppClientId"]["value"]
+    created = {
+        "operatorEntraApp.outputs.clientId": "operators-id",
+        "entraApp.outputs.clientId": "x",
+    }
+    assert resolve(chosen, Template(main, created)) == "operators-id"
+    given = {**created, "operatorEntraAppClientId": "given-id"}
+    assert resolve(chosen, Template(main, given)) == "given-id"
+    condition = main["modules"]["operatorEntraApp"]["config"]["condition"]
+    assert resolve(condition, Template(main, given)) is False
+    assert resolve(condition, Template(main, created)) is True
+
+
+def test_the_operators_registration_defines_the_surge_role_and_requires_it() -> None:
+    from shared.scale.principal import SURGE_ROLE
+
+    main = parsed(MAIN)
+    values = {"surgeOperatorObjectIds": ["11111111-2222-3333-4444-555555555555"]}
+    env = Template(main, values)
+    registration = main["modules"]["operatorEntraApp"]["config"]["config"]["params"]
+    (role,) = resolve(registration["appRoles"], env)
+    assert role["value"] == SURGE_ROLE == "Surge.Operate"
+    assert role["allowedMemberTypes"] == ["User", "Application"]
+    assert registration["appRoleAssignmentRequired"] is True
+    assert resolve(registration["appRoleAssignments"], env) == [
+        {"principalId": "11111111-2222-3333-4444-555555555555", "role": SURGE_ROLE}
+    ]
+    assert registration["azureCliSignIn"] is True
+    # The lookup app's registration defines no role and requires none: API Management's
+    # identity gets its token without an assignment.
+    lookup = main["modules"]["entraApp"]["config"]["config"]["params"]
+    assert not {"appRoles", "appRoleAssignmentRequired", "appRoleAssignments"} & set(lookup)
+    entra = module("entra-app")
+    assert default_of(entra, "appRoleAssignmentRequired") is False
+    assert default_of(entra, "appRoles") == []
+    # The module defines each role enabled, with an id derived from its value, requires an
+    # assignment on the service principal when told, and assigns by the same id.
+    (application,) = resources_of(entra, "Microsoft.Graph/applications")
+    assert application["appRoles"] == "appRoleDefinitions"
+    definition = entra["variables"]["appRoleDefinitions"]["value"]["config"]
+    assert definition["isEnabled"] is True and dotted(definition["value"]) == "role.value"
+    role_id = function(definition["id"], "guid")
+    (principal,) = resources_of(entra, "Microsoft.Graph/servicePrincipals")
+    assert principal["appRoleAssignmentRequired"] == "appRoleAssignmentRequired"
+    (assigned,) = resources_of(entra, "Microsoft.Graph/appRoleAssignedTo")
+    assert dotted(assigned["resourceId"]) == "servicePrincipal.id"
+    assert dotted(assigned["principalId"]) == "assignment.principalId"
+    assigned_id = function(assigned["appRoleId"], "guid")
+    assert role_id is not None and assigned_id is not None
+    assert [dotted(v) for v in role_id.values()] == ["uniqueName", "appRole", "role.value"]
+    assert [dotted(v) for v in assigned_id.values()] == ["uniqueName", "appRole", "assignment.role"]

@@ -159,15 +159,17 @@ def test_azd_generates_the_secret_once_and_the_parameter_files_keep_it_otherwise
     assert metadata["azd"]["type"] == "generate"
     assert metadata["azd"]["config"]["length"] >= 32
     # azd generates only a required parameter that has no value: main.parameters.json maps it
-    # to LOOKUP_KEY_SECRET, which is empty unless a rotation sets it.
+    # to NEW_LOOKUP_KEY_SECRET, which is empty unless a rotation sets it: a name of its own,
+    # never the app setting's, so a shell holding the loader's LOOKUP_KEY_SECRET does not
+    # rotate the secret by accident.
     assert parsed(MAIN)["parameters"]["lookupKeySecret"]["default"] is None
     azd = json.loads((BICEP / "main.parameters.json").read_text())["parameters"]
-    assert azd["lookupKeySecret"] == {"value": "${LOOKUP_KEY_SECRET}"}
+    assert azd["lookupKeySecret"] == {"value": "${NEW_LOOKUP_KEY_SECRET}"}
     for path in PARAM_FILES:
         _, assignments = bicepparam_doc(path)
         env = function(assignments["lookupKeySecret"]["value"], "readEnvironmentVariable")
         assert env is not None, path.name
-        assert list(env.values()) == ["LOOKUP_KEY_SECRET", ""], path.name
+        assert list(env.values()) == ["NEW_LOOKUP_KEY_SECRET", ""], path.name
 
 
 def test_a_redeploy_without_a_value_keeps_the_secret_and_a_short_one_fails_early() -> None:

@@ -226,3 +226,41 @@ def test_the_scale_alert_reads_the_tick_line_the_app_writes() -> None:
     for line in tn.real_log_lines().by_prefix["scale_tick "]:
         assert _kql_cut(query, line) is not None
     assert _kql_cut(query, tn.real_log_lines().by_prefix["dip "][0]) is None
+
+
+def _app_of_each_function() -> dict[str, set[str]]:
+    """The apps (DIPGUARD_FUNCTIONS values but "all") that register each function."""
+    from app import functions
+
+    text = (ROOT / "app" / "functions.py").read_text()
+    blueprint_of = dict(
+        (name, symbol)
+        for symbol, name in re.findall(r'^@(\w+)\.function_name\("(\w+)"\)', text, re.MULTILINE)
+    )
+    apps: dict[str, set[str]] = {}
+    for name, symbol in blueprint_of.items():
+        blueprint = getattr(functions, symbol)
+        apps[name] = {
+            app
+            for app, chosen in functions.BLUEPRINTS.items()
+            if app != "all" and blueprint in chosen
+        }
+    return apps
+
+
+def test_each_alert_on_requests_reads_a_function_only_one_app_serves() -> None:
+    # Both apps write to one Application Insights component: an alert on requests is the
+    # lookup app's or the operator app's by the function it names, which is registered in one
+    # app only (app/functions.py, by DIPGUARD_FUNCTIONS).
+    apps = _app_of_each_function()
+    assert apps["ivr_lookup"] == {"lookup"} and apps["scale_schedule"] == {"operator"}
+    read = {}
+    for symbol, rule in alert_rules().items():
+        query = rule["query"]
+        if re.search(r"^\s*\(?requests\b", query, re.MULTILINE):
+            names = set(re.findall(r'(?:name|operation_Name) == "(\w+)"', query))
+            assert names, f"{symbol} reads requests of every function"
+            (function_name,) = names
+            (app,) = apps[function_name]
+            read[symbol] = app
+    assert sorted(read.values()) == ["lookup", "lookup", "operator"]

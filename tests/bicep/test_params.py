@@ -9,6 +9,7 @@ bicep/, and the CI workflow builds and previews the deployment.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -96,13 +97,19 @@ def test_azd_parameters_file_maps_only_known_parameters() -> None:
     assert required <= set(doc["parameters"])
 
 
-def test_azure_yaml_deploys_the_python_function_from_the_bicep_folder() -> None:
+def test_azure_yaml_deploys_the_one_codebase_to_both_function_apps() -> None:
     doc = yaml.safe_load((ROOT / "azure.yaml").read_text())
     assert doc["infra"]["provider"] == "bicep"
     assert (ROOT / doc["infra"]["path"] / f"{doc['infra']['module']}.bicep") == MAIN
-    (service,) = doc["services"].values()
-    assert (service["host"], service["language"]) == ("function", "python")
-    assert (ROOT / service["project"] / "function_app.py").is_file()
+    assert set(doc["services"]) == {"api", "operator"}
+    for service in doc["services"].values():
+        assert (service["host"], service["language"]) == ("function", "python")
+        assert (ROOT / service["project"] / "function_app.py").is_file()
+    # Each service deploys to the site whose azd-service-name tag names it: main.bicep gives
+    # each app module its service's name.
+    main = MAIN.read_text(encoding="utf-8")
+    tagged = re.findall(r"azdServiceName:\s*'([^']+)'", main)
+    assert sorted(tagged) == ["api", "operator"]
 
 
 def test_ci_workflow_is_valid_yaml_that_builds_and_previews() -> None:

@@ -22,6 +22,7 @@ from tests.support.bicep import (
     Template,
     app_settings_for,
     decorators,
+    dotted,
     function,
     module,
     module_call,
@@ -145,15 +146,77 @@ def test_basic_auth_publishing_is_off() -> None:
     assert all(p["properties"]["allow"] is False for p in policies)
 
 
-def test_function_app_carries_the_azd_service_tag_of_azure_yaml() -> None:
-    (site,) = resources_of(module("function-app"), "Microsoft.Web/sites")
-    tags = function(site["tags"], "union")
-    assert tags is not None
-    tag_objects = [v for v in tags.values() if isinstance(v, dict)]
-    assert [unquoted(t) for t in tag_objects] == [{"azd-service-name": "azdServiceName"}]
-    params = module_call(parsed(MAIN), "modules/function-app.bicep")["params"]
+def test_each_function_app_carries_the_azd_service_tag_of_its_azure_yaml_service() -> None:
     azure_yaml = yaml.safe_load((ROOT / "azure.yaml").read_text())
-    assert list(azure_yaml["services"]) == [params["azdServiceName"]]
+    services = azure_yaml["services"]
+    tagged = []
+    for path in ("modules/function-app.bicep", "modules/operator-app.bicep"):
+        (site,) = resources_of(parsed(ROOT / "bicep" / path), "Microsoft.Web/sites")
+        tags = function(site["tags"], "union")
+        assert tags is not None
+        tag_objects = [v for v in tags.values() if isinstance(v, dict)]
+        assert [unquoted(t) for t in tag_objects] == [{"azd-service-name": "azdServiceName"}]
+        tagged.append(module_call(parsed(MAIN), path)["params"]["azdServiceName"])
+    assert tagged == ["api", "operator"] == list(services)
+    # One codebase: both services package the repository root, a Python function app.
+    for service in services.values():
+        assert (service["project"], service["language"], service["host"]) == (
+            ".",
+            "python",
+            "function",
+        )
+
+
+@pytest.mark.parametrize("path", ["modules/function-app.bicep", "modules/operator-app.bicep"])
+def test_both_apps_turn_off_the_runtime_admin_endpoints_and_are_hardened(path: str) -> None:
+    (site,) = resources_of(parsed(ROOT / "bicep" / path), "Microsoft.Web/sites")
+    props = site["properties"]
+    assert props["functionsRuntimeAdminIsolationEnabled"] is True
+    assert props["httpsOnly"] is True
+    assert site["kind"] == "functionapp,linux"
+    config = props["siteConfig"]
+    assert config["linuxFxVersion"] == "Python|3.13"
+    assert (config["minTlsVersion"], config["scmMinTlsVersion"]) == ("1.2", "1.2")
+    assert config["ftpsState"] == "Disabled"
+    assert config["remoteDebuggingEnabled"] is False
+    policies = resources_of(
+        parsed(ROOT / "bicep" / path), "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
+    )
+    assert sorted(p["name"] for p in policies) == ["ftp", "scm"]
+    assert all(p["properties"]["allow"] is False for p in policies)
+
+
+def test_the_operator_app_runs_on_the_lookup_apps_plan_with_its_own_content_share() -> None:
+    operator = module("operator-app")
+    (site,) = resources_of(operator, "Microsoft.Web/sites")
+    assert dotted(site["properties"]["serverFarmId"]) == "plan.id"
+    plan = operator["resources"]["plan"]
+    assert plan["existing"] and plan["config"]["name"] == "planName"
+    assert resources_of(operator, "Microsoft.Web/serverfarms") == []
+    main = parsed(MAIN)
+    call = module_call(main, "modules/operator-app.bicep")["params"]
+    assert dotted(call["planName"]) == "functionApp.outputs.planName"
+    # Each app has its own Azure Files content share in the host account.
+    lookup_share = module_call(main, "modules/function-app.bicep")["params"]["contentShareName"]
+    assert call["contentShareName"] == "operatorContentShareName" != lookup_share
+    host = main["modules"]["hostStorage"]["config"]["params"]
+    assert host["fileShareNames"] == [lookup_share, "operatorContentShareName"]
+    values = Template(main, {"environmentName": "prod"})
+    shares = [
+        function(main["variables"][name]["value"], "to_lower")
+        for name in (lookup_share, "operatorContentShareName")
+    ]
+    assert [resolve(s["string_to_change"], values) for s in shares if s] == [
+        "dipguard-prod-content",
+        "dipguard-prod-operator-content",
+    ]
+    # It never bursts, and keeps three always-ready instances on a zone-redundant plan,
+    # which keeps at least three instances for the lookup app anyway.
+    config = site["properties"]["siteConfig"]
+    assert config["minimumElasticInstanceCount"] == config["functionAppScaleLimit"] == "alwaysReady"
+    assert resolve("alwaysReady", Template(operator, {"zoneRedundant": True})) == 3
+    assert resolve("alwaysReady", Template(operator, {"zoneRedundant": False})) == 1
+    assert config["preWarmedInstanceCount"] == 0
 
 
 @pytest.mark.parametrize(

@@ -1,17 +1,19 @@
 """Every setting the app reads is deployed, with values the app accepts.
 
-Every name in app.settings.DEPLOYED_SETTINGS is set on the function app and no setting the
-app derives for itself is, the Functions host gets its runtime and identity-based storage, the
-values deployed (by default and by each environment) pass the app's own validation and, left
-to their defaults, are the code's defaults, the gateway waits longer than the handler
-deadline, and the tuning defaults main.bicep restates match the code's. The warm read model's
-settings are parameters: its timer's schedule, its share of the read budget (a share the app
-would refuse fails the deployment early), and whether a fresh warm may answer for absent
-callers.
+Every name in app.settings.DEPLOYED_SETTINGS is set on the function apps (the lookup app's and
+the operator app's settings are the same but for the functions each serves, its content share
+and the scale timer's target) and no setting the app derives for itself is, the Functions host
+gets its runtime and identity-based storage, the values deployed (by default and by each
+environment) pass the app's own validation and, left to their defaults, are the code's
+defaults, the gateway waits longer than the handler deadline, and the tuning defaults
+main.bicep restates match the code's. The warm read model's settings are parameters: its
+timer's schedule, its share of the read budget (a share the app would refuse fails the
+deployment early), and whether a fresh warm may answer for absent callers.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from tests.support.bicep import (
     PARAM_FILES,
     ROOT,
     DeploymentFailure,
+    Template,
     app_settings_for,
     bicepparam_values,
     decorators,
@@ -37,8 +40,47 @@ from tests.support.bicep import (
     module_call,
     parsed,
     policy,
+    resolve,
     resources_of,
 )
+
+# Module outputs of the virtual network, shaped as Azure reports them: with private
+# networking (prod.bicepparam) the apps' settings are worked out through them.
+NETWORK_OUTPUTS = {
+    "network.outputs.appSubnetResourceId": "/subscriptions/sub/resourceGroups/rg/providers"
+    "/Microsoft.Network/virtualNetworks/vnet/subnets/apps",
+    "network.outputs.privateEndpointSubnetResourceId": "/subscriptions/sub/resourceGroups/rg"
+    "/providers/Microsoft.Network/virtualNetworks/vnet/subnets/endpoints",
+    "network.outputs.privateDnsZoneResourceIds": {},
+}
+# Settings that differ between the two apps by design: which functions each serves, and the
+# scale timer's target, which only the operator app runs.
+ROLE_SETTINGS = {"DIPGUARD_FUNCTIONS": ("lookup", "operator"), "SCALE_SITE_NAME": None}
+
+
+def _operator_setting_names() -> set[str]:
+    operator = module("operator-app")
+    (site,) = resources_of(operator, "Microsoft.Web/sites")
+    app_settings = site["properties"]["siteConfig"]["appSettings"]
+    assert function(app_settings["loop_type"]["detail"]["array_name"], "items") == {
+        "arg_1": "appSettingsMap"
+    }
+    main = parsed(MAIN)
+    passed = module_call(main, "modules/operator-app.bicep")["params"]["appSettings"]
+    names = literal_keys("appSettingsMap", operator["variables"])
+    return names | literal_keys(passed, main["variables"])
+
+
+def _operator_app_settings(overrides: dict[str, object]) -> dict[str, str]:
+    """The operator app's settings as the app reads them: the lookup app's (app_settings_for)
+    but for what operator-app.bicep sets differently, resolved for the same parameters."""
+    settings = app_settings_for({**NETWORK_OUTPUTS, **overrides})
+    operator = module("operator-app")
+    platform = operator["variables"]["platformSettings"]["value"]
+    env = Template(operator, {"lookupSiteName": "func-dipguard-prod-lookup"})
+    for name in ("DIPGUARD_FUNCTIONS", "SCALE_SITE_NAME", "FUNCTIONS_WORKER_PROCESS_COUNT"):
+        settings[name] = str(resolve(platform[name], env))
+    return settings
 
 
 def _deployed_setting_names() -> set[str]:
@@ -58,8 +100,63 @@ def _deployed_setting_names() -> set[str]:
 
 
 def test_every_setting_the_app_reads_is_set_by_the_bicep() -> None:
-    missing = set(DEPLOYED_SETTINGS) - _deployed_setting_names()
-    assert not missing, f"add these app settings to bicep/: {sorted(missing)}"
+    missing = set(DEPLOYED_SETTINGS) - _operator_setting_names()
+    assert not missing, f"add these app settings to operator-app.bicep: {sorted(missing)}"
+    # The lookup app runs no scale timer, so it has no target to name.
+    missing = set(DEPLOYED_SETTINGS) - {"SCALE_SITE_NAME"} - _deployed_setting_names()
+    assert not missing, f"add these app settings to function-app.bicep: {sorted(missing)}"
+
+
+def test_both_apps_get_the_same_settings_but_their_functions_share_and_scale_target() -> None:
+    lookup = module("function-app")["variables"]
+    operator = module("operator-app")["variables"]
+    lookup_platform = lookup["platformSettings"]["value"]
+    operator_platform = operator["platformSettings"]["value"]
+    assert set(operator_platform) == set(lookup_platform) | {"SCALE_SITE_NAME"}
+    different = {
+        name
+        for name in lookup_platform
+        if json.dumps(lookup_platform[name]) != json.dumps(operator_platform[name])
+    }
+    # Each app its own functions and worker count (one process: a timer and a few calls).
+    assert different == {"DIPGUARD_FUNCTIONS", "FUNCTIONS_WORKER_PROCESS_COUNT"}
+    assert (lookup_platform["DIPGUARD_FUNCTIONS"], operator_platform["DIPGUARD_FUNCTIONS"]) == (
+        "lookup",
+        "operator",
+    )
+    assert operator_platform["SCALE_SITE_NAME"] == "lookupSiteName"
+    assert json.dumps(lookup["rotationSettings"]) == json.dumps(operator["rotationSettings"])
+    # main.bicep hands both modules the same values, but for what names each app.
+    main = parsed(MAIN)
+    lookup_call = module_call(main, "modules/function-app.bicep")["params"]
+    operator_call = module_call(main, "modules/operator-app.bicep")["params"]
+    # The operator app is named, and finds the lookup app's plan through it.
+    own = {"name", "azdServiceName", "contentShareName", "authClientId", "planName"}
+    shared = (set(lookup_call) & set(operator_call)) - own
+    assert {"appSettings", "redisUrl", "lookupKeySecretUri", "scaleSchedule"} <= shared
+    for name in shared:
+        assert json.dumps(lookup_call[name]) == json.dumps(operator_call[name]), name
+    assert dotted(operator_call["lookupSiteName"]) == "functionApp.outputs.name"
+    # WEBSITE_CONTENTSHARE is set in both, to each app's own share (test_plan_and_app.py).
+    assert lookup_platform["WEBSITE_CONTENTSHARE"] == operator_platform["WEBSITE_CONTENTSHARE"]
+
+
+@pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.name)
+def test_each_environment_deploys_operator_settings_the_app_accepts(path: Path) -> None:
+    values = bicepparam_values(path)
+    # In Azure, as App Service runs it: the operator app's own name, authentication on.
+    settings = _operator_app_settings(values)
+    azure = {
+        **settings,
+        "WEBSITE_SITE_NAME": "func-dipguard-prod-op",
+        "WEBSITE_AUTH_ENABLED": "True",
+    }
+    loaded = load_settings(azure)
+    assert loaded.functions == "operator"
+    assert loaded.scale.scale_site_name == "func-dipguard-prod-lookup"
+    assert loaded.scale.principal_trusted
+    lookup = load_settings({**app_settings_for({**NETWORK_OUTPUTS, **values})})
+    assert lookup.functions == "lookup"
 
 
 def test_settings_the_app_derives_or_finds_itself_are_not_deployed() -> None:
@@ -69,8 +166,9 @@ def test_settings_the_app_derives_or_finds_itself_are_not_deployed() -> None:
 
     undeployed = {spec.name for spec in SETTINGS if not spec.deployed}
     assert "MAX_INFLIGHT_DB_READS" in undeployed
-    deployed = _deployed_setting_names()
-    assert not undeployed & deployed, f"bicep/ sets: {sorted(undeployed & deployed)}"
+    assert "SURGE_TRUST_LOCAL_PRINCIPAL" in undeployed
+    for deployed in (_deployed_setting_names(), _operator_setting_names()):
+        assert not undeployed & deployed, f"bicep/ sets: {sorted(undeployed & deployed)}"
 
 
 def test_the_functions_host_gets_its_runtime_and_identity_based_storage() -> None:
@@ -110,7 +208,7 @@ def test_left_to_their_defaults_the_parameters_deploy_the_codes_defaults() -> No
 
     # What only the deployment knows: where Redis is, the schedule made of the parameters, and
     # the lookup key secret (a Key Vault reference, tests/bicep/test_lookup_key_secret.py).
-    supplied = {"REDIS_URL", "SCALE_SCHEDULE", "LOOKUP_KEY_SECRET"}
+    supplied = {"REDIS_URL", "SCALE_SCHEDULE", "LOOKUP_KEY_SECRET", *ROLE_SETTINGS}
     deployed = app_settings_for({})
     for spec in SETTINGS:
         if not spec.deployed or spec.name in supplied:
@@ -122,7 +220,7 @@ def test_left_to_their_defaults_the_parameters_deploy_the_codes_defaults() -> No
 @pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.name)
 def test_each_environment_deploys_settings_the_app_accepts(path: Path) -> None:
     values = bicepparam_values(path)
-    settings = load_settings(app_settings_for(values))
+    settings = load_settings(app_settings_for({**NETWORK_OUTPUTS, **values}))
     assert settings.scale.scale_zone_redundant is bool(values.get("zoneRedundant", False))
     assert settings.scale.scale_max_burst_limit == values.get("maxBurstLimit", 20)
     # The schedule as deployed passes the scale timer's own check, against the deployed limit.

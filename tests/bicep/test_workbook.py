@@ -38,6 +38,7 @@ from tests.support.bicep import (
     parsed,
     resource,
 )
+from tests.support.surges import OPERATOR_NAME, OPERATOR_OID
 
 WORKBOOK_JSON = BICEP / "workbooks" / "dipguard.workbook.json"
 LAYOUT_SCRIPT = BICEP / "workbooks" / "layout.py"
@@ -46,9 +47,14 @@ APPI_ID = (
     "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-dipguard"
     "/providers/Microsoft.Insights/components/appi-dipguard-prod"
 )
+WORKSPACE_ID = (
+    "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-dipguard"
+    "/providers/Microsoft.OperationalInsights/workspaces/log-dipguard-prod"
+)
 # Values as main.bicep would pass them; distinct, so each can be found where it lands.
 DEPLOYED = {
     "appInsightsResourceId": APPI_ID,
+    "logAnalyticsWorkspaceResourceId": WORKSPACE_ID,
     "maxDbQps": 350,
     "readModelMaxAgeSeconds": 93600,
     "degradedPercentThreshold": 7,
@@ -126,6 +132,12 @@ def test_main_links_the_workbook_to_the_monitoring_component_and_the_deployed_li
     main = parsed(MAIN)
     call = module_call(main, "modules/workbook.bicep")["params"]
     assert dotted(call["appInsightsResourceId"]) == "monitoring.outputs.resourceId"
+    # The workspace the diagnostic settings send the gateway logs to.
+    assert (
+        dotted(call["logAnalyticsWorkspaceResourceId"])
+        == "monitoring.outputs.workspaceResourceId"
+        == dotted(module_call(main, "modules/diagnostics.bicep")["params"]["workspaceResourceId"])
+    )
     assert call["maxDbQps"] == "maxDbQps"
     # The charts draw the thresholds the alerts fire at: the same values go to both.
     alerts = module_call(main, "modules/alerts.bicep")["params"]
@@ -259,13 +271,19 @@ def test_the_surge_charts_read_the_surge_switch_and_the_scale_tick_as_they_write
     assert found == [
         {
             "startedId": lines.surge_id,
+            # The operator who raised it: object id and display name (quoted as JSON).
+            "startedBy": f'{OPERATOR_OID} "{OPERATOR_NAME}"',
             "alwaysReady": str(tn.SURGE_ALWAYS_READY),
             "minutes": str(tn.SURGE_MINUTES),
             "reason": tn.SURGE_REASON,
         }
     ]
-    ended_ids = [m["endedId"] for line in lines.by_prefix["surge "] if (m := ended.match(line))]
-    assert ended_ids == [lines.surge_id]
+    ended_by = [
+        (m["endedId"], m["endedBy"])
+        for line in lines.by_prefix["surge "]
+        if (m := ended.match(line))
+    ]
+    assert ended_by == [(lines.surge_id, f'{OPERATOR_OID} "{OPERATOR_NAME}"')]
     # A tick that holds always-ready for a surge names it in reasons.alwaysReady; the chart
     # keeps the entries that start with the label's prefix and cuts the prefix off.
     ticks = queries["surges-in-ticks"]
@@ -279,6 +297,35 @@ def test_the_surge_charts_read_the_surge_switch_and_the_scale_tick_as_they_write
         if reason.startswith(prefix.group(1))
     ]
     assert [r[len(prefix.group(1)) :] for r in reasons] == [lines.surge_id]
+
+
+def test_the_sign_in_view_shows_each_doors_refusals_by_caller() -> None:
+    queries = {item["name"]: item["content"]["query"] for item in query_items(deployed_workbook())}
+    # The gateway: API Management's refusals from its gateway logs in the workspace, by the
+    # caller's address and why the gateway refused.
+    gateway = queries["gateway-refusals"]
+    assert gateway.startswith(f'workspace("{WORKSPACE_ID}").ApiManagementGatewayLogs\n')
+    assert "| where ResponseCode in (401, 403, 429)" in gateway
+    assert "callerAddress = CallerIpAddress" in gateway
+    assert "errorReason = LastErrorReason" in gateway
+    # The apps: the 401s and 403s each function app answered, by app.
+    apps = queries["app-refusals"]
+    assert apps.startswith("requests\n")
+    assert '| where resultCode in ("401", "403")' in apps
+    assert "cloud_RoleName" in apps and "sum(itemCount)" in apps
+    # The surge switch: its refusal lines, cut into status, code and the operator's object id.
+    lines = tn.real_log_lines()
+    (pattern,) = re.findall(r"\|\s*parse\s+message\s+with\s+([^\n|]+)", queries["surge-refusals"])
+    refused = tn.parse_pattern(pattern.strip())
+    found = [
+        m.groupdict() for line in lines.by_prefix["surge_refused "] if (m := refused.match(line))
+    ]
+    statuses = sorted(int(f["status"]) for f in found)
+    assert statuses == [401, 403]
+    (forbidden,) = [f for f in found if f["status"] == "403"]
+    code, _, object_id = forbidden["refusal"].partition(" by ")
+    assert code and object_id == OPERATOR_OID
+    assert 'split(refusal, " by ")' in queries["surge-refusals"]
 
 
 def test_every_alert_query_reads_only_what_the_app_emits() -> None:
@@ -324,7 +371,7 @@ def _renamed_attribute(contract: tn.Contract, metric: str, old: str, new: str) -
         ("instances-vs-schedule", "tick.desired.alwaysReady", "tick.wanted.alwaysReady", "wanted"),
         ("instances-vs-schedule", "substring(message, 11)", "substring(message, 10)", "cuts no"),
         ("warm-runs", "warm.pagesThisRun", "warm.pagesRead", "pagesRead"),
-        ("surge-switch", '" started: alwaysReady "', '" began: alwaysReady "', "matches no line"),
+        ("surge-switch", '" started by "', '" raised by "', "matches no line"),
     ],
 )
 def test_the_check_catches_a_name_changed_in_a_query(

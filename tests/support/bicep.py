@@ -365,6 +365,15 @@ DEPLOYMENT_OUTPUTS = {
         "https://kv-lk-example.vault.azure.net/secrets/lookup-key-secret/"
         "0b1f2e3d4c5b6a79881726354a5b6c7d"
     ),
+    "network.outputs.appSubnetResourceId": (
+        "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/"
+        "vnet-example/subnets/app-integration"
+    ),
+    "network.outputs.privateEndpointSubnetResourceId": (
+        "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/"
+        "vnet-example/subnets/private-endpoints"
+    ),
+    "network.outputs.privateDnsZoneResourceIds": {},
 }
 KEY_VAULT_REFERENCE = re.compile(r"^@Microsoft\.KeyVault\(SecretUri=(?P<uri>[^)]+)\)$")
 
