@@ -447,6 +447,30 @@ module hostStorage 'modules/storage.bicep' = {
     privateDnsZoneResourceIds: privateDnsZoneResourceIds
     fileShareNames: [
       contentShareName
+    ]
+  }
+}
+
+// The operator app's host storage: its own account, so the public lookup app, whose settings
+// hold its host account's key and whose identity holds data roles on that account, can reach
+// neither the operator app's code (content share) nor its host keys and timer locks.
+module operatorHostStorage 'modules/storage.bicep' = {
+  name: 'dipguard-operator-host-storage'
+  params: {
+    name: 'sthostop${resourceToken}'
+    location: location
+    tags: allTags
+    skuName: storageSkuName
+    // The Functions content share (Azure Files) accepts only an account key; see function-app.bicep.
+    allowSharedKeyAccess: true
+    privateEndpointSubnetResourceId: privateEndpointSubnetResourceId
+    privateEndpointServices: [
+      'blob'
+      'file'
+      'queue'
+    ]
+    privateDnsZoneResourceIds: privateDnsZoneResourceIds
+    fileShareNames: [
       operatorContentShareName
     ]
   }
@@ -627,7 +651,7 @@ module operatorApp 'modules/operator-app.bicep' = {
     azdServiceName: 'operator'
     zoneRedundant: zoneRedundant
     maxBurstLimit: maxBurstLimit
-    hostStorageAccountName: hostStorage.outputs.name
+    hostStorageAccountName: operatorHostStorage.outputs.name
     contentShareName: operatorContentShareName
     customerTableServiceUri: dataStorage.outputs.tableEndpoint
     redisUrl: redis.outputs.url
@@ -678,7 +702,7 @@ module operatorAccess 'modules/app-access.bicep' = {
   params: {
     principalId: operatorApp.outputs.systemAssignedMIPrincipalId
     appRole: 'operator'
-    hostStorageAccountName: hostStorage.outputs.name
+    hostStorageAccountName: operatorHostStorage.outputs.name
     dataStorageAccountName: dataStorage.outputs.name
     customerTableName: customerTableName
     surgeTableName: surgeTableName
@@ -744,7 +768,10 @@ module diagnostics 'modules/diagnostics.bicep' = {
     apiManagementName: apim.outputs.name
     keyVaultName: keyVault.outputs.name
     dataStorageAccountName: dataStorage.outputs.name
-    hostStorageAccountName: hostStorage.outputs.name
+    hostStorageAccountNames: [
+      hostStorage.outputs.name
+      operatorHostStorage.outputs.name
+    ]
   }
 }
 

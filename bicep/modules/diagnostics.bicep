@@ -24,8 +24,8 @@ param keyVaultName string
 @description('Required. Name of the customer data storage account: its table service\'s reads, writes and deletes are sent.')
 param dataStorageAccountName string
 
-@description('Required. Name of the host storage account: its blob service (host keys, timer locks) and file service (the content share, the code) reads, writes and deletes are sent.')
-param hostStorageAccountName string
+@description('Required. Names of the host storage accounts, one per function app: each blob service\'s (host keys, timer locks) and file service\'s (the content share, the code) reads, writes and deletes are sent.')
+param hostStorageAccountNames array
 
 // Azure Storage resource logs: StorageRead, StorageWrite and StorageDelete, per service
 // (Monitoring Azure Blob Storage; Storage considerations for Azure Functions, "Storage logs":
@@ -69,19 +69,25 @@ resource dataStorageAccount_tableService 'Microsoft.Storage/storageAccounts/tabl
   name: 'default'
 }
 
-resource hostStorageAccount 'Microsoft.Storage/storageAccounts@2024-01-01' existing = {
-  name: hostStorageAccountName
-}
+resource hostStorageAccounts 'Microsoft.Storage/storageAccounts@2024-01-01' existing = [
+  for accountName in hostStorageAccountNames: {
+    name: accountName
+  }
+]
 
-resource hostStorageAccount_blobService 'Microsoft.Storage/storageAccounts/blobServices@2024-01-01' existing = {
-  parent: hostStorageAccount
-  name: 'default'
-}
+resource hostStorageAccounts_blobService 'Microsoft.Storage/storageAccounts/blobServices@2024-01-01' existing = [
+  for (accountName, i) in hostStorageAccountNames: {
+    parent: hostStorageAccounts[i]
+    name: 'default'
+  }
+]
 
-resource hostStorageAccount_fileService 'Microsoft.Storage/storageAccounts/fileServices@2024-01-01' existing = {
-  parent: hostStorageAccount
-  name: 'default'
-}
+resource hostStorageAccounts_fileService 'Microsoft.Storage/storageAccounts/fileServices@2024-01-01' existing = [
+  for (accountName, i) in hostStorageAccountNames: {
+    parent: hostStorageAccounts[i]
+    name: 'default'
+  }
+]
 
 // FunctionAppLogs: the host's and the functions' log lines (the FunctionAppLogs table).
 resource sites_diagnosticSettings 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = [
@@ -143,25 +149,31 @@ resource dataStorageAccount_tableService_diagnosticSettings 'Microsoft.Insights/
   }
 }
 
-resource hostStorageAccount_blobService_diagnosticSettings 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
-  name: settingName
-  scope: hostStorageAccount_blobService
-  properties: {
-    workspaceId: workspaceResourceId
-    logs: storageLogs
+resource hostStorageAccounts_blobService_diagnosticSettings 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = [
+  for (accountName, i) in hostStorageAccountNames: {
+    name: settingName
+    scope: hostStorageAccounts_blobService[i]
+    properties: {
+      workspaceId: workspaceResourceId
+      logs: storageLogs
+    }
   }
-}
+]
 
-resource hostStorageAccount_fileService_diagnosticSettings 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
-  name: settingName
-  scope: hostStorageAccount_fileService
-  properties: {
-    workspaceId: workspaceResourceId
-    logs: storageLogs
+resource hostStorageAccounts_fileService_diagnosticSettings 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = [
+  for (accountName, i) in hostStorageAccountNames: {
+    name: settingName
+    scope: hostStorageAccounts_fileService[i]
+    properties: {
+      workspaceId: workspaceResourceId
+      logs: storageLogs
+    }
   }
-}
+]
 
 var siteSettingResourceIds = [for (siteName, i) in functionAppNames: sites_diagnosticSettings[i].id]
+var hostBlobSettingResourceIds = [for (accountName, i) in hostStorageAccountNames: hostStorageAccounts_blobService_diagnosticSettings[i].id]
+var hostFileSettingResourceIds = [for (accountName, i) in hostStorageAccountNames: hostStorageAccounts_fileService_diagnosticSettings[i].id]
 
 @description('The name of every diagnostic setting the module makes (one per audited resource).')
 output name string = settingName
@@ -169,5 +181,5 @@ output name string = settingName
 @description('The resource ID of the Key Vault\'s audit setting; resourceIds lists every setting.')
 output resourceId string = vault_diagnosticSettings.id
 
-@description('The resource IDs of every diagnostic setting: the function apps\', then API Management\'s, the Key Vault\'s, the customer table service\'s and the host blob and file services\'.')
-output resourceIds array = concat(siteSettingResourceIds, [apiManagement_diagnosticSettings.id, vault_diagnosticSettings.id, dataStorageAccount_tableService_diagnosticSettings.id, hostStorageAccount_blobService_diagnosticSettings.id, hostStorageAccount_fileService_diagnosticSettings.id])
+@description('The resource IDs of every diagnostic setting: the function apps\', then API Management\'s, the Key Vault\'s, the customer table service\'s, then each host account\'s blob service and each host account\'s file service.')
+output resourceIds array = concat(siteSettingResourceIds, [apiManagement_diagnosticSettings.id, vault_diagnosticSettings.id, dataStorageAccount_tableService_diagnosticSettings.id], hostBlobSettingResourceIds, hostFileSettingResourceIds)

@@ -40,11 +40,11 @@ AUDITED: dict[str, tuple[str, list[dict[str, Any]]]] = {
         [{"category": c, "enabled": True} for c in STORAGE_LOGS],
     ),
     "Microsoft.Storage/storageAccounts/blobServices": (
-        "hostStorageAccount_blobService",
+        "hostStorageAccounts_blobService",
         [{"category": c, "enabled": True} for c in STORAGE_LOGS],
     ),
     "Microsoft.Storage/storageAccounts/fileServices": (
-        "hostStorageAccount_fileService",
+        "hostStorageAccounts_fileService",
         [{"category": c, "enabled": True} for c in STORAGE_LOGS],
     ),
 }
@@ -59,7 +59,7 @@ def _settings(function_apps: list[str]) -> list[dict[str, Any]]:
         "apiManagementName": "apim",
         "keyVaultName": "kv",
         "dataStorageAccountName": "stdata",
-        "hostStorageAccountName": "sthost",
+        "hostStorageAccountNames": ["sthost", "sthostop"],
     }
     env = Template(doc, values)
     out = []
@@ -137,15 +137,20 @@ def test_every_function_app_named_gets_its_own_setting(apps: list[str]) -> None:
 
 def test_the_storage_settings_sit_on_the_services_of_the_right_accounts() -> None:
     doc = module("diagnostics")
-    for symbol, account in [
-        ("dataStorageAccount_tableService", "dataStorageAccount"),
-        ("hostStorageAccount_blobService", "hostStorageAccount"),
-        ("hostStorageAccount_fileService", "hostStorageAccount"),
-    ]:
-        config = doc["resources"][symbol]["config"]
-        assert (config["parent"], config["name"]) == (account, "default")
+    config = doc["resources"]["dataStorageAccount_tableService"]["config"]
+    assert (config["parent"], config["name"]) == ("dataStorageAccount", "default")
     assert doc["resources"]["dataStorageAccount"]["config"]["name"] == "dataStorageAccountName"
-    assert doc["resources"]["hostStorageAccount"]["config"]["name"] == "hostStorageAccountName"
+    # One blob and one file service per host account, each a child of its own account.
+    accounts = doc["resources"]["hostStorageAccounts"]["config"]
+    assert accounts["loop_type"]["detail"]["array_name"] == "hostStorageAccountNames"
+    for symbol in ("hostStorageAccounts_blobService", "hostStorageAccounts_fileService"):
+        loop = doc["resources"][symbol]["config"]
+        assert loop["loop_type"]["detail"]["array_name"] == "hostStorageAccountNames"
+        body = loop["config"]
+        parent = body["parent"]["operator"]["operands"]
+        assert parent["operand_1"] == "hostStorageAccounts"
+        assert parent["operand_2"] == loop["loop_type"]["detail"]["index_name"]
+        assert body["name"] == "default"
 
 
 def test_main_audits_both_function_apps_and_every_resource_into_its_workspace() -> None:
@@ -154,10 +159,22 @@ def test_main_audits_both_function_apps_and_every_resource_into_its_workspace() 
         "functionApp.outputs.name",
         "operatorApp.outputs.name",
     ]
-    assert {k: dotted(v) for k, v in call.items() if k != "functionAppNames"} == {
+    # Each app's own host account: the lookup app's and the operator app's.
+    assert [dotted(a) for a in call["hostStorageAccountNames"]] == [
+        "hostStorage.outputs.name",
+        "operatorHostStorage.outputs.name",
+    ]
+    named = {"functionAppNames", "hostStorageAccountNames"}
+    assert {k: dotted(v) for k, v in call.items() if k not in named} == {
         "workspaceResourceId": "monitoring.outputs.workspaceResourceId",
         "apiManagementName": "apim.outputs.name",
         "keyVaultName": "keyVault.outputs.name",
         "dataStorageAccountName": "dataStorage.outputs.name",
-        "hostStorageAccountName": "hostStorage.outputs.name",
     }
+
+
+def test_each_host_account_sends_its_blob_and_file_logs() -> None:
+    settings = _settings(["func-lookup", "func-operator"])
+    for kind in ("blobServices", "fileServices"):
+        scoped = [s for s in settings if s["scope_type"].endswith(kind)]
+        assert len(scoped) == 2, kind

@@ -60,6 +60,7 @@ OUTPUTS = {
     "functionApp.outputs.systemAssignedMIPrincipalId": LOOKUP,
     "operatorApp.outputs.systemAssignedMIPrincipalId": OPERATOR,
     "hostStorage.outputs.name": "sthost",
+    "operatorHostStorage.outputs.name": "sthostop",
     "dataStorage.outputs.name": "stdata",
     "monitoring.outputs.name": "appi",
     "redis.outputs.name": "redis",
@@ -180,14 +181,24 @@ def _of(grants: list[Grant], principal: str) -> set[tuple[str, str]]:
 
 
 HOST = "Microsoft.Storage/storageAccounts:sthost"
+OPERATOR_HOST = "Microsoft.Storage/storageAccounts:sthostop"
 CUSTOMERS = "Microsoft.Storage/storageAccounts/tableServices/tables:stdata/default/customers"
 SURGES = "Microsoft.Storage/storageAccounts/tableServices/tables:stdata/default/surges"
 APP_INSIGHTS = "Microsoft.Insights/components:appi"
-HOST_GRANTS = {
-    (STORAGE_BLOB_DATA_OWNER, HOST),
-    (STORAGE_QUEUE_DATA_CONTRIBUTOR, HOST),
-    (STORAGE_TABLE_DATA_CONTRIBUTOR, HOST),
-}
+
+
+def host_grants(account: str) -> set[tuple[str, str]]:
+    """What the Functions host needs on its own host account."""
+    return {
+        (STORAGE_BLOB_DATA_OWNER, account),
+        (STORAGE_QUEUE_DATA_CONTRIBUTOR, account),
+        (STORAGE_TABLE_DATA_CONTRIBUTOR, account),
+    }
+
+
+# Each app holds data roles on its own host account only: the lookup app none on the
+# operator app's, where its code and host keys are.
+HOST_GRANTS = host_grants(HOST)
 
 
 def test_for_production_the_lookup_identity_reads_customers_and_holds_no_control_plane_role(
@@ -210,7 +221,7 @@ def test_for_production_the_operator_holds_its_arm_roles_on_the_lookup_site_and_
         (WEBSITE_CONTRIBUTOR, "Microsoft.Web/sites:func-lookup"),
         (WEB_PLAN_CONTRIBUTOR, "Microsoft.Web/serverfarms:plan-dipguard-prod"),
     }
-    assert operator - control == HOST_GRANTS | {
+    assert operator - control == host_grants(OPERATOR_HOST) | {
         (STORAGE_TABLE_DATA_READER, CUSTOMERS),
         (STORAGE_TABLE_DATA_CONTRIBUTOR, SURGES),
         (MONITORING_METRICS_PUBLISHER, APP_INSIGHTS),

@@ -196,11 +196,16 @@ def test_the_operator_app_runs_on_the_lookup_apps_plan_with_its_own_content_shar
     main = parsed(MAIN)
     call = module_call(main, "modules/operator-app.bicep")["params"]
     assert dotted(call["planName"]) == "functionApp.outputs.planName"
-    # Each app has its own Azure Files content share in the host account.
+    # Each app has its own host account and its own Azure Files content share in it: the
+    # lookup app holds its account's key, and must reach neither the operator app's code
+    # nor its host keys.
     lookup_share = module_call(main, "modules/function-app.bicep")["params"]["contentShareName"]
     assert call["contentShareName"] == "operatorContentShareName" != lookup_share
     host = main["modules"]["hostStorage"]["config"]["params"]
-    assert host["fileShareNames"] == [lookup_share, "operatorContentShareName"]
+    assert host["fileShareNames"] == [lookup_share]
+    operator_host = main["modules"]["operatorHostStorage"]["config"]["params"]
+    assert operator_host["fileShareNames"] == ["operatorContentShareName"]
+    assert dotted(call["hostStorageAccountName"]) == "operatorHostStorage.outputs.name"
     values = Template(main, {"environmentName": "prod"})
     shares = [
         function(main["variables"][name]["value"], "to_lower")

@@ -131,12 +131,22 @@ def test_both_apps_get_the_same_settings_but_their_functions_share_and_scale_tar
     lookup_call = module_call(main, "modules/function-app.bicep")["params"]
     operator_call = module_call(main, "modules/operator-app.bicep")["params"]
     # The operator app is named, and finds the lookup app's plan through it.
-    own = {"name", "azdServiceName", "contentShareName", "authClientId", "planName"}
+    # Each app has its own host storage account too.
+    own = {
+        "name",
+        "azdServiceName",
+        "contentShareName",
+        "authClientId",
+        "planName",
+        "hostStorageAccountName",
+    }
     shared = (set(lookup_call) & set(operator_call)) - own
     assert {"appSettings", "redisUrl", "lookupKeySecretUri", "scaleSchedule"} <= shared
     for name in shared:
         assert json.dumps(lookup_call[name]) == json.dumps(operator_call[name]), name
     assert dotted(operator_call["lookupSiteName"]) == "functionApp.outputs.name"
+    assert dotted(lookup_call["hostStorageAccountName"]) == "hostStorage.outputs.name"
+    assert dotted(operator_call["hostStorageAccountName"]) == "operatorHostStorage.outputs.name"
     # WEBSITE_CONTENTSHARE is set in both, to each app's own share (test_plan_and_app.py).
     assert lookup_platform["WEBSITE_CONTENTSHARE"] == operator_platform["WEBSITE_CONTENTSHARE"]
 
