@@ -40,6 +40,9 @@ param privateNetworking bool = false
 @description('Optional. Name of the network security group on the app and private endpoint subnets.')
 param privateNetworkSecurityGroupName string = '${networkSecurityGroupName}-private'
 
+@description('Optional. Name of the network security group of the private endpoints\' subnet.')
+param privateEndpointNetworkSecurityGroupName string = '${networkSecurityGroupName}-endpoints'
+
 @description('Optional. Name of the subnet the function apps integrate with.')
 param appSubnetName string = 'app-integration'
 
@@ -91,8 +94,8 @@ resource networkSecurityGroup 'Microsoft.Network/networkSecurityGroups@2024-05-0
   }
 }
 
-// The default rules allow traffic inside the network (the apps to the endpoints, on 443,
-// 445 for the content share and 10000 for Redis) and deny inbound traffic from outside it.
+// The apps' integration subnet: the default rules deny inbound traffic from outside the
+// network, and the apps take no inbound traffic through it.
 resource privateNetworkSecurityGroup 'Microsoft.Network/networkSecurityGroups@2024-05-01' = if (privateNetworking) {
   name: privateNetworkSecurityGroupName
   location: location
@@ -148,14 +151,61 @@ var appSubnet = {
   }
 }
 
+// The private endpoints answer the apps' integration subnet alone: not API Management's
+// subnet in the same network, nor anything else in it. A network security group applies to
+// private endpoint traffic only when the subnet's privateEndpointNetworkPolicies enable it
+// (Manage network policies for private endpoints). Ports: 443 (blob, queue, table, Key
+// Vault), 445 (the content share, SMB), 10000 and 8500-8599 (Azure Managed Redis, its
+// cluster nodes).
+resource privateEndpointNetworkSecurityGroup 'Microsoft.Network/networkSecurityGroups@2024-05-01' = if (privateNetworking) {
+  name: privateEndpointNetworkSecurityGroupName
+  location: location
+  tags: tags
+  properties: {
+    securityRules: [
+      {
+        name: 'allow-app-integration'
+        properties: {
+          priority: 100
+          direction: 'Inbound'
+          access: 'Allow'
+          protocol: 'Tcp'
+          sourceAddressPrefix: appSubnetAddressPrefix
+          sourcePortRange: '*'
+          destinationAddressPrefix: privateEndpointSubnetAddressPrefix
+          destinationPortRanges: [
+            '443'
+            '445'
+            '10000'
+            '8500-8599'
+          ]
+        }
+      }
+      {
+        name: 'deny-rest-of-network'
+        properties: {
+          priority: 4000
+          direction: 'Inbound'
+          access: 'Deny'
+          protocol: '*'
+          sourceAddressPrefix: 'VirtualNetwork'
+          sourcePortRange: '*'
+          destinationAddressPrefix: '*'
+          destinationPortRange: '*'
+        }
+      }
+    ]
+  }
+}
+
 var privateEndpointSubnet = {
   name: privateEndpointSubnetName
   properties: {
     addressPrefix: privateEndpointSubnetAddressPrefix
     networkSecurityGroup: {
-      id: resourceId('Microsoft.Network/networkSecurityGroups', privateNetworkSecurityGroupName)
+      id: resourceId('Microsoft.Network/networkSecurityGroups', privateEndpointNetworkSecurityGroupName)
     }
-    privateEndpointNetworkPolicies: 'Disabled'
+    privateEndpointNetworkPolicies: 'NetworkSecurityGroupEnabled'
   }
 }
 
@@ -173,6 +223,7 @@ resource virtualNetwork 'Microsoft.Network/virtualNetworks@2024-05-01' = {
   }
   dependsOn: [
     privateNetworkSecurityGroup
+    privateEndpointNetworkSecurityGroup
   ]
 }
 

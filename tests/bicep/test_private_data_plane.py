@@ -11,6 +11,7 @@ module, with the values main.bicep passes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -246,7 +247,11 @@ def test_production_network_has_the_app_and_endpoint_subnets_and_linked_zones() 
     assert [d["properties"]["serviceName"] for d in app["delegations"]] == [
         "Microsoft.Web/serverFarms"
     ]
-    assert subnets["private-endpoints"]["privateEndpointNetworkPolicies"] == "Disabled"
+    # The endpoints' subnet enforces its network security group on endpoint traffic.
+    assert (
+        subnets["private-endpoints"]["privateEndpointNetworkPolicies"]
+        == "NetworkSecurityGroupEnabled"
+    )
     assert all("networkSecurityGroup" in s for s in subnets.values())
     assert network["address_space"] == [s["addressPrefix"] for s in subnets.values()]
     assert sorted(z["name"] for z in network["zones"]) == sorted(ZONES.values())
@@ -326,3 +331,30 @@ def test_a_storage_subnet_without_services_fails_the_deployment_early() -> None:
     (endpoints,) = doc["modules"].values()
     with pytest.raises(DeploymentFailure, match="privateEndpointServices"):
         resolve(endpoints["config"], env)
+
+
+def test_the_private_endpoints_answer_the_apps_integration_subnet_alone() -> None:
+    # API Management's outbound subnet sits in the same network: its traffic, and anything
+    # else in the network, is denied at the endpoints; the apps' subnet reaches their ports.
+    values = _values(PROD)
+    main = parsed(MAIN)
+    env = Paths(main, values)
+    doc = module("network")
+    call = module_call(main, "modules/network.bicep")["params"]
+    net = Paths(
+        doc, {**{k: resolve(v, env) for k, v in call.items()}, "virtualNetwork.id": VNET_ID}
+    )
+    subnets = {s["name"]: s["properties"] for s in _network(values)["subnets"]}
+    nsg = resource(doc, "privateEndpointNetworkSecurityGroup")
+    rules = {r["name"]: r["properties"] for r in resolve(nsg["properties"]["securityRules"], net)}
+    allow, deny = rules["allow-app-integration"], rules["deny-rest-of-network"]
+    assert allow["access"] == "Allow" and allow["direction"] == "Inbound"
+    assert allow["sourceAddressPrefix"] == subnets["app-integration"]["addressPrefix"]
+    assert allow["destinationAddressPrefix"] == subnets["private-endpoints"]["addressPrefix"]
+    assert set(allow["destinationPortRanges"]) == {"443", "445", "10000", "8500-8599"}
+    assert deny["access"] == "Deny" and deny["sourceAddressPrefix"] == "VirtualNetwork"
+    assert allow["priority"] < deny["priority"] < 65000  # before the default AllowVnetInBound
+    apim = subnets["apim-outbound"]["addressPrefix"]
+    assert apim != allow["sourceAddressPrefix"]
+    nsg_id = subnets["private-endpoints"]["networkSecurityGroup"]["id"]
+    assert "endpoints" in json.dumps(nsg_id)
