@@ -135,6 +135,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     _check_scale_target(settings, source)
     _check_local_secret(settings)
+    if (
+        source.get("WEBSITE_SITE_NAME", "").strip()
+        and not source.get("DIPGUARD_FUNCTIONS", "").strip()
+    ):
+        # In Azure an app serves one side only: a lookup app that fell back to "all" would
+        # open the surge switch and run the scale timer with an identity made for dips.
+        raise SettingsError(
+            "DIPGUARD_FUNCTIONS", "must be set in Azure: lookup or operator (Bicep sets it)"
+        )
     return settings
 
 

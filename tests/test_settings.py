@@ -78,7 +78,12 @@ def test_azure_refuses_the_published_local_secret() -> None:
         load_settings({**LOCAL, "WEBSITE_SITE_NAME": "dipguard-prod"})
     assert caught.value.name == "LOOKUP_KEY_SECRET"
     own = load_settings(
-        {**LOCAL, "WEBSITE_SITE_NAME": "dipguard-prod", "LOOKUP_KEY_SECRET": "s" * 44}
+        {
+            **LOCAL,
+            "WEBSITE_SITE_NAME": "dipguard-prod",
+            "LOOKUP_KEY_SECRET": "s" * 44,
+            "DIPGUARD_FUNCTIONS": "lookup",
+        }
     )
     assert own.dip.lookup_key_secret == b"s" * 44
 
@@ -174,3 +179,13 @@ def test_the_published_local_secret_is_refused_for_real_storage(
 def test_the_published_local_secret_serves_a_local_emulator(conn: str) -> None:
     settings = load_settings({"CustomerStorage": conn, "LOOKUP_KEY_SECRET": LOCAL_SECRET})
     assert settings.dip.lookup_key_secret == LOCAL_SECRET.encode()
+
+
+def test_in_azure_an_app_must_say_which_functions_it_serves() -> None:
+    azure = {**LOCAL, "WEBSITE_SITE_NAME": "func-lookup", "LOOKUP_KEY_SECRET": "s" * 44}
+    with pytest.raises(SettingsError) as caught:
+        load_settings(azure)
+    assert caught.value.name == "DIPGUARD_FUNCTIONS"
+    assert load_settings({**azure, "DIPGUARD_FUNCTIONS": "lookup"}).functions == "lookup"
+    # Locally the default serves every function from one host.
+    assert load_settings(LOCAL).functions == "all"

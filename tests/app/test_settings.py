@@ -75,6 +75,7 @@ IN_AZURE = {
     **LOCAL,
     "LOOKUP_KEY_SECRET": "a-deployed-secret-" + "x" * 32,
     "WEBSITE_SITE_NAME": "func-dipguard-ops",
+    "DIPGUARD_FUNCTIONS": "lookup",
 }
 
 
