@@ -115,6 +115,10 @@ def _network(values: Mapping[str, Any]) -> dict[str, Any]:
         "address_space": resolve(vnet["properties"]["addressSpace"]["addressPrefixes"], net),
         "zones": resolve(zones, net),
         "links": resolve(links, net),
+        "endpoint_rules": resolve(
+            resource(doc, "privateEndpointNetworkSecurityGroup")["properties"]["securityRules"],
+            net,
+        ),
     }
 
 
@@ -336,17 +340,9 @@ def test_a_storage_subnet_without_services_fails_the_deployment_early() -> None:
 def test_the_private_endpoints_answer_the_apps_integration_subnet_alone() -> None:
     # API Management's outbound subnet sits in the same network: its traffic, and anything
     # else in the network, is denied at the endpoints; the apps' subnet reaches their ports.
-    values = _values(PROD)
-    main = parsed(MAIN)
-    env = Paths(main, values)
-    doc = module("network")
-    call = module_call(main, "modules/network.bicep")["params"]
-    net = Paths(
-        doc, {**{k: resolve(v, env) for k, v in call.items()}, "virtualNetwork.id": VNET_ID}
-    )
-    subnets = {s["name"]: s["properties"] for s in _network(values)["subnets"]}
-    nsg = resource(doc, "privateEndpointNetworkSecurityGroup")
-    rules = {r["name"]: r["properties"] for r in resolve(nsg["properties"]["securityRules"], net)}
+    network = _network(_values(PROD))
+    subnets = {s["name"]: s["properties"] for s in network["subnets"]}
+    rules = {r["name"]: r["properties"] for r in network["endpoint_rules"]}
     allow, deny = rules["allow-app-integration"], rules["deny-rest-of-network"]
     assert allow["access"] == "Allow" and allow["direction"] == "Inbound"
     assert allow["sourceAddressPrefix"] == subnets["app-integration"]["addressPrefix"]
