@@ -54,6 +54,7 @@ from bench.procs import (
     table_connection_string,
     tree_cpu_seconds,
 )
+from bench.spike import describe_machine
 from shared.dip.contract import DipRequest
 from shared.dip.keys import LOCAL_SECRET
 
@@ -172,6 +173,8 @@ async def _prepare(rt: Runtime, redis: aioredis.Redis, answer: str) -> None:
 
 
 async def run(cfg: Config) -> dict[str, Any]:
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    machine = describe_machine()
     redis_server = RedisServer(free_port())
     azurite = None if port_open(cfg.azurite_port) else Azurite(cfg.azurite_port)
     if azurite is not None:
@@ -241,6 +244,8 @@ async def run(cfg: Config) -> dict[str, Any]:
             "customers": cfg.customers,
             "python": sys.version.split()[0],
         },
+        "runAt": started_at,
+        "machine": machine,
         "answers": {},
     }
     for answer in ANSWERS:
@@ -325,8 +330,16 @@ async def child_cached(dips: int, customers: int) -> None:
 
 def report_markdown(result: dict[str, Any]) -> str:
     cfg = result["config"]
+    machine = result.get("machine", {})
+    load = ", ".join(f"{x:.2f}" for x in machine.get("loadAverageAtStart", []))
     lines = [
         "# CPU per dip, three ways side by side",
+        "",
+        f"Run {result.get('runAt', '?')}. Machine: {machine.get('nproc', '?')} cores, "
+        f"{machine.get('cpu', '?')}; Python {machine.get('python', '?')}; worker "
+        f"azure-functions-runtime {machine.get('worker', '?')}; {machine.get('redis', '?')}; "
+        f"Azurite {machine.get('azurite', '?')}. Commit {machine.get('commit', '?')}. "
+        f"Load average at start {load}.",
         "",
         f"`python -m bench.cpu`: {cfg['dips']:,} dips per figure at concurrency "
         f"{cfg['concurrency']}, {cfg['rounds']} rounds, median of the rounds; "
