@@ -104,9 +104,7 @@ def _optional_text(payload: dict[str, Any], field: str, limit: int) -> str | Non
 def parse_dip_request(body: bytes, content_type: str | None) -> DipRequest:
     """Validate a dip request body; raise ContractError for anything the caller got wrong."""
     if not _is_json_media_type(content_type):
-        raise ContractError(
-            415, "unsupported_media_type", "expected application/json", None
-        )
+        raise ContractError(415, "unsupported_media_type", "expected application/json", None)
     if len(body) > MAX_BODY_BYTES:
         raise ContractError(
             413, "body_too_large", f"request body is over {MAX_BODY_BYTES} bytes", None
