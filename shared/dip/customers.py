@@ -25,7 +25,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
 from shared.clients import is_table_missing
-from shared.dip.keys import LookupKey, LookupKeys
+from shared.dip.keys import KeyKind, LookupKey, LookupKeys
 from shared.errors import DependencyUnavailable
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "DatabaseUnavailable",
     "TableCustomerStore",
     "entities_for",
+    "lookups_of",
     "record_of",
     "table_keys",
 ]
@@ -81,6 +82,11 @@ def table_keys(key: LookupKey) -> tuple[str, str]:
     return f"b{bucket:02x}", row
 
 
+def lookups_of(customer_id: str, phones: Iterable[str]) -> list[tuple[KeyKind, str]]:
+    """What a customer is found by: its id and each of its (E.164) numbers."""
+    return [("customerId", customer_id), *(("ani", phone) for phone in phones)]
+
+
 def entities_for(
     record: CustomerRecord, phones: Iterable[str], keys: LookupKeys
 ) -> Iterator[dict[str, Any]]:
@@ -92,10 +98,8 @@ def entities_for(
         "IsVip": record.is_vip,
         "PreferredLanguage": record.preferred_language,
     }
-    lookups = [keys.key("customerId", record.customer_id)]
-    lookups += [keys.key("ani", phone) for phone in phones]
-    for key in lookups:
-        pk, rk = table_keys(key)
+    for kind, value in lookups_of(record.customer_id, phones):
+        pk, rk = table_keys(keys.key(kind, value))
         yield {"PartitionKey": pk, "RowKey": rk, **fields}
 
 

@@ -51,8 +51,8 @@ from azure.data.tables import TransactionOperation
 from azure.data.tables.aio import TableClient
 
 from shared.clients import REDIS_ERRORS, ensure_table
-from shared.dip.customers import PARTITIONS, CustomerRecord, entities_for, record_of
-from shared.dip.keys import KeyKind, LookupKey, LookupKeys
+from shared.dip.customers import PARTITIONS, CustomerRecord, entities_for, lookups_of, record_of
+from shared.dip.keys import LookupKey, LookupKeys
 from shared.dip.phone import normalize_number
 from shared.dip.readmodel import ReadModelWriter
 
@@ -439,9 +439,7 @@ def _superseded(customers: Sequence[Customer], keys: LookupKeys) -> set[str]:
         return set()
     rows: set[str] = set()
     for customer in customers:
-        lookups: list[tuple[KeyKind, str]] = [("customerId", customer.record.customer_id)]
-        lookups += [("ani", phone) for phone in customer.phones]
-        for kind, value in lookups:
+        for kind, value in lookups_of(customer.record.customer_id, customer.phones):
             old = keys.previous_key(kind, value)
             if old is not None:
                 rows.add(old.cache_key)

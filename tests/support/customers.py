@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from azure.data.tables.aio import TableClient
 
-from shared.dip.customers import CustomerRecord
+from shared.dip.customers import CustomerRecord, lookups_of
 from shared.dip.keys import LookupKey
 from shared.dip.loader import Customer, load_rows
 from tests.support.keys import KEYS
@@ -30,8 +30,9 @@ def customers(count: int, prefix: str = "W") -> list[Customer]:
 
 
 def keys_of(customer: Customer) -> list[LookupKey]:
-    return [KEYS.key("customerId", customer.record.customer_id)] + [
-        KEYS.key("ani", phone) for phone in customer.phones
+    return [
+        KEYS.key(kind, value)
+        for kind, value in lookups_of(customer.record.customer_id, customer.phones)
     ]
 
 
