@@ -51,10 +51,6 @@ def _region(raw: str) -> str:
     return region
 
 
-def _secret(raw: str) -> bytes:
-    return parse_secret(raw)
-
-
 def _previous_secret(raw: str) -> bytes | None:
     return None if not raw.strip() else parse_secret(raw)
 
@@ -63,7 +59,7 @@ DIP_SETTINGS: tuple[SettingSpec[object], ...] = (
     SettingSpec(
         "LOOKUP_KEY_SECRET",
         None,
-        _secret,
+        parse_secret,
         f"The secret of the keyed hash every Redis key and Table key holds instead of a "
         f"number or customer id (at least {MIN_SECRET_CHARS} characters). In Azure, a Key "
         "Vault reference; locally, a published development value. See docs/privacy.md.",
