@@ -18,18 +18,14 @@ from bench.procs import children_of
 from tests.support.services import ROOT, free_port, port_open, wait_for_port
 
 
-def _start(port: int, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def _start(
+    port: int,
+    *args: str,
+    env: dict[str, str] | None = None,
+    script: str = "tests/support/apps/pid_app.py",
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "devhost",
-            "--port",
-            str(port),
-            "--script",
-            "tests/support/apps/pid_app.py",
-            *args,
-        ],
+        [sys.executable, "-m", "devhost", "--port", str(port), "--script", script, *args],
         cwd=ROOT,
         env=dict(os.environ if env is None else env),
         stdout=subprocess.PIPE,
@@ -235,16 +231,7 @@ def test_by_default_the_host_keeps_every_info_record_as_microsofts_worker_does()
     # The worker sets the root logger to INFO and forwards every record: the dev host
     # silences nothing, so an SDK request line the app does not quiet itself shows here too.
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "devhost", "--port", str(port)),
-            *("--script", "tests/support/apps/logging_app.py"),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start(port, script="tests/support/apps/logging_app.py")
     try:
         wait_for_port(port, timeout=30)
     finally:
