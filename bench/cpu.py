@@ -55,8 +55,10 @@ from bench.procs import (
     tree_cpu_seconds,
 )
 from bench.spike import describe_machine
+from shared.dip.cache import ANSWER_PREFIX
 from shared.dip.contract import DipRequest
 from shared.dip.keys import LOCAL_SECRET
+from shared.dip.lookup import caller_of
 
 __all__ = ["WAYS", "main", "measure_in_process"]
 
@@ -163,13 +165,34 @@ async def measure_http(
     return (after - before) / len(numbers) * 1e6, sources
 
 
-async def _prepare(rt: Runtime, redis: aioredis.Redis, answer: str) -> None:
-    """Redis as the answer needs it: a complete warm, or nothing at all."""
-    await redis.flushdb()
-    if answer != "database":
-        report = await rt.warm().run()
-        if not report.completed:
-            raise RuntimeError("the warm did not complete")
+async def _warm(rt: Runtime) -> None:
+    report = await rt.warm().run()
+    if not report.completed:
+        raise RuntimeError("the warm did not complete")
+
+
+async def _prepare(rt: Runtime, redis: aioredis.Redis, answer: str, numbers: Sequence[str]) -> None:
+    """Redis as the answer needs it, under the one warm the whole run shares.
+
+    Every way answers under the same warm generation. Each process re-reads the warm's
+    marker only every few seconds (``ReadModel.marker``), so a new warm between ways would
+    leave the app processes probing a filter the new warm has deleted, and their first
+    strangers would be read from the database. So nothing re-warms: before each way, the
+    answers the previous way wrote for these numbers are deleted instead. A cached dip needs
+    its warmed entry, which a database way's write-through restores; a stranger needs no
+    entry, so that the filter answers; a database read needs no entry either, and the
+    filter's "maybe" for a customer sends it to the table.
+    """
+    if answer == "cached":
+        return
+    names: set[str] = set()
+    for number in numbers:
+        caller = caller_of(DipRequest("bench", number, None, None), rt.dips.region)
+        if caller is not None:
+            names.update(ANSWER_PREFIX + k.cache_key for k in rt.dips.keys.candidates(*caller))
+    ordered = sorted(names)
+    for start in range(0, len(ordered), 500):
+        await redis.delete(*ordered[start : start + 500])
 
 
 async def run(cfg: Config) -> dict[str, Any]:
@@ -195,9 +218,10 @@ async def run(cfg: Config) -> dict[str, Any]:
             table_connection_string(cfg.azurite_port), table_name=TABLE
         ) as table:
             await ensure_loaded(table, population, work, progress=False)
+        rt = Runtime(load_settings(env))
+        await _warm(rt)  # before the apps first ask for the warm's marker
         for process in apps.values():
             process.start(process.port)
-        rt = Runtime(load_settings(env))
         redis = aioredis.Redis.from_url(redis_server.url)
         connector = aiohttp.TCPConnector(limit=CONCURRENCY)
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -208,7 +232,7 @@ async def run(cfg: Config) -> dict[str, Any]:
                 for answer in ANSWERS:
                     numbers = callers(population, answer, cfg.dips)
                     for way in WAYS:
-                        await _prepare(rt, redis, answer)
+                        await _prepare(rt, redis, answer, numbers)
                         if way == "in process":
                             cpu, seen = await measure_in_process(rt, numbers)
                         else:
@@ -222,7 +246,7 @@ async def run(cfg: Config) -> dict[str, Any]:
                     flush=True,
                 )
         if cfg.callgrind is not None:
-            await _prepare(rt, redis, "cached")
+            await _warm(rt)  # the child reads the new marker at its first dip
             try:
                 callgrind_result = await asyncio.to_thread(callgrind, cfg, env)
             except RuntimeError as exc:
