@@ -28,6 +28,7 @@ from typing import Protocol
 from redis.exceptions import NoScriptError
 
 from shared.clients import RedisClient
+from shared.dip.batch import GetBatch
 from shared.dip.breaker import Breaker, RedisUnavailable
 from shared.dip.customers import CustomerRecord
 from shared.errors import DependencyUnavailable
@@ -167,6 +168,7 @@ class RedisCache:
     ) -> None:
         self.redis = redis
         self.writer = EntryWriter(redis)
+        self.reads = GetBatch(redis)
         self.breaker = breaker
         self.fresh_ttl_s = fresh_ttl_s
         self.stale_ttl_s = stale_ttl_s
@@ -183,7 +185,7 @@ class RedisCache:
             raise CacheUnavailable(str(exc)) from exc
 
     async def get(self, key: str, timeout: float) -> Cached | None:
-        raw = await self._call(lambda: self.redis.get(ANSWER_PREFIX + key), timeout)
+        raw = await self._call(lambda: self.reads.get(ANSWER_PREFIX + key, timeout), timeout)
         return None if raw is None else _decode(raw, self._clock())
 
     async def put(
