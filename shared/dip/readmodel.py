@@ -34,7 +34,7 @@ from typing import Any
 
 from shared.clients import RedisClient
 from shared.dip.breaker import Breaker, RedisUnavailable
-from shared.dip.cache import Entry, EntryWriter
+from shared.dip.cache import Entry, EntryWriter, SingleFlight
 from shared.dip.customers import PARTITIONS, CustomerRecord, table_keys
 from shared.dip.keys import LookupKey
 from shared.dip.metrics import DipMetrics
@@ -186,14 +186,20 @@ class ReadModel:
         self._refresh_s = marker_refresh_s
         self._marker: Marker | None = None
         self._marker_read_at = -math.inf
+        self._marker_reads: SingleFlight[Marker | None] = SingleFlight()
         if metrics is not None:
             metrics.watch_readmodel_age(self.last_known_age)
 
     async def marker(self, timeout: float) -> Marker | None:
-        """The latest complete warm, read again at most every few seconds per process."""
+        """The latest complete warm, read again at most every few seconds per process; the
+        dips that need it while it is being read share that one read."""
         now = self._clock()
         if now - self._marker_read_at >= self._refresh_s:
-            self._marker = await self.breaker.call(lambda: read_marker(self.redis), timeout)
+            self._marker = await self._marker_reads.do(
+                MARKER_KEY,
+                lambda: self.breaker.call(lambda: read_marker(self.redis), timeout),
+                timeout,
+            )
             self._marker_read_at = now
         return self._marker
 

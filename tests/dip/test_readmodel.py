@@ -140,6 +140,21 @@ async def test_with_no_marker_misses_read_the_database(
     assert (await rt.dips.answer(ani(STRANGER))).answer.source == "database"
 
 
+async def test_strangers_arriving_together_share_one_read_of_the_marker(
+    runtime: Any, own_redis: RedisServer
+) -> None:
+    rt = runtime()
+    strangers = [f"+1317555{n:04d}" for n in range(9000, 9020)]
+    async with aioredis.Redis.from_url(own_redis.url) as client:
+        await client.config_resetstat()
+        outcomes = await asyncio.gather(*(rt.dips.answer(ani(s)) for s in strangers))
+        stats = await client.info("commandstats")
+    assert {o.log.reason for o in outcomes} == {"absent_from_read_model"}
+    # One MGET of the twenty answers, one GET of the marker for all of them.
+    assert stats["cmdstat_get"]["calls"] == 1
+    assert stats["cmdstat_mget"]["calls"] == 1
+
+
 async def test_every_warmed_key_passes_the_filter(runtime: Any) -> None:
     # A Bloom filter never says "absent" for a key it holds: no customer is ever denied.
     rt = runtime()
