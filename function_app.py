@@ -11,7 +11,6 @@ import azure.functions as func
 
 from app import functions
 from app.runtime import runtime
-from shared.scale.tick import check_schedule
 from shared.telemetry import configure_telemetry, quiet_sdk_requests
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -33,5 +32,8 @@ for _blueprint in functions.BLUEPRINTS[_settings.functions]:
 
 if functions.OPERATOR in functions.BLUEPRINTS[_settings.functions]:
     # A bad SCALE_SCHEDULE is logged at start-up, naming the field; it must not stop the
-    # app, and the timer keeps the current state until it is fixed.
+    # app, and the timer keeps the current state until it is fixed. (Imported here: the
+    # lookup app never loads the operator's modules.)
+    from shared.scale.tick import check_schedule
+
     check_schedule(_settings.scale)

@@ -31,7 +31,6 @@ from shared.dip.contract import parse_dip_request
 from shared.dip.health import health_report
 from shared.errors import CallerError
 from shared.http import ApiResponse
-from shared.scale.tick import ScaleTickFailed, run_tick
 
 __all__ = ["BLUEPRINTS", "HEALTH", "LOOKUP", "OPERATOR", "http_response"]
 
@@ -108,6 +107,9 @@ async def cache_warm(timer: func.TimerRequest) -> None:
     schedule="%SCALE_TIMER_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True
 )
 async def scale_schedule(timer: func.TimerRequest) -> None:
+    # Imported here, not at the top: the lookup app never loads the operator's modules.
+    from shared.scale.tick import ScaleTickFailed, run_tick
+
     if timer.past_due:
         logging.getLogger("dipguard.scale").warning("scale_schedule is running late")
     rt = runtime()

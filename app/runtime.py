@@ -14,7 +14,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.data.tables.aio import TableClient
 from opentelemetry.metrics import MeterProvider, get_meter_provider
@@ -30,21 +30,34 @@ from shared.dip.metrics import DipMetrics
 from shared.dip.readmodel import LEASE_KEY, ReadModel, read_marker
 from shared.dip.valve import FleetValve, LocalValve, OpenValve, RedisValve, Valve
 from shared.dip.warm import Warm, warm_valve
-from shared.scale.arm import AzureArmGateway, GatewayFactory
-from shared.scale.surge_api import SurgeApi
 
-__all__ = ["WARM_BUDGET_SECONDS", "Runtime", "runtime", "set_runtime"]
+if TYPE_CHECKING:
+    # The operator app's modules load when the operator app first uses them: the lookup
+    # app, whose start-up is a cold start's indexing, never does.
+    from shared.scale.arm import ClosableGateway, GatewayFactory
+    from shared.scale.settings import ScaleSettings
+    from shared.scale.surge_api import SurgeApi
+    from shared.scale.target import Target
+
+__all__ = ["WARM_BUDGET_SECONDS", "Runtime", "azure_arm_gateway", "runtime", "set_runtime"]
 
 # One warm run stops after this long and saves its place: well inside host.json's
 # functionTimeout (30 minutes), so a timer run ends by itself; the next run resumes.
 WARM_BUDGET_SECONDS = 25 * 60
 
 
+def azure_arm_gateway(settings: ScaleSettings, target: Target) -> ClosableGateway:
+    """azure-mgmt-web with the app's managed identity (shared.scale.arm)."""
+    from shared.scale.arm import AzureArmGateway
+
+    return AzureArmGateway.from_settings(settings, target)
+
+
 @dataclass
 class Runtime:
     settings: Settings
     # How a scale tick reaches ARM: azure-mgmt-web with the app's managed identity.
-    gateway_factory: GatewayFactory = AzureArmGateway.from_settings
+    gateway_factory: GatewayFactory = azure_arm_gateway
     # Where the dip's metrics go: the global provider, which shared.telemetry points at
     # Application Insights in Azure (a no-op without it); tests pass an SDK provider with
     # an in-memory reader.
@@ -184,6 +197,8 @@ class Runtime:
 
     @cached_property
     def surge_api(self) -> SurgeApi:
+        from shared.scale.surge_api import SurgeApi
+
         return SurgeApi(
             self.settings.scale,
             self.surge_table,
