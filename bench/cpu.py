@@ -76,6 +76,7 @@ class Config:
     azurite_port: int
     out: Path | None
     callgrind: tuple[int, int] | None
+    import_rounds: int = 5
 
 
 def app_env(redis_url: str, azurite_port: int) -> dict[str, str]:
@@ -260,7 +261,9 @@ async def run(cfg: Config) -> dict[str, Any]:
         redis_server.stop()
         if azurite is not None:
             azurite.stop()
+    imports = import_times(env, cfg.import_rounds)
     result: dict[str, Any] = {
+        "imports": imports,
         "config": {
             "dips": cfg.dips,
             "rounds": cfg.rounds,
@@ -349,6 +352,50 @@ async def child_cached(dips: int, customers: int) -> None:
         raise RuntimeError(f"expected cached answers only, got {seen}")
 
 
+# --- cold start: importing function_app, as the worker's indexing does ----------------------
+
+# A syntactically valid connection string whose endpoint nothing listens on: the distro
+# installs its exporter at import, and exports only every 60 s, after the measured import.
+_FAKE_INSIGHTS = (
+    "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/"
+)
+_IMPORT_PROBE = (
+    "import time; started = time.perf_counter(); import function_app; "
+    "print(time.perf_counter() - started)"
+)
+
+
+def import_times(env: dict[str, str], rounds: int) -> dict[str, Any]:
+    """Seconds to import function_app for the lookup app in a fresh interpreter, as the
+    worker does when it indexes the app: without and with telemetry configured, ``rounds``
+    times each, alternating; the minimum is the figure (the rest is the machine's noise)."""
+    base = {k: v for k, v in env.items() if k != "APPLICATIONINSIGHTS_CONNECTION_STRING"}
+    base["DIPGUARD_FUNCTIONS"] = "lookup"
+    variants = {
+        "without telemetry": base,
+        "with telemetry": {**base, "APPLICATIONINSIGHTS_CONNECTION_STRING": _FAKE_INSIGHTS},
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, variant_env in variants.items():
+            done = subprocess.run(
+                [sys.executable, "-c", _IMPORT_PROBE],
+                cwd=ROOT,
+                env=variant_env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"importing function_app failed: {done.stderr[-2000:]}")
+            seconds[name].append(round(float(done.stdout.strip().splitlines()[-1]), 3))
+    return {
+        "rounds": rounds,
+        "seconds": seconds,
+        "minimumSeconds": {name: min(values) for name, values in seconds.items()},
+    }
+
+
 # --- the report ------------------------------------------------------------------------------
 
 
@@ -380,6 +427,15 @@ def report_markdown(result: dict[str, Any]) -> str:
             f"| {answer} | {m['in process']:,.0f} µs | {m['real app']:,.0f} µs | "
             f"{m['empty function']:,.0f} µs | {data['appShareOfEmpty']} |"
         )
+    imports = result.get("imports")
+    if imports is not None:
+        low = imports["minimumSeconds"]
+        lines += [
+            "",
+            "Importing `function_app` for the lookup app in a fresh interpreter (the worker's "
+            f"indexing), minimum of {imports['rounds']}: **{low['without telemetry']:.3f} s** "
+            f"without telemetry, **{low['with telemetry']:.3f} s** with it configured.",
+        ]
     if "callgrind" in result and "error" in result["callgrind"]:
         lines += ["", f"No instruction count: {result['callgrind']['error']}"]
     elif "callgrind" in result:
@@ -409,8 +465,17 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         metavar=("SHORT", "LONG"),
         help="also count instructions per cached dip: two runs of SHORT and LONG dips",
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a short run that checks every way works (100 dips, 1 round, 150 customers, "
+        "2 import rounds): the figures are too few to quote",
+    )
     parser.add_argument("--child-cached", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    import_rounds = 5
+    if args.quick:
+        args.dips, args.rounds, args.customers, import_rounds = 100, 1, 150, 2
     if args.dips < 100 or args.rounds < 1:
         parser.error("--dips: at least 100; --rounds: at least 1")
     if args.child_cached is None and args.dips > args.customers:
@@ -421,7 +486,13 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         if not 0 < callgrind_dips[0] < callgrind_dips[1]:
             parser.error("--callgrind SHORT LONG: 0 < SHORT < LONG")
     cfg = Config(
-        args.dips, args.rounds, args.customers, args.azurite_port, args.out, callgrind_dips
+        args.dips,
+        args.rounds,
+        args.customers,
+        args.azurite_port,
+        args.out,
+        callgrind_dips,
+        import_rounds,
     )
     return cfg, args
 

@@ -20,8 +20,8 @@ def test_a_short_cpu_run_answers_each_scenario_from_its_source_and_reports_every
     out = tmp_path / "cpu"
     done = subprocess.run(
         [
-            *(sys.executable, "-m", "bench.cpu", "--dips", "100", "--rounds", "1"),
-            *("--customers", "150", "--azurite-port", str(free_port()), "--out", str(out)),
+            *(sys.executable, "-m", "bench.cpu", "--quick"),
+            *("--azurite-port", str(free_port()), "--out", str(out)),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -39,5 +39,10 @@ def test_a_short_cpu_run_answers_each_scenario_from_its_source_and_reports_every
         medians = data["medianCpuUsPerDip"]
         assert all(medians[w] > 0 for w in ("in process", "real app", "empty function"))
         assert data["appShareOfEmpty"] is not None
+    imports = result["imports"]
+    for variant in ("without telemetry", "with telemetry"):
+        assert len(imports["seconds"][variant]) == 2
+        assert 0 < imports["minimumSeconds"][variant] == min(imports["seconds"][variant])
     report = out.with_suffix(".md").read_text(encoding="utf-8")
     assert "| cached |" in report and "| database |" in report
+    assert "Importing `function_app`" in report
