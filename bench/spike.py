@@ -62,6 +62,7 @@ from bench.procs import (
     tree_cpu_seconds,
     wait_for_port,
 )
+from bench.sampling import sampling_events
 from bench.traffic import Arrival, Profile, build_schedule
 
 __all__ = ["Variant", "main", "run_benchmark"]
@@ -149,6 +150,11 @@ class Config:
     app_script: str = "function_app.py"
     strict: bool = False
     table: str = TABLE
+    # A long hold's drift: sample the workers and Redis every this many seconds (0: never),
+    # and summarise the run in slices of this many seconds (0: none).
+    sample_every: float = 0.0
+    slice_s: float = 0.0
+    callers_return: bool = False
 
     @property
     def capacity(self) -> float:
@@ -381,6 +387,11 @@ async def run_variant(
                     onset.append(asyncio.ensure_future(_run_warm(env, warm_log)))
 
                 events.append((profile.span("spike")[0], start_warm))
+            samples: list[dict[str, Any]] = []
+            if cfg.sample_every > 0:
+                events += sampling_events(
+                    lambda: app.pid, redis.port, cfg.sample_every, profile.seconds, samples
+                )
             pids = {"app": app.pid, "dbproxy": proxy.pid, "azurite": azurite_pid}
             cpu_before = _cpu(pids, redis)
             overflows = listen_overflows()
@@ -413,6 +424,8 @@ async def run_variant(
         result["warm"] = {"when": variant.warm, **warm}
         result["verdict"] = _verdict(cfg, variant, result)  # now with the warm's outcome
     result["cpuSeconds"] = cpu
+    if cfg.sample_every > 0:
+        result["samples"] = samples
     answered, app_cpu = result["status2xx"], cpu.get("app")
     result["appCpuMsPerDip"] = (
         round(app_cpu * 1000 / answered, 2) if app_cpu is not None and answered else None
@@ -581,6 +594,10 @@ def _result(
         "loadAverage": {"before": list(load_before), "after": list(os.getloadavg())},
         "timeline": timeline(run, schedule, profile.seconds, reads, served, samples),
     }
+    if cfg.slice_s > 0:
+        out["slices"] = timeline(
+            run, schedule, profile.seconds, reads, served, samples, bucket=cfg.slice_s
+        )
     if variant.fault is not None and "start" in fault and "end" in fault:
         window = (fault["start"] - run.started, fault["end"] - run.started)
         spike_start, spike_end = profile.span("spike")
@@ -671,8 +688,10 @@ async def run_benchmark(cfg: Config) -> dict[str, Any]:
         how = f"loaded in {load['seconds']} s" if load["loaded"] else "already loaded"
         print(f"spike: population of {cfg.customers} customers ({how})", file=sys.stderr)
         main_profile, drill_profile = cfg.main_profile(), cfg.drill_profile()
-        main_schedule = build_schedule(main_profile, population)
-        drill_schedule = build_schedule(drill_profile, population)
+        main_schedule = build_schedule(main_profile, population, callers_return=cfg.callers_return)
+        drill_schedule = build_schedule(
+            drill_profile, population, callers_return=cfg.callers_return
+        )
         for variant in variants(cfg.project_env, cfg.app_script):
             if cfg.only and variant.name not in cfg.only:
                 continue
@@ -864,6 +883,26 @@ def parse_args(argv: list[str] | None) -> Config:
     parser.add_argument(
         "--table", default=TABLE, help="Azurite table for the population (kept between runs)"
     )
+    parser.add_argument(
+        "--sample-every",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="sample the workers' memory and file descriptors and Redis every S seconds",
+    )
+    parser.add_argument(
+        "--slice",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="also summarise each run in slices of S seconds (latency, sources, reads)",
+    )
+    parser.add_argument(
+        "--callers-return",
+        action="store_true",
+        help="customers call again once every one has called (for holds longer than the "
+        "population lasts)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument(
@@ -939,6 +978,9 @@ def parse_args(argv: list[str] | None) -> Config:
         app_script=args.app_script,
         strict=args.strict,
         table=args.table,
+        sample_every=args.sample_every,
+        slice_s=args.slice,
+        callers_return=args.callers_return,
     )
 
 

@@ -6,7 +6,11 @@ whose rate follows the profile (thinning), so calls bunch the way real ones do.
 
 Callers: most spike callers have not called before (a recall brings new people), some
 call a second time a few seconds to two minutes after their first call, a few are
-numbers nobody knows, and some flows already know the customer id.
+numbers nobody knows, and some flows already know the customer id. With
+``callers_return``, a population every one of whose customers has called starts again
+from its first caller, in the same order: an hour-long spike then needs a population of
+a fraction of its calls, and each customer's return comes long after their answer was
+fresh in the cache.
 """
 
 from __future__ import annotations
@@ -114,11 +118,13 @@ def build_schedule(
     repeat_share: float = 0.15,
     stranger_share: float = 0.07,
     customer_id_share: float = 0.1,
+    callers_return: bool = False,
 ) -> list[Arrival]:
     rng = random.Random(seed)
     order = list(range(population.size))
     rng.shuffle(order)
     next_new = 0
+    returning = False  # every customer has called once; they call again, in order
     # First calls, in time order, that may still be followed by a second call.
     first_times: list[float] = []
     first_who: list[int] = []
@@ -153,10 +159,13 @@ def build_schedule(
                     del first_times[pick], first_who[pick]
             if who < 0:
                 if next_new >= len(order):
-                    raise ValueError("the population is too small for this profile")
+                    if not callers_return:
+                        raise ValueError("the population is too small for this profile")
+                    next_new = 0
+                    returning = True
                 who = order[next_new]
                 next_new += 1
-                kind = "new"
+                kind = "return" if returning else "new"
                 first_times.append(t)
                 first_who.append(who)
             customer = population.customers[who]
