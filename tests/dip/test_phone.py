@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import random
 
-from shared.dip.phone import normalize_number
+import pytest
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+
+from shared.dip.phone import _already_e164, _parse, normalize_number
 
 
 @pytest.mark.parametrize(
@@ -53,3 +56,55 @@ def test_withheld_or_unparseable_ani_names_nobody(raw: str | None) -> None:
 def test_national_numbers_read_in_the_default_region() -> None:
     assert normalize_number("020 7946 0018", "GB") == "+442079460018"
     assert normalize_number("020 7946 0018", "US") is None
+
+
+def e164_cases(per_length: int = 12) -> list[str]:
+    """Numbers in E.164 form for every country code phonenumbers knows, of every length the
+    form allows, each national part starting with every digit in turn (trunk prefixes,
+    NANP's '1', leading zeros), with random digits after it."""
+    rng = random.Random(19)
+    cases = []
+    for country_code in sorted(COUNTRY_CODE_TO_REGION_CODE):
+        cc = str(country_code)
+        for length in range(1, 16 - len(cc)):
+            for n in range(per_length):
+                first = str(n % 10)
+                rest = "".join(rng.choice("0123456789") for _ in range(length - 1))
+                cases.append(f"+{cc}{first}{rest}"[: 1 + len(cc) + length])
+    return cases
+
+
+@pytest.mark.parametrize("region", ["US", "GB"])
+def test_the_e164_fast_path_answers_only_what_the_full_parse_answers(region: str) -> None:
+    cases = e164_cases()
+    fast = [c for c in cases if _already_e164(c)]
+    wrong = [c for c in fast if _parse(c, region) != c]
+    assert wrong == []
+    # And it pays: most numbers the full parse returns unchanged take the fast path.
+    unchanged = [c for c in cases if _parse(c, region) == c]
+    assert len(fast) >= 0.6 * len(unchanged), (len(fast), len(unchanged))
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["+13175550116", "+447911123456", "+4930123456", "+61412345678", "+33612345678"],
+)
+def test_common_e164_numbers_take_the_fast_path(number: str) -> None:
+    assert _already_e164(number)
+    assert normalize_number(number, "US") == number
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "+11234567890",  # NANP's national prefix '1' where an area code belongs
+        "+4402079460000",  # a trunk '0' written after the country code
+        "+390612345678",  # Italy keeps its leading zero
+        "+1317555011",  # too short for NANP
+        "+999123456789",  # no such country code
+        "+1 317 555 0116",  # not in E.164 form
+    ],
+)
+def test_numbers_the_fast_path_cannot_vouch_for_take_the_full_parse(number: str) -> None:
+    assert not _already_e164(number)
+    assert normalize_number(number, "US") == _parse(number, "US")
