@@ -180,7 +180,8 @@ async def _prepare(rt: Runtime, redis: aioredis.Redis, answer: str, numbers: Seq
     leave the app processes probing a filter the new warm has deleted, and their first
     strangers would be read from the database. So nothing re-warms: before each way, the
     answers the previous way wrote for these numbers are deleted instead. A cached dip needs
-    its warmed entry, which a database way's write-through restores; a stranger needs no
+    its warmed entry, which each database way's write-through restores (the empty function,
+    which reads nothing, leaves Redis as it is); a stranger needs no
     entry, so that the filter answers; a database read needs no entry either, and the
     filter's "maybe" for a customer sends it to the table.
     """
@@ -233,14 +234,16 @@ async def run(cfg: Config) -> dict[str, Any]:
                 for answer in ANSWERS:
                     numbers = callers(population, answer, cfg.dips)
                     for way in WAYS:
-                        await _prepare(rt, redis, answer, numbers)
+                        if way != "empty function":  # which reads nothing from Redis
+                            await _prepare(rt, redis, answer, numbers)
                         if way == "in process":
                             cpu, seen = await measure_in_process(rt, numbers)
                         else:
                             cpu, seen = await measure_http(apps[way], session, numbers)
                         figures[answer][way].append(round(cpu, 1))
-                        if round_no == 0:
-                            sources[answer][way] = seen
+                        counted = sources[answer].setdefault(way, {})
+                        for source, count in seen.items():
+                            counted[source] = counted.get(source, 0) + count
                 print(
                     f"cpu: round {round_no + 1}/{cfg.rounds} done",
                     file=sys.stderr,
@@ -282,7 +285,9 @@ async def run(cfg: Config) -> dict[str, Any]:
             "cpuUsPerDip": figures[answer],
             "medianCpuUsPerDip": {w: round(m, 1) for w, m in medians.items()},
             "appShareOfEmpty": round((real - empty) / empty, 2) if empty > 0 else None,
-            "sourcesFirstRound": sources[answer],
+            # Every round's answers by source: a figure is only what it says it is when
+            # all of a round's dips came from the answer's source.
+            "sources": sources[answer],
         }
     if cfg.callgrind is not None:
         result["callgrind"] = callgrind_result

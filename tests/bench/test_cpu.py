@@ -34,8 +34,8 @@ def test_a_short_cpu_run_answers_each_scenario_from_its_source_and_reports_every
     for answer, source in expected.items():
         data = result["answers"][answer]
         for way in ("in process", "real app"):
-            assert data["sourcesFirstRound"][way] == {source: 100}, (answer, way)
-        assert data["sourcesFirstRound"]["empty function"] == {"cache": 100}
+            assert data["sources"][way] == {source: 100}, (answer, way)
+        assert data["sources"]["empty function"] == {"cache": 100}
         medians = data["medianCpuUsPerDip"]
         assert all(medians[w] > 0 for w in ("in process", "real app", "empty function"))
         assert data["appShareOfEmpty"] is not None
