@@ -50,9 +50,10 @@ class Breaker:
         self._trial_in_flight = True
         return True
 
-    async def call[T](self, fn: Callable[[], Awaitable[T]], timeout: float) -> T:
+    async def call[T](self, fn: Callable[[], Awaitable[T]], timeout: float | None) -> T:
         """Run one Redis call under the breaker: RedisUnavailable if it is open or the call
-        fails or times out.
+        fails or times out. ``timeout`` None: ``fn`` bounds its own wait (a batched read,
+        whose MGET has a timeout of its own), and no second timer is set for it.
 
         A call cancelled from outside (the dip's deadline, a caller gone, shutdown) says
         nothing about Redis and is not counted; a trial cut so frees the way for the next
@@ -64,8 +65,11 @@ class Breaker:
             raise RedisUnavailable("redis breaker is open")
         trial = self._opened_at is not None
         try:
-            async with asyncio.timeout(timeout):
+            if timeout is None:
                 result = await fn()
+            else:
+                async with asyncio.timeout(timeout):
+                    result = await fn()
         except asyncio.CancelledError:
             if trial:
                 self._trial_in_flight = False

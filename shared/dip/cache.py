@@ -178,14 +178,16 @@ class RedisCache:
         self.negative_ttl_s = negative_ttl_s
         self._clock = clock
 
-    async def _call[T](self, fn: Callable[[], Awaitable[T]], timeout: float) -> T:
+    async def _call[T](self, fn: Callable[[], Awaitable[T]], timeout: float | None) -> T:
         try:
             return await self.breaker.call(fn, timeout)
         except RedisUnavailable as exc:
             raise CacheUnavailable(str(exc)) from exc
 
     async def get(self, key: str, timeout: float) -> Cached | None:
-        raw = await self._call(lambda: self.reads.get(ANSWER_PREFIX + key, timeout), timeout)
+        # The batch's MGET times out by itself, failing every waiter, which the breaker
+        # counts; the dip's own deadline bounds this caller's wait as well.
+        raw = await self._call(lambda: self.reads.get(ANSWER_PREFIX + key, timeout), None)
         return None if raw is None else _decode(raw, self._clock())
 
     async def put(

@@ -151,6 +151,26 @@ async def test_a_dead_redis_raises_cache_unavailable_and_opens_the_breaker() -> 
         await dead.aclose()
 
 
+async def test_a_stalled_redis_is_unavailable_within_the_reads_timeout_and_counts_once_each(
+    redis: aioredis.Redis,
+) -> None:
+    breaker = Breaker(3, 60)
+    cache = RedisCache(redis, breaker, fresh_ttl_s=60, stale_ttl_s=3600, negative_ttl_s=30)
+    await redis.execute_command("CLIENT", "PAUSE", "500", "ALL")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    results = await asyncio.gather(
+        *(cache.get(key(), 0.1) for _ in range(2)), return_exceptions=True
+    )
+    assert all(isinstance(r, CacheUnavailable) for r in results), results
+    assert loop.time() - started < 0.4
+    assert not breaker.is_open  # two failures of three
+    with pytest.raises(CacheUnavailable):
+        await cache.get(key(), 0.1)
+    assert breaker.is_open
+    await asyncio.sleep(0.5)  # the pause ends before the next test's flush
+
+
 async def test_concurrent_misses_for_one_key_share_one_execution() -> None:
     flight: SingleFlight[str] = SingleFlight()
     calls = 0
