@@ -72,6 +72,14 @@ def slice_rows(
                 },
                 "workerRssMb": max((w["rssMb"] for w in workers), default=None),
                 "workerFds": max((w["fds"] for w in workers), default=None),
+                # Each worker's sockets to Redis, from the HTTP front, to the table: the most
+                # any worker held.
+                "workerSockets": {
+                    name: max(w.get("sockets", {}).get(name, 0) for w in workers)
+                    for name in ("redis", "http", "table")
+                }
+                if workers
+                else None,
                 "redisMb": redis.get("usedMemoryMb"),
                 "redisKeys": redis.get("keys"),
             }
@@ -146,18 +154,23 @@ def report_markdown(
         f"{variant['db']['peakReadsIn1s']} (cap {variant['db']['cap']}).",
         "",
         "| slice | dips | p50 ms | p99 ms | max ms | db reads/s | cache | database | stale "
-        "| degraded | none | worker RSS MB | worker fds | Redis MB | Redis keys |",
+        "| degraded | none | worker RSS MB | worker fds (Redis/HTTP/table sockets) | Redis MB "
+        "| Redis keys |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         src = r["sourcesPct"]
         mark = "" if r["inHold"] else " (not judged)"
         keys = "n/a" if r["redisKeys"] is None else f"{r['redisKeys']:,}"
+        socks = r["workerSockets"]
+        fds = f"{r['workerFds']}" + (
+            f" ({socks['redis']}/{socks['http']}/{socks['table']})" if socks else ""
+        )
         lines.append(
             f"| {r['fromS'] / 60:.0f}-{r['toS'] / 60:.0f} min{mark} | {r['dips']:,} | "
             f"{r['p50Ms']} | {r['p99Ms']} | {r['maxMs']} | {r['dbReadsPerS']} | "
             + " | ".join(f"{src[s]}%" for s in SOURCES)
-            + f" | {r['workerRssMb']} | {r['workerFds']} | {r['redisMb']} | {keys} |"
+            + f" | {r['workerRssMb']} | {fds} | {r['redisMb']} | {keys} |"
         )
     worst = verdict["worstOffSecondSlice"]
     lines += [

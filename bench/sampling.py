@@ -16,20 +16,60 @@ import redis.asyncio as aioredis
 
 from bench.procs import children_of
 
-__all__ = ["process_sample", "sampling_events"]
+__all__ = ["process_sample", "sampling_events", "tcp_ports"]
 
 
-def process_sample(pid: int) -> dict[str, Any] | None:
-    """A process's resident set (MB) and open file descriptors; None once it is gone."""
+def tcp_ports() -> dict[str, tuple[int, int]]:
+    """Every TCP socket's inode and its (local port, remote port), from /proc/net."""
+    ports: dict[str, tuple[int, int]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            ports[inode] = (int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16))
+    return ports
+
+
+def process_sample(
+    pid: int,
+    by_port: dict[str, int] | None = None,
+    sockets: dict[str, tuple[int, int]] | None = None,
+) -> dict[str, Any] | None:
+    """A process's resident set (MB) and open file descriptors; None once it is gone.
+
+    ``by_port`` names ports (say {"redis": 6391, "http": 7071}): the sample then also counts
+    the process's TCP sockets connected to, or listening on, each, so that a growing count
+    says which connections pile up. ``sockets``: a ``tcp_ports()`` taken once for several
+    processes."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
+        fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return None
     rss_kb = next(
         (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
     )
-    return {"pid": pid, "rssMb": round(rss_kb / 1024, 1), "fds": fds}
+    sample: dict[str, Any] = {"pid": pid, "rssMb": round(rss_kb / 1024, 1), "fds": len(fds)}
+    if by_port:
+        table = tcp_ports() if sockets is None else sockets
+        counts = dict.fromkeys(by_port, 0)
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            ports = table.get(target[8:-1]) if target.startswith("socket:[") else None
+            if ports is None:
+                continue
+            for name, port in by_port.items():
+                if port in ports:
+                    counts[name] += 1
+        sample["sockets"] = counts
+    return sample
 
 
 async def redis_sample(port: int) -> dict[str, Any]:
@@ -50,14 +90,18 @@ def sampling_events(
     every_s: float,
     until_s: float,
     into: list[dict[str, Any]],
+    ports: dict[str, int] | None = None,
 ) -> list[tuple[float, Callable[[], Awaitable[None]]]]:
     """Driver events (seconds from the schedule's start) that each append one sample to
-    ``into``: the dev host's worker processes, and Redis."""
+    ``into``: the dev host's worker processes (or the host itself when it runs one), with
+    their sockets by ``ports``, and Redis."""
 
     def at(t: float) -> Callable[[], Awaitable[None]]:
         async def take() -> None:
             pid = app_pid()
-            workers = [] if pid is None else [process_sample(c) for c in children_of(pid)]
+            pids = ([] if pid is None else children_of(pid)) or ([] if pid is None else [pid])
+            sockets = tcp_ports() if ports else None
+            workers = [process_sample(p, ports, sockets) for p in pids]
             into.append(
                 {
                     "t": round(t, 1),

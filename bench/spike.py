@@ -390,7 +390,12 @@ async def run_variant(
             samples: list[dict[str, Any]] = []
             if cfg.sample_every > 0:
                 events += sampling_events(
-                    lambda: app.pid, redis.port, cfg.sample_every, profile.seconds, samples
+                    lambda: app.pid,
+                    redis.port,
+                    cfg.sample_every,
+                    profile.seconds,
+                    samples,
+                    {"redis": redis.port, "http": cfg.app_port, "table": proxy_port},
                 )
             pids = {"app": app.pid, "dbproxy": proxy.pid, "azurite": azurite_pid}
             cpu_before = _cpu(pids, redis)

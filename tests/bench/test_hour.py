@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections import Counter
 from typing import Any
 
@@ -42,6 +43,19 @@ def test_a_process_sample_reads_this_processs_memory_and_descriptors() -> None:
         assert process_sample(os.getpid())["fds"] == sample["fds"] + 1  # type: ignore[index]
 
 
+def test_a_process_sample_counts_its_sockets_by_the_port_they_use() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            with accepted:
+                sample = process_sample(os.getpid(), {"ours": port, "nobody": 1})
+                assert sample is not None
+                # The listener, the client's end and the accepted end.
+                assert sample["sockets"] == {"ours": 3, "nobody": 0}
+                assert client.fileno() >= 0
+
+
 def test_a_gone_process_has_no_sample() -> None:
     assert process_sample(2**22 + 1) is None
 
@@ -65,7 +79,14 @@ def variant(slices: list[dict[str, Any]], **overrides: Any) -> dict[str, Any]:
     samples = [
         {
             "t": 300.0 * (i + 1),
-            "workers": [{"pid": 1, "rssMb": s.get("rss", 75.0), "fds": s.get("fds", 20)}],
+            "workers": [
+                {
+                    "pid": 1,
+                    "rssMb": s.get("rss", 75.0),
+                    "fds": s.get("fds", 20),
+                    "sockets": {"redis": 4, "http": 9, "table": 2},
+                }
+            ],
             "redis": {"usedMemoryMb": 50.0, "keys": 1000 * i},
         }
         for i, s in enumerate(slices)
@@ -91,6 +112,7 @@ def test_a_steady_hour_meets_every_check_and_the_climb_is_not_judged() -> None:
     assert rows[1]["dbReadsPerS"] == 200.0
     assert rows[1]["sourcesPct"]["database"] == pytest.approx(66.7)
     assert rows[2]["redisKeys"] == 2000
+    assert rows[2]["workerSockets"] == {"redis": 4, "http": 9, "table": 2}
     verdict = judge(rows, run)
     assert verdict["met"], verdict
 
