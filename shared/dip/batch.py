@@ -11,9 +11,11 @@ this is written here. It is small: waiters queue a key, the first one of a turn 
 the send for the end of that turn, and the send answers every waiter still waiting.
 
 A waiter that stops waiting (its deadline, a caller gone) only leaves its future behind;
-the MGET carries on for the others. A failed or late MGET fails every waiter with the same
-exception, as the same number of separate GETs would have failed, so the Redis breaker
-counts what it would otherwise have counted.
+the MGET carries on for the others. A failed or late MGET is one failure: the first waiter
+still waiting gets the exception itself, which the Redis breaker counts as one failure, and
+every other waiter a ``RedisUnavailable`` of its own, which the breaker passes on without
+counting. So one connection reset costs the breaker what one failed GET did, while a
+stalled Redis still opens it within a few turns' timeouts.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from shared.clients import RedisClient
+from shared.dip.breaker import RedisUnavailable
 
 __all__ = ["MAX_KEYS", "GetBatch"]
 
@@ -38,16 +41,17 @@ class GetBatch:
     def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
         self._queue: list[tuple[str, asyncio.Future[bytes | None]]] = []
-        self._timeout_s = 0.0
+        self._deadline = 0.0
         self._sending: set[asyncio.Task[None]] = set()
 
     async def get(self, name: str, timeout: float) -> bytes | None:
         """The value of ``name``, read with whatever else this turn asks for. The MGET
-        waits as long as its most patient caller, ``timeout`` being this caller's wait."""
+        waits as long as its most patient caller, ``timeout`` being this caller's wait from
+        now: the MGET's deadline counts from its callers' arrival, not from when it is sent."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bytes | None] = loop.create_future()
         self._queue.append((name, future))
-        self._timeout_s = max(self._timeout_s, timeout)
+        self._deadline = max(self._deadline, loop.time() + timeout)
         if len(self._queue) == 1:
             loop.call_soon(self._flush)
         elif len(self._queue) >= MAX_KEYS:
@@ -56,30 +60,32 @@ class GetBatch:
 
     def _flush(self) -> None:
         queue, self._queue = self._queue, []
-        timeout, self._timeout_s = self._timeout_s, 0.0
+        deadline, self._deadline = self._deadline, 0.0
         waiting = [(name, future) for name, future in queue if not future.done()]
         if not waiting:
             return
-        task = asyncio.ensure_future(self._send(waiting, timeout))
+        task = asyncio.ensure_future(self._send(waiting, deadline))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
     async def _send(
-        self, waiting: list[tuple[str, asyncio.Future[bytes | None]]], timeout: float
+        self, waiting: list[tuple[str, asyncio.Future[bytes | None]]], deadline: float
     ) -> None:
         names = [name for name, _ in waiting]
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 if isinstance(self.redis, RedisCluster):
                     # One MGET per hash slot, pipelined per shard.
                     values = await self.redis.mget_nonatomic(names)
                 else:
                     values = await self.redis.mget(names)
+            if len(values) != len(names):
+                raise RedisConnectionError("MGET answered a different number of keys")
         except asyncio.CancelledError:
             # Only shutdown cancels a send; its waiters learn that Redis did not answer.
             _fail(waiting, RedisConnectionError("the read was cancelled"))
             raise
-        except Exception as exc:  # every waiter gets what its own GET would have raised
+        except Exception as exc:
             _fail(waiting, exc)
             return
         for (_, future), value in zip(waiting, values, strict=True):
@@ -88,6 +94,14 @@ class GetBatch:
 
 
 def _fail(waiting: list[tuple[str, asyncio.Future[bytes | None]]], exc: BaseException) -> None:
+    """The first waiter still waiting gets ``exc`` (the breaker counts it once); every
+    other one a RedisUnavailable of its own, which the breaker does not count again."""
+    first = True
     for _, future in waiting:
-        if not future.done():
+        if future.done():
+            continue
+        if first:
             future.set_exception(exc)
+            first = False
+        else:
+            future.set_exception(RedisUnavailable(f"shared read failed: {type(exc).__name__}"))

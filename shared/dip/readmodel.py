@@ -195,11 +195,17 @@ class ReadModel:
         dips that need it while it is being read share that one read."""
         now = self._clock()
         if now - self._marker_read_at >= self._refresh_s:
-            self._marker = await self._marker_reads.do(
-                MARKER_KEY,
-                lambda: self.breaker.call(lambda: read_marker(self.redis), timeout),
-                timeout,
-            )
+            try:
+                self._marker = await self._marker_reads.do(
+                    MARKER_KEY,
+                    lambda: self.breaker.call(lambda: read_marker(self.redis), timeout),
+                    timeout,
+                )
+            except TimeoutError:
+                # A waiter's own wait ran out a moment before the shared read's breaker
+                # timer did (which counts the failure): Redis could not say, as for the
+                # read itself, and the dip reads the database.
+                raise RedisUnavailable("the marker read timed out") from None
             self._marker_read_at = now
         return self._marker
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import redis.asyncio as aioredis
 
 from shared.clients import REDIS_ERRORS
 from shared.dip.batch import MAX_KEYS, GetBatch
+from shared.dip.breaker import Breaker, RedisUnavailable
+from shared.dip.cache import CacheUnavailable, RedisCache
 
 
 async def mget_calls(redis: aioredis.Redis) -> dict[str, int]:
@@ -74,7 +77,10 @@ async def test_a_stalled_redis_fails_every_waiter_with_a_redis_error_in_its_time
         *(batch.get(f"k{n}", 0.1) for n in range(3)), return_exceptions=True
     )
     elapsed = loop.time() - started
-    assert all(isinstance(r, REDIS_ERRORS) for r in results), results
+    # The MGET's own failure once (the breaker counts it), then one of their own.
+    assert isinstance(results[0], REDIS_ERRORS)
+    assert all(isinstance(r, RedisUnavailable) for r in results[1:]), results
+    assert len({id(r) for r in results}) == 3
     assert elapsed < 0.35
     await asyncio.sleep(0.4)  # let the pause end before the fixture flushes
 
@@ -87,7 +93,8 @@ async def test_a_dead_redis_fails_every_waiter_with_a_redis_error() -> None:
             *(batch.get(f"k{n}", 0.5) for n in range(4)), return_exceptions=True
         )
         assert len(results) == 4
-        assert all(isinstance(r, REDIS_ERRORS) for r in results), results
+        assert isinstance(results[0], REDIS_ERRORS)
+        assert all(isinstance(r, RedisUnavailable) for r in results[1:]), results
     finally:
         await dead.aclose()
 
@@ -105,3 +112,36 @@ async def test_the_mget_waits_as_long_as_its_most_patient_caller(
     impatient = timeouts.index(0.05)
     assert isinstance(results[impatient], TimeoutError)
     assert results[1 - impatient] == b"v"
+
+
+async def test_one_failed_mget_is_one_breaker_failure_however_many_waited() -> None:
+    dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
+    breaker = Breaker(2, 60)
+    cache = RedisCache(dead, breaker, fresh_ttl_s=60, stale_ttl_s=600, negative_ttl_s=30)
+    try:
+        first = await asyncio.gather(
+            *(cache.get(f"k{n}", 0.5) for n in range(6)), return_exceptions=True
+        )
+        assert all(isinstance(r, CacheUnavailable) for r in first), first
+        assert not breaker.is_open  # six waiters, one MGET, one failure of two
+        with pytest.raises(CacheUnavailable):
+            await cache.get("k", 0.5)
+        assert breaker.is_open
+    finally:
+        await dead.aclose()
+
+
+async def test_the_mgets_deadline_counts_from_its_callers_arrival(
+    redis: aioredis.Redis,
+) -> None:
+    batch = GetBatch(redis)
+    await redis.set("k", "v")
+    loop = asyncio.get_running_loop()
+    waiter = asyncio.ensure_future(batch.get("k", 0.1))
+    await redis.execute_command("CLIENT", "PAUSE", "400", "ALL")
+    started = loop.time()
+    time.sleep(0.06)  # noqa: ASYNC251 - the event loop held up before the MGET is sent
+    with pytest.raises(REDIS_ERRORS):
+        await waiter
+    assert loop.time() - started < 0.2  # 0.1 s from the call, not 0.1 s after the send
+    await asyncio.sleep(0.4)

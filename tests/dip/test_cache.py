@@ -151,12 +151,12 @@ async def test_a_dead_redis_raises_cache_unavailable_and_opens_the_breaker() -> 
         await dead.aclose()
 
 
-async def test_a_stalled_redis_is_unavailable_within_the_reads_timeout_and_counts_once_each(
+async def test_a_stalled_redis_is_unavailable_within_the_reads_timeout_and_opens_the_breaker(
     redis: aioredis.Redis,
 ) -> None:
-    breaker = Breaker(3, 60)
+    breaker = Breaker(2, 60)
     cache = RedisCache(redis, breaker, fresh_ttl_s=60, stale_ttl_s=3600, negative_ttl_s=30)
-    await redis.execute_command("CLIENT", "PAUSE", "500", "ALL")
+    await redis.execute_command("CLIENT", "PAUSE", "600", "ALL")
     loop = asyncio.get_running_loop()
     started = loop.time()
     results = await asyncio.gather(
@@ -164,11 +164,11 @@ async def test_a_stalled_redis_is_unavailable_within_the_reads_timeout_and_count
     )
     assert all(isinstance(r, CacheUnavailable) for r in results), results
     assert loop.time() - started < 0.4
-    assert not breaker.is_open  # two failures of three
+    assert not breaker.is_open  # one MGET: one failure of two
     with pytest.raises(CacheUnavailable):
         await cache.get(key(), 0.1)
     assert breaker.is_open
-    await asyncio.sleep(0.5)  # the pause ends before the next test's flush
+    await asyncio.sleep(0.6)  # the pause ends before the next test's flush
 
 
 async def test_concurrent_misses_for_one_key_share_one_execution() -> None:

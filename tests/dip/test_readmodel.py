@@ -19,11 +19,12 @@ from azure.data.tables.aio import TableClient
 from app.runtime import Runtime
 from app.settings import load_settings
 from bench.procs import ProxyProcess
+from shared.dip.breaker import Breaker, RedisUnavailable
 from shared.dip.contract import DipRequest
 from shared.dip.customers import CustomerRecord
 from shared.dip.keys import LookupKey
 from shared.dip.loader import load_file
-from shared.dip.readmodel import MARKER_KEY, Marker, ReadModelWriter, read_marker
+from shared.dip.readmodel import MARKER_KEY, Marker, ReadModel, ReadModelWriter, read_marker
 from shared.dip.valve import VALVE_KEY
 from tests.support.customers import customers, keys_of, load, number
 from tests.support.keys import KEYS, SECRET
@@ -153,6 +154,22 @@ async def test_strangers_arriving_together_share_one_read_of_the_marker(
     # One MGET of the twenty answers, one GET of the marker for all of them.
     assert stats["cmdstat_get"]["calls"] == 1
     assert stats["cmdstat_mget"]["calls"] == 1
+
+
+async def test_a_marker_read_that_runs_out_of_time_is_redis_unavailable_and_counted() -> None:
+    """The dip then reads the database (lookup's _proved_absent), never answers degraded."""
+
+    class StalledShard:  # the marker's shard accepts the GET and never answers
+        async def get(self, name: str) -> bytes | None:
+            await asyncio.sleep(10)
+            return None
+
+    breaker = Breaker(1, 60)
+    model = ReadModel(StalledShard(), breaker, max_age_s=3600, authoritative=True)  # type: ignore[arg-type]
+    with pytest.raises(RedisUnavailable):
+        await model.marker(0.05)
+    await asyncio.sleep(0.05)  # the shared read's own timer has run out too
+    assert breaker.is_open
 
 
 async def test_every_warmed_key_passes_the_filter(runtime: Any) -> None:
