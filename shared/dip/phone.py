@@ -47,7 +47,9 @@ def _strip_uri(raw: str) -> str:
 
 # A number already in E.164: '+', a country code that does not start with 0, at most 15
 # digits in all, and at least 7 (no country's numbers are shorter).
-_E164 = re.compile(r"\+([1-9]\d{6,14})")
+# ASCII digits only: ``\d`` would also match other scripts' digits, which the full parse
+# rewrites to ASCII.
+_E164 = re.compile(r"\+([1-9][0-9]{6,14})", re.ASCII)
 
 
 @cache

@@ -58,6 +58,11 @@ def test_national_numbers_read_in_the_default_region() -> None:
     assert normalize_number("020 7946 0018", "US") is None
 
 
+def in_digits(zero: int, ascii_digits: str) -> str:
+    """``ascii_digits`` written in another script's decimal digits (``zero`` its 0)."""
+    return "".join(chr(zero + int(d)) for d in ascii_digits)
+
+
 def e164_cases(per_length: int = 12) -> list[str]:
     """Numbers in E.164 form for every country code phonenumbers knows, of every length the
     form allows, each national part starting with every digit in turn (trunk prefixes,
@@ -103,6 +108,8 @@ def test_common_e164_numbers_take_the_fast_path(number: str) -> None:
         "+1317555011",  # too short for NANP
         "+999123456789",  # no such country code
         "+1 317 555 0116",  # not in E.164 form
+        "+1" + in_digits(0x0660, "3175550116"),  # Arabic-Indic digits
+        "+1" + in_digits(0x06F0, "3175550116"),  # Extended Arabic-Indic digits
     ],
 )
 def test_numbers_the_fast_path_cannot_vouch_for_take_the_full_parse(number: str) -> None:
