@@ -378,7 +378,14 @@ def import_times(env: dict[str, str], rounds: int) -> dict[str, Any]:
     base["DIPGUARD_FUNCTIONS"] = "lookup"
     variants = {
         "without telemetry": base,
-        "with telemetry": {**base, "APPLICATIONINSIGHTS_CONNECTION_STRING": _FAKE_INSIGHTS},
+        "with telemetry": {
+            **base,
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": _FAKE_INSIGHTS,
+            # The exporter's own usage reports and remote settings have endpoints of their
+            # own on the internet: off, so the probe talks to nothing.
+            "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+            "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
+        },
     }
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.procs import ROOT
 from bench.spike import DEADLINE_S, parse_args, run_benchmark
 
 __all__ = ["judge", "main", "slice_rows"]
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sample-seconds", type=float, default=SAMPLE_EVERY_S, help="default 30")
     parser.add_argument("--azurite-port", type=int, default=10002)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/hour"))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "hour")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     spike_argv = [
