@@ -3,7 +3,9 @@
 Every figure is a formula over a few inputs, and each result keeps its formula as text, so
 the plan can print why it says what it says. The inputs that are measured rather than
 chosen (an instance's CPU per dip, the dip's latency) come from the spike benchmark's last
-full run (``Measured.from_benchmark``); the rest are the operator's.
+full run (``Measured.from_benchmark``), and the CPU per dip by how the dip is answered from
+``python -m bench.cpu``'s committed report (``CpuBySource``, mixed by ``cpu_mix``); the
+rest are the operator's.
 
 The facts the model rests on:
 - HTTP scale-out on Elastic Premium adds at most one instance per second
@@ -35,6 +37,7 @@ __all__ = [
     "REDIS_SKUS",
     "TOLERANCES",
     "Comparison",
+    "CpuBySource",
     "Figure",
     "Inputs",
     "Measured",
@@ -44,6 +47,7 @@ __all__ = [
     "always_ready_for",
     "benchmark_inputs",
     "compare_with_benchmark",
+    "cpu_mix",
     "instances_for",
     "measured_at_peak",
     "per_instance_dips",
@@ -120,6 +124,66 @@ class Measured:
 
 
 @dataclass(frozen=True)
+class CpuBySource:
+    """App CPU per dip (ms) by how the dip was answered: bench.cpu's "real app" medians, the
+    app through the dev host and Microsoft's worker, so the platform's part of a dip is in
+    each figure, as it is on an instance."""
+
+    cached: float  # a known caller's answer from Redis
+    absent: float  # "no customer" from the read model: a miss, then the filter
+    database: float  # a miss, the valve, a Table point read, the copy written back
+    source: str
+
+    @classmethod
+    def from_report(cls, result: Mapping[str, Any]) -> CpuBySource:
+        """The figures of a bench.cpu result (its JSON)."""
+        answers = result["answers"]
+        ms = {a: float(answers[a]["medianCpuUsPerDip"]["real app"]) / 1000 for a in _CPU_ANSWERS}
+        machine = result.get("machine", {})
+        where = (
+            f"bench.cpu report of {machine.get('commit', '?')} on {machine.get('nproc', '?')} "
+            f"vCPU (the real app, medians of {result['config']['rounds']} rounds)"
+        )
+        return cls(ms["cached"], ms["absent"], ms["database"], where)
+
+
+_CPU_ANSWERS = ("cached", "absent", "database")
+
+
+def cpu_mix(inputs: Inputs, by_source: CpuBySource) -> tuple[float, str]:
+    """CPU per dip at the peak (ms), weighted by how the peak's dips are answered, and how.
+
+    Warm: customers added since the warm read the database, strangers are answered absent
+    by the read model, everyone else from Redis. Cold: repeat callers from Redis; of the
+    rest, what the valve admits (and the database serves) reads the database, and what it
+    sheds costs what an absent answer does (a miss and one more Redis round trip, the
+    valve's).
+    """
+    peak = inputs.calls_per_minute / 60 * inputs.dips_per_call * inputs.spike_factor
+    if inputs.warm:
+        database = inputs.unwarmed_share
+        absent = min(inputs.stranger_share, 1 - database)
+        how = "warm: database = customers added since the warm, absent = strangers"
+    else:
+        admitted = inputs.db_safe_qps / (1 + inputs.valve_guard_ms / 1000)
+        limits = [admitted] + (
+            [inputs.db_capacity_qps] if inputs.db_capacity_qps is not None else []
+        )
+        misses = peak * (1 - inputs.repeat_share)
+        database = min(misses, *limits) / peak
+        absent = (1 - inputs.repeat_share) - database
+        how = "cold: database = reads the valve admits, shed dips priced as absent"
+    cached = max(0.0, 1 - database - absent)
+    ms = cached * by_source.cached + absent * by_source.absent + database * by_source.database
+    text = (
+        f"{by_source.source}; cached {by_source.cached:.2f} ms x {cached:.0%}, absent "
+        f"{by_source.absent:.2f} ms x {absent:.0%}, database {by_source.database:.2f} ms x "
+        f"{database:.0%} ({how})"
+    )
+    return ms, text
+
+
+@dataclass(frozen=True)
 class Inputs:
     """The operator's inputs; defaults are the values a new deployment starts from."""
 
@@ -145,6 +209,8 @@ class Inputs:
     repeat_share: float = 0.0
     # Warm only: dips for customers added since the last warm (each needs a read).
     unwarmed_share: float = 0.0
+    # Dips for numbers no customer has (bench/traffic.py's share).
+    stranger_share: float = 0.07
     current_always_ready: int = 1
     pre_warmed: int = 1
     warmup_s: float = 30.0
@@ -159,7 +225,7 @@ class Inputs:
                 raise ValueError(f"{name}: must be above 0")
         if not 0 < self.utilization <= 1:
             raise ValueError("utilization: must be above 0 and at most 1")
-        for name in ("repeat_share", "unwarmed_share"):
+        for name in ("repeat_share", "unwarmed_share", "stranger_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name}: must be from 0 to 1")
         if self.genesys_concurrency < 1 or self.db_safe_qps < 1:

@@ -18,6 +18,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,12 @@ from shared.settings import with_local_settings
 from tools.capacity import (
     INSTANCE_SIZES,
     Comparison,
+    CpuBySource,
     Inputs,
     Measured,
     Plan,
     compare_with_benchmark,
+    cpu_mix,
     per_instance_dips,
     plan,
 )
@@ -55,6 +58,8 @@ __all__ = ["main", "render_comparison", "render_plan"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BENCHMARK = ROOT / "docs" / "bench" / "spike.json"
+# CPU per dip by how it is answered: python -m bench.cpu's committed report.
+DEFAULT_CPU_REPORT = ROOT / "docs" / "bench" / "cpu.json"
 
 # Flag name, Inputs field, type, help. The file's keys are the same flag names.
 _NUMBERS: Sequence[tuple[str, str | None, type, str]] = (
@@ -75,6 +80,7 @@ _NUMBERS: Sequence[tuple[str, str | None, type, str]] = (
     ("customers", "customers", int, "customers in the table (100000)"),
     ("repeat-share", "repeat_share", float, "cold read model: dips an earlier dip cached (0)"),
     ("unwarmed-share", "unwarmed_share", float, "warm: dips for customers added since (0)"),
+    ("stranger-share", "stranger_share", float, "dips for numbers no customer has (0.07)"),
     ("current-always-ready", "current_always_ready", int, "always-ready now (1)"),
     ("pre-warmed", "pre_warmed", int, "pre-warmed instances (1)"),
     ("warmup-seconds", "warmup_s", float, "a new instance's start and warm-up, seconds (30)"),
@@ -86,7 +92,7 @@ _NUMBERS: Sequence[tuple[str, str | None, type, str]] = (
         f"the region's maximum burst ({MAX_BURST_LIMIT_DEFAULT})",
     ),
     # Not fields of Inputs (None): the measured figures and the price are read on their own.
-    ("cpu-ms-per-dip", None, float, "app CPU per dip (default: the benchmark's)"),
+    ("cpu-ms-per-dip", None, float, "app CPU per dip (default: bench.cpu's, by source)"),
     ("latency-ms", None, float, "a dip's p95 in the app (default: the benchmark's)"),
     ("price-per-instance-hour", None, float, "your price of one instance-hour, for cost"),
 )
@@ -124,7 +130,13 @@ def _parser() -> argparse.ArgumentParser:
         "--measured-from",
         type=Path,
         default=DEFAULT_BENCHMARK,
-        help="the benchmark result whose CPU per dip and latency are the defaults",
+        help="the spike benchmark result whose latency is the default",
+    )
+    parser.add_argument(
+        "--cpu-from",
+        type=Path,
+        default=DEFAULT_CPU_REPORT,
+        help="the bench.cpu result whose CPU per dip, by answer source, is the default",
     )
     return parser
 
@@ -191,6 +203,23 @@ def _inputs(args: argparse.Namespace, profile: Profile | None) -> tuple[Inputs, 
         fields["size"] = str(values["size"])
     fields["warm"] = not (args.cold or bool(values.get("cold", False)))
     inputs = Inputs(measured=_measured(args, numbers), **fields)
+    if numbers.get("cpu-ms-per-dip") is None:
+        # CPU per dip mixed from bench.cpu's figures by how this plan's peak is answered.
+        try:
+            report = json.loads(Path(args.cpu_from).read_text(encoding="utf-8"))
+            by_source = CpuBySource.from_report(report)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(
+                f"no bench.cpu result at {args.cpu_from} ({exc}): pass --cpu-ms-per-dip"
+            ) from None
+        ms, how = cpu_mix(inputs, by_source)
+        latency = inputs.measured
+        inputs = replace(
+            inputs,
+            measured=Measured(
+                round(ms, 3), latency.latency_ms, f"{how}; latency from the {latency.source}"
+            ),
+        )
     return inputs, numbers.get("price-per-instance-hour")
 
 
@@ -211,7 +240,7 @@ def render_plan(result: Plan) -> str:
     i = result.inputs
     lines = [
         f"Capacity plan: {i.calls_per_minute:,.0f} calls/min x {i.spike_factor:g} spike, "
-        f"{i.dips_per_call:g} dip per call, {i.size}, "
+        f"{i.dips_per_call:g} dip{'' if i.dips_per_call == 1 else 's'} per call, {i.size}, "
         f"{'warm' if i.warm else 'cold'} read model",
         f"Measured per dip: {i.measured.cpu_ms_per_dip} ms CPU, p95 {i.measured.latency_ms} ms"
         f" ({i.measured.source})",

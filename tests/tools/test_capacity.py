@@ -17,9 +17,11 @@ from tools import capacity
 from tools.capacity import (
     BYTES_PER_LOOKUP_KEY,
     TOLERANCES,
+    CpuBySource,
     Inputs,
     Measured,
     compare_with_benchmark,
+    cpu_mix,
     plan,
     redis_bytes,
     redis_sku,
@@ -175,3 +177,35 @@ def test_inputs_out_of_range_name_themselves() -> None:
     with pytest.raises(ValueError, match="calls_per_minute"):
         _inputs(calls_per_minute=0)
     assert math.isfinite(plan(_inputs()).value("unannouncedSeconds"))
+
+
+# 1, 2 and 10 ms: each share of the mix shows in the sum.
+BY_SOURCE = CpuBySource(cached=1.0, absent=2.0, database=10.0, source="test")
+
+
+def test_a_warm_peak_is_priced_by_its_cached_absent_and_database_shares() -> None:
+    ms, how = cpu_mix(_inputs(stranger_share=0.1, unwarmed_share=0.05), BY_SOURCE)
+    # 85% cached x 1 + 10% absent x 2 + 5% database x 10
+    assert ms == pytest.approx(0.85 + 0.2 + 0.5)
+    assert "cached 1.00 ms x 85%" in how and "database 10.00 ms x 5%" in how
+
+
+def test_a_cold_peak_reads_what_the_valve_admits_and_prices_the_shed_as_absent() -> None:
+    # 6,000 calls/min = 1,000 dips/s at the peak; the valve admits 200 / 1.1 s = 181.8 reads/s.
+    inputs = _inputs(calls_per_minute=6_000, warm=False, repeat_share=0.2, db_safe_qps=200)
+    ms, how = cpu_mix(inputs, BY_SOURCE)
+    database = 200 / 1.1 / 1000
+    absent = 0.8 - database
+    assert ms == pytest.approx(0.2 * 1.0 + absent * 2.0 + database * 10.0)
+    assert how.startswith("test; cached 1.00 ms x 20%") and "cold" in how
+
+
+def test_the_cpu_report_gives_the_real_apps_medians_in_ms() -> None:
+    report = json.loads((ROOT / "docs" / "bench" / "cpu.json").read_text(encoding="utf-8"))
+    by_source = CpuBySource.from_report(report)
+    real = {a: d["medianCpuUsPerDip"]["real app"] for a, d in report["answers"].items()}
+    assert by_source.cached == real["cached"] / 1000
+    assert by_source.absent == real["absent"] / 1000
+    assert by_source.database == real["database"] / 1000
+    assert by_source.cached < by_source.absent < by_source.database
+    assert report["machine"]["commit"] in by_source.source

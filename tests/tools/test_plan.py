@@ -35,7 +35,7 @@ def test_the_readme_example_prints_the_plan_and_writes_the_chart(
     assert code == 1
     assert "instances the peak needs: 4" in out
     assert "= ceil(peak dips/s / dips/s per instance)" in out
-    assert "CPU per dip from the spike benchmark, full run of" in out
+    assert "CPU per dip from the bench.cpu report of" in out
     assert "Mon 2026-11-30 10:00 to Mon 12:00" in out
     assert "(alwaysReady 2; needs 3)" in out
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
