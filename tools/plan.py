@@ -17,7 +17,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -157,18 +157,27 @@ def _file_values(path: Path | None) -> dict[str, Any]:
     return doc
 
 
+def _read_result[T](
+    path: Path, read: Callable[[Mapping[str, Any]], T], what: str, instead: str
+) -> T:
+    """A committed benchmark result, read by ``read``; a ValueError that says what to pass
+    instead when it is missing or not what ``read`` expects."""
+    try:
+        return read(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"no {what} at {path} ({exc}): {instead}") from None
+
+
 def _measured(args: argparse.Namespace, values: Mapping[str, Any]) -> Measured:
     cpu, latency = values.get("cpu-ms-per-dip"), values.get("latency-ms")
     if cpu is not None and latency is not None:
         return Measured(float(cpu), float(latency), "given")
-    try:
-        result = json.loads(Path(args.measured_from).read_text(encoding="utf-8"))
-        bench = Measured.from_benchmark(result)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(
-            f"no benchmark result at {args.measured_from} ({exc}): "
-            "pass --cpu-ms-per-dip and --latency-ms"
-        ) from None
+    bench = _read_result(
+        args.measured_from,
+        Measured.from_benchmark,
+        "benchmark result",
+        "pass --cpu-ms-per-dip and --latency-ms",
+    )
     return Measured(
         float(cpu) if cpu is not None else bench.cpu_ms_per_dip,
         float(latency) if latency is not None else bench.latency_ms,
@@ -205,13 +214,9 @@ def _inputs(args: argparse.Namespace, profile: Profile | None) -> tuple[Inputs, 
     inputs = Inputs(measured=_measured(args, numbers), **fields)
     if numbers.get("cpu-ms-per-dip") is None:
         # CPU per dip mixed from bench.cpu's figures by how this plan's peak is answered.
-        try:
-            report = json.loads(Path(args.cpu_from).read_text(encoding="utf-8"))
-            by_source = CpuBySource.from_report(report)
-        except (OSError, ValueError, KeyError) as exc:
-            raise ValueError(
-                f"no bench.cpu result at {args.cpu_from} ({exc}): pass --cpu-ms-per-dip"
-            ) from None
+        by_source = _read_result(
+            args.cpu_from, CpuBySource.from_report, "bench.cpu result", "pass --cpu-ms-per-dip"
+        )
         ms, how = cpu_mix(inputs, by_source)
         latency = inputs.measured
         inputs = replace(

@@ -66,6 +66,11 @@ def test_bad_inputs_exit_2_with_a_message_naming_the_input(
     assert "unknown input 'calls-per-minut'" in capsys.readouterr().err
     assert main(["--calls-per-minute", "100", "--check"]) == 2
     assert "--check and --suggest need a --profile" in capsys.readouterr().err
+    missing = str(tmp_path / "cpu.json")
+    assert main(["--calls-per-minute", "100", "--cpu-from", missing]) == 2
+    assert f"no bench.cpu result at {missing}" in capsys.readouterr().err
+    # Given a CPU per dip, the planner needs no bench.cpu result.
+    assert main(["--calls-per-minute", "100", "--cpu-from", missing, "--cpu-ms-per-dip", "1"]) == 0
 
 
 def test_the_operating_page_shows_what_the_planner_prints(
