@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,6 +41,7 @@ __all__ = [
     "port_open",
     "process_children",
     "table_connection_string",
+    "tcp_rows",
     "tree_cpu_seconds",
     "wait_for_port",
 ]
@@ -125,20 +127,22 @@ def tree_cpu_seconds(pid: int | None, children: dict[int, list[int]] | None = No
     return total
 
 
-def _listening_inodes(port: int) -> set[str]:
-    """The socket inodes listening on the port: one per process with SO_REUSEPORT."""
-    inodes: set[str] = set()
+def tcp_rows() -> Iterator[list[str]]:
+    """Every TCP socket's row of /proc/net/tcp and tcp6, split into columns: 1 the local
+    address, 2 the remote one (each ending in the port in hex), 3 the state, 9 the inode."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             rows = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
         for row in rows:
-            cols = row.split()
-            # State 0A is LISTEN; the local address ends in the port in hex.
-            if cols[3] == "0A" and cols[1].endswith(f":{port:04X}"):
-                inodes.add(cols[9])
-    return inodes
+            yield row.split()
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """The socket inodes listening on the port: one per process with SO_REUSEPORT."""
+    # State 0A is LISTEN.
+    return {cols[9] for cols in tcp_rows() if cols[3] == "0A" and cols[1].endswith(f":{port:04X}")}
 
 
 def listener_pid(port: int) -> int | None:

@@ -14,24 +14,17 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench.procs import children_of
+from bench.procs import children_of, tcp_rows
 
 __all__ = ["process_sample", "sampling_events", "tcp_ports"]
 
 
 def tcp_ports() -> dict[str, tuple[int, int]]:
     """Every TCP socket's inode and its (local port, remote port), from /proc/net."""
-    ports: dict[str, tuple[int, int]] = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            local, remote, inode = fields[1], fields[2], fields[9]
-            ports[inode] = (int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16))
-    return ports
+    return {
+        cols[9]: (int(cols[1].rsplit(":", 1)[1], 16), int(cols[2].rsplit(":", 1)[1], 16))
+        for cols in tcp_rows()
+    }
 
 
 def process_sample(
