@@ -382,7 +382,8 @@ def import_times(env: dict[str, str], rounds: int) -> dict[str, Any]:
             **base,
             "APPLICATIONINSIGHTS_CONNECTION_STRING": _FAKE_INSIGHTS,
             # The exporter's own usage reports and remote settings have endpoints of their
-            # own on the internet: off, so the probe talks to nothing.
+            # own on the internet: off, so the probe talks to nothing (the variable names
+            # are azure-monitor-opentelemetry-exporter's, _constants.py).
             "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
             "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
         },
