@@ -182,16 +182,16 @@ param apimSubnetAddressPrefix string = '10.90.0.0/24'
 // Private data plane
 // ---------------------------------------------------------------------------------------------
 
-@description('Optional. Private data plane: both function apps integrate with a virtual network, host storage (blob, file, queue), customer storage (table), Redis and Key Vault are reached through private endpoints with private DNS zones and their public network access is disabled, and the SCM (Kudu) site admits deployerIpRanges only. Off: everything stays on public endpoints guarded by Entra ID (a cheap dev deployment). docs/deploy.md, "Networks".')
+@description('Optional. Private data plane: both function apps integrate with a virtual network, host storage (blob, file, queue, table), customer storage (table), Redis and Key Vault are reached through private endpoints with private DNS zones and their public network access is disabled, and the SCM (Kudu) site admits deployerIpRanges only. Off: everything stays on public endpoints guarded by Entra ID (a cheap dev deployment). docs/deploy.md, "Networks".')
 param privateNetworking bool = false
 
 @description('Optional. With privateNetworking: address range of the subnet both function apps integrate with (one plan, one subnet): at least a /25, 100 addresses, for an Elastic Premium plan.')
 param appSubnetAddressPrefix string = '10.90.1.0/24'
 
-@description('Optional. With privateNetworking: address range of the private endpoint subnet (seven endpoints).')
+@description('Optional. With privateNetworking: address range of the private endpoint subnet (eleven endpoints: four on each host account, the customer table, Redis and Key Vault).')
 param privateEndpointSubnetAddressPrefix string = '10.90.2.0/26'
 
-@description('Optional. CIDR ranges deployments (azd deploy, func publish) run from: the only addresses the SCM (Kudu) site admits when privateNetworking is on or this list is not empty. A GitHub-hosted runner has no fixed address; deploy from a runner with one.')
+@description('Optional. CIDR ranges deployments (azd deploy, func publish) run from: the only addresses the SCM (Kudu) site admits when privateNetworking is on or this list is not empty. Required with privateNetworking. A GitHub-hosted runner has no fixed address; deploy from a runner with one.')
 param deployerIpRanges array = []
 
 @description('Optional. Application (client) ID of an existing Entra app registration that stands for the function app (a registration with a service principal and v2 access tokens; docs/deploy.md, "Identity and keys"). Empty: the deployment creates and keeps one through the Microsoft Graph Bicep extension, which needs the deployer to be allowed to register applications.')
@@ -416,6 +416,9 @@ var privateDnsZoneResourceIds = privateNetworking ? network!.outputs.privateDnsZ
 // Kudu admits the deployers only: always with private networking, and in dev too once
 // deployer ranges are given.
 var restrictScm = privateNetworking || !empty(deployerIpRanges)
+// With private networking Kudu admits deployerIpRanges alone, so an empty list would leave no
+// way to publish code: stop before anything is deployed, naming the parameter.
+var deployerIpRangesChecked = (privateNetworking && empty(deployerIpRanges)) ? [string(int('deployerIpRanges is required with privateNetworking: Kudu (SCM) admits only those ranges, so without one no code can be published; give the CIDR that azd deploy or func publish runs from'))] : deployerIpRanges
 
 module monitoring 'modules/monitoring.bicep' = {
   name: 'dipguard-monitoring'
@@ -437,12 +440,15 @@ module hostStorage 'modules/storage.bicep' = {
     skuName: storageSkuName
     // The Functions content share (Azure Files) accepts only an account key; see function-app.bicep.
     allowSharedKeyAccess: true
-    // The host: keys and timer locks (blob), queues, the content share (file).
+    // The host: keys and timer locks (blob), queues, the content share (file) and its
+    // diagnostic events (table: AzureFunctionsDiagnosticEvents<yyyyMM>, written through
+    // AzureWebJobsStorage by azure-functions-host's DiagnosticEventTableStorageRepository).
     privateEndpointSubnetResourceId: privateEndpointSubnetResourceId
     privateEndpointServices: [
       'blob'
       'file'
       'queue'
+      'table'
     ]
     privateDnsZoneResourceIds: privateDnsZoneResourceIds
     fileShareNames: [
@@ -463,11 +469,13 @@ module operatorHostStorage 'modules/storage.bicep' = {
     skuName: storageSkuName
     // The Functions content share (Azure Files) accepts only an account key; see function-app.bicep.
     allowSharedKeyAccess: true
+    // The same four services as the lookup app's host account.
     privateEndpointSubnetResourceId: privateEndpointSubnetResourceId
     privateEndpointServices: [
       'blob'
       'file'
       'queue'
+      'table'
     ]
     privateDnsZoneResourceIds: privateDnsZoneResourceIds
     fileShareNames: [
@@ -616,7 +624,7 @@ module functionApp 'modules/function-app.bicep' = {
     apimSubnetResourceId: apimSubnetResourceId
     virtualNetworkSubnetResourceId: appSubnetResourceId
     restrictScm: restrictScm
-    deployerIpRanges: deployerIpRanges
+    deployerIpRanges: deployerIpRangesChecked
     authClientId: appClientId
     authAllowedPrincipalIds: [
       apim.outputs.systemAssignedMIPrincipalId
@@ -660,7 +668,7 @@ module operatorApp 'modules/operator-app.bicep' = {
     operatorIpRanges: operatorIpRanges
     virtualNetworkSubnetResourceId: appSubnetResourceId
     restrictScm: restrictScm
-    deployerIpRanges: deployerIpRanges
+    deployerIpRanges: deployerIpRangesChecked
     authClientId: operatorAppClientId
     customerTableName: customerTableName
     surgeTableName: surgeTableName

@@ -37,8 +37,9 @@ param redisHighAvailability = true
 // Vault answer only through private endpoints (docs/deploy.md, "Networks").
 param privateNetworking = true
 // The only addresses Kudu (the SCM site) admits, e.g. [ '203.0.113.7/32' ] for the machine
-// or self-hosted runner that runs azd deploy. Empty: nobody reaches Kudu, so code cannot be
-// deployed until a range is given; infrastructure deployments go through ARM and still work.
+// or self-hosted runner that runs azd deploy. Required with privateNetworking: give it on the
+// command line (README, "Deploy"); left empty, the deployment stops before it starts, naming
+// deployerIpRanges, since no code could be published.
 param deployerIpRanges = []
 
 // Standard v2 calls the function app from a subnet of its own, which the

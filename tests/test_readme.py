@@ -12,6 +12,7 @@ import sys
 from app.runtime import Runtime
 from app.settings import load_settings
 from shared.dip.contract import parse_dip_request
+from tests.support.bicep import COMMAND_LINE_VALUES
 from tests.support.services import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -71,3 +72,11 @@ async def test_readmes_curl_answers_as_documented_after_the_demo_load(
         await rt.dips.drain()
         await rt.close()
     assert outcome.answer.body() == json.loads(answer[1])
+
+
+def test_readmes_production_deploy_passes_what_the_bicep_tests_add_to_prod_bicepparam() -> None:
+    # tests/bicep judge production as README's command deploys it; the two must not drift.
+    command = README[README.index("az deployment group create") :].split("\n```", 1)[0]
+    assert "bicep/prod.bicepparam" in command
+    for name, value in COMMAND_LINE_VALUES.items():
+        assert f'{name}="{json.dumps(value).replace(chr(34), chr(39))}"' in command, name

@@ -186,6 +186,11 @@ var platformSettings = {
   // private endpoints, reached from the apps' integration subnet (docs/deploy.md, Networks).
   WEBSITE_CONTENTAZUREFILECONNECTIONSTRING: 'DefaultEndpointsProtocol=https;AccountName=${hostStorageAccount.name};EndpointSuffix=${environment().suffixes.storage};AccountKey=${hostStorageAccount.listKeys().keys[0].value}'
   WEBSITE_CONTENTSHARE: contentShareName
+  // With private networking the content share is reached through the network too. The site's
+  // outboundVnetRouting.contentShareTraffic says so; this setting is the form Functions' own
+  // reference and quickstarts for a secured host account use (app settings reference,
+  // WEBSITE_CONTENTOVERVNET), and App Service still honours it.
+  WEBSITE_CONTENTOVERVNET: empty(virtualNetworkSubnetResourceId) ? '0' : '1'
   // Remote build on deploy (azd, func publish): pip installs requirements.txt on Linux.
   SCM_DO_BUILD_DURING_DEPLOYMENT: 'true'
   ENABLE_ORYX_BUILD: 'true'

@@ -33,7 +33,7 @@ from tests.support.bicep import (
     WEB_PLAN_CONTRIBUTOR,
     WEBSITE_CONTRIBUTOR,
     Template,
-    bicepparam_values,
+    deployment_values,
     dotted,
     function,
     module,
@@ -83,7 +83,7 @@ class Grant:
 
 
 def _prod_values() -> dict[str, Any]:
-    values = bicepparam_values(BICEP / "prod.bicepparam")
+    values = deployment_values(BICEP / "prod.bicepparam")
     return {**values, **OUTPUTS}
 
 

@@ -20,6 +20,7 @@ import pytest
 from tests.support import bicep_model_check as mc
 from tests.support.bicep import (
     BICEP_FILES,
+    COMMAND_LINE_VALUES,
     MAIN,
     MODULES,
     DeploymentFailure,
@@ -68,6 +69,7 @@ def _deployment_for_tier(tier: str, private_networking: bool = False) -> dict[st
         # Operators' ranges open the operator app, never the lookup app.
         "operatorIpRanges": [OPERATOR_RANGE],
         "privateNetworking": private_networking,
+        **COMMAND_LINE_VALUES,
     }
     env = Template(main, values)
     network_call = module_call(main, "modules/network.bicep")["params"]

@@ -1,10 +1,10 @@
 """The private data plane: production is private, dev is not.
 
-With prod.bicepparam, host storage (blob, file, queue), customer storage (table), Redis and
-Key Vault refuse public networks and each is reached through a private endpoint whose DNS
-zone group registers it in the zone of its sub-resource; both function apps (lookup and
-operator) send all their traffic through one integration subnet; Kudu admits the deployer
-ranges only. With dev.bicepparam
+With prod.bicepparam, both host storage accounts (blob, file, queue, table), customer storage
+(table), Redis and Key Vault refuse public networks and each is reached through a private
+endpoint whose DNS zone group registers it in the zone of its sub-resource; both function apps
+(lookup and operator) send all their traffic through one integration subnet; Kudu admits the
+deployer ranges only, and production without one stops before it deploys. With dev.bicepparam
 none of that is deployed. Each test works the deployment out from the templates, module by
 module, with the values main.bicep passes.
 """
@@ -24,6 +24,7 @@ from tests.support.bicep import (
     Template,
     bicepparam_values,
     decorators,
+    deployment_values,
     dotted,
     module,
     module_call,
@@ -34,7 +35,8 @@ from tests.support.bicep import (
     resources_of,
 )
 
-PROD = bicepparam_values(BICEP / "prod.bicepparam")
+# Production as README's deploy command deploys it: prod.bicepparam and a deployer range.
+PROD = deployment_values(BICEP / "prod.bicepparam")
 DEV = bicepparam_values(BICEP / "dev.bicepparam")
 DEPLOYER_RANGE = "203.0.113.7/32"
 
@@ -50,7 +52,9 @@ ZONES = {
 }
 # main.bicep's module symbol -> the module and the private link sub-resources it must connect.
 STORES = {
-    "hostStorage": ("storage", ["blob", "file", "queue"]),
+    # The host writes its diagnostic events to a table in its own account.
+    "hostStorage": ("storage", ["blob", "file", "queue", "table"]),
+    "operatorHostStorage": ("storage", ["blob", "file", "queue", "table"]),
     "dataStorage": ("storage", ["table"]),
     "redis": ("redis", ["redisEnterprise"]),
     "keyVault": ("key-vault", ["vault"]),
@@ -291,8 +295,20 @@ def test_production_apps_send_all_their_traffic_through_the_integration_subnet(a
     assert site["vnetRouteAllEnabled"] is True
 
 
+def _content_over_vnet(values: Mapping[str, Any], app: str) -> Any:
+    doc = module(APPS[app])
+    env = Template(doc, _call(app, _main_env(values)))
+    return resolve(doc["variables"]["platformSettings"]["value"]["WEBSITE_CONTENTOVERVNET"], env)
+
+
 @pytest.mark.parametrize("app", list(APPS))
-@pytest.mark.parametrize("ranges", [[], [DEPLOYER_RANGE]])
+def test_production_apps_reach_their_content_share_over_the_network(app: str) -> None:
+    assert _content_over_vnet(_values(PROD), app) == "1"
+    assert _content_over_vnet(_values(DEV, environmentName="dev"), app) == "0"
+
+
+@pytest.mark.parametrize("app", list(APPS))
+@pytest.mark.parametrize("ranges", [[DEPLOYER_RANGE], [DEPLOYER_RANGE, "198.51.100.0/24"]])
 def test_production_kudu_admits_only_the_deployer_ranges(ranges: list[str], app: str) -> None:
     site = _site(_values(PROD, deployerIpRanges=ranges), app)
     assert site["scmIpSecurityRestrictionsUseMain"] is False
@@ -327,6 +343,15 @@ def test_dev_with_deployer_ranges_restricts_kudu_too(app: str) -> None:
 
 
 # --- fail early ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("app", list(APPS))
+def test_production_without_a_deployer_range_fails_early_naming_it(app: str) -> None:
+    # prod.bicepparam alone: Kudu would admit nobody, and no code could reach either app.
+    prod_file = bicepparam_values(BICEP / "prod.bicepparam")
+    assert prod_file["deployerIpRanges"] == []
+    with pytest.raises(DeploymentFailure, match="deployerIpRanges is required"):
+        _site(_values(prod_file), app)
 
 
 def test_a_storage_subnet_without_services_fails_the_deployment_early() -> None:

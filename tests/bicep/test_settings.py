@@ -30,9 +30,9 @@ from tests.support.bicep import (
     DeploymentFailure,
     Template,
     app_settings_for,
-    bicepparam_values,
     decorators,
     default_of,
+    deployment_values,
     dotted,
     function,
     literal_keys,
@@ -153,7 +153,7 @@ def test_both_apps_get_the_same_settings_but_their_functions_share_and_scale_tar
 
 @pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.name)
 def test_each_environment_deploys_operator_settings_the_app_accepts(path: Path) -> None:
-    values = bicepparam_values(path)
+    values = deployment_values(path)
     # In Azure, as App Service runs it: the operator app's own name, authentication on.
     settings = _operator_app_settings(values)
     azure = {
@@ -229,7 +229,7 @@ def test_left_to_their_defaults_the_parameters_deploy_the_codes_defaults() -> No
 
 @pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.name)
 def test_each_environment_deploys_settings_the_app_accepts(path: Path) -> None:
-    values = bicepparam_values(path)
+    values = deployment_values(path)
     settings = load_settings(app_settings_for({**NETWORK_OUTPUTS, **values}))
     assert settings.scale.scale_zone_redundant is bool(values.get("zoneRedundant", False))
     assert settings.scale.scale_max_burst_limit == values.get("maxBurstLimit", 20)

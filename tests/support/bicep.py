@@ -462,6 +462,16 @@ def bicepparam_values(path: Path) -> dict[str, Any]:
     return {name: value(a["value"]) for name, a in assignments.items()}
 
 
+# What README's deploy command passes beside a .bicepparam file: the range Kudu admits, which
+# main.bicep requires with private networking.
+COMMAND_LINE_VALUES: dict[str, Any] = {"deployerIpRanges": ["203.0.113.7/32"]}
+
+
+def deployment_values(path: Path) -> dict[str, Any]:
+    """A .bicepparam file's values with what README's deploy command adds to them."""
+    return {**bicepparam_values(path), **COMMAND_LINE_VALUES}
+
+
 def policy() -> ET.Element:
     """The API Management policy the API is deployed with (POLICY), parsed."""
     return ET.fromstring(POLICY.read_text())
