@@ -1,4 +1,6 @@
-"""Every resource body fits Azure's published Bicep types (Azure/bicep-types-az).
+"""Every resource body fits Azure's published Bicep types (Azure/bicep-types-az), and every
+Microsoft Graph resource those of the Graph extension version it uses
+(microsoftgraph/msgraph-bicep-types).
 
 tests/support/bicep_types.py stands in for the type checks of `bicep build`; the stored types
 under tests/bicep/types/ come from scripts/refresh-bicep-types. The tests here run the check
@@ -27,7 +29,10 @@ from tests.support.bicep_types import (
     used_resource_types,
 )
 
-REFRESH = "scripts/refresh-bicep-types --git-dir <clone of Azure/bicep-types-az> --rev <commit>"
+REFRESH = (
+    "scripts/refresh-bicep-types --git-dir <clone of Azure/bicep-types-az> --rev <commit>"
+    " --graph-git-dir <clone of microsoftgraph/msgraph-bicep-types> --graph-rev <commit>"
+)
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +152,59 @@ def test_a_misspelt_property_is_a_finding_naming_it(tmp_path: Path, report: Repo
         "modules/function-app.bicep: resource site: properties.siteConfig.HTTP20Enabled: "
         "property 'HTTP20Enabled' of SiteConfig is spelt 'http20Enabled'",
     ]
+
+
+def test_microsoft_graph_resources_are_checked_against_the_extensions_published_types(
+    tmp_path: Path, report: Report
+) -> None:
+    graph = [c for c in report.checked if c.what.lower().startswith("microsoft.graph/")]
+    assert {c.what for c in graph} == {
+        "Microsoft.Graph/applications@v1.0",
+        "Microsoft.Graph/servicePrincipals@v1.0",
+        "Microsoft.Graph/appRoleAssignedTo@v1.0",
+    }
+    assert {c.status for c in graph} <= {"checked", "existing"}
+    root = _copy_templates(tmp_path)
+    _edit(
+        root / "modules" / "entra-app.bicep",
+        "  appRoleAssignmentRequired: appRole",
+        "  appRoleAssignmentRequried: appRole",
+    )
+    _edit(
+        root / "modules" / "entra-lookup-api.bicep",
+        "  appRoleId: appRoleId\n",
+        "  appRoleId: 'not-a-guid'\n",
+    )
+    before = {str(f) for f in report.findings}
+    findings = [str(f) for f in _check_copy(root).findings if str(f) not in before]
+    assert findings[0].startswith(
+        "modules/entra-app.bicep: resource servicePrincipal: appRoleAssignmentRequried: "
+        "unknown property of Microsoft.Graph/servicePrincipals"
+    ), findings
+    assert "did you mean 'appRoleAssignmentRequired'" in findings[0]
+    # The published pattern and length of an app role's id.
+    assert [f.split(": ", 3)[2:] for f in findings[1:]] == [
+        [
+            "appRoleId",
+            "'not-a-guid' is shorter than 36 characters (Microsoft.Graph/appRoleAssignedTo@v1.0)",
+        ],
+        [
+            "appRoleId",
+            "'not-a-guid' does not match the pattern "
+            "'^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$' "
+            "(Microsoft.Graph/appRoleAssignedTo@v1.0)",
+        ],
+    ]
+
+
+def test_stored_graph_types_name_the_extension_version_bicepconfig_uses() -> None:
+    graph = json.loads((TYPES_DIR / "source.json").read_text())["graph"]
+    config = json.loads((BICEP / "bicepconfig.json").read_text())
+    assert graph["extension"] in config["extensions"].values()
+    assert graph["repository"] == "https://github.com/microsoftgraph/msgraph-bicep-types"
+    assert re.fullmatch(r"[0-9a-f]{40}", graph["commit"])
+    api, version = graph["extension"].rsplit("/", 1)[1].split(":")
+    assert graph["types"] == f"generated/microsoftgraph/microsoft.graph/{api}/{version}/types.json"
 
 
 def test_the_report_lists_skipped_values_and_types_without_published_definitions(

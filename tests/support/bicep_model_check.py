@@ -731,7 +731,8 @@ def iter_resources(path: Path, parsed: Mapping[str, Any] | None = None) -> Itera
 
 
 # Resources of a Bicep extension rather than of ARM: Microsoft Graph's are not in any
-# Azure management SDK. tests/support/bicep_types.py checks them against their own types.
+# Azure management SDK. tests/support/bicep_types.py checks them against the Graph extension's
+# published types (microsoftgraph/msgraph-bicep-types, stored by scripts/refresh-bicep-types).
 NOT_ARM = ("microsoft.graph/",)
 
 

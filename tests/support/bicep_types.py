@@ -1,9 +1,11 @@
 """Check Bicep resource bodies against Azure's published Bicep types, offline.
 
 The Bicep CLI cannot run here, so this stands in for the type checks `bicep build` runs on
-resource bodies. The types are Azure/bicep-types-az's, generated from the REST API specs;
-scripts/refresh-bicep-types copies the part the templates use into tests/bicep/types/
-(index.json says where each "Type@version" is, source.json from which commit).
+resource bodies. The types are Azure/bicep-types-az's, generated from the REST API specs, and
+for the Microsoft.Graph resources those of the Graph extension version bicep/bicepconfig.json
+names (microsoftgraph/msgraph-bicep-types); scripts/refresh-bicep-types copies the part the
+templates use into tests/bicep/types/ (index.json says where each "Type@version" is,
+source.json from which commits).
 
 Each declared resource body, as parsed by pycep-parser, is walked against its type:
 
@@ -1319,6 +1321,12 @@ class Report:
             f"Bicep type check against {src.get('repository', 'Azure/bicep-types-az')} "
             f"@ {src.get('commit', '?')} ({src.get('commit_date', '?')})"
         )
+        graph = src.get("graph")
+        if isinstance(graph, dict):
+            lines.append(
+                f"  and {graph.get('extension', '?')} against {graph.get('repository', '?')} "
+                f"@ {graph.get('commit', '?')} ({graph.get('commit_date', '?')})"
+            )
         groups: dict[str, list[Checked]] = {}
         for c in self.checked:
             if c.status == "checked":
