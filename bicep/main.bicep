@@ -569,12 +569,6 @@ module operatorEntraApp 'modules/entra-app.bicep' = if (empty(operatorEntraAppCl
       }
     ]
     appRoleAssignmentRequired: true
-    appRoleAssignments: [
-      for id in surgeOperatorObjectIds: {
-        principalId: id
-        role: surgeOperateRole
-      }
-    ]
     azureCliSignIn: true
   }
 }
@@ -741,6 +735,40 @@ var lookupApiAudience = empty(lookupApiClientId) ? entraLookupApi!.outputs.apiCl
 // A brought lookup API registration needs the Genesys client it was assigned to; fail early
 // rather than deploy a policy that admits no client.
 var genesysClientId = empty(lookupApiClientId) ? entraLookupApi!.outputs.genesysClientId : (empty(genesysClientAppId) ? string(int('genesysClientAppId is required when lookupApiClientId is given')) : genesysClientAppId)
+
+// The app role assignments: Surge.Operate to the operators, Dip.Lookup to Genesys's service
+// principal. They run after API Management and Redis, the deployment's slowest resources:
+// Entra ID replicates a service principal created moments before only eventually, and an
+// assignment that reaches a replica without it fails ("Not a valid reference update",
+// microsoftgraph/msgraph-bicep-types#193); minutes later every replica has it. The operators'
+// registration defines one role, Surge.Operate, so its id is the module's first.
+module surgeOperatorRoleAssignments 'modules/entra-role-assignments.bicep' = if (empty(operatorEntraAppClientId) && !empty(surgeOperatorObjectIds)) {
+  name: 'dipguard-surge-operator-role-assignments'
+  params: {
+    resourceServicePrincipalId: operatorEntraApp!.outputs.servicePrincipalId
+    appRoleId: operatorEntraApp!.outputs.appRoleIds[0]
+    principalIds: surgeOperatorObjectIds
+  }
+  dependsOn: [
+    apim
+    redis
+  ]
+}
+
+module genesysRoleAssignment 'modules/entra-role-assignments.bicep' = if (empty(lookupApiClientId)) {
+  name: 'dipguard-genesys-role-assignment'
+  params: {
+    resourceServicePrincipalId: entraLookupApi!.outputs.apiServicePrincipalId
+    appRoleId: entraLookupApi!.outputs.appRoleId
+    principalIds: [
+      entraLookupApi!.outputs.genesysPrincipalId
+    ]
+  }
+  dependsOn: [
+    apim
+    redis
+  ]
+}
 
 // API Management calls the app with a token from its own identity: no key is written to the
 // app or read from Key Vault, so no step here waits on the Functions runtime or on a role

@@ -1,5 +1,5 @@
 metadata name = 'dipguard app registration'
-metadata description = 'A Microsoft Entra app registration and its service principal that stand for one function app: the audience of the tokens App Service Authentication on that app accepts. For the lookup app, API Management asks for a token with it as the audience; for the operator app, it also defines the operators\' app role, requires an assignment of it, and can assign it.'
+metadata description = 'A Microsoft Entra app registration and its service principal that stand for one function app: the audience of the tokens App Service Authentication on that app accepts. For the lookup app, API Management asks for a token with it as the audience; for the operator app, it also defines the operators\' app role and requires an assignment of it (made by entra-role-assignments.bicep).'
 
 // Microsoft Graph resources in a Bicep deployment need the Microsoft Graph extension,
 // declared in bicep/bicepconfig.json (learn.microsoft.com/graph/templates/bicep/quickstart-create-bicep-interactive-mode).
@@ -17,9 +17,6 @@ param appRoles array = []
 
 @description('Optional. Entra ID issues tokens for this registration only to users, groups and applications assigned one of its app roles (appRoleAssignmentRequired on the service principal).')
 param appRoleAssignmentRequired bool = false
-
-@description('Optional. Assignments of the app roles above, each { principalId, role }: the object ID of a user, group or service principal, and the value of the role it gets.')
-param appRoleAssignments array = []
 
 @description('Optional. Let signed-in users ask for a token for this registration from the Azure CLI: a delegated permission (user_impersonation) that the Azure CLI is pre-authorized for, so no consent prompt is needed. Off for a registration only services call.')
 param azureCliSignIn bool = false
@@ -78,14 +75,6 @@ resource servicePrincipal 'Microsoft.Graph/servicePrincipals@v1.0' = {
   appRoleAssignmentRequired: appRoleAssignmentRequired
 }
 
-resource servicePrincipal_appRoleAssignments 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [
-  for assignment in appRoleAssignments: {
-    resourceId: servicePrincipal.id
-    appRoleId: guid(uniqueName, 'appRole', assignment.role)
-    principalId: assignment.principalId
-  }
-]
-
 @description('The unique name of the registration.')
 output name string = application.uniqueName
 
@@ -97,3 +86,6 @@ output clientId string = application.appId
 
 @description('The object ID of the registration\'s service principal.')
 output servicePrincipalId string = servicePrincipal.id
+
+@description('The id of each app role, in the order of appRoles: derived from uniqueName and the role\'s value.')
+output appRoleIds array = [for role in appRoles: guid(uniqueName, 'appRole', role.value)]

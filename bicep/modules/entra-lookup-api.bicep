@@ -1,5 +1,5 @@
 metadata name = 'dipguard lookup API registration'
-metadata description = 'The Microsoft Entra side of the lookup API that Genesys Cloud calls: the API\'s app registration with an app role for callers, its service principal (which issues tokens only to principals assigned that role), Genesys Cloud\'s client registration unless one is given, and the role assignment between them. Client secrets are not declared here: they are created and rotated with az ad app credential (docs/deploy.md, "The Genesys Cloud client registration").'
+metadata description = 'The Microsoft Entra side of the lookup API that Genesys Cloud calls: the API\'s app registration with an app role for callers, its service principal (which issues tokens only to principals assigned that role), and Genesys Cloud\'s client registration unless one is given; main.bicep assigns the role to it (entra-role-assignments.bicep). Client secrets are not declared here: they are created and rotated with az ad app credential (docs/deploy.md, "The Genesys Cloud client registration").'
 
 // Microsoft Graph resources in a Bicep deployment need the Microsoft Graph extension,
 // declared in bicep/bicepconfig.json (learn.microsoft.com/graph/templates/bicep/quickstart-create-bicep-interactive-mode).
@@ -79,14 +79,6 @@ resource existingGenesysClientServicePrincipal 'Microsoft.Graph/servicePrincipal
 
 var genesysPrincipalId = createGenesysClient ? genesysClientServicePrincipal!.id : existingGenesysClientServicePrincipal!.id
 
-// The app role, assigned to Genesys's service principal on the lookup API's: the token Genesys
-// gets carries it in roles.
-resource genesysRoleAssignment 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
-  resourceId: apiServicePrincipal.id
-  appRoleId: appRoleId
-  principalId: genesysPrincipalId
-}
-
 @description('The unique name of the lookup API\'s registration.')
 output name string = lookupApiApp.uniqueName
 
@@ -101,3 +93,12 @@ output appRoleValue string = appRoleValue
 
 @description('Genesys Cloud\'s application (client) ID: the only client API Management accepts.')
 output genesysClientId string = createGenesysClient ? genesysClient!.appId : genesysClientAppId
+
+@description('The object ID of the lookup API\'s service principal, which defines the app role.')
+output apiServicePrincipalId string = apiServicePrincipal.id
+
+@description('The id of the app role Genesys Cloud\'s service principal gets.')
+output appRoleId string = appRoleId
+
+@description('The object ID of Genesys Cloud\'s service principal.')
+output genesysPrincipalId string = genesysPrincipalId

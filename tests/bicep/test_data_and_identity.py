@@ -393,14 +393,28 @@ def test_the_operators_registration_defines_the_surge_role_and_requires_it() -> 
     assert role["value"] == SURGE_ROLE == "Surge.Operate"
     assert role["allowedMemberTypes"] == ["User", "Application"]
     assert registration["appRoleAssignmentRequired"] is True
-    assert resolve(registration["appRoleAssignments"], env) == [
-        {"principalId": "11111111-2222-3333-4444-555555555555", "role": SURGE_ROLE}
-    ]
     assert registration["azureCliSignIn"] is True
+    # The operators get the role in a step of its own, after the slowest resources.
+    assignments = main["modules"]["surgeOperatorRoleAssignments"]["config"]
+    given = {"operatorEntraAppClientId": "00000000-0000-0000-0000-0000000000aa"}
+    assert resolve(assignments["condition"], Template(main, values)) is True
+    assert resolve(assignments["condition"], Template(main, {**values, **given})) is False
+    assert resolve(assignments["condition"], Template(main, {})) is False, "no operators"
+    call = assignments["config"]
+    assert resolve(call["params"]["principalIds"], Template(main, values)) == [
+        "11111111-2222-3333-4444-555555555555"
+    ]
+    assert dotted(call["params"]["resourceServicePrincipalId"]) == (
+        "operatorEntraApp.outputs.servicePrincipalId"
+    )
+    # Its one role's id: the first of the module's appRoleIds, in the order of appRoles.
+    assert "'appRoleIds', 'operand_2': 0" in str(call["params"]["appRoleId"])
+    assert "'operatorEntraApp'" in str(call["params"]["appRoleId"])
+    assert sorted(call["dependsOn"]) == ["apim", "redis"]
     # The lookup app's registration defines no role and requires none: API Management's
     # identity gets its token without an assignment.
     lookup = main["modules"]["entraApp"]["config"]["config"]["params"]
-    assert not {"appRoles", "appRoleAssignmentRequired", "appRoleAssignments"} & set(lookup)
+    assert not {"appRoles", "appRoleAssignmentRequired"} & set(lookup)
     entra = module("entra-app")
     assert default_of(entra, "appRoleAssignmentRequired") is False
     assert default_of(entra, "appRoles") == []
@@ -413,10 +427,10 @@ def test_the_operators_registration_defines_the_surge_role_and_requires_it() -> 
     role_id = function(definition["id"], "guid")
     (principal,) = resources_of(entra, "Microsoft.Graph/servicePrincipals")
     assert principal["appRoleAssignmentRequired"] == "appRoleAssignmentRequired"
-    (assigned,) = resources_of(entra, "Microsoft.Graph/appRoleAssignedTo")
-    assert dotted(assigned["resourceId"]) == "servicePrincipal.id"
-    assert dotted(assigned["principalId"]) == "assignment.principalId"
-    assigned_id = function(assigned["appRoleId"], "guid")
-    assert role_id is not None and assigned_id is not None
+    assert resources_of(entra, "Microsoft.Graph/appRoleAssignedTo") == []
+    output = entra["outputs"]["appRoleIds"]["value"]
+    assert dotted(output["loop_type"]["detail"]["array_name"]) == "appRoles"
+    output_id = function(output["config"], "guid")
+    assert role_id is not None and output_id is not None
     assert [dotted(v) for v in role_id.values()] == ["uniqueName", "appRole", "role.value"]
-    assert [dotted(v) for v in assigned_id.values()] == ["uniqueName", "appRole", "assignment.role"]
+    assert [dotted(v) for v in output_id.values()] == ["uniqueName", "appRole", "role.value"]

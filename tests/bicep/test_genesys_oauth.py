@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from tests.support.bicep import (
     MAIN,
+    Template,
     dotted,
     function,
     module,
     module_call,
     module_condition,
     parsed,
+    resolve,
     resource,
     resources_of,
 )
@@ -37,10 +39,33 @@ def test_only_principals_assigned_the_role_get_a_token_and_genesys_is_assigned_i
     entra = module("entra-lookup-api")
     principal = resource(entra, "apiServicePrincipal")
     assert principal["appRoleAssignmentRequired"] is True
-    (assignment,) = resources_of(entra, "Microsoft.Graph/appRoleAssignedTo")
-    assert dotted(assignment["resourceId"]) == "apiServicePrincipal.id"
-    assert assignment["appRoleId"] == "appRoleId"
-    assert assignment["principalId"] == "genesysPrincipalId"
+    assert resources_of(entra, "Microsoft.Graph/appRoleAssignedTo") == []
+    outputs = {name: o["value"] for name, o in entra["outputs"].items()}
+    assert dotted(outputs["apiServicePrincipalId"]) == "apiServicePrincipal.id"
+    assert outputs["appRoleId"] == "appRoleId"
+    assert outputs["genesysPrincipalId"] == "genesysPrincipalId"
+    # main.bicep assigns the role to Genesys's principal once API Management and Redis exist.
+    main = parsed(MAIN)
+    call = main["modules"]["genesysRoleAssignment"]["config"]
+    # Only for the registration this deployment creates; a brought one is assigned already.
+    given = {"lookupApiClientId": "00000000-0000-0000-0000-0000000000bb"}
+    assert resolve(call["condition"], Template(main, {})) is True
+    assert resolve(call["condition"], Template(main, given)) is False
+    params = call["config"]["params"]
+    assert (
+        dotted(params["resourceServicePrincipalId"])
+        == "entraLookupApi.outputs.apiServicePrincipalId"
+    )
+    assert dotted(params["appRoleId"]) == "entraLookupApi.outputs.appRoleId"
+    assert [dotted(p) for p in params["principalIds"]] == [
+        "entraLookupApi.outputs.genesysPrincipalId"
+    ]
+    assert sorted(call["config"]["dependsOn"]) == ["apim", "redis"]
+    assignments = module("entra-role-assignments")
+    (assigned,) = resources_of(assignments, "Microsoft.Graph/appRoleAssignedTo")
+    assert assigned["resourceId"] == "resourceServicePrincipalId"
+    assert assigned["appRoleId"] == "appRoleId"
+    assert assigned["principalId"] == "principalId"
 
 
 def test_the_genesys_client_is_created_only_when_none_is_given_and_no_secret_is_declared() -> None:

@@ -171,9 +171,9 @@ def test_microsoft_graph_resources_are_checked_against_the_extensions_published_
         "  appRoleAssignmentRequried: appRole",
     )
     _edit(
-        root / "modules" / "entra-lookup-api.bicep",
-        "  appRoleId: appRoleId\n",
-        "  appRoleId: 'not-a-guid'\n",
+        root / "modules" / "entra-role-assignments.bicep",
+        "    appRoleId: appRoleId\n",
+        "    appRoleId: 'not-a-guid'\n",
     )
     before = {str(f) for f in report.findings}
     findings = [str(f) for f in _check_copy(root).findings if str(f) not in before]
