@@ -11,10 +11,11 @@ or a number that moved to another customer answers right away, not after the nex
 When Redis cannot be reached the table still loads, and the next warm catches up.
 
 ``--replace`` makes the table match the export, as a full CRM snapshot is meant to: keys
-no longer in it (a number that left a customer, a deleted customer) are removed from the
-table and answered "no customer" in Redis. It refuses, unless ``--force``, to remove more
-than ``--max-delete`` of the keys (10% by default), so a truncated export cannot wipe the
-table.
+no longer in it (a number that left a customer, a deleted customer) are answered "no
+customer" in Redis and then removed from the table. It refuses, unless ``--force``, to
+remove more than ``--max-delete`` of the keys (10% by default), so a truncated export cannot
+wipe the table. It needs Redis, since a removed key's cached answer must go with its rows:
+without it (or with ``--no-write-through``) it refuses and changes nothing.
 
 A line the CSV reader cannot read (a field over 4096 characters) is rejected like a bad
 row. The rejects file is readable by its owner only, and a cell that a spreadsheet would
@@ -91,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.max_delete <= 1:
         parser.error("--max-delete must be a share from 0 to 1")
+    if args.replace and args.no_write_through:
+        parser.error(
+            "--replace needs the write-through: the answers Redis holds for the keys the "
+            "export drops must be replaced when their rows go"
+        )
     settings = load_settings(with_local_settings())
     if not args.csv.exists():
         print(f"loader: {args.csv} does not exist", file=sys.stderr)

@@ -35,7 +35,7 @@ import random
 import re
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -454,6 +454,7 @@ async def replace_rows(
     max_delete: float,
     force: bool = False,
     progress: Progress | None = None,
+    before_delete: Callable[[list[LookupKey]], Awaitable[None]] | None = None,
 ) -> tuple[int, int, list[LookupKey]]:
     """Make the table match the export: upsert it, then delete keys it no longer has.
 
@@ -461,8 +462,10 @@ async def replace_rows(
     table's keys unless ``force``; keys the export still has in another form (the previous
     secret's, or a plain key from before keys were hashed) do not count. Deletes come after
     the upserts, so a number that moved to another customer, or to the new secret, is never
-    missing in between. Returns the upserted and deleted counts, and the removed keys
-    whose answers Redis may hold.
+    missing in between. ``before_delete`` is awaited between the two with the keys about to
+    go whose answers Redis may hold; if it raises a Redis error, no row is deleted
+    (PartlyWritten). Returns the upserted and deleted counts, and the removed keys whose
+    answers Redis may hold.
     """
     await ensure_table(table)
     wanted = _entities(customers, keys)
@@ -491,6 +494,16 @@ async def replace_rows(
         # whose new key was not written.
         exc.unremoved = removing + older
         raise
+    if before_delete is not None:
+        # A plain key (from before keys were hashed) has no answer in Redis under a hashed name.
+        going = [
+            key for rows in gone.values() for rk in rows if (key := LookupKey.from_stored(rk))
+        ]
+        try:
+            await before_delete(going)
+        except REDIS_ERRORS as exc:
+            cause = f"Redis, before the dropped keys' rows went: {type(exc).__name__}: {exc}"
+            raise PartlyWritten(upserted, [], removing + older, cause) from exc
     deletes = {
         pk: [(TransactionOperation.DELETE, {"PartitionKey": pk, "RowKey": rk}) for rk in rows]
         for pk, rows in gone.items()
@@ -600,20 +613,38 @@ async def load_file(
             announced = await read_model.announce([key for key, _ in answers])
         except REDIS_ERRORS as exc:
             report.redis_error = f"{type(exc).__name__}: {exc}"
-    if replace and keys.rotating and (read_model is None or report.redis_error is not None):
-        # During a rotation the read model's filters know only the previous secret's keys:
-        # until the new keys are announced and their answers written, the current key reads
-        # as absent, and deleting the previous secret's rows would leave a known caller
-        # whose cached answer Redis evicts with no row to be found by.
+    if replace and (read_model is None or report.redis_error is not None):
+        # Redis may hold an answer for every key the export drops, fresh for up to a read
+        # model's age: it has to go with the key's rows. During a rotation the read model
+        # must also learn the new keys before the previous secret's rows go.
         raise ReplaceRefused(
-            "a replacing load during a rotation needs Redis (the read model must learn the "
-            "new keys before the old rows go). Nothing was changed; load again when Redis "
-            "answers, or load without --replace and replace later"
+            "a replacing load needs Redis: the answers Redis holds for the keys the export "
+            "drops must be replaced when their rows go. Nothing was changed; load again "
+            "when Redis answers, or load without --replace"
         )
+    settled = False
+
+    async def settle(going: list[LookupKey]) -> None:
+        # The export's answers, then "no customer" for the keys it drops, before any row
+        # goes: a dip meanwhile finds what the export says, and during a rotation the
+        # current secret's key answers before the previous secret's row is gone.
+        nonlocal settled
+        assert read_model is not None
+        report.written_through = await read_model.write(answers, announced)
+        if going:
+            await read_model.remove(going)
+        settled = True
+
     try:
         if replace:
             report.entities, report.removed, removed = await replace_rows(
-                table, good, keys, max_delete=max_delete, force=force, progress=progress
+                table,
+                good,
+                keys,
+                max_delete=max_delete,
+                force=force,
+                progress=progress,
+                before_delete=settle,
             )
         else:
             report.entities = await load_rows(table, good, keys, progress=progress)
@@ -626,7 +657,7 @@ async def load_file(
         report.write_error = exc.cause
         removed = exc.removed
         report.removed = exc.deleted
-    if read_model is not None:
+    if read_model is not None and not settled:
         try:
             report.written_through = await read_model.write(answers, announced)
             report.redis_error = None  # the filters have the keys now, whatever announce did

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import os
 import stat
 from collections.abc import AsyncIterator
@@ -14,9 +15,13 @@ from typing import Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.data.tables import TransactionOperation
 from azure.data.tables.aio import TableClient
+from redis import asyncio as aioredis
+from redis import exceptions as redis_exceptions
 
 from shared.dip import loader
+from shared.dip.cache import ANSWER_PREFIX
 from shared.dip.customers import CustomerRecord, table_keys
 from shared.dip.keys import LookupKey
 from shared.dip.loader import (
@@ -29,6 +34,7 @@ from shared.dip.loader import (
     parse_rows,
     write_rejects,
 )
+from shared.dip.readmodel import ReadModelWriter
 from tests.support.customers import MIXED
 from tests.support.keys import KEYS
 from tests.support.services import Azurite
@@ -341,18 +347,111 @@ async def test_retries_are_bounded(
     assert report.write_error == "HttpResponseError 503"
 
 
+def _writer(redis: aioredis.Redis) -> ReadModelWriter:
+    return ReadModelWriter(redis, max_age_s=3600, stale_ttl_s=3600, negative_ttl_s=30)
+
+
+async def _answer(redis: aioredis.Redis, key: LookupKey) -> dict[str, Any] | None:
+    raw = await redis.get(ANSWER_PREFIX + key.cache_key)
+    return None if raw is None else dict(json.loads(raw))
+
+
 async def test_a_replacing_load_whose_upserts_partly_fail_removes_nothing(
-    table: TableClient, tmp_path: Path
+    table: TableClient, tmp_path: Path, redis: aioredis.Redis
 ) -> None:
     path = tmp_path / "crm.csv"
     path.write_text(FAILING + "F-4,+13175550134,Gold,false\n")
     assert (await load_file(path, table, "US", KEYS)).entities == 8
     path.write_text(FAILING)
     failing = FailingPartition(table, FAILING_PARTITION, transient=None)
-    report = await load_file(path, failing, "US", KEYS, replace=True, max_delete=0.5)  # type: ignore[arg-type]
+    report = await load_file(
+        path,
+        failing,  # type: ignore[arg-type]
+        "US",
+        KEYS,
+        replace=True,
+        max_delete=0.5,
+        read_model=_writer(redis),
+    )
     assert report.unwritten == [Unwritten(3, "F-2")]
     assert report.removed == 0 and report.unremoved == 2
     assert await keys_stored(table, KEYS.key("customerId", "F-4")) == [True]
+
+
+class WatchedDeletes:
+    """The table, calling ``on_delete`` before the first transaction that deletes a row."""
+
+    def __init__(self, inner: TableClient, on_delete: Any) -> None:
+        self.inner, self.on_delete = inner, on_delete
+        self.deleted = False
+
+    async def submit_transaction(self, batch: list[tuple[Any, ...]]) -> Any:
+        if not self.deleted and any(op[0] == TransactionOperation.DELETE for op in batch):
+            self.deleted = True
+            await self.on_delete()
+        return await self.inner.submit_transaction(batch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_replacing_load_settles_redis_before_the_first_row_goes(
+    table: TableClient, tmp_path: Path, redis: aioredis.Redis
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(FAILING + "F-4,+13175550134,Gold,false\n")
+    assert (await load_file(path, table, "US", KEYS, read_model=_writer(redis))).entities == 8
+    # A dip cached "no customer" for F-1's number meanwhile (a stranger, as a rotation's
+    # new key reads before the load writes it).
+    await redis.set(ANSWER_PREFIX + KEYS.key("ani", "+13175550131").cache_key, '{"v":1}')
+    path.write_text(FAILING.replace("F-3,+13175550133,Bronze", "F-3,+13175550133,Platinum"))
+    seen: dict[str, Any] = {}
+
+    async def on_delete() -> None:
+        seen["F-1"] = await _answer(redis, KEYS.key("ani", "+13175550131"))
+        seen["F-3"] = await _answer(redis, KEYS.key("customerId", "F-3"))
+        seen["F-4"] = await _answer(redis, KEYS.key("ani", "+13175550134"))
+
+    watched = WatchedDeletes(table, on_delete)
+    report = await load_file(
+        path,
+        watched,  # type: ignore[arg-type]
+        "US",
+        KEYS,
+        replace=True,
+        max_delete=0.5,
+        read_model=_writer(redis),
+    )
+    assert report.removed == 2 and report.write_error is None
+    assert watched.deleted, "F-4's rows were never deleted"
+    # When the first row went, Redis already said what the export says.
+    assert seen["F-1"] is not None and seen["F-1"]["customerId"] == "F-1"
+    assert seen["F-3"] is not None and seen["F-3"]["tier"] == "Platinum"
+    assert seen["F-4"] is not None and "customerId" not in seen["F-4"]
+
+
+class FailingWrites(ReadModelWriter):
+    async def write(self, *args: Any, **kwargs: Any) -> int:
+        raise redis_exceptions.ConnectionError("Redis went away")
+
+
+async def test_a_replacing_load_whose_redis_fails_midway_deletes_no_row(
+    table: TableClient, tmp_path: Path, redis: aioredis.Redis
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(FAILING + "F-4,+13175550134,Gold,false\n")
+    assert (await load_file(path, table, "US", KEYS)).entities == 8
+    path.write_text(FAILING)
+    failing = FailingWrites(redis, max_age_s=3600, stale_ttl_s=3600, negative_ttl_s=30)
+    report = await load_file(
+        path, table, "US", KEYS, replace=True, max_delete=0.5, read_model=failing
+    )
+    # The announce worked, the write-through did not: F-4 keeps its rows, and says so.
+    assert report.removed == 0 and report.unremoved == 2
+    assert report.write_error is not None and "ConnectionError" in report.write_error
+    assert await keys_stored(
+        table, KEYS.key("customerId", "F-4"), KEYS.key("ani", "+13175550134")
+    ) == [True, True]
 
 
 def test_a_symlink_planted_at_the_rejects_path_is_replaced_never_written_through(

@@ -245,17 +245,19 @@ async def test_a_replacing_load_removes_what_the_export_dropped_from_table_and_r
 
 
 def test_a_replacing_load_refuses_a_truncated_export_and_changes_nothing(
-    tmp_path: Path, azurite: Azurite, table_name: str
+    tmp_path: Path, azurite: Azurite, table_name: str, redis_server: RedisServer
 ) -> None:
     path = export(tmp_path, EXPORT)
     assert run_loader(path, azurite, table_name).returncode == 0
     path.write_text("\n".join(EXPORT.splitlines()[:2]) + "\n", encoding="utf-8")  # L-1 only
-    result = run_loader(path, azurite, table_name, "--replace")
+    result = run_loader(path, azurite, table_name, "--replace", redis_url=redis_server.url)
     assert result.returncode == 1
     assert "refused" in result.stderr and "7 of the table's 9 keys" in result.stderr
     with TableClient.from_connection_string(azurite.connection_string, table_name) as client:
         assert len(list(client.list_entities())) == 9
-    forced = run_loader(path, azurite, table_name, "--replace", "--force")
+    forced = run_loader(
+        path, azurite, table_name, "--replace", "--force", redis_url=redis_server.url
+    )
     assert forced.returncode == 0, forced.stderr
     with TableClient.from_connection_string(azurite.connection_string, table_name) as client:
         assert len(list(client.list_entities())) == 2
@@ -286,6 +288,33 @@ def test_a_replacing_load_with_rejected_rows_changes_nothing(
     assert "L-2" in path.with_suffix(".rejects.csv").read_text(encoding="utf-8")
 
 
+def test_a_replacing_load_without_redis_changes_nothing(
+    tmp_path: Path, azurite: Azurite, table_name: str
+) -> None:
+    # Redis may hold a removed customer's answer, fresh for up to a read model's age: a
+    # replacing load that cannot replace it must not delete the customer's rows either.
+    path = export(tmp_path, EXPORT)
+    assert run_loader(path, azurite, table_name).returncode == 0
+    rows = sorted(str(e["RowKey"]) for e in entities(azurite, table_name))
+    path.write_text(EXPORT.replace("L-4,+13175550305,Bronze,false\n", ""), encoding="utf-8")
+    result = run_loader(path, azurite, table_name, "--replace", "--force")
+    assert result.returncode == 1 and "a replacing load needs Redis" in result.stderr
+    assert sorted(str(e["RowKey"]) for e in entities(azurite, table_name)) == rows
+
+
+def test_replace_without_the_write_through_is_refused_before_anything_changes(
+    tmp_path: Path, azurite: Azurite, table_name: str
+) -> None:
+    path = export(tmp_path, EXPORT)
+    assert run_loader(path, azurite, table_name).returncode == 0
+    rows = entities(azurite, table_name)
+    path.write_text(EXPORT.replace("L-4,+13175550305,Bronze,false\n", ""), encoding="utf-8")
+    result = run_loader(path, azurite, table_name, "--replace", "--force", "--no-write-through")
+    assert result.returncode == 2  # argparse's usage error
+    assert "--replace needs the write-through" in result.stderr
+    assert entities(azurite, table_name) == rows
+
+
 def test_a_replacing_load_during_a_rotation_without_redis_changes_nothing(
     tmp_path: Path, azurite: Azurite, table_name: str
 ) -> None:
@@ -299,7 +328,7 @@ def test_a_replacing_load_during_a_rotation_without_redis_changes_nothing(
         "--replace",
         env={"LOOKUP_KEY_SECRET": "n" * 44, "LOOKUP_KEY_SECRET_PREVIOUS": SECRET},
     )
-    assert result.returncode == 1 and "rotation needs Redis" in result.stderr
+    assert result.returncode == 1 and "a replacing load needs Redis" in result.stderr
     assert [str(e["RowKey"]) for e in entities(azurite, table_name)] == rows
 
 
