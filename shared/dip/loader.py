@@ -496,9 +496,7 @@ async def replace_rows(
         raise
     if before_delete is not None:
         # A plain key (from before keys were hashed) has no answer in Redis under a hashed name.
-        going = [
-            key for rows in gone.values() for rk in rows if (key := LookupKey.from_stored(rk))
-        ]
+        going = [key for rows in gone.values() for rk in rows if (key := LookupKey.from_stored(rk))]
         try:
             await before_delete(going)
         except REDIS_ERRORS as exc:
