@@ -106,6 +106,29 @@ async def test_an_unknown_caller_is_cached_negatively_for_a_short_time(
     assert await redis.ttl("dipguard:answer:" + k) <= 600
 
 
+async def test_a_strangers_entry_lives_negative_ttl_whatever_the_read_models_age(
+    redis: aioredis.Redis,
+) -> None:
+    # A fresh warm would keep a customer's answer fresh for a day: a stranger's "no
+    # customer" still goes after NEGATIVE_TTL_SECONDS (30 s here), fresh and stored alike.
+    clock = Clock()
+    cache = make_cache(redis, clock)
+    k = key()
+    await cache.put(k, None, 1.0, as_of=clock.now, fresh_until=clock.now + 93_600)
+    assert 0 < await redis.ttl("dipguard:answer:" + k) <= 30
+    hit = await cache.get(k, 1.0)
+    assert hit is not None and hit.fresh and hit.record is None
+    clock.now += 31
+    hit = await cache.get(k, 1.0)
+    assert hit is None or not hit.fresh
+    # A customer's answer under the same warm stays fresh.
+    customer = key()
+    await cache.put(customer, GOLD, 1.0, as_of=clock.now, fresh_until=clock.now + 93_600)
+    clock.now += 31
+    hit = await cache.get(customer, 1.0)
+    assert hit is not None and hit.fresh
+
+
 async def test_entries_are_json_not_python_reprs(redis: aioredis.Redis) -> None:
     cache = make_cache(redis, Clock())
     k = key()
