@@ -218,13 +218,29 @@ def _read(reader: Iterator[list[str]]) -> list[str] | None:
         csv.field_size_limit(before)
 
 
+# Bytes that are not UTF-8, as the file is read with errors="surrogateescape": the line
+# that holds one is rejected by its number, and the rest of the file still loads.
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def _undecoded(fields: Iterable[str]) -> bool:
+    return any(_UNDECODED.search(f) for f in fields)
+
+
 def _header(reader: Iterator[list[str]]) -> list[str]:
     try:
-        return _read(reader) or []
+        header = _read(reader) or []
     except csv.Error:
         raise ValueError(
             f"the header cannot be read as CSV (is a column name over {FIELD_LIMIT} characters?)"
         ) from None
+    if _undecoded(header):
+        raise ValueError("the header is not UTF-8 text; save the export as UTF-8")
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        # zip() would keep the last of them and drop the others' values without a word.
+        raise ValueError(f"the header names column(s) {', '.join(twice)} more than once")
+    return header
 
 
 def parse_rows(lines: Iterable[str], region: str) -> Iterator[Customer | Rejected]:
@@ -263,7 +279,12 @@ def parse_rows(lines: Iterable[str], region: str) -> Iterator[Customer | Rejecte
             return
         if not fields:
             continue  # a blank line, as csv.DictReader skips it
-        line = reader.line_num
+        # A record is named by the line it starts on, also when a quoted field spans lines.
+        line = start
+        if _undecoded(fields):
+            # Nothing of it is kept: the rejects file is UTF-8 and could not hold it.
+            yield Rejected(line, "the line is not UTF-8 text", {})
+            continue
         row = dict(zip(header, fields, strict=False))
         if len(fields) > len(header):
             yield Rejected(line, "too many fields", row)
@@ -578,7 +599,7 @@ async def load_file(
     force: bool = False,
 ) -> LoadReport:
     report = LoadReport()
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         header = _header(csv.reader([handle.readline()]))
         handle.seek(0)
         good: list[Customer] = []

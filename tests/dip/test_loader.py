@@ -102,6 +102,59 @@ def test_the_field_limit_holds_only_while_the_loader_reads() -> None:
     assert csv.field_size_limit() == before
 
 
+def test_a_record_spanning_lines_is_named_by_the_line_it_starts_on() -> None:
+    # The quoted language holds a line break: C-2 starts on line 3, its field ends on 4.
+    items = parse('C-2,+13175550117,Gold,true,"en-\r\n', 'US"\n', "C-3,,Silver,false,\n")
+    assert list(rejected_at(items)) == [3]
+    assert rejected_at(items)[3].startswith("preferredLanguage must be empty or a BCP 47")
+    assert loaded_ids(items) == [(2, "C-1"), (5, "C-3"), (6, "C-9")]
+
+
+def test_a_line_that_is_not_utf8_is_rejected_by_its_number_and_the_rest_loads(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_bytes(
+        (HEADER + BEFORE).encode()
+        + "C-2,+13175550117,Gold,true,de-DE\n".replace("de-DE", "M\u00fcller").encode("latin-1")
+        + AFTER.encode()
+    )
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
+        items = list(parse_rows(handle, "US"))
+    assert rejected_at(items) == {3: "the line is not UTF-8 text"}
+    assert [r.row for r in items if isinstance(r, Rejected)] == [{}]
+    assert loaded_ids(items) == [(2, "C-1"), (4, "C-9")]
+
+
+async def test_load_file_reads_a_file_with_a_latin1_line(
+    tmp_path: Path, table: TableClient
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_bytes((HEADER + BEFORE).encode() + b"C-2,,G\xfcld,true,\n" + AFTER.encode())
+    report = await load_file(path, table, "US", KEYS)
+    assert [r.line for r in report.rejected] == [3] and report.customers == 2
+    # The rejects file is UTF-8 and names the line without the bytes it could not hold.
+    rejects = path.with_suffix(".rejects.csv").read_text(encoding="utf-8")
+    assert '"3","the line is not UTF-8 text"' in rejects
+
+
+@pytest.mark.parametrize(
+    ("header", "named"),
+    [
+        ("customerId,phone,tier,isVip,phone\n", "phone"),
+        ("customerId,phone,tier,tier,isVip,isVip\n", "isVip, tier"),
+    ],
+)
+def test_a_header_naming_a_column_twice_is_an_error_naming_it(header: str, named: str) -> None:
+    with pytest.raises(ValueError, match=f"column\\(s\\) {named} more than once"):
+        list(parse_rows([header, "D-1,+13175550117,Gold,true,+13175550118\n"], "US"))
+
+
+def test_a_header_that_is_not_utf8_is_an_error() -> None:
+    with pytest.raises(ValueError, match="not UTF-8"):
+        list(parse_rows(["customerId,phone,tier,isVip,pr\udcfcf\n", BEFORE], "US"))
+
+
 @pytest.mark.parametrize("column", range(5))
 def test_a_nul_in_any_column_is_rejected_naming_the_column(column: int) -> None:
     fields = ["C-2", "+13175550117", "Gold", "true", "en-US"]
