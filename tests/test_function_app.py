@@ -278,6 +278,7 @@ async def test_health_reports_dependencies_without_secrets(
     # The read model's state and Redis memory, whether or not a warm has run on this Redis.
     assert body["readModel"] in {"never warmed", "fresh", "stale"}
     assert body["redisUsedMemoryBytes"] > 0
+    assert body["lookupKeySecrets"] == 1
     text = json.dumps(body)
     assert "AccountKey" not in text and "redis://" not in text and "127.0.0.1" not in text
 

@@ -1,6 +1,6 @@
 """GET /api/health: is this worker alive, and can it reach Redis and Table Storage?
 
-It reports reachability only, never URLs, keys or connection strings. A dependency that
+It reports reachability only, never URLs, keys, secrets or connection strings. A dependency that
 is down makes the status "degraded", not a failure: dips still answer without it.
 """
 
@@ -23,4 +23,7 @@ async def health_report(clients: Clients, breaker: Breaker, dips: DipService) ->
         **reach,
         "redisBreaker": "open" if breaker.is_open else "closed",
         "inflightDbReads": dips.inflight_reads,
+        # How many lookup key secrets this instance holds: 2 during a rotation, once its
+        # settings carry LOOKUP_KEY_SECRET_PREVIOUS. A count, never the secrets.
+        "lookupKeySecrets": 2 if dips.keys.rotating else 1,
     }

@@ -5,6 +5,7 @@ Azurite)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from app.runtime import Runtime
 from app.settings import load_settings
 from shared.dip.cache import ANSWER_PREFIX
 from shared.dip.contract import DipRequest
+from shared.dip.health import health_report
 from shared.dip.keys import LookupKey, LookupKeys
 from shared.dip.loader import load_file
 from shared.dip.readmodel import ReadModelWriter
@@ -105,6 +107,10 @@ async def load(rt: Runtime, path: Path, *, replace: bool) -> None:
     assert not report.rejected and report.redis_error is None
 
 
+async def health_of(rt: Runtime) -> dict[str, object]:
+    return await health_report(rt.clients, rt.redis_breaker, rt.dips)
+
+
 async def test_a_rotation_never_answers_a_known_caller_wrongly_while_dips_run(
     env: dict[str, str], redis: aioredis.Redis, tmp_path: Path
 ) -> None:
@@ -123,6 +129,12 @@ async def test_a_rotation_never_answers_a_known_caller_wrongly_while_dips_run(
             )
         )
         await asyncio.sleep(0.3)
+        # What an operator checks before step 2: this instance holds both secrets.
+        report = await health_report(
+            runtimes[-1].clients, runtimes[-1].redis_breaker, runtimes[-1].dips
+        )
+        assert report["lookupKeySecrets"] == 2
+        assert NEW not in json.dumps(report) and OLD not in json.dumps(report)
         # 2. The export is loaded again, replacing: rows under the new secret, the old removed.
         await load(runtimes[-1], path, replace=True)
         await asyncio.sleep(0.3)
@@ -131,6 +143,10 @@ async def test_a_rotation_never_answers_a_known_caller_wrongly_while_dips_run(
         await asyncio.sleep(0.3)
         # 4. The previous secret is dropped.
         runtimes.append(Runtime(load_settings({**env, "LOOKUP_KEY_SECRET": NEW})))
+        report = await health_report(
+            runtimes[-1].clients, runtimes[-1].redis_breaker, runtimes[-1].dips
+        )
+        assert report["lookupKeySecrets"] == 1
         await asyncio.sleep(0.3)
     finally:
         stop.set()
