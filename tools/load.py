@@ -93,10 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.max_delete <= 1:
         parser.error("--max-delete must be a share from 0 to 1")
     if args.replace and args.no_write_through:
-        parser.error(
-            "--replace needs the write-through: the answers Redis holds for the keys the "
-            "export drops must be replaced when their rows go"
+        # A refusal, exit 1 as every refusal: 2 means rows were rejected.
+        print(
+            f"loader: {args.csv}: refused: --replace needs the write-through: the answers "
+            "Redis holds for the keys the export drops must be replaced when their rows go. "
+            "Nothing was changed",
+            file=sys.stderr,
         )
+        return 1
     settings = load_settings(with_local_settings())
     if not args.csv.exists():
         print(f"loader: {args.csv} does not exist", file=sys.stderr)

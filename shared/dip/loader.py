@@ -71,6 +71,7 @@ __all__ = [
 ]
 
 REQUIRED_COLUMNS = ("customerId", "phone", "tier", "isVip")
+KNOWN_COLUMNS = frozenset((*REQUIRED_COLUMNS, "preferredLanguage"))
 # Every string the loader stores is ASCII from one of these patterns (or an E.164 number),
 # at most 64 characters: no property can exceed Table Storage's 64 KiB, no entity its
 # 1 MiB, and no character is one the service refuses (it takes any valid UTF-16, and the
@@ -183,10 +184,10 @@ def _parse_row(row: dict[str, str], line: int, region: str) -> Customer | Reject
     def text(name: str) -> str:
         return (row.get(name) or "").strip()
 
-    for name, value in row.items():
+    for index, value in enumerate(row.values()):
         # Python's csv reader takes a NUL as any other character; no export means one.
         if "\0" in value:
-            return Rejected(line, f"{name} holds a NUL character", row)
+            return Rejected(line, f"{_column(list(row), index)} holds a NUL character", row)
     vip = text("isVip").lower()
     record = CustomerRecord(
         text("customerId"), text("tier"), vip in _TRUE, text("preferredLanguage")
@@ -236,11 +237,27 @@ def _header(reader: Iterator[list[str]]) -> list[str]:
         ) from None
     if _undecoded(header):
         raise ValueError("the header is not UTF-8 text; save the export as UTF-8")
-    twice = sorted({name for name in header if header.count(name) > 1})
-    if twice:
-        # zip() would keep the last of them and drop the others' values without a word.
-        raise ValueError(f"the header names column(s) {', '.join(twice)} more than once")
     return header
+
+
+def _column(header: Sequence[str], index: int) -> str:
+    """A column as a message may name it: its name when it is one of ours, else its position.
+    A hostile or misaligned export's header may hold anything, a number included."""
+    name = header[index] if index < len(header) else ""
+    return name if name in KNOWN_COLUMNS else f"column {index + 1}"
+
+
+def _check_columns(header: Sequence[str]) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise ValueError(
+            f"the header lacks column(s) {', '.join(missing)}; "
+            f"expected {','.join(REQUIRED_COLUMNS)}[,preferredLanguage]"
+        )
+    # zip() would keep the last of two same-named columns and drop the other's values.
+    twice = sorted({_column(header, i) for i, n in enumerate(header) if header.count(n) > 1})
+    if twice:
+        raise ValueError(f"the header names {', '.join(twice)} more than once")
 
 
 def parse_rows(lines: Iterable[str], region: str) -> Iterator[Customer | Rejected]:
@@ -253,12 +270,7 @@ def parse_rows(lines: Iterable[str], region: str) -> Iterator[Customer | Rejecte
     """
     reader = csv.reader(lines)
     header = _header(reader)
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise ValueError(
-            f"the header lacks column(s) {', '.join(missing)}; "
-            f"expected {','.join(REQUIRED_COLUMNS)}[,preferredLanguage]"
-        )
+    _check_columns(header)
     while True:
         # Line numbers as an editor shows them: the header is line 1.
         start = reader.line_num + 1
@@ -646,7 +658,10 @@ async def load_file(
     async def settle(going: list[LookupKey]) -> None:
         # The export's answers, then "no customer" for the keys it drops, before any row
         # goes: a dip meanwhile finds what the export says, and during a rotation the
-        # current secret's key answers before the previous secret's row is gone.
+        # current secret's key answers before the previous secret's row is gone. A "no
+        # customer" lives NEGATIVE_TTL_SECONDS, fewer than the deletes may take, so the
+        # deleted keys are answered "no customer" once more after them (below): a dip that
+        # read a row before it went cached it as of an earlier time, and loses.
         nonlocal settled
         assert read_model is not None
         report.written_through = await read_model.write(answers, announced)
@@ -676,13 +691,15 @@ async def load_file(
         report.write_error = exc.cause
         removed = exc.removed
         report.removed = exc.deleted
-    if read_model is not None and not settled:
+    if read_model is not None:
         try:
-            report.written_through = await read_model.write(answers, announced)
-            report.redis_error = None  # the filters have the keys now, whatever announce did
+            if not settled:
+                report.written_through = await read_model.write(answers, announced)
+                report.redis_error = None  # the filters have the keys now, whatever announce did
             if removed:
                 await read_model.remove(removed)
         except REDIS_ERRORS as exc:
-            report.written_through = None
+            if not settled:
+                report.written_through = None
             report.redis_error = f"{type(exc).__name__}: {exc}"
     return report

@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import stat
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from redis import asyncio as aioredis
 from redis import exceptions as redis_exceptions
 
 from shared.dip import loader
-from shared.dip.cache import ANSWER_PREFIX
+from shared.dip.breaker import Breaker
+from shared.dip.cache import ANSWER_PREFIX, RedisCache
 from shared.dip.customers import CustomerRecord, table_keys
 from shared.dip.keys import LookupKey
 from shared.dip.loader import (
@@ -143,11 +145,32 @@ async def test_load_file_reads_a_file_with_a_latin1_line(
     [
         ("customerId,phone,tier,isVip,phone\n", "phone"),
         ("customerId,phone,tier,tier,isVip,isVip\n", "isVip, tier"),
+        # A column of its own, or a first data row taken for the header: by position.
+        ("customerId,phone,tier,isVip,+13175550116,+13175550116\n", "column 5, column 6"),
     ],
 )
 def test_a_header_naming_a_column_twice_is_an_error_naming_it(header: str, named: str) -> None:
-    with pytest.raises(ValueError, match=f"column\\(s\\) {named} more than once"):
+    with pytest.raises(ValueError) as raised:
         list(parse_rows([header, "D-1,+13175550117,Gold,true,+13175550118\n"], "US"))
+    assert str(raised.value) == f"the header names {named} more than once"
+
+
+def test_a_headerless_export_is_refused_without_quoting_its_first_row() -> None:
+    first = "C-1,+13175550116,Gold,false,+13175550116\n"
+    with pytest.raises(ValueError) as raised:
+        list(parse_rows([first, BEFORE], "US"))
+    assert "lacks column(s) customerId, phone, tier, isVip" in str(raised.value)
+    assert "555" not in str(raised.value) and "C-1" not in str(raised.value)
+
+
+def test_a_nul_in_a_column_of_its_own_names_its_position_not_its_header() -> None:
+    items = list(
+        parse_rows(
+            ["customerId,phone,tier,isVip,\x1b]0;+13175550116\x07\n", "C-2,,Gold,true,a\0b\n"],
+            "US",
+        )
+    )
+    assert rejected_at(items) == {2: "column 5 holds a NUL character"}
 
 
 def test_a_header_that_is_not_utf8_is_an_error() -> None:
@@ -456,7 +479,10 @@ async def test_a_replacing_load_settles_redis_before_the_first_row_goes(
     assert (await load_file(path, table, "US", KEYS, read_model=_writer(redis))).entities == 8
     # A dip cached "no customer" for F-1's number meanwhile (a stranger, as a rotation's
     # new key reads before the load writes it).
-    await redis.set(ANSWER_PREFIX + KEYS.key("ani", "+13175550131").cache_key, '{"v":1}')
+    await _dip_cache(redis).put(
+        KEYS.key("ani", "+13175550131").cache_key, None, 1.0, as_of=time.time()
+    )
+    assert await _answer(redis, KEYS.key("ani", "+13175550131")) is not None
     path.write_text(FAILING.replace("F-3,+13175550133,Bronze", "F-3,+13175550133,Platinum"))
     seen: dict[str, Any] = {}
 
@@ -481,6 +507,42 @@ async def test_a_replacing_load_settles_redis_before_the_first_row_goes(
     assert seen["F-1"] is not None and seen["F-1"]["customerId"] == "F-1"
     assert seen["F-3"] is not None and seen["F-3"]["tier"] == "Platinum"
     assert seen["F-4"] is not None and "customerId" not in seen["F-4"]
+
+
+def _dip_cache(redis: aioredis.Redis) -> RedisCache:
+    """The cache as a dip writes to it."""
+    return RedisCache(redis, Breaker(3, 5), fresh_ttl_s=60, stale_ttl_s=3600, negative_ttl_s=30)
+
+
+async def test_a_dropped_key_a_dip_read_before_its_row_went_is_no_customer_after_the_load(
+    table: TableClient, tmp_path: Path, redis: aioredis.Redis
+) -> None:
+    # The "no customer" written before the deletes lives NEGATIVE_TTL_SECONDS; deletes can
+    # take longer, and a dip in between reads the row that is still there and caches it.
+    path = tmp_path / "crm.csv"
+    path.write_text(FAILING + "F-4,+13175550134,Gold,false\n")
+    assert (await load_file(path, table, "US", KEYS, read_model=_writer(redis))).entities == 8
+    path.write_text(FAILING)
+    dropped = KEYS.key("ani", "+13175550134")
+
+    async def a_dip_reads_the_row_first() -> None:
+        await redis.delete(ANSWER_PREFIX + dropped.cache_key)  # the 30 s entry expired
+        record = CustomerRecord("F-4", "Gold", False, "")
+        await _dip_cache(redis).put(dropped.cache_key, record, 1.0, as_of=time.time())
+
+    watched = WatchedDeletes(table, a_dip_reads_the_row_first)
+    report = await load_file(
+        path,
+        watched,  # type: ignore[arg-type]
+        "US",
+        KEYS,
+        replace=True,
+        max_delete=0.5,
+        read_model=_writer(redis),
+    )
+    assert report.removed == 2 and watched.deleted
+    answer = await _answer(redis, dropped)
+    assert answer is not None and "customerId" not in answer
 
 
 class FailingWrites(ReadModelWriter):

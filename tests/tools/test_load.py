@@ -310,8 +310,8 @@ def test_replace_without_the_write_through_is_refused_before_anything_changes(
     rows = entities(azurite, table_name)
     path.write_text(EXPORT.replace("L-4,+13175550305,Bronze,false\n", ""), encoding="utf-8")
     result = run_loader(path, azurite, table_name, "--replace", "--force", "--no-write-through")
-    assert result.returncode == 2  # argparse's usage error
-    assert "--replace needs the write-through" in result.stderr
+    assert result.returncode == 1  # a refusal; 2 means rows were rejected
+    assert "refused: --replace needs the write-through" in result.stderr
     assert entities(azurite, table_name) == rows
 
 
