@@ -418,7 +418,9 @@ var privateDnsZoneResourceIds = privateNetworking ? network!.outputs.privateDnsZ
 var restrictScm = privateNetworking || !empty(deployerIpRanges)
 // With private networking Kudu admits deployerIpRanges alone, so an empty list would leave no
 // way to publish code: stop before anything is deployed, naming the parameter.
-var deployerIpRangesChecked = (privateNetworking && empty(deployerIpRanges)) ? [string(int('deployerIpRanges is required with privateNetworking: Kudu (SCM) admits only those ranges, so without one no code can be published; give the CIDR that azd deploy or func publish runs from'))] : deployerIpRanges
+// A range that admits every address, or an empty one, is refused too.
+var deployerRangesOpen = contains(deployerIpRanges, '0.0.0.0/0') || contains(deployerIpRanges, '::/0') || contains(deployerIpRanges, '')
+var deployerIpRangesChecked = (privateNetworking && empty(deployerIpRanges)) ? [string(int('deployerIpRanges is required with privateNetworking: Kudu (SCM) admits only those ranges, so without one no code can be published; give the CIDR that azd deploy or func publish runs from'))] : (deployerRangesOpen ? [string(int('deployerIpRanges must name the deployers\' own ranges: 0.0.0.0/0, ::/0 or an empty entry would admit everyone to Kudu (SCM)'))] : deployerIpRanges)
 
 module monitoring 'modules/monitoring.bicep' = {
   name: 'dipguard-monitoring'
@@ -552,10 +554,14 @@ var appClientId = empty(entraAppClientId) ? entraApp!.outputs.clientId : entraAp
 // identity can be given the role for planned events. Operators sign in with the Azure CLI
 // (docs/deploy.md, "Security").
 var surgeOperateRole = 'Surge.Operate'
+var operatorRegistrationName = 'dipguard-${environmentName}-${resourceToken}-operator'
+// The role's id as entra-app.bicep derives it: from the registration's unique name and the
+// role's value, the same on every deployment.
+var surgeOperateRoleId = guid(operatorRegistrationName, 'appRole', surgeOperateRole)
 module operatorEntraApp 'modules/entra-app.bicep' = if (empty(operatorEntraAppClientId)) {
   name: 'dipguard-operator-entra-app'
   params: {
-    uniqueName: 'dipguard-${environmentName}-${resourceToken}-operator'
+    uniqueName: operatorRegistrationName
     displayName: 'dipguard operators (${environmentName})'
     appRoles: [
       {
@@ -740,13 +746,12 @@ var genesysClientId = empty(lookupApiClientId) ? entraLookupApi!.outputs.genesys
 // principal. They run after API Management and Redis, the deployment's slowest resources:
 // Entra ID replicates a service principal created moments before only eventually, and an
 // assignment that reaches a replica without it fails ("Not a valid reference update",
-// microsoftgraph/msgraph-bicep-types#193); minutes later every replica has it. The operators'
-// registration defines one role, Surge.Operate, so its id is the module's first.
+// microsoftgraph/msgraph-bicep-types#193); minutes later every replica has it.
 module surgeOperatorRoleAssignments 'modules/entra-role-assignments.bicep' = if (empty(operatorEntraAppClientId) && !empty(surgeOperatorObjectIds)) {
   name: 'dipguard-surge-operator-role-assignments'
   params: {
     resourceServicePrincipalId: operatorEntraApp!.outputs.servicePrincipalId
-    appRoleId: operatorEntraApp!.outputs.appRoleIds[0]
+    appRoleId: surgeOperateRoleId
     principalIds: surgeOperatorObjectIds
   }
   dependsOn: [

@@ -86,6 +86,3 @@ output clientId string = application.appId
 
 @description('The object ID of the registration\'s service principal.')
 output servicePrincipalId string = servicePrincipal.id
-
-@description('The id of each app role, in the order of appRoles: derived from uniqueName and the role\'s value.')
-output appRoleIds array = [for role in appRoles: guid(uniqueName, 'appRole', role.value)]

@@ -407,9 +407,16 @@ def test_the_operators_registration_defines_the_surge_role_and_requires_it() -> 
     assert dotted(call["params"]["resourceServicePrincipalId"]) == (
         "operatorEntraApp.outputs.servicePrincipalId"
     )
-    # Its one role's id: the first of the module's appRoleIds, in the order of appRoles.
-    assert "'appRoleIds', 'operand_2': 0" in str(call["params"]["appRoleId"])
-    assert "'operatorEntraApp'" in str(call["params"]["appRoleId"])
+    # The role's id, derived as the module derives it: by the registration and the value.
+    assert call["params"]["appRoleId"] == "surgeOperateRoleId"
+    main_id = function(main["variables"]["surgeOperateRoleId"]["value"], "guid")
+    assert main_id is not None
+    assert [dotted(v) for v in main_id.values()] == [
+        "operatorRegistrationName",
+        "appRole",
+        "surgeOperateRole",
+    ]
+    assert registration["uniqueName"] == "operatorRegistrationName"
     assert sorted(call["dependsOn"]) == ["apim", "redis"]
     # The lookup app's registration defines no role and requires none: API Management's
     # identity gets its token without an assignment.
@@ -428,9 +435,5 @@ def test_the_operators_registration_defines_the_surge_role_and_requires_it() -> 
     (principal,) = resources_of(entra, "Microsoft.Graph/servicePrincipals")
     assert principal["appRoleAssignmentRequired"] == "appRoleAssignmentRequired"
     assert resources_of(entra, "Microsoft.Graph/appRoleAssignedTo") == []
-    output = entra["outputs"]["appRoleIds"]["value"]
-    assert dotted(output["loop_type"]["detail"]["array_name"]) == "appRoles"
-    output_id = function(output["config"], "guid")
-    assert role_id is not None and output_id is not None
+    assert role_id is not None
     assert [dotted(v) for v in role_id.values()] == ["uniqueName", "appRole", "role.value"]
-    assert [dotted(v) for v in output_id.values()] == ["uniqueName", "appRole", "role.value"]

@@ -346,6 +346,17 @@ def test_dev_with_deployer_ranges_restricts_kudu_too(app: str) -> None:
 
 
 @pytest.mark.parametrize("app", list(APPS))
+@pytest.mark.parametrize("opened", [["0.0.0.0/0"], [DEPLOYER_RANGE, "::/0"], [""]])
+@pytest.mark.parametrize("params", ["prod", "dev"])
+def test_a_deployer_range_that_admits_everyone_fails_early(
+    app: str, opened: list[str], params: str
+) -> None:
+    values = _values(PROD if params == "prod" else DEV, deployerIpRanges=opened)
+    with pytest.raises(DeploymentFailure, match="would admit everyone to Kudu"):
+        _site(values, app)
+
+
+@pytest.mark.parametrize("app", list(APPS))
 def test_production_without_a_deployer_range_fails_early_naming_it(app: str) -> None:
     # prod.bicepparam alone: Kudu would admit nobody, and no code could reach either app.
     prod_file = bicepparam_values(BICEP / "prod.bicepparam")
