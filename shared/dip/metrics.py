@@ -48,6 +48,7 @@ __all__ = [
     "KEY_KINDS",
     "LATENCY_BOUNDS_MS",
     "LATENCY_LE",
+    "LOOKUP_KEY_SECRETS",
     "METER_NAME",
     "READMODEL_AGE",
     "SHEDS",
@@ -84,6 +85,9 @@ DB_READ_DURATION = "dipguard.db.read.duration"
 DB_INFLIGHT = "dipguard.db.inflight"
 # ObservableGauge s: age of the last complete warm, as this worker process last read it.
 READMODEL_AGE = "dipguard.readmodel.age"
+# How many lookup key secrets the process holds: 2 during a rotation. Each instance reports
+# its own, so a rotation's reload can wait until every instance reports 2.
+LOOKUP_KEY_SECRETS = "dipguard.lookup_keys.secrets"
 
 # --- attribute names ---
 
@@ -266,6 +270,7 @@ class DipMetrics:
         self._db_attrs = self._db_reads.attributes
         self._inflight: Callable[[], int] | None = None
         self._readmodel_age: Callable[[], float | None] | None = None
+        self._key_secrets: Callable[[], int] | None = None
         # Created last: their callbacks use everything above. The first one flushes.
         meter.create_observable_gauge(
             DB_INFLIGHT,
@@ -278,6 +283,12 @@ class DipMetrics:
             callbacks=[self._observe_readmodel_age],
             unit="s",
             description="Age of the last complete warm this worker process has read",
+        )
+        meter.create_observable_gauge(
+            LOOKUP_KEY_SECRETS,
+            callbacks=[self._observe_key_secrets],
+            unit="{secret}",
+            description="Lookup key secrets this worker process holds (2 during a rotation)",
         )
 
     # --- recording, on the dip path: never raises ---
@@ -341,6 +352,14 @@ class DipMetrics:
         """dipguard.readmodel.age reports what this returns, nothing while it is None. It
         runs on the SDK's collection thread, so it must answer from memory."""
         self._readmodel_age = age_s
+
+    def watch_lookup_key_secrets(self, count: Callable[[], int]) -> None:
+        """dipguard.lookup_keys.secrets reports what this returns."""
+        self._key_secrets = count
+
+    def _observe_key_secrets(self, options: CallbackOptions) -> Iterable[Observation]:
+        source = self._key_secrets
+        return () if source is None else (Observation(source()),)
 
     def _observe_inflight(self, options: CallbackOptions) -> Iterable[Observation]:
         self._flush()

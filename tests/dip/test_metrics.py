@@ -31,6 +31,7 @@ from shared.dip.metrics import (
     DIPS,
     KEY_KINDS,
     LATENCY_LE,
+    LOOKUP_KEY_SECRETS,
     METER_NAME,
     READMODEL_AGE,
     SHED_REASONS,
@@ -533,3 +534,14 @@ def test_an_unknown_dip_log_level_is_refused_naming_the_setting() -> None:
     assert load_settings(base).dip.dip_log_level == logging.INFO
     with pytest.raises(SettingsError, match="DIP_LOG_LEVEL"):
         load_settings({**base, "DIP_LOG_LEVEL": "verbose"})
+
+
+async def test_each_process_reports_how_many_lookup_key_secrets_it_holds(
+    env: dict[str, str], make_runtime: MakeRuntime
+) -> None:
+    rt, reader = make_runtime(env)
+    assert not rt.dips.keys.rotating
+    assert Readings(reader).gauge(LOOKUP_KEY_SECRETS) == {(): 1}
+    rotating, reader = make_runtime(env, LOOKUP_KEY_SECRET_PREVIOUS="p" * 44)
+    assert rotating.dips.keys.rotating
+    assert Readings(reader).gauge(LOOKUP_KEY_SECRETS) == {(): 2}
