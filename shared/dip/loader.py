@@ -641,6 +641,7 @@ async def load_file(
     if read_model is not None:
         # Filters first, then the table: a new customer is never "absent" meanwhile.
         try:
+            await read_model.follow_server_clock()
             announced = await read_model.announce([key for key, _ in answers])
         except REDIS_ERRORS as exc:
             report.redis_error = f"{type(exc).__name__}: {exc}"

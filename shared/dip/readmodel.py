@@ -322,6 +322,23 @@ class ReadModelWriter:
         self._clock = clock
         self._entries = EntryWriter(redis)
 
+    async def follow_server_clock(self) -> float:
+        """Stamp entries by Redis's clock from now on, not this machine's; return the offset.
+
+        Entries are ordered by their time (put_entry.lua keeps the newer) and judged fresh by
+        it. The instances' clocks are synchronised; a loader on an operator's machine may be
+        off by minutes, and its answers would then lose to older ones a dip wrote, or stay
+        fresh too long or not long enough.
+        """
+        reply: Any = await self.redis.time()
+        if isinstance(reply, dict):  # a cluster client asks every node; any one will do
+            reply = next(iter(reply.values()))
+        seconds, micros = reply
+        base = self._clock
+        offset = float(seconds) + float(micros) / 1_000_000 - base()
+        self._clock = lambda: base() + offset
+        return offset
+
     async def _blooms(self) -> list[Bloom]:
         blooms: list[Bloom] = []
         # The warm in progress first, then the marker: a warm that completes in between

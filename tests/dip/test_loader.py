@@ -545,6 +545,21 @@ async def test_a_dropped_key_a_dip_read_before_its_row_went_is_no_customer_after
     assert answer is not None and "customerId" not in answer
 
 
+async def test_the_loader_stamps_answers_by_redis_clock_not_the_operators(
+    table: TableClient, tmp_path: Path, redis: aioredis.Redis
+) -> None:
+    # An operator's machine an hour behind: its answers would lose to any a dip wrote.
+    path = tmp_path / "crm.csv"
+    path.write_text(FAILING)
+    behind = ReadModelWriter(
+        redis, max_age_s=3600, stale_ttl_s=3600, negative_ttl_s=30, clock=lambda: time.time() - 3600
+    )
+    assert (await load_file(path, table, "US", KEYS, read_model=behind)).written_through == 6
+    answer = await _answer(redis, KEYS.key("customerId", "F-1"))
+    assert answer is not None and abs(answer["asOf"] - time.time()) < 5
+    assert abs(answer["freshUntil"] - (time.time() + 3600)) < 5
+
+
 class FailingWrites(ReadModelWriter):
     async def write(self, *args: Any, **kwargs: Any) -> int:
         raise redis_exceptions.ConnectionError("Redis went away")
