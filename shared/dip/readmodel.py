@@ -52,6 +52,7 @@ __all__ = [
     "bloom_bits_for",
     "bloom_key",
     "read_marker",
+    "server_clock",
     "used_memory",
 ]
 
@@ -295,6 +296,22 @@ def used_memory(info: Any) -> int | None:
 WRITE_CHUNK = 1000
 
 
+async def server_clock(redis: RedisClient, base: Callable[[], float]) -> Callable[[], float]:
+    """``base`` moved to Redis's clock (TIME), for what runs off the instances.
+
+    Entries are ordered by their time (put_entry.lua keeps the newer) and judged fresh by it,
+    and a warm's marker dates the read model. The instances' clocks are synchronised; a
+    loader or a warm on an operator's machine may be off by minutes, and would then write
+    answers that lose to older ones a dip wrote, or date the read model wrongly.
+    """
+    reply: Any = await redis.time()
+    if isinstance(reply, dict):  # a cluster client asks every node; any one will do
+        reply = next(iter(reply.values()))
+    seconds, micros = reply
+    offset = float(seconds) + float(micros) / 1_000_000 - base()
+    return lambda: base() + offset
+
+
 class ReadModelWriter:
     """Keeps the read model current outside a warm: the loader's write-through.
 
@@ -322,22 +339,9 @@ class ReadModelWriter:
         self._clock = clock
         self._entries = EntryWriter(redis)
 
-    async def follow_server_clock(self) -> float:
-        """Stamp entries by Redis's clock from now on, not this machine's; return the offset.
-
-        Entries are ordered by their time (put_entry.lua keeps the newer) and judged fresh by
-        it. The instances' clocks are synchronised; a loader on an operator's machine may be
-        off by minutes, and its answers would then lose to older ones a dip wrote, or stay
-        fresh too long or not long enough.
-        """
-        reply: Any = await self.redis.time()
-        if isinstance(reply, dict):  # a cluster client asks every node; any one will do
-            reply = next(iter(reply.values()))
-        seconds, micros = reply
-        base = self._clock
-        offset = float(seconds) + float(micros) / 1_000_000 - base()
-        self._clock = lambda: base() + offset
-        return offset
+    async def follow_server_clock(self) -> None:
+        """Stamp entries by Redis's clock from now on, not this machine's (server_clock)."""
+        self._clock = await server_clock(self.redis, self._clock)
 
     async def _blooms(self) -> list[Bloom]:
         blooms: list[Bloom] = []

@@ -52,6 +52,7 @@ from shared.dip.readmodel import (
     bloom_bits_for,
     bloom_key,
     read_marker,
+    server_clock,
     used_memory,
 )
 from shared.dip.settings import DipSettings
@@ -231,6 +232,9 @@ class Warm:
     async def _run(self, report: WarmReport) -> None:
         if self.share < 1:
             raise _Stop("WARM_DB_QPS is 0: MAX_DB_QPS is too small to share with a warm")
+        # The marker dates the read model for every instance, and python -m tools.warm may run
+        # on a machine whose clock is off.
+        self._clock = await server_clock(self.redis, self._clock)
         holder = await self._take_lease()
         if holder is not None:
             raise _Stop(f"another warm holds the lease ({holder})")

@@ -76,6 +76,19 @@ async def test_a_warm_writes_every_key_in_the_dips_own_format(
     assert await redis.exists(CURSOR_KEY) == 0 and await redis.exists(LEASE_KEY) == 0
 
 
+async def test_a_warm_dates_the_read_model_by_redis_clock_not_the_machines(
+    redis: aioredis.Redis, table: TableClient
+) -> None:
+    # python -m tools.warm on a machine an hour ahead: every instance would take the model
+    # for an hour fresher than it is (an hour behind: staler).
+    await load(table, 20)
+    for off in (3600, -3600):
+        skewed = make_warm(redis, table, clock=lambda off=off: time.time() + off)
+        assert (await skewed.run()).completed
+        marker = await read_marker(redis)
+        assert marker is not None and abs(marker.completed_at - time.time()) < 5
+
+
 async def test_a_partition_larger_than_a_page_is_read_page_by_page(
     redis: aioredis.Redis, table: TableClient
 ) -> None:
