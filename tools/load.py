@@ -21,8 +21,10 @@ A line the CSV reader cannot read (a field over 4096 characters) is rejected lik
 row. The rejects file is readable by its owner only, and a cell that a spreadsheet would
 run as a formula is written with a leading ``'``.
 
-A transaction that fails is retried; if it still fails, the customers it left partly
-written are listed by line and id, and loading the same export again finishes the job.
+The loader reads what the table holds first and writes only the rows that change. A
+transaction that fails is retried; if it still fails, what was written of the customers it
+held is put back as it was, those customers are listed by line and id, and loading the same
+export again finishes the job.
 
 Exit code: 0 when every row loaded, 2 when rows were rejected, 1 when loading failed (a
 transaction failed after its retries) or a replace was refused.
@@ -172,10 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     if report.write_error is not None:
         for u in report.unwritten:
-            print(
-                f"loader: {args.csv}:{u.line}: customer {u.customer_id} partly written",
-                file=sys.stderr,
-            )
+            state = "not loaded, left as it was" if u.undone else "partly written"
+            print(f"loader: {args.csv}:{u.line}: customer {u.customer_id} {state}", file=sys.stderr)
+        partly = sum(1 for u in report.unwritten if not u.undone)
         unremoved = (
             f", and {report.unremoved} keys the export no longer has were not removed"
             if report.unremoved
@@ -183,9 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"loader: writing failed after retries ({report.write_error}): "
-            f"{len(report.unwritten)} customers partly written{unremoved}. Loading the "
-            "same export again is safe (every write is an idempotent upsert or delete) and "
-            "finishes the job",
+            f"{len(report.unwritten)} customers not loaded ({partly} of them partly "
+            f"written){unremoved}. Loading the same export again is safe (every write is an "
+            "idempotent upsert or delete) and finishes the job",
             file=sys.stderr,
         )
         return 1

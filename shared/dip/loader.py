@@ -11,9 +11,10 @@ holds numbers, so it is created readable by its owner only, and a cell a spreads
 run as a formula is written with a leading ``'`` (OWASP, "CSV Injection").
 
 Every value that reaches the table is checked before anything is written, so the table
-cannot refuse an entity. A transaction covers one partition, and a customer's entities
-live in several, so a failed transaction is retried; if it still fails the report names
-the customers it left partly written. Upserts are idempotent, so a re-run is safe.
+cannot refuse an entity. Only rows whose values change are written. A transaction covers
+one partition, and a customer's entities live in several, so a failed transaction is
+retried; if it still fails, what was written of the customers it held is put back as it
+was and the report names them. Upserts are idempotent, so a re-run is safe.
 
 Every loaded answer is also written through to the read model in Redis, so a changed tier
 or a number that moved to another customer answers right away, not after the next warm.
@@ -51,7 +52,14 @@ from azure.data.tables import TransactionOperation
 from azure.data.tables.aio import TableClient
 
 from shared.clients import REDIS_ERRORS, ensure_table
-from shared.dip.customers import PARTITIONS, CustomerRecord, entities_for, lookups_of, record_of
+from shared.dip.customers import (
+    PARTITIONS,
+    CustomerRecord,
+    entities_for,
+    lookups_of,
+    record_of,
+    table_keys,
+)
 from shared.dip.keys import LookupKey, LookupKeys
 from shared.dip.phone import normalize_number
 from shared.dip.readmodel import ReadModelWriter
@@ -138,11 +146,14 @@ class Customer:
 
 @dataclass(frozen=True)
 class Unwritten:
-    """A customer some of whose entities a failed transaction left unwritten (by line and
-    id: never a number)."""
+    """A customer a failed transaction kept from loading (by line and id: never a number).
+
+    ``undone``: what was written of it was put back, so the table holds it as before the
+    load; otherwise the undo failed too and it is partly written."""
 
     line: int
     customer_id: str
+    undone: bool = True
 
 
 @dataclass
@@ -155,7 +166,7 @@ class LoadReport:
     # Answers written through to Redis; None when Redis could not be reached.
     written_through: int | None = 0
     redis_error: str | None = None
-    # Customers a transaction that failed after its retries left partly written, and why.
+    # Customers a transaction that failed after its retries kept from loading, and why.
     unwritten: list[Unwritten] = field(default_factory=list)
     # Keys the export no longer has that a failed transaction left in the table.
     unremoved: int = 0
@@ -399,18 +410,70 @@ class PartlyWritten(Exception):
         cause: str,
         removed: list[LookupKey] | None = None,
         deleted: int = 0,
+        unloaded: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
         super().__init__(
-            f"{len(unwritten)} customers partly written, {unremoved} keys not removed: {cause}"
+            f"{len(unwritten)} customers not loaded, {unremoved} keys not removed: {cause}"
         )
         self.written = written
         self.unwritten = unwritten
         self.unremoved = unremoved
         self.cause = cause
+        # The (PartitionKey, RowKey) of every entity of the customers not loaded: their
+        # answers are not written through either.
+        self.unloaded = unloaded
         # Keys that were removed all the same (and those of them whose answers Redis may
         # hold).
         self.deleted = deleted
         self.removed = removed or []
+
+
+# The properties an entity's answer is made of (customers.entities_for).
+_VALUES = ("CustomerId", "Tier", "IsVip", "PreferredLanguage")
+
+
+@dataclass
+class TableState:
+    """What the table holds under the export's keys, read before a load writes.
+
+    ``present``: every RowKey of the partitions read. ``before``: each of the export's keys
+    whose row the load changes, with the values it held (None for a row it adds); a key whose
+    row already holds the export's values is not in it, and is not written again."""
+
+    present: dict[str, set[str]]
+    before: dict[tuple[str, str], dict[str, Any] | None]
+
+
+async def read_table_state(
+    table: TableClient,
+    partitions: Iterable[str],
+    wanted: dict[str, dict[str, dict[str, Any]]],
+) -> TableState:
+    """One query per partition, for its keys and values; only changed rows' values are kept,
+    so a daily snapshot that changes little costs little memory."""
+    present: dict[str, set[str]] = defaultdict(set)
+    before: dict[tuple[str, str], dict[str, Any] | None] = {}
+    gate = asyncio.Semaphore(_PARALLEL_BATCHES)
+
+    async def read(pk: str) -> None:
+        rows = wanted.get(pk, {})
+        async with gate:
+            async for entity in table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": pk}, select=["RowKey", *_VALUES]
+            ):
+                rk = str(entity["RowKey"])
+                present[pk].add(rk)
+                new = rows.get(rk)
+                if new is not None:
+                    old = {name: entity.get(name) for name in _VALUES}
+                    if any(old[name] != new[name] for name in _VALUES):
+                        before[(pk, rk)] = old
+        for rk in rows:
+            if rk not in present[pk]:
+                before[(pk, rk)] = None
+
+    await asyncio.gather(*(read(pk) for pk in partitions))
+    return TableState(present, before)
 
 
 async def load_rows(
@@ -419,12 +482,16 @@ async def load_rows(
     keys: LookupKeys,
     *,
     progress: Progress | None = None,
+    state: TableState | None = None,
 ) -> int:
-    """Upsert every customer's entities in partition-sized transactions; return the count.
+    """Make every customer's entities hold the export's values; return their count.
 
-    Checks every record first (ValueError naming the line, nothing written). Raises
-    PartlyWritten, after sending every other transaction, when one still fails after its
-    retries.
+    Checks every record first (ValueError naming the line, nothing written). Reads what the
+    table holds (``state``, unless given), then upserts the rows that differ in
+    partition-sized transactions. A customer's rows live in several partitions, and a Table
+    transaction covers one: when a transaction still fails after its retries, what was
+    written of the customers it held goes back to the values read before (a row the load
+    added is deleted), so no customer is left partly written, and PartlyWritten names them.
     """
     for customer in customers:
         problem = _record_problem(customer.record)
@@ -432,36 +499,68 @@ async def load_rows(
             raise ValueError(f"line {customer.line}: {problem}; nothing was written")
     await ensure_table(table)
     by_partition = _entities(customers, keys)
+    if state is None:
+        state = await read_table_state(table, by_partition, by_partition)
     operations = {
-        pk: [(TransactionOperation.UPSERT, e, {"mode": "replace"}) for e in rows.values()]
+        pk: [
+            (TransactionOperation.UPSERT, e, {"mode": "replace"})
+            for rk, e in rows.items()
+            if (pk, rk) in state.before
+        ]
         for pk, rows in by_partition.items()
     }
+    operations = {pk: ops for pk, ops in operations.items() if ops}
     total = sum(len(rows) for rows in by_partition.values())
-    failed = await _submit(table, _batches(operations), total, progress)
+    changing = sum(len(ops) for ops in operations.values())
+    failed = await _submit(table, _batches(operations), changing, progress)
     if failed:
-        missing = _failed_keys(failed)
-        unwritten = [
-            Unwritten(c.line, c.record.customer_id)
-            for c in customers
-            if any(
-                (e["PartitionKey"], e["RowKey"]) in missing
-                for e in entities_for(c.record, c.phones, keys)
-            )
-        ]
-        raise PartlyWritten(total - len(missing), unwritten, 0, _cause(failed))
+        raise await _undo(table, customers, keys, state, _failed_keys(failed), total, failed)
     return total
 
 
-async def existing_keys(table: TableClient) -> dict[str, set[str]]:
-    """Every RowKey in the table, by partition (one query per partition, keys only)."""
-    found: dict[str, set[str]] = defaultdict(set)
-    for n in range(PARTITIONS):
-        pk = f"b{n:02x}"
-        async for entity in table.query_entities(
-            "PartitionKey eq @pk", parameters={"pk": pk}, select=["RowKey"]
-        ):
-            found[pk].add(str(entity["RowKey"]))
-    return found
+async def _undo(
+    table: TableClient,
+    customers: Sequence[Customer],
+    keys: LookupKeys,
+    state: TableState,
+    missing: set[tuple[str, str]],
+    total: int,
+    failed: list[tuple[Batch, BaseException]],
+) -> PartlyWritten:
+    """Put back what was written of every customer a failed transaction held."""
+    # A key belongs to the last row that has it, as _entities keeps that row's values.
+    owner: dict[tuple[str, str], int] = {}
+    for index, customer in enumerate(customers):
+        for e in entities_for(customer.record, customer.phones, keys):
+            owner[(e["PartitionKey"], e["RowKey"])] = index
+    owned: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for key, index in owner.items():
+        owned[index].append(key)
+    held = sorted({owner[key] for key in missing if key in owner})
+    undo: dict[str, Batch] = defaultdict(list)
+    for index in held:
+        for pk, rk in owned[index]:
+            if (pk, rk) in missing or (pk, rk) not in state.before:
+                continue  # not written, or never changed
+            old = state.before[(pk, rk)]
+            if old is None:
+                undo[pk].append((TransactionOperation.DELETE, {"PartitionKey": pk, "RowKey": rk}))
+            else:
+                entity = {"PartitionKey": pk, "RowKey": rk, **old}
+                undo[pk].append((TransactionOperation.UPSERT, entity, {"mode": "replace"}))
+    undo_failed = _failed_keys(
+        await _submit(table, _batches(dict(undo)), sum(map(len, undo.values())), None)
+    )
+    unwritten = [
+        Unwritten(
+            customers[index].line,
+            customers[index].record.customer_id,
+            undone=not any(key in undo_failed for key in owned[index]),
+        )
+        for index in held
+    ]
+    unloaded = frozenset(key for index in held for key in owned[index])
+    return PartlyWritten(total - len(unloaded), unwritten, 0, _cause(failed), unloaded=unloaded)
 
 
 def _superseded(customers: Sequence[Customer], keys: LookupKeys) -> set[str]:
@@ -502,7 +601,8 @@ async def replace_rows(
     """
     await ensure_table(table)
     wanted = _entities(customers, keys)
-    present = await existing_keys(table)
+    state = await read_table_state(table, (f"b{n:02x}" for n in range(PARTITIONS)), wanted)
+    present = state.present
     gone = {pk: sorted(rows - set(wanted.get(pk, {}))) for pk, rows in present.items()}
     gone = {pk: rows for pk, rows in gone.items() if rows}
     superseded = _superseded(customers, keys)
@@ -521,7 +621,7 @@ async def replace_rows(
             "Nothing was changed; pass --force to remove them"
         )
     try:
-        upserted = await load_rows(table, customers, keys, progress=progress)
+        upserted = await load_rows(table, customers, keys, progress=progress, state=state)
     except PartlyWritten as exc:
         # No deletes: a key under the previous secret may be all the table has of a number
         # whose new key was not written.
@@ -684,8 +784,9 @@ async def load_file(
         else:
             report.entities = await load_rows(table, good, keys, progress=progress)
     except PartlyWritten as exc:
-        # The answers still go through to Redis: they are what the export says, and the
-        # table gets them when the export is loaded again.
+        # The other customers' answers still go through to Redis; those not loaded keep
+        # what Redis has, as the table keeps what it had, until the export is loaded again.
+        answers = [(k, r) for k, r in answers if table_keys(k) not in exc.unloaded]
         report.entities = exc.written
         report.unwritten = exc.unwritten
         report.unremoved = exc.unremoved

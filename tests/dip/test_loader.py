@@ -373,28 +373,77 @@ def test_the_failing_partition_holds_only_f2s_number() -> None:
     assert FAILING_PARTITION not in {table_keys(k)[0] for k in others}
 
 
-async def test_a_transaction_that_keeps_failing_names_the_customer_it_left_partly_written(
+async def test_a_transaction_that_keeps_failing_leaves_its_customers_as_they_were(
     table: TableClient, tmp_path: Path
 ) -> None:
     path = tmp_path / "crm.csv"
     path.write_text(FAILING)
     failing = FailingPartition(table, FAILING_PARTITION, transient=None)
     report = await load_file(path, failing, "US", KEYS)  # type: ignore[arg-type]
-    assert report.unwritten == [Unwritten(3, "F-2")]
+    assert report.unwritten == [Unwritten(3, "F-2", undone=True)]
     assert report.write_error == "HttpResponseError 400"
     assert failing.attempts == 1  # a refusal is not retried
-    assert report.entities == 5
-    # Every other transaction went through: F-2 is findable by id, not by number.
+    assert report.entities == 4
+    # Every other customer loaded; F-2, new, is in the table under no key: its id's row,
+    # written in another transaction, was deleted again.
     assert await keys_stored(
         table,
         KEYS.key("ani", "+13175550131"),
         KEYS.key("ani", "+13175550133"),
         KEYS.key("customerId", "F-2"),
         KEYS.key("ani", "+13175550132"),
-    ) == [True, True, True, False]
+    ) == [True, True, False, False]
     # Loading it again, once the partition takes writes, finishes the job.
     again = await load_file(path, table, "US", KEYS)
     assert again.unwritten == [] and again.write_error is None and again.entities == 6
+    assert await keys_stored(table, KEYS.key("customerId", "F-2")) == [True]
+
+
+async def test_an_update_a_failing_transaction_holds_is_put_back_on_every_key(
+    table: TableClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(FAILING)
+    assert (await load_file(path, table, "US", KEYS)).entities == 6
+    # F-2 moves to Gold: by id and by number, or not at all.
+    path.write_text(FAILING.replace("F-2,+13175550132,Silver", "F-2,+13175550132,Gold"))
+    failing = FailingPartition(table, FAILING_PARTITION, transient=None)
+    report = await load_file(path, failing, "US", KEYS)  # type: ignore[arg-type]
+    assert report.unwritten == [Unwritten(3, "F-2", undone=True)]
+    for key in (KEYS.key("customerId", "F-2"), KEYS.key("ani", "+13175550132")):
+        assert (await table.get_entity(*table_keys(key)))["Tier"] == "Silver"
+
+
+class FailingUndo(FailingPartition):
+    """FailingPartition whose deletes fail too: an undo that cannot go through."""
+
+    async def submit_transaction(self, batch: list[tuple[Any, ...]]) -> Any:
+        if any(op[0] == TransactionOperation.DELETE for op in batch):
+            error = HttpResponseError("refused")
+            error.status_code = 400
+            raise error
+        return await super().submit_transaction(batch)
+
+
+async def test_a_customer_whose_undo_fails_too_is_named_partly_written(
+    table: TableClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(FAILING)
+    failing = FailingUndo(table, FAILING_PARTITION, transient=None)
+    report = await load_file(path, failing, "US", KEYS)  # type: ignore[arg-type]
+    assert report.unwritten == [Unwritten(3, "F-2", undone=False)]
+    assert await keys_stored(table, KEYS.key("customerId", "F-2")) == [True]
+
+
+async def test_a_load_writes_only_the_rows_that_change(table: TableClient, tmp_path: Path) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(FAILING)
+    assert (await load_file(path, table, "US", KEYS)).entities == 6
+    # Nothing changed: the failing partition is never asked to write.
+    failing = FailingPartition(table, FAILING_PARTITION, transient=None)
+    again = await load_file(path, failing, "US", KEYS)  # type: ignore[arg-type]
+    assert failing.attempts == 0 and again.unwritten == [] and again.entities == 6
 
 
 async def test_a_transient_failure_is_retried_until_the_transaction_goes_through(
@@ -438,7 +487,7 @@ async def test_a_replacing_load_whose_upserts_partly_fail_removes_nothing(
     path = tmp_path / "crm.csv"
     path.write_text(FAILING + "F-4,+13175550134,Gold,false\n")
     assert (await load_file(path, table, "US", KEYS)).entities == 8
-    path.write_text(FAILING)
+    path.write_text(FAILING.replace("F-2,+13175550132,Silver", "F-2,+13175550132,Gold"))
     failing = FailingPartition(table, FAILING_PARTITION, transient=None)
     report = await load_file(
         path,
@@ -451,6 +500,8 @@ async def test_a_replacing_load_whose_upserts_partly_fail_removes_nothing(
     )
     assert report.unwritten == [Unwritten(3, "F-2")]
     assert report.removed == 0 and report.unremoved == 2
+    # F-2 was not loaded: Redis keeps no answer of its new tier either.
+    assert await _answer(redis, KEYS.key("customerId", "F-2")) is None
     assert await keys_stored(table, KEYS.key("customerId", "F-4")) == [True]
 
 
