@@ -36,7 +36,7 @@ import random
 import re
 import tempfile
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,10 +45,11 @@ from typing import Any
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
+    ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.data.tables import TransactionOperation
+from azure.data.tables import TransactionOperation, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from shared.clients import REDIS_ERRORS, ensure_table
@@ -69,6 +70,7 @@ __all__ = [
     "LoadReport",
     "PartlyWritten",
     "Progress",
+    "ReadFailed",
     "Rejected",
     "ReplaceRefused",
     "Unwritten",
@@ -411,6 +413,7 @@ class PartlyWritten(Exception):
         removed: list[LookupKey] | None = None,
         deleted: int = 0,
         unloaded: frozenset[tuple[str, str]] = frozenset(),
+        restored: list[tuple[LookupKey, CustomerRecord | None]] | None = None,
     ) -> None:
         super().__init__(
             f"{len(unwritten)} customers not loaded, {unremoved} keys not removed: {cause}"
@@ -422,6 +425,8 @@ class PartlyWritten(Exception):
         # The (PartitionKey, RowKey) of every entity of the customers not loaded: their
         # answers are not written through either.
         self.unloaded = unloaded
+        # The rows put back, with the answer each gives again (None: no customer).
+        self.restored = restored or []
         # Keys that were removed all the same (and those of them whose answers Redis may
         # hold).
         self.deleted = deleted
@@ -430,50 +435,100 @@ class PartlyWritten(Exception):
 
 # The properties an entity's answer is made of (customers.entities_for).
 _VALUES = ("CustomerId", "Tier", "IsVip", "PreferredLanguage")
+# A partition the export has at most this many keys in is read key by key rather than
+# whole: a small load into a large table then reads what it writes, not the table.
+_POINT_READS_MAX = 16
 
 
 @dataclass
 class TableState:
     """What the table holds under the export's keys, read before a load writes.
 
-    ``present``: every RowKey of the partitions read. ``before``: each of the export's keys
-    whose row the load changes, with the values it held (None for a row it adds); a key whose
-    row already holds the export's values is not in it, and is not written again."""
+    ``present``: every RowKey of the table (only when asked for, by a replacing load).
+    ``before``: each of the export's keys whose row the load changes, with the values it
+    held (None for a row it adds); a key whose row already holds the export's values is not
+    in it, and is not written again."""
 
     present: dict[str, set[str]]
     before: dict[tuple[str, str], dict[str, Any] | None]
 
 
+class ReadFailed(ValueError):
+    """Reading the table before a load failed after its retries: nothing was written."""
+
+
+def _values_of(entity: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: entity.get(name) for name in _VALUES}
+
+
 async def read_table_state(
     table: TableClient,
-    partitions: Iterable[str],
     wanted: dict[str, dict[str, dict[str, Any]]],
+    *,
+    every_partition: bool = False,
 ) -> TableState:
-    """One query per partition, for its keys and values; only changed rows' values are kept,
-    so a daily snapshot that changes little costs little memory."""
+    """Read the rows under the export's keys; ``every_partition`` reads every row's key too.
+
+    A partition with few of the export's keys is read by point reads, any other by one
+    query; each read is retried as a transaction is. Only changed rows' values are kept, so
+    a daily snapshot that changes little costs little memory.
+    """
     present: dict[str, set[str]] = defaultdict(set)
     before: dict[tuple[str, str], dict[str, Any] | None] = {}
     gate = asyncio.Semaphore(_PARALLEL_BATCHES)
 
-    async def read(pk: str) -> None:
-        rows = wanted.get(pk, {})
-        async with gate:
-            async for entity in table.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": pk}, select=["RowKey", *_VALUES]
-            ):
-                rk = str(entity["RowKey"])
-                present[pk].add(rk)
-                new = rows.get(rk)
-                if new is not None:
-                    old = {name: entity.get(name) for name in _VALUES}
-                    if any(old[name] != new[name] for name in _VALUES):
-                        before[(pk, rk)] = old
-        for rk in rows:
-            if rk not in present[pk]:
-                before[(pk, rk)] = None
+    def compare(pk: str, rk: str, found: Mapping[str, Any] | None) -> None:
+        new = wanted[pk][rk]
+        if found is None:
+            before[(pk, rk)] = None
+        elif any(found[name] != new[name] for name in _VALUES):
+            before[(pk, rk)] = dict(found)
 
+    async def scan(pk: str) -> None:
+        rows = wanted.get(pk, {})
+        keys: set[str] = set()
+        seen: dict[str, dict[str, Any]] = {}
+        async for entity in table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": pk}, select=["RowKey", *_VALUES]
+        ):
+            rk = str(entity["RowKey"])
+            if every_partition:
+                keys.add(rk)
+            if rk in rows:
+                seen[rk] = _values_of(entity)
+        # Only a whole read counts: a retried partition starts afresh.
+        if every_partition:
+            present[pk] = keys
+        for rk in rows:
+            compare(pk, rk, seen.get(rk))
+
+    async def point_reads(pk: str) -> None:
+        for rk in wanted[pk]:
+            try:
+                entity = await table.get_entity(pk, rk, select=list(_VALUES))
+            except ResourceNotFoundError:
+                compare(pk, rk, None)
+            else:
+                compare(pk, rk, _values_of(entity))
+
+    async def read(pk: str) -> None:
+        sparse = not every_partition and len(wanted.get(pk, {})) <= _POINT_READS_MAX
+        for delay in (*RETRY_DELAYS_S, None):
+            try:
+                async with gate:
+                    await (point_reads(pk) if sparse else scan(pk))
+                return
+            except (AzureError, OSError, TimeoutError) as exc:
+                if delay is None or not _transient(exc):
+                    raise ReadFailed(
+                        "reading the table before writing failed after retries "
+                        f"({_cause([([], exc)])}); nothing was written"
+                    ) from exc
+                await asyncio.sleep(delay * (1 + random.random() / 2))
+
+    partitions = [f"b{n:02x}" for n in range(PARTITIONS)] if every_partition else list(wanted)
     await asyncio.gather(*(read(pk) for pk in partitions))
-    return TableState(present, before)
+    return TableState(dict(present), before)
 
 
 async def load_rows(
@@ -487,11 +542,12 @@ async def load_rows(
     """Make every customer's entities hold the export's values; return their count.
 
     Checks every record first (ValueError naming the line, nothing written). Reads what the
-    table holds (``state``, unless given), then upserts the rows that differ in
-    partition-sized transactions. A customer's rows live in several partitions, and a Table
-    transaction covers one: when a transaction still fails after its retries, what was
-    written of the customers it held goes back to the values read before (a row the load
-    added is deleted), so no customer is left partly written, and PartlyWritten names them.
+    table holds (``state``, unless given; ReadFailed, nothing written, when it cannot), then
+    upserts the rows that differ in partition-sized transactions. A customer's rows live in
+    several partitions, and a Table transaction covers one: when a transaction still fails
+    after its retries, what was written of the customers it held goes back to the values
+    read before (a row the load added is deleted), and PartlyWritten names them, with the
+    answers their keys give again.
     """
     for customer in customers:
         problem = _record_problem(customer.record)
@@ -500,7 +556,7 @@ async def load_rows(
     await ensure_table(table)
     by_partition = _entities(customers, keys)
     if state is None:
-        state = await read_table_state(table, by_partition, by_partition)
+        state = await read_table_state(table, by_partition)
     operations = {
         pk: [
             (TransactionOperation.UPSERT, e, {"mode": "replace"})
@@ -514,8 +570,27 @@ async def load_rows(
     changing = sum(len(ops) for ops in operations.values())
     failed = await _submit(table, _batches(operations), changing, progress)
     if failed:
-        raise await _undo(table, customers, keys, state, _failed_keys(failed), total, failed)
+        raise await _undo(table, customers, keys, state, failed, total)
     return total
+
+
+async def _put_back(table: TableClient, pk: str, rk: str, old: dict[str, Any] | None) -> bool:
+    """One row back to its values before the load (deleted when the load added it), one
+    entity at a time: a delete in a transaction fails when its row was never written."""
+    for delay in (*RETRY_DELAYS_S, None):
+        try:
+            if old is None:
+                await table.delete_entity(pk, rk)  # a row that is not there is not an error
+            else:
+                await table.upsert_entity(
+                    {"PartitionKey": pk, "RowKey": rk, **old}, mode=UpdateMode.REPLACE
+                )
+            return True
+        except (AzureError, OSError, TimeoutError) as exc:
+            if delay is None or not _transient(exc):
+                return False
+            await asyncio.sleep(delay * (1 + random.random() / 2))
+    return False
 
 
 async def _undo(
@@ -523,44 +598,54 @@ async def _undo(
     customers: Sequence[Customer],
     keys: LookupKeys,
     state: TableState,
-    missing: set[tuple[str, str]],
-    total: int,
     failed: list[tuple[Batch, BaseException]],
+    total: int,
 ) -> PartlyWritten:
     """Put back what was written of every customer a failed transaction held."""
-    # A key belongs to the last row that has it, as _entities keeps that row's values.
+    missing = _failed_keys(failed)
+    # A transaction that timed out or met a 5xx may have been applied all the same: its
+    # rows are put back too. One the service refused (4xx) was not.
+    uncertain = _failed_keys([(b, e) for b, e in failed if _transient(e)])
+    # A key belongs to the last row that has it, as _entities keeps that row's values; and
+    # a customer is every row with its id, as the export may list one on several rows.
     owner: dict[tuple[str, str], int] = {}
     for index, customer in enumerate(customers):
         for e in entities_for(customer.record, customer.phones, keys):
             owner[(e["PartitionKey"], e["RowKey"])] = index
-    owned: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for key, index in owner.items():
-        owned[index].append(key)
-    held = sorted({owner[key] for key in missing if key in owner})
-    undo: dict[str, Batch] = defaultdict(list)
-    for index in held:
-        for pk, rk in owned[index]:
-            if (pk, rk) in missing or (pk, rk) not in state.before:
-                continue  # not written, or never changed
-            old = state.before[(pk, rk)]
-            if old is None:
-                undo[pk].append((TransactionOperation.DELETE, {"PartitionKey": pk, "RowKey": rk}))
-            else:
-                entity = {"PartitionKey": pk, "RowKey": rk, **old}
-                undo[pk].append((TransactionOperation.UPSERT, entity, {"mode": "replace"}))
-    undo_failed = _failed_keys(
-        await _submit(table, _batches(dict(undo)), sum(map(len, undo.values())), None)
-    )
+    held_ids = {customers[owner[key]].record.customer_id for key in missing if key in owner}
+    held = [i for i, c in enumerate(customers) if c.record.customer_id in held_ids]
+    held_set = set(held)
+    unloaded = frozenset(key for key, index in owner.items() if index in held_set)
+    back = [
+        (key, state.before[key])
+        for key in sorted(unloaded)
+        if key in state.before and (key not in missing or key in uncertain)
+    ]
+    results = await asyncio.gather(*(_put_back(table, pk, rk, old) for (pk, rk), old in back))
+    not_back = {key for (key, _), ok in zip(back, results, strict=True) if not ok}
     unwritten = [
         Unwritten(
             customers[index].line,
             customers[index].record.customer_id,
-            undone=not any(key in undo_failed for key in owned[index]),
+            undone=not any(owner[key] == index for key in not_back),
         )
         for index in held
     ]
-    unloaded = frozenset(key for index in held for key in owned[index])
-    return PartlyWritten(total - len(unloaded), unwritten, 0, _cause(failed), unloaded=unloaded)
+    # What the put-back keys answer again, for Redis: a dip may have cached the load's
+    # values between the write and the undo.
+    restored: list[tuple[LookupKey, CustomerRecord | None]] = []
+    for (pk, rk), old in back:
+        key = LookupKey.from_stored(rk)
+        if key is not None and (pk, rk) not in not_back:
+            restored.append((key, None if old is None else record_of(old)))
+    return PartlyWritten(
+        total - len(unloaded),
+        unwritten,
+        0,
+        _cause(failed),
+        unloaded=unloaded,
+        restored=restored,
+    )
 
 
 def _superseded(customers: Sequence[Customer], keys: LookupKeys) -> set[str]:
@@ -601,7 +686,7 @@ async def replace_rows(
     """
     await ensure_table(table)
     wanted = _entities(customers, keys)
-    state = await read_table_state(table, (f"b{n:02x}" for n in range(PARTITIONS)), wanted)
+    state = await read_table_state(table, wanted, every_partition=True)
     present = state.present
     gone = {pk: sorted(rows - set(wanted.get(pk, {}))) for pk, rows in present.items()}
     gone = {pk: rows for pk, rows in gone.items() if rows}
@@ -755,6 +840,7 @@ async def load_file(
             "when Redis answers, or load without --replace"
         )
     settled = False
+    restored: list[tuple[LookupKey, CustomerRecord | None]] = []
 
     async def settle(going: list[LookupKey]) -> None:
         # The export's answers, then "no customer" for the keys it drops, before any row
@@ -787,6 +873,7 @@ async def load_file(
         # The other customers' answers still go through to Redis; those not loaded keep
         # what Redis has, as the table keeps what it had, until the export is loaded again.
         answers = [(k, r) for k, r in answers if table_keys(k) not in exc.unloaded]
+        restored = exc.restored
         report.entities = exc.written
         report.unwritten = exc.unwritten
         report.unremoved = exc.unremoved
@@ -800,6 +887,12 @@ async def load_file(
                 report.redis_error = None  # the filters have the keys now, whatever announce did
             if removed:
                 await read_model.remove(removed)
+            # Rows put back after a failed transaction answer as they did before the load,
+            # over anything a dip cached of them in between (these entries are newer).
+            if back := [(k, r) for k, r in restored if r is not None]:
+                await read_model.write(back, announced)
+            if gone := [k for k, r in restored if r is None]:
+                await read_model.remove(gone)
         except REDIS_ERRORS as exc:
             if not settled:
                 report.written_through = None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceResponseError
 from azure.data.tables import TransactionOperation
 from azure.data.tables.aio import TableClient
 from redis import asyncio as aioredis
@@ -29,6 +29,7 @@ from shared.dip.keys import LookupKey
 from shared.dip.loader import (
     FIELD_LIMIT,
     Customer,
+    ReadFailed,
     Rejected,
     Unwritten,
     load_file,
@@ -417,12 +418,134 @@ async def test_an_update_a_failing_transaction_holds_is_put_back_on_every_key(
 class FailingUndo(FailingPartition):
     """FailingPartition whose deletes fail too: an undo that cannot go through."""
 
+    async def delete_entity(self, *args: Any, **kwargs: Any) -> None:
+        error = HttpResponseError("refused")
+        error.status_code = 400
+        raise error
+
+
+class AppliedButLost(FailingPartition):
+    """The service applies the partition's transactions, but every answer is lost on the way
+    back (a timeout after the commit): the loader cannot tell they were written."""
+
     async def submit_transaction(self, batch: list[tuple[Any, ...]]) -> Any:
-        if any(op[0] == TransactionOperation.DELETE for op in batch):
-            error = HttpResponseError("refused")
-            error.status_code = 400
-            raise error
-        return await super().submit_transaction(batch)
+        result = await self.inner.submit_transaction(batch)
+        if batch[0][1]["PartitionKey"] == self.partition:
+            self.attempts += 1
+            raise ServiceResponseError("the connection closed before the response")
+        return result
+
+
+async def test_a_transaction_that_may_have_been_applied_is_put_back_too(
+    table: TableClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader, "RETRY_DELAYS_S", (0.01,))
+    path = tmp_path / "crm.csv"
+    path.write_text(FAILING)
+    lost = AppliedButLost(table, FAILING_PARTITION, transient=None)
+    report = await load_file(path, lost, "US", KEYS)  # type: ignore[arg-type]
+    assert lost.attempts == 2 and report.unwritten == [Unwritten(3, "F-2", undone=True)]
+    # F-2's number was written, as far as the table knows: it went again with its id.
+    assert await keys_stored(
+        table, KEYS.key("customerId", "F-2"), KEYS.key("ani", "+13175550132")
+    ) == [False, False]
+
+
+async def test_a_customer_on_two_rows_is_put_back_on_both(
+    table: TableClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(FAILING)
+    assert (await load_file(path, table, "US", KEYS)).entities == 6
+    # F-2, now Gold, listed on two rows: one with F-1's partitions' number, one with its own.
+    path.write_text(
+        FAILING.replace("F-2,+13175550132,Silver", "F-2,+13175550132,Gold")
+        + "F-2,+13175550139,Gold,false\n"
+    )
+    failing = FailingPartition(table, FAILING_PARTITION, transient=None)
+    report = await load_file(path, failing, "US", KEYS)  # type: ignore[arg-type]
+    assert [u.customer_id for u in report.unwritten] == ["F-2", "F-2"]
+    assert all(u.undone for u in report.unwritten)
+    # Neither row of F-2 loaded: its id is Silver again, the new number is not there.
+    assert (await table.get_entity(*table_keys(KEYS.key("customerId", "F-2"))))["Tier"] == "Silver"
+    assert await keys_stored(table, KEYS.key("ani", "+13175550139")) == [False]
+
+
+async def test_redis_answers_the_put_back_rows_as_they_were_over_what_a_dip_cached(
+    table: TableClient, tmp_path: Path, redis: aioredis.Redis
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(FAILING)
+    assert (await load_file(path, table, "US", KEYS, read_model=_writer(redis))).entities == 6
+    path.write_text(FAILING.replace("F-2,+13175550132,Silver", "F-2,+13175550132,Gold"))
+    f2 = KEYS.key("customerId", "F-2")
+
+    class DipBetween(FailingPartition):
+        """A dip reads F-2's id row, already Gold, before the failed transaction is undone."""
+
+        async def submit_transaction(self, batch: list[tuple[Any, ...]]) -> Any:
+            if batch[0][1]["PartitionKey"] == self.partition:
+                record = CustomerRecord("F-2", "Gold", False, "")
+                await _dip_cache(redis).put(f2.cache_key, record, 1.0, as_of=time.time())
+            return await super().submit_transaction(batch)
+
+    failing = DipBetween(table, FAILING_PARTITION, transient=None)
+    report = await load_file(path, failing, "US", KEYS, read_model=_writer(redis))  # type: ignore[arg-type]
+    assert report.unwritten == [Unwritten(3, "F-2", undone=True)]
+    answer = await _answer(redis, f2)
+    assert answer is not None and answer["tier"] == "Silver"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "column"),
+    [
+        ("F-1,+13175550131,Gold,true", "F-1,+13175550131,Gold,false", "IsVip"),
+        ("F-1,+13175550131,Gold,true", "F-1,+13175550131,Gold,true,fr-CA", "PreferredLanguage"),
+    ],
+)
+async def test_a_change_in_any_one_column_is_written(
+    table: TableClient, tmp_path: Path, before: str, after: str, column: str
+) -> None:
+    path = tmp_path / "crm.csv"
+    header = "customerId,phone,tier,isVip,preferredLanguage\n"
+    path.write_text(header + before + "\n")
+    await load_file(path, table, "US", KEYS)
+    path.write_text(header + after + "\n")
+    await load_file(path, table, "US", KEYS)
+    for key in (KEYS.key("customerId", "F-1"), KEYS.key("ani", "+13175550131")):
+        entity = await table.get_entity(*table_keys(key))
+        assert entity[column] == {"IsVip": False, "PreferredLanguage": "fr-CA"}[column]
+
+
+class UnreadableTable:
+    """A table every read of which is refused."""
+
+    def __init__(self, inner: TableClient) -> None:
+        self.inner = inner
+        self.writes = 0
+
+    async def get_entity(self, *args: Any, **kwargs: Any) -> Any:
+        error = HttpResponseError("refused")
+        error.status_code = 403
+        raise error
+
+    async def submit_transaction(self, batch: list[tuple[Any, ...]]) -> Any:
+        self.writes += 1
+        return await self.inner.submit_transaction(batch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_table_that_cannot_be_read_first_gets_nothing_written(
+    table: TableClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(FAILING)
+    unreadable = UnreadableTable(table)
+    with pytest.raises(ReadFailed, match="nothing was written") as raised:
+        await load_file(path, unreadable, "US", KEYS)  # type: ignore[arg-type]
+    assert "HttpResponseError 403" in str(raised.value) and unreadable.writes == 0
 
 
 async def test_a_customer_whose_undo_fails_too_is_named_partly_written(
@@ -500,8 +623,9 @@ async def test_a_replacing_load_whose_upserts_partly_fail_removes_nothing(
     )
     assert report.unwritten == [Unwritten(3, "F-2")]
     assert report.removed == 0 and report.unremoved == 2
-    # F-2 was not loaded: Redis keeps no answer of its new tier either.
-    assert await _answer(redis, KEYS.key("customerId", "F-2")) is None
+    # F-2 was not loaded: Redis answers its old tier, as the table does.
+    answer = await _answer(redis, KEYS.key("customerId", "F-2"))
+    assert answer is not None and answer["tier"] == "Silver"
     assert await keys_stored(table, KEYS.key("customerId", "F-4")) == [True]
 
 
