@@ -29,6 +29,7 @@ from shared.dip.keys import LookupKey
 from shared.dip.loader import (
     FIELD_LIMIT,
     Customer,
+    LoadReport,
     ReadFailed,
     Rejected,
     Unwritten,
@@ -599,6 +600,13 @@ def _writer(redis: aioredis.Redis) -> ReadModelWriter:
     return ReadModelWriter(redis, max_age_s=3600, stale_ttl_s=3600, negative_ttl_s=30)
 
 
+async def _replace(path: Path, table: Any, redis: aioredis.Redis) -> LoadReport:
+    """A replacing load of ``path`` that may drop up to half the keys, writing through."""
+    return await load_file(
+        path, table, "US", KEYS, replace=True, max_delete=0.5, read_model=_writer(redis)
+    )
+
+
 async def _answer(redis: aioredis.Redis, key: LookupKey) -> dict[str, Any] | None:
     raw = await redis.get(ANSWER_PREFIX + key.cache_key)
     return None if raw is None else dict(json.loads(raw))
@@ -612,15 +620,7 @@ async def test_a_replacing_load_whose_upserts_partly_fail_removes_nothing(
     assert (await load_file(path, table, "US", KEYS)).entities == 8
     path.write_text(FAILING.replace("F-2,+13175550132,Silver", "F-2,+13175550132,Gold"))
     failing = FailingPartition(table, FAILING_PARTITION, transient=None)
-    report = await load_file(
-        path,
-        failing,  # type: ignore[arg-type]
-        "US",
-        KEYS,
-        replace=True,
-        max_delete=0.5,
-        read_model=_writer(redis),
-    )
+    report = await _replace(path, failing, redis)
     assert report.unwritten == [Unwritten(3, "F-2")]
     assert report.removed == 0 and report.unremoved == 2
     # F-2 was not loaded: Redis answers its old tier, as the table does.
@@ -667,15 +667,7 @@ async def test_a_replacing_load_settles_redis_before_the_first_row_goes(
         seen["F-4"] = await _answer(redis, KEYS.key("ani", "+13175550134"))
 
     watched = WatchedDeletes(table, on_delete)
-    report = await load_file(
-        path,
-        watched,  # type: ignore[arg-type]
-        "US",
-        KEYS,
-        replace=True,
-        max_delete=0.5,
-        read_model=_writer(redis),
-    )
+    report = await _replace(path, watched, redis)
     assert report.removed == 2 and report.write_error is None
     assert watched.deleted, "F-4's rows were never deleted"
     # When the first row went, Redis already said what the export says.
@@ -706,15 +698,7 @@ async def test_a_dropped_key_a_dip_read_before_its_row_went_is_no_customer_after
         await _dip_cache(redis).put(dropped.cache_key, record, 1.0, as_of=time.time())
 
     watched = WatchedDeletes(table, a_dip_reads_the_row_first)
-    report = await load_file(
-        path,
-        watched,  # type: ignore[arg-type]
-        "US",
-        KEYS,
-        replace=True,
-        max_delete=0.5,
-        read_model=_writer(redis),
-    )
+    report = await _replace(path, watched, redis)
     assert report.removed == 2 and watched.deleted
     answer = await _answer(redis, dropped)
     assert answer is not None and "customerId" not in answer
