@@ -39,6 +39,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from azure.core.exceptions import AzureError
 from tqdm import tqdm
 
 from app.settings import load_settings
@@ -148,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except ValueError as exc:
         print(f"loader: {args.csv}: {exc}", file=sys.stderr)
+        return 1
+    except (AzureError, OSError) as exc:
+        # The type and status only: an Azure error's message may hold a request's URL.
+        status = getattr(exc, "status_code", None)
+        what = f"{type(exc).__name__}{f' {status}' if status else ''}"
+        print(f"loader: {args.csv}: failed ({what})", file=sys.stderr)
         return 1
     for r in report.rejected:
         print(f"loader: {args.csv}:{r.line}: rejected: {r.reason}", file=sys.stderr)

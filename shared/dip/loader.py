@@ -527,7 +527,13 @@ async def read_table_state(
                 await asyncio.sleep(delay * (1 + random.random() / 2))
 
     partitions = [f"b{n:02x}" for n in range(PARTITIONS)] if every_partition else list(wanted)
-    await asyncio.gather(*(read(pk) for pk in partitions))
+    try:
+        # A task group: when one partition's read fails, the others are cancelled.
+        async with asyncio.TaskGroup() as group:
+            for pk in partitions:
+                group.create_task(read(pk))
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
     return TableState(dict(present), before)
 
 
@@ -574,17 +580,21 @@ async def load_rows(
     return total
 
 
-async def _put_back(table: TableClient, pk: str, rk: str, old: dict[str, Any] | None) -> bool:
+async def _put_back(
+    table: TableClient, pk: str, rk: str, old: dict[str, Any] | None, gate: asyncio.Semaphore
+) -> bool:
     """One row back to its values before the load (deleted when the load added it), one
-    entity at a time: a delete in a transaction fails when its row was never written."""
+    entity at a time: a delete in a transaction fails when its row was never written. At
+    most ``gate``'s count at once, and none held during a back-off, as transactions go."""
     for delay in (*RETRY_DELAYS_S, None):
         try:
-            if old is None:
-                await table.delete_entity(pk, rk)  # a row that is not there is not an error
-            else:
-                await table.upsert_entity(
-                    {"PartitionKey": pk, "RowKey": rk, **old}, mode=UpdateMode.REPLACE
-                )
+            async with gate:
+                if old is None:
+                    await table.delete_entity(pk, rk)  # a row that is not there is no error
+                else:
+                    await table.upsert_entity(
+                        {"PartitionKey": pk, "RowKey": rk, **old}, mode=UpdateMode.REPLACE
+                    )
             return True
         except (AzureError, OSError, TimeoutError) as exc:
             if delay is None or not _transient(exc):
@@ -602,10 +612,10 @@ async def _undo(
     total: int,
 ) -> PartlyWritten:
     """Put back what was written of every customer a failed transaction held."""
+    # A failed transaction's own rows are put back too: one of its attempts may have been
+    # applied although its answer was lost (a timeout after the commit), and putting back
+    # a row that holds its old values already changes nothing.
     missing = _failed_keys(failed)
-    # A transaction that timed out or met a 5xx may have been applied all the same: its
-    # rows are put back too. One the service refused (4xx) was not.
-    uncertain = _failed_keys([(b, e) for b, e in failed if _transient(e)])
     # A key belongs to the last row that has it, as _entities keeps that row's values; and
     # a customer is every row with its id, as the export may list one on several rows.
     owner: dict[tuple[str, str], int] = {}
@@ -616,18 +626,17 @@ async def _undo(
     held = [i for i, c in enumerate(customers) if c.record.customer_id in held_ids]
     held_set = set(held)
     unloaded = frozenset(key for key, index in owner.items() if index in held_set)
-    back = [
-        (key, state.before[key])
-        for key in sorted(unloaded)
-        if key in state.before and (key not in missing or key in uncertain)
-    ]
-    results = await asyncio.gather(*(_put_back(table, pk, rk, old) for (pk, rk), old in back))
+    back = [(key, state.before[key]) for key in sorted(unloaded) if key in state.before]
+    gate = asyncio.Semaphore(_PARALLEL_BATCHES)
+    results = await asyncio.gather(*(_put_back(table, pk, rk, old, gate) for (pk, rk), old in back))
     not_back = {key for (key, _), ok in zip(back, results, strict=True) if not ok}
+    # A customer is partly written when any row of any of its lines could not be put back.
+    partly = {customers[owner[key]].record.customer_id for key in not_back}
     unwritten = [
         Unwritten(
             customers[index].line,
             customers[index].record.customer_id,
-            undone=not any(owner[key] == index for key in not_back),
+            undone=customers[index].record.customer_id not in partly,
         )
         for index in held
     ]
@@ -882,17 +891,17 @@ async def load_file(
         report.removed = exc.deleted
     if read_model is not None:
         try:
+            # Rows put back after a failed transaction first answer as they did before the
+            # load, over anything a dip cached of them in between (these entries are newer).
+            if back := [(k, r) for k, r in restored if r is not None]:
+                await read_model.write(back, announced)
+            if gone := [k for k, r in restored if r is None]:
+                await read_model.remove(gone)
             if not settled:
                 report.written_through = await read_model.write(answers, announced)
                 report.redis_error = None  # the filters have the keys now, whatever announce did
             if removed:
                 await read_model.remove(removed)
-            # Rows put back after a failed transaction answer as they did before the load,
-            # over anything a dip cached of them in between (these entries are newer).
-            if back := [(k, r) for k, r in restored if r is not None]:
-                await read_model.write(back, announced)
-            if gone := [k for k, r in restored if r is None]:
-                await read_model.remove(gone)
         except REDIS_ERRORS as exc:
             if not settled:
                 report.written_through = None

@@ -560,6 +560,33 @@ async def test_a_customer_whose_undo_fails_too_is_named_partly_written(
     assert await keys_stored(table, KEYS.key("customerId", "F-2")) == [True]
 
 
+async def test_a_customer_on_two_rows_whose_undo_fails_is_partly_written_on_both(
+    table: TableClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_text(FAILING + "F-2,+13175550139,Silver,false\n")
+    stuck = table_keys(KEYS.key("ani", "+13175550139"))[0]
+    assert stuck != FAILING_PARTITION
+
+    class UndoStuckIn(FailingPartition):
+        """Only the second row's number cannot be put back; the first row's can."""
+
+        async def delete_entity(self, pk: str, rk: str, **kwargs: Any) -> None:
+            if pk == stuck:
+                error = HttpResponseError("refused")
+                error.status_code = 400
+                raise error
+            await self.inner.delete_entity(pk, rk, **kwargs)
+
+    failing = UndoStuckIn(table, FAILING_PARTITION, transient=None)
+    report = await load_file(path, failing, "US", KEYS)  # type: ignore[arg-type]
+    # One customer, one verdict on both of its lines.
+    assert [(u.customer_id, u.undone) for u in report.unwritten] == [
+        ("F-2", False),
+        ("F-2", False),
+    ]
+
+
 async def test_a_load_writes_only_the_rows_that_change(table: TableClient, tmp_path: Path) -> None:
     path = tmp_path / "crm.csv"
     path.write_text(FAILING)

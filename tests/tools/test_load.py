@@ -477,3 +477,52 @@ def test_a_load_a_failing_transaction_stops_names_who_was_not_loaded_and_exits_1
     # L-2 is in the table under none of its keys: what was written of it went again.
     assert not table_has(azurite, table_name, KEYS.key("customerId", "L-2"))
     assert not table_has(azurite, table_name, KEYS.key("ani", number))
+
+
+class RefusingTable:
+    """A table client whose every request is refused, as a firewall or a lost role would."""
+
+    def __init__(self, inner: AsyncTableClient) -> None:
+        self.inner = inner
+
+    async def create_table(self, *args: Any, **kwargs: Any) -> None:
+        error = HttpResponseError("refused at https://example/Tables?sig=secret")
+        error.status_code = 403
+        raise error
+
+    async def __aenter__(self) -> RefusingTable:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_table_that_refuses_the_loader_is_a_one_line_failure_not_a_traceback(
+    tmp_path: Path,
+    azurite: Azurite,
+    table_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in {
+        "CustomerStorage": azurite.connection_string,
+        "LOOKUP_KEY_SECRET": SECRET,
+        "CUSTOMER_TABLE": table_name,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(
+        tools.load,
+        "make_table_client",
+        lambda settings, name: RefusingTable(
+            AsyncTableClient.from_connection_string(azurite.connection_string, name)
+        ),
+    )
+    path = export(tmp_path, EXPORT)
+    code = tools.load.main([str(path), "--no-progress", "--no-write-through"])
+    stderr = capsys.readouterr().err
+    assert code == 1
+    assert stderr.strip().endswith("failed (HttpResponseError 403)")
+    assert "Traceback" not in stderr and "sig=" not in stderr and "https://" not in stderr
