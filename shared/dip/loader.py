@@ -344,6 +344,22 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, HttpResponseError) and exc.status_code in _TRANSIENT_STATUS
 
 
+async def _retried[T](fn: Callable[[], Awaitable[T]], gate: asyncio.Semaphore) -> T:
+    """``fn`` under ``gate``, tried again after each of RETRY_DELAYS_S while its failure is
+    transient; the last failure is raised. The back-off waits outside the gate, so a call
+    that waits does not hold up the others."""
+    for delay in RETRY_DELAYS_S:
+        try:
+            async with gate:
+                return await fn()
+        except (AzureError, OSError, TimeoutError) as exc:
+            if not _transient(exc):
+                raise
+        await asyncio.sleep(delay * (1 + random.random() / 2))
+    async with gate:
+        return await fn()
+
+
 async def _submit(
     table: TableClient,
     batches: list[Batch],
@@ -360,19 +376,12 @@ async def _submit(
     with shown as advance:
 
         async def submit(batch: Batch) -> None:
-            for delay in (*RETRY_DELAYS_S, None):
-                try:
-                    async with gate:
-                        await table.submit_transaction(batch)
-                except (AzureError, OSError, TimeoutError) as exc:
-                    if delay is None or not _transient(exc):
-                        failed.append((batch, exc))
-                        return
-                    # Outside the gate, so a waiting batch does not hold up the others.
-                    await asyncio.sleep(delay * (1 + random.random() / 2))
-                else:
-                    advance(len(batch))
-                    return
+            try:
+                await _retried(lambda: table.submit_transaction(batch), gate)
+            except (AzureError, OSError, TimeoutError) as exc:
+                failed.append((batch, exc))
+            else:
+                advance(len(batch))
 
         await asyncio.gather(*(submit(b) for b in batches))
     return failed
@@ -444,11 +453,13 @@ _POINT_READS_MAX = 16
 class TableState:
     """What the table holds under the export's keys, read before a load writes.
 
+    ``wanted``: the export's entities by partition and RowKey, as read against.
     ``present``: every RowKey of the table (only when asked for, by a replacing load).
     ``before``: each of the export's keys whose row the load changes, with the values it
     held (None for a row it adds); a key whose row already holds the export's values is not
     in it, and is not written again."""
 
+    wanted: dict[str, dict[str, dict[str, Any]]]
     present: dict[str, set[str]]
     before: dict[tuple[str, str], dict[str, Any] | None]
 
@@ -513,18 +524,13 @@ async def read_table_state(
 
     async def read(pk: str) -> None:
         sparse = not every_partition and len(wanted.get(pk, {})) <= _POINT_READS_MAX
-        for delay in (*RETRY_DELAYS_S, None):
-            try:
-                async with gate:
-                    await (point_reads(pk) if sparse else scan(pk))
-                return
-            except (AzureError, OSError, TimeoutError) as exc:
-                if delay is None or not _transient(exc):
-                    raise ReadFailed(
-                        "reading the table before writing failed after retries "
-                        f"({_cause([([], exc)])}); nothing was written"
-                    ) from exc
-                await asyncio.sleep(delay * (1 + random.random() / 2))
+        try:
+            await _retried(lambda: point_reads(pk) if sparse else scan(pk), gate)
+        except (AzureError, OSError, TimeoutError) as exc:
+            raise ReadFailed(
+                "reading the table before writing failed after retries "
+                f"({_cause([([], exc)])}); nothing was written"
+            ) from exc
 
     partitions = [f"b{n:02x}" for n in range(PARTITIONS)] if every_partition else list(wanted)
     try:
@@ -534,7 +540,7 @@ async def read_table_state(
                 group.create_task(read(pk))
     except ExceptionGroup as failed:
         raise failed.exceptions[0] from None
-    return TableState(dict(present), before)
+    return TableState(wanted, dict(present), before)
 
 
 async def load_rows(
@@ -548,21 +554,21 @@ async def load_rows(
     """Make every customer's entities hold the export's values; return their count.
 
     Checks every record first (ValueError naming the line, nothing written). Reads what the
-    table holds (``state``, unless given; ReadFailed, nothing written, when it cannot), then
-    upserts the rows that differ in partition-sized transactions. A customer's rows live in
-    several partitions, and a Table transaction covers one: when a transaction still fails
-    after its retries, what was written of the customers it held goes back to the values
-    read before (a row the load added is deleted), and PartlyWritten names them, with the
-    answers their keys give again.
+    table holds (``state``, unless given, read against these customers' entities;
+    ReadFailed, nothing written, when it cannot), then upserts the rows that differ in
+    partition-sized transactions. A customer's rows live in several partitions, and a Table
+    transaction covers one: when a transaction still fails after its retries, what was
+    written of the customers it held goes back to the values read before (a row the load
+    added is deleted), and PartlyWritten names them, with the answers their keys give again.
     """
     for customer in customers:
         problem = _record_problem(customer.record)
         if problem is not None:
             raise ValueError(f"line {customer.line}: {problem}; nothing was written")
     await ensure_table(table)
-    by_partition = _entities(customers, keys)
     if state is None:
-        state = await read_table_state(table, by_partition)
+        state = await read_table_state(table, _entities(customers, keys))
+    by_partition = state.wanted
     operations = {
         pk: [
             (TransactionOperation.UPSERT, e, {"mode": "replace"})
@@ -584,23 +590,23 @@ async def _put_back(
     table: TableClient, pk: str, rk: str, old: dict[str, Any] | None, gate: asyncio.Semaphore
 ) -> bool:
     """One row back to its values before the load (deleted when the load added it), one
-    entity at a time: a delete in a transaction fails when its row was never written. At
-    most ``gate``'s count at once, and none held during a back-off, as transactions go."""
-    for delay in (*RETRY_DELAYS_S, None):
-        try:
-            async with gate:
-                if old is None:
-                    await table.delete_entity(pk, rk)  # a row that is not there is no error
-                else:
-                    await table.upsert_entity(
-                        {"PartitionKey": pk, "RowKey": rk, **old}, mode=UpdateMode.REPLACE
-                    )
-            return True
-        except (AzureError, OSError, TimeoutError) as exc:
-            if delay is None or not _transient(exc):
-                return False
-            await asyncio.sleep(delay * (1 + random.random() / 2))
-    return False
+    entity at a time: a delete in a transaction fails when its row was never written, while
+    the async TableClient's delete_entity returns on a 404 (azure-data-tables 12.7.0,
+    aio/_table_client_async.py, delete_entity)."""
+
+    async def put() -> None:
+        if old is None:
+            await table.delete_entity(pk, rk)
+        else:
+            await table.upsert_entity(
+                {"PartitionKey": pk, "RowKey": rk, **old}, mode=UpdateMode.REPLACE
+            )
+
+    try:
+        await _retried(put, gate)
+    except (AzureError, OSError, TimeoutError):
+        return False
+    return True
 
 
 async def _undo(
