@@ -25,5 +25,5 @@ async def health_report(clients: Clients, breaker: Breaker, dips: DipService) ->
         "inflightDbReads": dips.inflight_reads,
         # How many lookup key secrets this instance holds: 2 during a rotation, once its
         # settings carry LOOKUP_KEY_SECRET_PREVIOUS. A count, never the secrets.
-        "lookupKeySecrets": 2 if dips.keys.rotating else 1,
+        "lookupKeySecrets": dips.keys.secret_count,
     }

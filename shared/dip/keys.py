@@ -113,6 +113,11 @@ class LookupKeys:
         """True while a previous secret is also tried."""
         return self._previous is not None
 
+    @property
+    def secret_count(self) -> int:
+        """How many secrets keys are tried under: 2 during a rotation, else 1."""
+        return 2 if self.rotating else 1
+
     @staticmethod
     def _digest(base: hmac.HMAC, kind: KeyKind, value: str) -> LookupKey:
         # Copying a keyed HMAC object skips hashing the padded key again for every value.

@@ -188,7 +188,7 @@ class DipService:
         self.log_level = log_level
         self.metrics = metrics if metrics is not None else DipMetrics()
         self.metrics.watch_inflight(lambda: self._inflight_reads)
-        self.metrics.watch_lookup_key_secrets(lambda: 2 if self.keys.rotating else 1)
+        self.metrics.watch_lookup_key_secrets(lambda: self.keys.secret_count)
 
     @property
     def inflight_reads(self) -> int:

@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -442,6 +443,28 @@ class FailingPartition:
         return getattr(self.inner, name)
 
 
+def in_process_loader(
+    monkeypatch: pytest.MonkeyPatch,
+    azurite: Azurite,
+    table_name: str,
+    wrap: Callable[[AsyncTableClient], Any],
+) -> None:
+    """tools.load.main in this process, on the session's Azurite, its table client wrapped."""
+    for name, value in {
+        "CustomerStorage": azurite.connection_string,
+        "LOOKUP_KEY_SECRET": SECRET,
+        "CUSTOMER_TABLE": table_name,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(
+        tools.load,
+        "make_table_client",
+        lambda settings, name: wrap(
+            AsyncTableClient.from_connection_string(azurite.connection_string, name)
+        ),
+    )
+
+
 def test_a_load_a_failing_transaction_stops_names_who_was_not_loaded_and_exits_1(
     tmp_path: Path,
     azurite: Azurite,
@@ -452,18 +475,8 @@ def test_a_load_a_failing_transaction_stops_names_who_was_not_loaded_and_exits_1
     number = "+13175550302"  # L-2's first number
     failing = table_keys(KEYS.key("ani", number))[0]
     assert failing != table_keys(KEYS.key("customerId", "L-2"))[0]
-    for name, value in {
-        "CustomerStorage": azurite.connection_string,
-        "LOOKUP_KEY_SECRET": SECRET,
-        "CUSTOMER_TABLE": table_name,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(
-        tools.load,
-        "make_table_client",
-        lambda settings, name: FailingPartition(
-            AsyncTableClient.from_connection_string(azurite.connection_string, name), failing
-        ),
+    in_process_loader(
+        monkeypatch, azurite, table_name, lambda client: FailingPartition(client, failing)
     )
     path = export(tmp_path, EXPORT)
     code = tools.load.main([str(path), "--no-progress", "--no-write-through"])
@@ -507,19 +520,7 @@ def test_a_table_that_refuses_the_loader_is_a_one_line_failure_not_a_traceback(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name, value in {
-        "CustomerStorage": azurite.connection_string,
-        "LOOKUP_KEY_SECRET": SECRET,
-        "CUSTOMER_TABLE": table_name,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(
-        tools.load,
-        "make_table_client",
-        lambda settings, name: RefusingTable(
-            AsyncTableClient.from_connection_string(azurite.connection_string, name)
-        ),
-    )
+    in_process_loader(monkeypatch, azurite, table_name, RefusingTable)
     path = export(tmp_path, EXPORT)
     code = tools.load.main([str(path), "--no-progress", "--no-write-through"])
     stderr = capsys.readouterr().err
