@@ -150,6 +150,24 @@ class CpuBySource:
 _CPU_ANSWERS = ("cached", "absent", "database")
 
 
+def _peak_dips(inputs: Inputs) -> float:
+    """Dips/s at the spike's peak."""
+    return inputs.calls_per_minute / 60 * inputs.dips_per_call * inputs.spike_factor
+
+
+def _valve_admits(inputs: Inputs) -> float:
+    """Reads/s the valve admits, sustained: MAX_DB_QPS over its window and guard."""
+    return inputs.db_safe_qps / (1 + inputs.valve_guard_ms / 1000)
+
+
+def _reads_at_peak(inputs: Inputs, misses: float) -> float:
+    """Database reads/s at the peak: the misses, as far as the valve and the database let."""
+    limits = [_valve_admits(inputs)]
+    if inputs.db_capacity_qps is not None:
+        limits.append(inputs.db_capacity_qps)
+    return min(misses, *limits)
+
+
 def cpu_mix(inputs: Inputs, by_source: CpuBySource) -> tuple[float, str]:
     """CPU per dip at the peak (ms), weighted by how the peak's dips are answered, and how.
 
@@ -159,18 +177,13 @@ def cpu_mix(inputs: Inputs, by_source: CpuBySource) -> tuple[float, str]:
     sheds costs what an absent answer does (a miss and one more Redis round trip, the
     valve's).
     """
-    peak = inputs.calls_per_minute / 60 * inputs.dips_per_call * inputs.spike_factor
+    peak = _peak_dips(inputs)
     if inputs.warm:
         database = inputs.unwarmed_share
         absent = min(inputs.stranger_share, 1 - database)
         how = "warm: database = customers added since the warm, absent = strangers"
     else:
-        admitted = inputs.db_safe_qps / (1 + inputs.valve_guard_ms / 1000)
-        limits = [admitted] + (
-            [inputs.db_capacity_qps] if inputs.db_capacity_qps is not None else []
-        )
-        misses = peak * (1 - inputs.repeat_share)
-        database = min(misses, *limits) / peak
+        database = _reads_at_peak(inputs, peak * (1 - inputs.repeat_share)) / peak
         absent = (1 - inputs.repeat_share) - database
         how = "cold: database = reads the valve admits, shed dips priced as absent"
     cached = max(0.0, 1 - database - absent)
@@ -338,7 +351,7 @@ def plan(inputs: Inputs) -> Plan:
         f[key] = Figure(name, value, unit, formula, note)
 
     base = inputs.calls_per_minute / 60 * inputs.dips_per_call
-    peak = base * inputs.spike_factor
+    peak = _peak_dips(inputs)
     put(
         "baseDips",
         "dips/s before the spike",
@@ -479,9 +492,8 @@ def plan(inputs: Inputs) -> Plan:
     )
 
     # The database and the valve.
-    window_s = 1 + inputs.valve_guard_ms / 1000
     put("maxDbQps", "MAX_DB_QPS", inputs.db_safe_qps, "reads/s", "the database's safe read rate")
-    admitted = inputs.db_safe_qps / window_s
+    admitted = _valve_admits(inputs)
     put(
         "valveReadsPerS",
         "reads/s the valve admits, sustained",
@@ -500,10 +512,7 @@ def plan(inputs: Inputs) -> Plan:
         f"{inputs.size} (Little's law, doubled)",
     )
     misses = peak * (inputs.unwarmed_share if inputs.warm else 1 - inputs.repeat_share)
-    limits = [admitted]
-    if inputs.db_capacity_qps is not None:
-        limits.append(inputs.db_capacity_qps)
-    reads = min(misses, *limits)
+    reads = _reads_at_peak(inputs, misses)
     put(
         "dbReads",
         "database reads/s at the peak",
