@@ -145,6 +145,11 @@ def _listening_inodes(port: int) -> set[str]:
     return {cols[9] for cols in tcp_rows() if cols[3] == "0A" and cols[1].endswith(f":{port:04X}")}
 
 
+def socket_inode(fd_target: str) -> str | None:
+    """The inode of a socket as /proc/<pid>/fd/<n> links to it ("socket:[123]"), else None."""
+    return fd_target[8:-1] if fd_target.startswith("socket:[") else None
+
+
 def listener_pid(port: int) -> int | None:
     """The pid of the process listening on 127.0.0.1:port, if this user can see it."""
     inodes = _listening_inodes(port)
@@ -155,8 +160,7 @@ def listener_pid(port: int) -> int | None:
             continue
         try:
             for fd in (proc / "fd").iterdir():
-                target = os.readlink(fd)
-                if target.startswith("socket:[") and target[8:-1] in inodes:
+                if socket_inode(os.readlink(fd)) in inodes:
                     return int(proc.name)
         except OSError:
             continue

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench.procs import children_of, tcp_rows
+from bench.procs import children_of, socket_inode, tcp_rows
 
 __all__ = ["process_sample", "sampling_events", "tcp_ports"]
 
@@ -55,7 +55,8 @@ def process_sample(
                 target = os.readlink(f"/proc/{pid}/fd/{fd}")
             except OSError:
                 continue
-            ports = table.get(target[8:-1]) if target.startswith("socket:[") else None
+            inode = socket_inode(target)
+            ports = None if inode is None else table.get(inode)
             if ports is None:
                 continue
             for name, port in by_port.items():
@@ -92,7 +93,7 @@ def sampling_events(
     def at(t: float) -> Callable[[], Awaitable[None]]:
         async def take() -> None:
             pid = app_pid()
-            pids = ([] if pid is None else children_of(pid)) or ([] if pid is None else [pid])
+            pids = [] if pid is None else children_of(pid) or [pid]
             sockets = tcp_ports() if ports else None
             workers = [process_sample(p, ports, sockets) for p in pids]
             into.append(
