@@ -358,27 +358,24 @@ class DipMetrics:
         self._key_secrets = count
 
     def _observe_key_secrets(self, options: CallbackOptions) -> Iterable[Observation]:
-        source = self._key_secrets
-        return () if source is None else (Observation(source()),)
+        return _observe(self._key_secrets, "the lookup key secrets")
 
     def _observe_inflight(self, options: CallbackOptions) -> Iterable[Observation]:
         self._flush()
-        source = self._inflight
-        if source is None:
-            return ()
-        try:
-            return (Observation(source()),)
-        except Exception:
-            log.debug("observing the reads in flight failed", exc_info=True)
-            return ()
+        return _observe(self._inflight, "the reads in flight")
 
     def _observe_readmodel_age(self, options: CallbackOptions) -> Iterable[Observation]:
-        source = self._readmodel_age
-        if source is None:
-            return ()
-        try:
-            age = source()
-        except Exception:
-            log.debug("observing the read model's age failed", exc_info=True)
-            return ()
-        return () if age is None else (Observation(age),)
+        return _observe(self._readmodel_age, "the read model's age")
+
+
+def _observe(source: Callable[[], float | None] | None, what: str) -> Iterable[Observation]:
+    """What a gauge's source reports: nothing while there is no source or it answers None,
+    and nothing (logged at DEBUG) when it fails, since the SDK's collection must go on."""
+    if source is None:
+        return ()
+    try:
+        value = source()
+    except Exception:
+        log.debug("observing %s failed", what, exc_info=True)
+        return ()
+    return () if value is None else (Observation(value),)
