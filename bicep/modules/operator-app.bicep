@@ -121,10 +121,12 @@ var platformSettings = {
   WEBSITE_CONTENTAZUREFILECONNECTIONSTRING: 'DefaultEndpointsProtocol=https;AccountName=${hostStorageAccount.name};EndpointSuffix=${environment().suffixes.storage};AccountKey=${hostStorageAccount.listKeys().keys[0].value}'
   WEBSITE_CONTENTSHARE: contentShareName
   // With private networking the content share is reached through the network too. The site's
-  // outboundVnetRouting.contentShareTraffic says so; this setting is the form Functions' own
-  // reference and quickstarts for a secured host account use (app settings reference,
-  // WEBSITE_CONTENTOVERVNET), and App Service still honours it.
-  WEBSITE_CONTENTOVERVNET: empty(virtualNetworkSubnetResourceId) ? '0' : '1'
+  // outboundVnetRouting.contentShareTraffic says so; this setting is the form the Functions
+  // app settings reference gives for a secured host account
+  // (learn.microsoft.com/azure/azure-functions/functions-app-settings#website_contentovervnet),
+  // and the routing page keeps it supported (Manage Azure App
+  // Service virtual network integration routing, ms.date 11/24/2025).
+  WEBSITE_CONTENTOVERVNET: isNetworkIntegrated ? '1' : '0'
   SCM_DO_BUILD_DURING_DEPLOYMENT: 'true'
   ENABLE_ORYX_BUILD: 'true'
   // dipguard: the operator app serves surge, scale_schedule and health.

@@ -185,8 +185,8 @@ class RedisCache:
             raise CacheUnavailable(str(exc)) from exc
 
     async def get(self, key: str, timeout: float) -> Cached | None:
-        # The batch's MGET times out by itself, failing every waiter, which the breaker
-        # counts; the dip's own deadline bounds this caller's wait as well.
+        # The batch's MGET times out by itself, failing every waiter, and the breaker counts
+        # that as one failure (batch.py); the dip's own deadline bounds this caller's wait.
         raw = await self._call(lambda: self.reads.get(ANSWER_PREFIX + key, timeout), None)
         return None if raw is None else _decode(raw, self._clock())
 
