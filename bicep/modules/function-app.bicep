@@ -186,11 +186,9 @@ var platformSettings = {
   // private endpoints, reached from the apps' integration subnet (docs/deploy.md, Networks).
   WEBSITE_CONTENTAZUREFILECONNECTIONSTRING: 'DefaultEndpointsProtocol=https;AccountName=${hostStorageAccount.name};EndpointSuffix=${environment().suffixes.storage};AccountKey=${hostStorageAccount.listKeys().keys[0].value}'
   WEBSITE_CONTENTSHARE: contentShareName
-  // With private networking the content share is reached through the network too. The site's
-  // outboundVnetRouting.contentShareTraffic says so; this setting is the form the Functions
-  // app settings reference gives for a secured host account
-  // (learn.microsoft.com/azure/azure-functions/functions-app-settings#website_contentovervnet),
-  // and the routing page keeps it supported (Manage Azure App
+  // With private networking the content share is reached through the network too, as the
+  // site's contentShareTraffic says: the Functions app settings reference gives this setting
+  // for a secured host account, and the routing page keeps it supported (Manage Azure App
   // Service virtual network integration routing, ms.date 11/24/2025).
   WEBSITE_CONTENTOVERVNET: isNetworkIntegrated ? '1' : '0'
   // Remote build on deploy (azd, func publish): pip installs requirements.txt on Linux.
